@@ -1,0 +1,84 @@
+"""All trained parts of one DiffSem system, loaded together from a checkpoint folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import UNet2DModel
+from torch import nn
+
+from diffsem.checkpoints import check_card, load_weights
+from diffsem.config import ModelConfig, build
+from diffsem.diffusion import alphas_cumprod
+from diffsem.errors import CheckpointError
+from diffsem.models import ImageJudge, NoiseAwareClassifier, SemanticEncoder, make_unet
+
+PARTS = ("encoder", "classifier", "unet", "judge", "eavesdropper")
+DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class ModelBundle:
+    """cfg; encoder, classifier, unet (receiver side); judge; eavesdropper (the core's simple attacker)."""
+
+    cfg: ModelConfig
+    encoder: SemanticEncoder
+    classifier: NoiseAwareClassifier
+    unet: UNet2DModel
+    judge: ImageJudge
+    eavesdropper: NoiseAwareClassifier
+    model_id: str
+    device: torch.device = torch.device("cpu")
+    cards: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def abar(self) -> torch.Tensor:
+        """abar_t, float64 (T,)."""
+        return alphas_cumprod(self.cfg)
+
+    @classmethod
+    def fresh(cls, cfg: ModelConfig, model_id: str = "untrained") -> ModelBundle:
+        return cls(cfg, SemanticEncoder(cfg), NoiseAwareClassifier(cfg), make_unet(cfg), ImageJudge(cfg),
+                   NoiseAwareClassifier(cfg), model_id)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {p: getattr(self, p) for p in PARTS}
+
+    def to(self, device: torch.device) -> ModelBundle:
+        for m in self.modules().values():
+            m.to(device).eval()
+        self.device = device
+        return self
+
+
+def checkpoint_dir(dataset: str, root: Path | None = None) -> Path:
+    return (root or DEFAULT_CHECKPOINTS) / dataset
+
+
+def load_bundle(folder: Path, expected: ModelConfig | None = None, model_id: str | None = None,
+                device: str = "auto") -> ModelBundle:
+    """Load every part from ``folder`` (``<part>.safetensors`` + ``<part>.json``), checking the cards.
+
+    ``expected``/``model_id``, when given, must match the stored cards; a mismatch names both sides.
+    """
+    manifest = folder / "bundle.json"
+    if not manifest.exists():
+        raise CheckpointError(f"{folder}: no bundle.json; train one with `diffsem train --out {folder}`")
+    meta = json.loads(manifest.read_text())
+    check_card(folder, meta, expected, model_id)
+    cfg = build(ModelConfig, **meta["config"])
+    bundle = ModelBundle.fresh(cfg, meta["model_id"])
+    for part, module in bundle.modules().items():
+        bundle.cards[part] = load_weights(module, folder / f"{part}.safetensors", cfg, meta["model_id"])
+    return bundle.to(pick_device(device))

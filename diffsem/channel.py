@@ -1,0 +1,103 @@
+"""The physical channel, in one place for the offline evaluator and the live emulator.
+
+Convention (Sionna's): a frame of ``k`` real latent values travels as ``k/2`` complex symbols of unit average
+power, ``c = (x[0::2] + j x[1::2]) / sqrt(2)``. A link with SNR ``snr_db`` adds CN(0, N0) noise per complex
+symbol with ``N0 = 10^(-snr_db/10)``. Block fading ``h`` (one gain per frame) multiplies the symbols; a
+receiver that knows ``h`` equalises by zero forcing (divides by ``h``). After unpacking back to real values the
+noise per **real latent dimension** has variance
+
+    sigma_c^2 = N0 / |h|^2
+
+Erased symbols (probability ``erasure_prob`` each) are delivered as zeros and flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from diffsem.config import LinkConfig
+
+
+def noise_variance(snr_db: float | torch.Tensor) -> torch.Tensor:
+    """N0 per complex symbol for unit-power symbols: ``10^(-snr_db/10)``. Shape follows ``snr_db``."""
+    return torch.pow(10.0, -torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
+
+
+def to_symbols(x: torch.Tensor) -> torch.Tensor:
+    """Pack real latents (B, k) into complex symbols (B, k/2); unit power per real dim -> unit power per symbol."""
+    if x.shape[-1] % 2:
+        raise ValueError(f"need an even number of real values per frame, got {x.shape[-1]}")
+    return torch.complex(x[..., 0::2], x[..., 1::2]) / math.sqrt(2.0)
+
+
+def from_symbols(c: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_symbols`: complex (B, k/2) -> real (B, k)."""
+    return torch.stack((c.real, c.imag), dim=-1).flatten(-2) * math.sqrt(2.0)
+
+
+def draw_fading(n: int, link: LinkConfig, generator: torch.Generator) -> torch.Tensor:
+    """Draw ``n`` block-fading gains (complex64, shape (n,)) with E|h|^2 = 1.
+
+    ``none``: h = 1. ``rayleigh``: h ~ CN(0, 1). ``rician``: a line-of-sight part of power K/(K+1) plus
+    CN(0, 1/(K+1)) scatter, K = ``link.rician_k`` (linear).
+    """
+    if link.fading == "none":
+        return torch.ones(n, dtype=torch.complex64)
+    scatter = torch.complex(torch.randn(n, generator=generator), torch.randn(n, generator=generator)) / math.sqrt(2)
+    if link.fading == "rayleigh":
+        return scatter
+    k = link.rician_k
+    return (math.sqrt(k / (k + 1)) + math.sqrt(1 / (k + 1)) * scatter).to(torch.complex64)
+
+
+@dataclass
+class ChannelOutput:
+    """What a receiver with CSI gets back from :func:`apply_link`.
+
+    latent: (B, k) float32, the equalised received latent in real units.
+    sigma_c2: (B,) float32, noise variance per real dimension after equalisation (N0 / |h|^2).
+    gain: (B,) complex64, the fading gains h.
+    erased: (B, k) bool, real dimensions lost to erasure (delivered as 0).
+    """
+
+    latent: torch.Tensor
+    sigma_c2: torch.Tensor
+    gain: torch.Tensor
+    erased: torch.Tensor
+
+
+def apply_link(x: torch.Tensor, link: LinkConfig, generator: torch.Generator,
+               gain: torch.Tensor | None = None) -> ChannelOutput:
+    """Send real latents ``x`` (B, k), at most unit power per real dim, over one link.
+
+    All randomness comes from ``generator`` on the CPU, so a seed gives bit-identical noise on any host.
+    ``gain`` (B,) overrides the fading draw (the emulator holds one gain per coherence block).
+    """
+    b = x.shape[0]
+    c = to_symbols(x.detach().to("cpu", torch.float32))
+    h = draw_fading(b, link, generator) if gain is None else gain.to(torch.complex64)
+    n0 = float(noise_variance(link.snr_db))
+    noise = torch.complex(torch.randn(c.shape, generator=generator), torch.randn(c.shape, generator=generator))
+    received = h[:, None] * c + noise * math.sqrt(n0 / 2.0)
+    equalised = received / h[:, None]
+    erased_sym = torch.zeros(c.shape, dtype=torch.bool)
+    if link.erasure_prob > 0:
+        erased_sym = torch.rand(c.shape, generator=generator) < link.erasure_prob
+        equalised = torch.where(erased_sym, torch.zeros_like(equalised), equalised)
+    latent = from_symbols(equalised).to(x.device)
+    sigma_c2 = equalised_noise(link.snr_db, h)
+    erased = erased_sym.repeat_interleave(2, dim=-1)
+    return ChannelOutput(latent=latent, sigma_c2=sigma_c2.to(x.device), gain=h, erased=erased.to(x.device))
+
+
+def equalised_noise(snr_db: float, gain: torch.Tensor) -> torch.Tensor:
+    """sigma_c^2 = N0 / |h|^2 per real latent dim after zero forcing; gain (B,) complex -> (B,) float32."""
+    return (noise_variance(snr_db) / gain.abs().to(torch.float64).pow(2)).to(torch.float32)
+
+
+def awgn_sigma_c2(snr_db: float) -> float:
+    """sigma_c^2 per real latent dim of an unfaded AWGN link (= N0)."""
+    return float(noise_variance(snr_db))

@@ -1,0 +1,32 @@
+"""The DDPM schedule (diffusers) and the map between noise levels and timesteps."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler
+
+from diffsem.config import ModelConfig
+
+
+def make_scheduler(cfg: ModelConfig) -> DDPMScheduler:
+    """Linear-beta DDPM schedule. ``clip_sample=False``: latents are not confined to [-1, 1]."""
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start,
+                         beta_end=cfg.beta_end, beta_schedule="linear", clip_sample=False,
+                         prediction_type="epsilon")
+
+
+def alphas_cumprod(cfg: ModelConfig) -> torch.Tensor:
+    """abar_t for t = 0..T-1, float64, shape (T,)."""
+    return make_scheduler(cfg).alphas_cumprod.to(torch.float64)
+
+
+def nearest_timestep(abar_eff: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """Index t whose abar_t is nearest to each ``abar_eff`` (B,); int64 (B,).
+
+    Nearest in log-SNR, log(abar / (1 - abar)), which is what the denoiser's difficulty depends on.
+    """
+    def logsnr(a: torch.Tensor) -> torch.Tensor:
+        a = a.to(torch.float64).clamp(1e-12, 1 - 1e-12)
+        return torch.log(a) - torch.log1p(-a)
+
+    return (logsnr(abar_eff)[:, None] - logsnr(abar)[None, :]).abs().argmin(dim=1)

@@ -1,0 +1,56 @@
+"""One frame's path through the system, shared by the offline evaluator and the live services.
+
+transmitter: image -> s (encoder) -> x (self-noise for t* and the fed-back sigma_c^2)
+channel:     x -> y per link (:mod:`diffsem.channel`)
+listener:    y + public header (a, sigma_self^2) + own sigma^2 -> z_t at abar_eff
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from diffsem.errors import ConfigError
+from diffsem.selfnoise import abar_eff, apply_self_noise, normalise_received, sigma_self2
+
+
+@dataclass(frozen=True)
+class PublicHeader:
+    """What every listener sees with a frame. a: abar_{t*} (1.0 = no self-noise). sigma_self2: (B,)."""
+
+    t_star: int | None
+    a: float
+    sigma_self2: torch.Tensor
+
+
+def privacy_level(t_star: int | None, abar: torch.Tensor) -> float:
+    """a = abar_{t*}; ``None`` means no self-noise at all (a = 1, the plain system)."""
+    if t_star is None:
+        return 1.0
+    if not 0 <= t_star < len(abar):
+        raise ConfigError(f"t_star={t_star} must be in [0, {len(abar)})")
+    return float(abar[t_star])
+
+
+def self_noise_frame(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, sigma_c2_feedback: torch.Tensor | float,
+                     generator: torch.Generator) -> tuple[torch.Tensor, PublicHeader]:
+    """Transmitter side: s (B, k) unit power -> x (B, k), power <= 1, and the frame's public header.
+
+    ``sigma_c2_feedback`` is the legitimate link's noise per real dim (scalar or (B,)) from CSI feedback.
+    eps_self is drawn on the CPU from ``generator`` so a seed reproduces it on any host.
+    """
+    a = privacy_level(t_star, abar)
+    b = s.shape[0]
+    s2 = sigma_self2(a, torch.as_tensor(sigma_c2_feedback, dtype=torch.float32)).expand(b).clone()
+    if t_star is None:
+        s2.zero_()
+    eps = torch.randn(s.shape, generator=generator).to(s.device)
+    return apply_self_noise(s, a, s2.to(s.device), eps), PublicHeader(t_star, a, s2)
+
+
+def listener_view(y: torch.Tensor, header: PublicHeader, sigma2: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Any listener: received y (B, k) and its own channel noise sigma^2 per real dim -> (z_t, abar_eff (B,))."""
+    s2_channel = torch.as_tensor(sigma2, dtype=torch.float32).expand(y.shape[0])
+    z = normalise_received(y, header.a, header.sigma_self2, s2_channel)
+    return z, abar_eff(header.a, header.sigma_self2, s2_channel).to(torch.float32)

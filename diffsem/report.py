@@ -1,0 +1,176 @@
+"""Turn an evaluation's results dict into results.json, a Markdown table, PNG plots and the headline checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MODE_LABELS = {"direct": "self-noise + direct", "denoise": "DiffSem denoise", "selfref": "DiffSem selfref"}
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def _plain(rows: list[dict[str, Any]]) -> dict[float, float]:
+    return {r["snr_db"]: r["acc"]["plain"] for r in rows if r["t_star"] is None}
+
+
+def _by_t(rows: list[dict[str, Any]], t_star: int) -> list[dict[str, Any]]:
+    return [r for r in rows if r["t_star"] == t_star]
+
+
+def headline(res: dict[str, Any]) -> dict[str, Any]:
+    """The issue's headline checks, computed from the rows (never typed in by hand)."""
+    rows, ec = res["rows"], res["config"]
+    t0 = ec["default_t_star"]
+    diff_modes = [m for m in ec["modes"] if m != "direct"]
+    out: dict[str, Any] = {"clean_accuracy": res["clean_accuracy"], "default_t_star": t0}
+    band = [r for r in _by_t(rows, t0) if 0 <= r["snr_db"] <= 20]
+    if band and diff_modes:
+        best = [max(r["acc"][m] for m in diff_modes) for r in band]
+        out["default_band"] = {"snrs": [r["snr_db"] for r in band], "best_diffsem": best,
+                               "min": min(best), "spread_points": 100 * (max(best) - min(best))}
+    gains = []
+    for r in rows:
+        if r["t_star"] is None or not diff_modes or r["acc"]["direct"] > 0.85:
+            continue
+        best_mode = max(diff_modes, key=lambda m: r["acc"][m])
+        gains.append({"snr_db": r["snr_db"], "t_star": r["t_star"], "direct": r["acc"]["direct"],
+                      "best_mode": best_mode, "best": r["acc"][best_mode],
+                      "gain_points": 100 * (r["acc"][best_mode] - r["acc"]["direct"])})
+    out["diffusion_gain_where_direct_le_85"] = sorted(gains, key=lambda g: -g["gain_points"])[:5]
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    ec, rows = res["config"], res["rows"]
+    plain = _plain(rows)
+    offs = [str(o) for o in ec["eve_offsets"]]
+    lines = [f"# DiffSem evaluation: {res['dataset']}, {res['n']} test images, model {res['model_id']}", "",
+             f"Clean accuracy (plain, no channel noise): **{_pct(res['clean_accuracy'])}%**. "
+             f"Fading: {ec['fading']}. Reverse steps: {ec['steps']} (eta {ec['eta']}); "
+             f"U-Net evaluations per image: {res['unet_evals_per_image']}. Code {res['code_version']}, "
+             f"{res['seconds']} s.", ""]
+    for t in sorted({r["t_star"] for r in rows if r["t_star"] is not None}):
+        sub = _by_t(rows, t)
+        lines += [f"## t* = {t} (abar = {res['abar'][str(t)]:.4f})" + (" — default" if t == ec["default_t_star"] else ""),
+                  "", "| SNR dB | abar_eff | plain | " + " | ".join(MODE_LABELS.get(m, m) for m in ec["modes"])
+                  + " | " + " | ".join(f"eve {o} dB" for o in offs) + " | gap (best legit − eve) " + "/".join(offs) + " |",
+                  "|" + "---|" * (4 + len(ec["modes"]) + len(offs))]
+        for r in sub:
+            best = max(r["acc"].values())
+            gaps = "/".join(f"{100 * (best - r['eve'][o]):+.1f}" for o in offs)
+            lines.append(f"| {r['snr_db']:g} | {r['abar_eff']:.4f} | {_pct(plain.get(r['snr_db']))} | "
+                         + " | ".join(_pct(r["acc"][m]) for m in ec["modes"]) + " | "
+                         + " | ".join(_pct(r["eve"][o]) for o in offs) + f" | {gaps} |")
+        lines.append("")
+    h = headline(res)
+    lines += ["## Headline checks", "", f"- clean accuracy: {_pct(h['clean_accuracy'])}%"]
+    if "default_band" in h:
+        b = h["default_band"]
+        lines.append(f"- default t* = {h['default_t_star']}, SNR {b['snrs'][0]:g}..{b['snrs'][-1]:g} dB: best DiffSem "
+                     f"min {_pct(b['min'])}%, spread {b['spread_points']:.2f} points")
+    if h["diffusion_gain_where_direct_le_85"]:
+        for g in h["diffusion_gain_where_direct_le_85"]:
+            lines.append(f"- t* = {g['t_star']}, SNR {g['snr_db']:g} dB: direct {_pct(g['direct'])}%, "
+                         f"{g['best_mode']} {_pct(g['best'])}% ({g['gain_points']:+.2f} points)")
+    else:
+        lines.append("- no swept condition has direct accuracy <= 85%")
+    return "\n".join(lines) + "\n"
+
+
+def plot_vs_snr(res: dict[str, Any], path: Path) -> None:
+    ec, rows = res["config"], res["rows"]
+    ts = sorted({r["t_star"] for r in rows if r["t_star"] is not None})
+    cols = min(3, len(ts))
+    fig, axes = plt.subplots(-(-len(ts) // cols), cols, figsize=(4.2 * cols, 3.4 * -(-len(ts) // cols)),
+                             squeeze=False, sharey=True)
+    plain = _plain(rows)
+    for ax, t in zip(axes.flat, ts, strict=False):
+        sub = _by_t(rows, t)
+        snrs = [r["snr_db"] for r in sub]
+        ax.plot(list(plain), [100 * v for v in plain.values()], "k--", label="plain (no self-noise)")
+        for m in ec["modes"]:
+            ax.plot(snrs, [100 * r["acc"][m] for r in sub], marker="o", label=MODE_LABELS.get(m, m))
+        for o in ec["eve_offsets"]:
+            ax.plot(snrs, [100 * r["eve"][str(o)] for r in sub], ":", marker="x", label=f"eavesdropper {o:+g} dB")
+        ax.set_title(f"t* = {t} (abar {res['abar'][str(t)]:.3f})")
+        ax.set_xlabel("legitimate SNR (dB)")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
+    for ax in list(axes.flat)[len(ts):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{res['dataset']}: accuracy vs SNR ({res['n']} images)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_vs_tstar(res: dict[str, Any], path: Path, snr_db: float = 10.0) -> None:
+    ec, rows = res["config"], res["rows"]
+    snrs = sorted({r["snr_db"] for r in rows})
+    snr = min(snrs, key=lambda s: abs(s - snr_db))
+    sub = sorted([r for r in rows if r["snr_db"] == snr and r["t_star"] is not None], key=lambda r: r["t_star"])
+    ts = [r["t_star"] for r in sub]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in ec["modes"]:
+        ax.plot(ts, [100 * r["acc"][m] for r in sub], marker="o", label=MODE_LABELS.get(m, m))
+    for o in ec["eve_offsets"]:
+        ax.plot(ts, [100 * r["eve"][str(o)] for r in sub], ":", marker="x", label=f"eavesdropper {o:+g} dB")
+    ax.axhline(100 * _plain(rows)[snr], color="k", ls="--", label="plain (no self-noise)")
+    ax.set_xlabel("privacy level t* (larger = more self-noise)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{res['dataset']}: accuracy vs t* at legitimate SNR {snr:g} dB")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_eve_view(res: dict[str, Any], path: Path) -> None:
+    """Originals (left column) next to the first latent channel the eavesdropper intercepts at each t*."""
+    view = res.get("eve_view")
+    if not view:
+        return
+    images, latents, ts = view["images"], view["latents"], view["t_stars"]
+    n = len(images)
+    fig, axes = plt.subplots(n, 1 + len(ts), figsize=(1.3 * (1 + len(ts)), 1.3 * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i], cmap="gray")
+        for j, t in enumerate(ts):
+            axes[i, 1 + j].imshow(np.asarray(latents[j][i])[:64].reshape(8, 8), cmap="coolwarm")
+            if i == 0:
+                axes[0, 1 + j].set_title(f"t*={t}", fontsize=8)
+    axes[0, 0].set_title("original", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"What the eavesdropper receives (latent, SNR {view['snr_db']:g} dB)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(res: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write every artefact into ``out``; return their paths by name."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "table": out / "table.md", "acc_vs_snr": out / "acc_vs_snr.png",
+             "acc_vs_tstar": out / "acc_vs_tstar.png", "eve_view": out / "eve_view.png"}
+    res = {**res, "headline": headline(res)}
+    paths["json"].write_text(json.dumps(res, indent=1) + "\n")
+    paths["table"].write_text(markdown(res))
+    plot_vs_snr(res, paths["acc_vs_snr"])
+    plot_vs_tstar(res, paths["acc_vs_tstar"])
+    plot_eve_view(res, paths["eve_view"])
+    return paths

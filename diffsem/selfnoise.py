@@ -1,0 +1,43 @@
+"""Self-noising at the transmitter and the receiver's view of it (DESIGN.md §3).
+
+All variances are per real latent dimension. With target a = abar_{t*} and the legitimate link's
+sigma_c^2 (channel-state feedback), the transmitter sends
+
+    x = sqrt(a) s + sigma_self eps_self,   sigma_self^2 = max(0, 1 - a - sigma_c^2)
+
+so its power a + sigma_self^2 is at most 1. A listener whose own channel adds sigma^2 receives
+y = sqrt(a) s + sqrt(sigma_self^2 + sigma^2) eps, and y / sqrt(a + sigma_self^2 + sigma^2) is exactly a
+diffusion latent z_t at abar_eff = a / (a + sigma_self^2 + sigma^2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sigma_self2(a: float | torch.Tensor, sigma_c2: float | torch.Tensor) -> torch.Tensor:
+    """Self-noise variance max(0, 1 - a - sigma_c^2); broadcasts over a batch (B,)."""
+    a = torch.as_tensor(a, dtype=torch.float64)
+    return torch.clamp(1.0 - a - torch.as_tensor(sigma_c2, dtype=torch.float64), min=0.0)
+
+
+def abar_eff(a: float | torch.Tensor, s2_self: float | torch.Tensor, s2_channel: float | torch.Tensor) -> torch.Tensor:
+    """Effective abar a / (a + sigma_self^2 + sigma^2) a listener sees; broadcasts (B,)."""
+    a = torch.as_tensor(a, dtype=torch.float64)
+    return a / (a + torch.as_tensor(s2_self, dtype=torch.float64) + torch.as_tensor(s2_channel, dtype=torch.float64))
+
+
+def apply_self_noise(s: torch.Tensor, a: float, s2_self: torch.Tensor, eps_self: torch.Tensor) -> torch.Tensor:
+    """Transmit signal x = sqrt(a) s + sigma_self eps_self.
+
+    s: (B, k) unit-power latents. s2_self: (B,) or scalar. eps_self: (B, k) standard normal.
+    Returns (B, k) with power a + sigma_self^2 <= 1 per real dim.
+    """
+    std = torch.as_tensor(s2_self, dtype=s.dtype, device=s.device).sqrt().reshape(-1, 1)
+    return a ** 0.5 * s + std * eps_self
+
+
+def normalise_received(y: torch.Tensor, a: float, s2_self: torch.Tensor, s2_channel: torch.Tensor) -> torch.Tensor:
+    """Scale a received latent (B, k) to unit total variance, i.e. to z_t at :func:`abar_eff`."""
+    total = torch.as_tensor(a) + torch.as_tensor(s2_self) + torch.as_tensor(s2_channel)
+    return y / total.to(y.dtype).to(y.device).sqrt().reshape(-1, 1)

@@ -1,0 +1,49 @@
+"""Checkpoint round trip and refusal of mismatched checkpoints."""
+
+import pytest
+import torch
+
+from diffsem.bundle import DEFAULT_CHECKPOINTS, load_bundle
+from diffsem.checkpoints import load_weights, save_weights
+from diffsem.config import ModelConfig
+from diffsem.errors import CheckpointError
+from diffsem.models import NoiseAwareClassifier
+
+
+def test_round_trip_preserves_weights_to_storage_precision(tmp_path):
+    cfg = ModelConfig()
+    src, dst = NoiseAwareClassifier(cfg), NoiseAwareClassifier(cfg)
+    save_weights(src, tmp_path / "c.safetensors", {"config": cfg.model_dump(mode="json"), "model_id": "m1"})
+    card = load_weights(dst, tmp_path / "c.safetensors", cfg, "m1")
+    assert card["model_id"] == "m1" and "code_version" in card
+    for (name, a), b in zip(src.state_dict().items(), dst.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
+    z = torch.randn(3, 256)
+    assert torch.allclose(src(z, torch.ones(3)), dst(z, torch.ones(3)), atol=1e-2)
+
+
+def test_mismatched_k_names_both_sides(tmp_path):
+    cfg = ModelConfig(k=256)
+    save_weights(NoiseAwareClassifier(cfg), tmp_path / "c.safetensors", {"config": cfg.model_dump(mode="json")})
+    with pytest.raises(CheckpointError, match=r"k=256.*k=128"):
+        load_weights(NoiseAwareClassifier(ModelConfig(k=128)), tmp_path / "c.safetensors", ModelConfig(k=128))
+
+
+def test_mismatched_model_id_and_dataset_are_refused(mnist_bundle):
+    assert mnist_bundle.cards["encoder"]["model_id"] == mnist_bundle.model_id
+    with pytest.raises(CheckpointError, match="but 'other-model' was requested"):
+        load_bundle(DEFAULT_CHECKPOINTS / "mnist", model_id="other-model", device="cpu")
+    with pytest.raises(CheckpointError, match=r"dataset='mnist' but dataset='fashion-mnist'"):
+        load_bundle(DEFAULT_CHECKPOINTS / "mnist", expected=ModelConfig(dataset="fashion-mnist"), device="cpu")
+
+
+def test_corrupt_weights_file_is_a_clear_error(tmp_path):
+    cfg = ModelConfig()
+    path = tmp_path / "c.safetensors"
+    save_weights(NoiseAwareClassifier(cfg), path, {"config": cfg.model_dump(mode="json")})
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_weights(NoiseAwareClassifier(cfg), path, cfg)
+    (tmp_path / "c.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_weights(NoiseAwareClassifier(cfg), path, cfg)

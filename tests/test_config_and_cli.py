@@ -1,0 +1,41 @@
+"""Invalid configuration and bad CLI input give one clear line, never a torch traceback."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from diffsem.config import LinkConfig, ModelConfig, PrivacyConfig, build
+from diffsem.errors import ConfigError
+
+
+@pytest.mark.parametrize(("cls", "values", "needle"), [
+    (ModelConfig, {"k": 255}, "must be a positive even number"),
+    (ModelConfig, {"k": 200}, "multiple of 64"),
+    (PrivacyConfig, {"t_star": 1000}, "must be in [0, 1000)"),
+    (PrivacyConfig, {"t_star": -1}, "must be in [0, 1000)"),
+    (LinkConfig, {"snr_db": math.nan}, "must be a finite number of dB"),
+    (LinkConfig, {"snr_db": math.inf}, "must be a finite number of dB"),
+    (LinkConfig, {"erasure_prob": 1.5}, "must be in [0, 1]"),
+])
+def test_invalid_config_is_a_config_error(cls, values, needle):
+    with pytest.raises(ConfigError) as err:
+        build(cls, **values)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["train", "--k", "129", "--max-train", "10"], "positive even number"),
+    (["eval", "--n", "10", "--t-stars", "100,1000"], "must be in [0, 1000)"),
+    (["eval", "--n", "10", "--snrs", "0,nan"], "finite number of dB"),
+    (["eval", "--n", "10", "--k", "128"], "k=256 but k=128 was requested"),
+    (["eval", "--dataset", "fashion-mnist", "--checkpoints", "checkpoints/mnist", "--n", "10"], "fashion-mnist"),
+    (["eval", "--modes", "direct,magic"], "subset of direct, denoise, selfref"),
+])
+def test_cli_reports_bad_input_in_one_line(args, needle, repo_root):
+    done = subprocess.run([sys.executable, "-m", "diffsem.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=repo_root)
+    assert done.returncode == 2, done.stderr
+    assert needle in done.stderr
+    assert "Traceback" not in done.stderr
