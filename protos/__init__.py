@@ -1,0 +1,1 @@
+"""Protocol definitions (package ``diffsem.v1``) and their generated Python code."""

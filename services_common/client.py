@@ -1,0 +1,44 @@
+"""gRPC clients of the stack: same max message size as the servers, a deadline on every call."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services_common.server import GRPC_OPTIONS
+
+DEADLINE_S = 10.0        # default deadline of a unary call
+SHORT_DEADLINE_S = 2.0   # state queries, health checks, telemetry
+
+
+def channel(address: str) -> grpc.Channel:
+    """An insecure channel to ``host:port`` with the stack's message-size options."""
+    return grpc.insecure_channel(address, options=GRPC_OPTIONS)
+
+
+def aio_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+
+
+def health_status(address: str, service: str = "", timeout: float = SHORT_DEADLINE_S) -> str:
+    """``SERVING``, ``NOT_SERVING``, ... or ``UNREACHABLE``."""
+    with channel(address) as ch:
+        try:
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+
+def wait_healthy(address: str, timeout: float = 60.0, service: str = "") -> None:
+    """Poll the health service until SERVING; TimeoutError naming the last status otherwise."""
+    deadline = time.monotonic() + timeout
+    status = "UNREACHABLE"
+    while time.monotonic() < deadline:
+        status = health_status(address, service)
+        if status == "SERVING":
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{address} not SERVING after {timeout:.0f} s (last status {status})")
