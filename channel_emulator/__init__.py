@@ -1,0 +1,1 @@
+"""Channel emulator service: per-listener impaired links over the core channel model."""

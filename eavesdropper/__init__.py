@@ -1,0 +1,1 @@
+"""Eavesdropper service: listens on its own link and runs an attack chosen by name."""

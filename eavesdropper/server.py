@@ -1,0 +1,108 @@
+"""The eavesdropper service: subscribes to its own link under a name and runs an attack chosen by name.
+
+Each result (label guess and/or reconstruction) goes to the panel's ``Telemetry`` by message id.
+``Attack`` runs the configured attack, or another registered one by name, on frames given directly.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from diffsem.bundle import ModelBundle
+from diffsem.errors import ConfigError
+from eavesdropper.attacks import Attack, make_attack
+from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
+from protos.diffsem.v1 import common_pb2, eavesdropper_pb2, eavesdropper_pb2_grpc, frame_pb2, telemetry_pb2
+from services_common.errors import BadRequest, NotReady, grpc_errors
+from services_common.frames import received_batch
+from services_common.listener import ListenerLoop
+from services_common.tensors import to_proto
+
+MAX_FRAMES = 4096
+
+
+class Eavesdropper:
+    """One named eavesdropper with its attack (and others built on demand for ``Attack``)."""
+
+    def __init__(self, bundle: ModelBundle, name: str, attack: str = "feature-classifier"):
+        self.bundle, self.name = bundle, name
+        self.attack_name = attack
+        self.attacks: dict[str, Attack] = {attack: make_attack(attack, bundle)}
+
+    def _attack(self, name: str) -> Attack:
+        if name not in self.attacks:
+            try:
+                self.attacks[name] = make_attack(name, self.bundle)
+            except ConfigError as exc:
+                raise BadRequest(str(exc)) from None
+        return self.attacks[name]
+
+    def run(self, frames: list[frame_pb2.ReceivedFrame], attack: str = "") -> list[eavesdropper_pb2.AttackResult]:
+        name = attack or self.attack_name
+        att = self._attack(name)
+        if len(frames) > MAX_FRAMES:
+            raise BadRequest(f"{len(frames)} frames in one Attack; at most {MAX_FRAMES}")
+        batch = received_batch(frames, self.bundle.cfg.k, self.bundle.model_id)
+        out = att.attack(batch)
+        done = time.time()
+        results = []
+        for i, rf in enumerate(frames):
+            r = eavesdropper_pb2.AttackResult(message_id=rf.frame.message_id, seq=rf.frame.seq, attack=name,
+                                              abar_eff=float(batch.abar_eff[i]))
+            if rf.frame.header.send_time:
+                r.latency_ms = (done - rf.frame.header.send_time) * 1000.0
+            if out.labels is not None:
+                r.has_label, r.label = True, int(out.labels[i])
+            if out.reconstructions is not None:
+                r.reconstruction.CopyFrom(to_proto(out.reconstructions[i].detach().float().clamp(0, 1).cpu()))
+            results.append(r)
+        return results
+
+    def reports(self, frames: list[frame_pb2.ReceivedFrame]) -> list[telemetry_pb2.Report]:
+        now = time.time()
+        out = []
+        for r in self.run(frames):
+            rep = telemetry_pb2.Report(message_id=r.message_id, seq=r.seq, listener=self.name,
+                                       role=common_pb2.ROLE_EAVESDROPPER, method=r.attack, has_label=r.has_label,
+                                       label=r.label, latency_ms=r.latency_ms, abar_eff=r.abar_eff, report_time=now)
+            if r.HasField("reconstruction"):
+                rep.reconstruction.CopyFrom(r.reconstruction)
+            out.append(rep)
+        return out
+
+    def listen(self, emulator: str, telemetry: str | None, max_batch: int, max_wait_ms: float,
+               defaults: ch_pb.LinkSettings | None) -> ListenerLoop:
+        return ListenerLoop(emulator, common_pb2.ROLE_EAVESDROPPER, self.name, self.reports, self.attack_name,
+                            telemetry, max_batch, max_wait_ms, defaults).start()
+
+
+class EavesdropperServicer(eavesdropper_pb2_grpc.EavesdropperServicer):
+    def __init__(self) -> None:
+        self._eve: Eavesdropper | None = None
+        self.loop: ListenerLoop | None = None
+
+    @property
+    def eve(self) -> Eavesdropper:
+        if self._eve is None:
+            raise NotReady("eavesdropper is still loading its model")
+        return self._eve
+
+    def ready(self, eve: Eavesdropper, loop: ListenerLoop | None) -> None:
+        self._eve, self.loop = eve, loop
+
+    @grpc_errors
+    def Attack(self, request: eavesdropper_pb2.AttackRequest,
+               context: grpc.ServicerContext) -> eavesdropper_pb2.AttackReply:
+        return eavesdropper_pb2.AttackReply(results=self.eve.run(list(request.frames), request.attack))
+
+    @grpc_errors
+    def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
+        eve = self.eve
+        details = {}
+        if self.loop is not None:
+            details = {k: str(v) for k, v in self.loop.counts.items()} | {"attached": str(self.loop.attached.is_set())}
+        return common_pb2.ServiceInfo(service="eavesdropper", name=eve.name, model_id=eve.bundle.model_id,
+                                      device=str(eve.bundle.device), k=eve.bundle.cfg.k, mode=eve.attack_name,
+                                      details=details)

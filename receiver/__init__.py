@@ -1,0 +1,1 @@
+"""Receiver service: the legitimate listener, decoding frames with the diffusion receiver."""

@@ -1,0 +1,73 @@
+"""``python -m receiver``: run the legitimate receiver service."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from diffsem.bundle import checkpoint_dir, load_bundle
+from diffsem.config import DECODE_MODES
+from protos.diffsem.v1 import receiver_pb2, receiver_pb2_grpc
+from receiver.server import Receiver, ReceiverServicer
+from services_common import logs
+from services_common.server import ServiceHost, run_or_exit, write_port_file
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m receiver", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50053, help="gRPC port (0 = ephemeral)")
+    p.add_argument("--port-file", type=Path, default=None)
+    p.add_argument("--emulator", default="127.0.0.1:50052", help="channel emulator address ('' = do not listen)")
+    p.add_argument("--telemetry", default="127.0.0.1:50060", help="control panel telemetry address ('' = none)")
+    p.add_argument("--name", default="receiver", help="the emulator's legitimate link name")
+    p.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"))
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    p.add_argument("--mode", choices=DECODE_MODES, default="selfref")
+    p.add_argument("--steps", type=int, default=1, help="reverse steps per diffusion decode")
+    p.add_argument("--eta", type=float, default=0.0, help="0 = DDIM, 1 = DDPM-like")
+    p.add_argument("--max-batch", type=int, default=64, help="dynamic batching: most frames per decode")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="dynamic batching: longest wait for more frames")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return p.parse_args(argv)
+
+
+def _fail(host: ServiceHost) -> None:
+    host.exit_code = 1
+    host.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    log = logs.setup("receiver")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    host = ServiceHost([receiver_pb2.DESCRIPTOR.services_by_name["Receiver"].full_name])
+    servicer = ReceiverServicer()
+    host.add(receiver_pb2_grpc.add_ReceiverServicer_to_server, servicer)
+    port = host.start(args.host, args.port)
+    write_port_file(args.port_file, grpc=port)
+
+    def load() -> None:
+        bundle = load_bundle(args.checkpoints, device=args.device)
+        log.info("model %s on %s (%s)", bundle.model_id, bundle.device,
+                 "CUDA" if bundle.device.type == "cuda" else "CPU: no CUDA device" if args.device == "auto" else "CPU")
+        rx = Receiver(bundle, args.mode, args.steps, args.eta, args.name)
+        loop = None
+        if args.emulator:
+            loop = rx.listen(args.emulator, args.telemetry or None, args.max_batch, args.max_wait_ms)
+        if loop is not None:
+            loop.on_fatal = lambda msg: _fail(host)
+            host.on_stop(loop.stop)
+        servicer.ready(rx, loop)
+        host.set_serving(True)
+        log.info("receiver on %s:%d, mode %s, batches of <= %d within %.1f ms", args.host, port, args.mode,
+                 args.max_batch, args.max_wait_ms)
+
+    run_or_exit(host, load, log)
+
+
+if __name__ == "__main__":
+    main()

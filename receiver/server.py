@@ -1,0 +1,102 @@
+"""The legitimate receiver service.
+
+It subscribes to the emulator's legitimate link, batches frames that arrive together (``max_batch``,
+``max_wait_ms``), turns each into z_t at abar_eff with the core's ``listener_view`` and decodes it with
+:class:`diffsem.receiver.DiffusionReceiver` in the configured mode. Every decision goes to the panel's
+``Telemetry`` with its latency (transmitter send time -> decision). ``Decode`` decodes frames given
+directly, in any mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+import torch
+
+from diffsem.bundle import ModelBundle
+from diffsem.config import DECODE_MODES
+from diffsem.diffusion import nearest_timestep
+from diffsem.receiver import DiffusionReceiver
+from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, telemetry_pb2
+from services_common.errors import BadRequest, NotReady, grpc_errors
+from services_common.frames import received_batch
+from services_common.listener import ListenerLoop
+
+log = logging.getLogger(__name__)
+MAX_DECODE_FRAMES = 4096
+
+
+class Receiver:
+    """Decoding with the core receiver. ``mode``: default decode mode; ``steps``/``eta``: reverse process."""
+
+    def __init__(self, bundle: ModelBundle, mode: str = "selfref", steps: int = 1, eta: float = 0.0,
+                 name: str = "receiver"):
+        if mode not in DECODE_MODES:
+            raise BadRequest(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
+        self.bundle, self.mode, self.name = bundle, mode, name
+        self.core = DiffusionReceiver(bundle, steps=steps, eta=eta)
+
+    def decode(self, frames: list[frame_pb2.ReceivedFrame], mode: str = "") -> list[receiver_pb2.Decision]:
+        """Decide the labels of delivered frames (B,); raises BadRequest on malformed frames or modes."""
+        mode = mode or self.mode
+        if mode not in DECODE_MODES:
+            raise BadRequest(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
+        if len(frames) > MAX_DECODE_FRAMES:
+            raise BadRequest(f"{len(frames)} frames in one Decode; at most {MAX_DECODE_FRAMES}")
+        start = time.time()
+        batch = received_batch(frames, self.bundle.cfg.k, self.bundle.model_id)
+        result = self.core.decode(batch.z, batch.abar_eff, mode)
+        probs = torch.softmax(result.logits.float(), dim=1)
+        t_eff = nearest_timestep(batch.abar_eff, self.bundle.abar)
+        done = time.time()
+        return [receiver_pb2.Decision(
+            message_id=rf.frame.message_id, seq=rf.frame.seq, label=int(result.labels[i]), probs=probs[i].tolist(),
+            abar_eff=float(batch.abar_eff[i]), t_eff=int(t_eff[i]), mode=mode, unet_evals=result.unet_evals,
+            latency_ms=(done - rf.frame.header.send_time) * 1000.0 if rf.frame.header.send_time else 0.0,
+            decode_ms=(done - start) * 1000.0, batch_size=len(frames)) for i, rf in enumerate(frames)]
+
+    def reports(self, frames: list[frame_pb2.ReceivedFrame]) -> list[telemetry_pb2.Report]:
+        """The listener path: decode in the configured mode and turn decisions into telemetry reports."""
+        now = time.time()
+        return [telemetry_pb2.Report(message_id=d.message_id, seq=d.seq, listener=self.name,
+                                     role=common_pb2.ROLE_LEGITIMATE, method=d.mode, has_label=True, label=d.label,
+                                     latency_ms=d.latency_ms, abar_eff=d.abar_eff, report_time=now)
+                for d in self.decode(frames)]
+
+    def listen(self, emulator: str, telemetry: str | None, max_batch: int, max_wait_ms: float) -> ListenerLoop:
+        return ListenerLoop(emulator, common_pb2.ROLE_LEGITIMATE, self.name, self.reports, self.mode, telemetry,
+                            max_batch, max_wait_ms).start()
+
+
+class ReceiverServicer(receiver_pb2_grpc.ReceiverServicer):
+    """gRPC wiring; UNAVAILABLE until the model is loaded."""
+
+    def __init__(self) -> None:
+        self._rx: Receiver | None = None
+        self.loop: ListenerLoop | None = None
+
+    @property
+    def rx(self) -> Receiver:
+        if self._rx is None:
+            raise NotReady("receiver is still loading its model")
+        return self._rx
+
+    def ready(self, rx: Receiver, loop: ListenerLoop | None) -> None:
+        self._rx, self.loop = rx, loop
+
+    @grpc_errors
+    def Decode(self, request: receiver_pb2.DecodeRequest, context: grpc.ServicerContext) -> receiver_pb2.DecodeReply:
+        return receiver_pb2.DecodeReply(decisions=self.rx.decode(list(request.frames), request.mode))
+
+    @grpc_errors
+    def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
+        rx = self.rx
+        details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta)}
+        if self.loop is not None:
+            details.update({k: str(v) for k, v in self.loop.counts.items()})
+            details.update(attached=str(self.loop.attached.is_set()), max_batch=str(self.loop.max_batch),
+                           max_wait_ms=str(self.loop.max_wait_s * 1000))
+        return common_pb2.ServiceInfo(service="receiver", name=rx.name, model_id=rx.bundle.model_id,
+                                      device=str(rx.bundle.device), k=rx.bundle.cfg.k, mode=rx.mode, details=details)

@@ -1,0 +1,1 @@
+"""Transmitter service: images -> semantic latents -> self-noised frames -> channel emulator."""

@@ -1,0 +1,177 @@
+"""The transmitter service: encode images, self-noise them for t*, send the frames to the emulator.
+
+Per request (a batch of B images) it
+
+1. encodes the images with the bundle's encoder (``s``, (B, k), unit power);
+2. takes the legitimate link's sigma_c^2 from the emulator's ``GetState`` (cached for ``csi_max_age_s``, so
+   an SNR trace is followed within that time);
+3. calls :func:`diffsem.pipeline.self_noise_frame` with its seeded generator (one call per request, in
+   request order, as the offline evaluator does per batch);
+4. sends the B frames to the emulator in one ``Send`` and replies with their ids and sequence numbers.
+
+Steps 2-4 run under one lock, so the generator's draws and the emulator's see requests in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import torch
+
+from diffsem.bundle import ModelBundle
+from diffsem.pipeline import privacy_level, self_noise_frame
+from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
+from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
+from protos.diffsem.v1 import common_pb2, frame_pb2
+from protos.diffsem.v1 import transmitter_pb2 as pb
+from protos.diffsem.v1 import transmitter_pb2_grpc as pb_grpc
+from services_common.client import DEADLINE_S, SHORT_DEADLINE_S, channel
+from services_common.errors import BadRequest, NotReady, OutOfRange, grpc_errors
+from services_common.frames import header_to_proto
+from services_common.tensors import to_proto, to_torch
+
+log = logging.getLogger(__name__)
+IMAGE_DTYPES = (common_pb2.DTYPE_FLOAT32, common_pb2.DTYPE_UINT8)
+MAX_BATCH = 4096
+MAX_ID_LEN = 128
+
+
+def images_from_proto(msg: common_pb2.Tensor) -> torch.Tensor:
+    """Images as float32 (B, 1, 28, 28) in [0, 1] from (B, 1, 28, 28), (1, 28, 28) or (28, 28) tensors."""
+    x = to_torch(msg, "images", IMAGE_DTYPES)
+    shape = tuple(x.shape)
+    if x.dim() == 2:
+        x = x[None, None]
+    elif x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+        raise BadRequest(f"images: shape {shape}, expected (B, 1, 28, 28), (1, 28, 28) or (28, 28)")
+    if not 1 <= x.shape[0] <= MAX_BATCH:
+        raise BadRequest(f"images: batch of {x.shape[0]}, expected 1 to {MAX_BATCH}")
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise BadRequest("images: float32 pixel values must be finite and in [0, 1] (or send uint8 0-255)")
+    return x
+
+
+class Transmitter:
+    """Encoder + self-noising + forwarding; thread-safe."""
+
+    def __init__(self, bundle: ModelBundle, emulator: str, legit_link: str = "receiver", t_star: int | None = 300,
+                 seed: int = 0, csi_max_age_s: float = 0.02):
+        self.bundle = bundle
+        self.abar = bundle.abar
+        self.legit_link = legit_link
+        self.csi_max_age_s = csi_max_age_s
+        self.channel = channel(emulator)
+        self.emulator = ch_grpc.ChannelEmulatorStub(self.channel)
+        self.lock = threading.Lock()
+        self.t_star = self._check_t(t_star)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.seq = 0
+        self._csi = (0.0, -1e9)  # (sigma_c2, monotonic time)
+
+    def _check_t(self, t_star: int | None) -> int | None:
+        if t_star is not None and not 0 <= t_star < len(self.abar):
+            raise OutOfRange(f"t_star={t_star} is out of range [0, {len(self.abar) - 1}] "
+                             f"(the model has T={len(self.abar)} diffusion steps)")
+        return t_star
+
+    def csi(self, force: bool = False) -> float:
+        """The legitimate link's sigma_c^2 per real dim, from the emulator (cached ``csi_max_age_s``)."""
+        value, at = self._csi
+        if force or time.monotonic() - at > self.csi_max_age_s:
+            try:
+                state = self.emulator.GetState(ch_pb.GetStateRequest(link=self.legit_link), timeout=SHORT_DEADLINE_S)
+            except grpc.RpcError as exc:
+                raise NotReady(f"channel emulator unreachable for CSI feedback: {exc.details()}") from None
+            value = state.links[0].sigma_c2
+            self._csi = (value, time.monotonic())
+        return value
+
+    def configure(self, req: pb.TransmitterConfig) -> None:
+        with self.lock:
+            if req.HasField("t_star"):
+                self.t_star = self._check_t(req.t_star)
+            elif req.disable_self_noise:
+                self.t_star = None
+            if req.HasField("seed"):
+                self.gen = torch.Generator().manual_seed(req.seed)
+            log.info("configured: t_star=%s", self.t_star)
+
+    def state(self) -> pb.TransmitterState:
+        msg = pb.TransmitterState(a=privacy_level(self.t_star, self.abar), sigma_c2_feedback=self._csi[0],
+                                  csi_age_s=time.monotonic() - self._csi[1], frames=self.seq,
+                                  model_id=self.bundle.model_id, num_train_timesteps=len(self.abar))
+        if self.t_star is not None:
+            msg.t_star = self.t_star
+        return msg
+
+    @torch.no_grad()
+    def transmit(self, req: pb.TransmitRequest) -> pb.TransmitReply:
+        images = images_from_proto(req.images)
+        b = images.shape[0]
+        ids = list(req.message_ids) or [uuid.uuid4().hex for _ in range(b)]
+        if len(ids) != b:
+            raise BadRequest(f"{len(ids)} message ids for {b} images; give one per image or none")
+        if any(not i or len(i) > MAX_ID_LEN for i in ids):
+            raise BadRequest(f"message ids must be 1-{MAX_ID_LEN} characters")
+        s = self.bundle.encoder(images.to(self.bundle.device)).float()
+        with self.lock:
+            sigma_c2 = self.csi()
+            x, header = self_noise_frame(s, self.t_star, self.abar, sigma_c2, self.gen)
+            x = x.cpu()
+            now = time.time()
+            seqs = list(range(self.seq, self.seq + b))
+            frames = [frame_pb2.Frame(message_id=ids[i], seq=seqs[i], symbols=to_proto(x[i]),
+                                      header=header_to_proto(header, i, self.bundle.model_id, now)) for i in range(b)]
+            self.emulator.Send(ch_pb.SendRequest(frames=frames), timeout=DEADLINE_S)
+            self.seq += b
+        return pb.TransmitReply(message_ids=ids, seqs=seqs, header=frames[0].header, sigma_c2_feedback=sigma_c2)
+
+
+class TransmitterServicer(pb_grpc.TransmitterServicer):
+    """gRPC wiring; answers UNAVAILABLE until :attr:`tx` is set (the model is loaded)."""
+
+    def __init__(self, tx: Transmitter | None = None):
+        self._tx = tx
+
+    @property
+    def tx(self) -> Transmitter:
+        if self._tx is None:
+            raise NotReady("transmitter is still loading its model")
+        return self._tx
+
+    def ready(self, tx: Transmitter) -> None:
+        self._tx = tx
+
+    @grpc_errors
+    def Transmit(self, request: pb.TransmitRequest, context: grpc.ServicerContext) -> pb.TransmitReply:
+        return self.tx.transmit(request)
+
+    @grpc_errors
+    def TransmitStream(self, request_iterator: Iterator[pb.TransmitRequest],
+                       context: grpc.ServicerContext) -> Iterator[pb.TransmitReply]:
+        for req in request_iterator:
+            yield self.tx.transmit(req)
+
+    @grpc_errors
+    def Configure(self, request: pb.TransmitterConfig, context: grpc.ServicerContext) -> pb.TransmitterState:
+        self.tx.configure(request)
+        return self.tx.state()
+
+    @grpc_errors
+    def GetState(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> pb.TransmitterState:
+        return self.tx.state()
+
+    @grpc_errors
+    def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
+        b = self.tx.bundle
+        return common_pb2.ServiceInfo(service="transmitter", model_id=b.model_id, device=str(b.device), k=b.cfg.k,
+                                      details={"t_star": str(self.tx.t_star), "legit_link": self.tx.legit_link})
