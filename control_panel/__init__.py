@@ -1,0 +1,1 @@
+"""Control panel: FastAPI HTTP API + dashboard, and the gRPC Telemetry server that counts accuracy."""

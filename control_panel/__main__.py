@@ -1,0 +1,61 @@
+"""``python -m control_panel``: the HTTP API + dashboard and the Telemetry gRPC server, in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from control_panel.app import PanelSettings, create_app
+from diffsem.imageio import MAX_BYTES
+from services_common import logs
+from services_common.server import write_port_file
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m control_panel", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port (0 = ephemeral)")
+    p.add_argument("--telemetry-port", type=int, default=50060, help="Telemetry gRPC port (0 = ephemeral)")
+    p.add_argument("--port-file", type=Path, default=None, help="write the bound ports here as JSON")
+    p.add_argument("--transmitter", default="127.0.0.1:50051")
+    p.add_argument("--emulator", default="127.0.0.1:50052")
+    p.add_argument("--legit-name", default="receiver", help="the legitimate listener's name")
+    p.add_argument("--max-upload-bytes", type=int, default=MAX_BYTES)
+    p.add_argument("--transmit-timeout-s", type=float, default=10.0)
+    return p.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    settings = PanelSettings(args.transmitter, args.emulator, args.host, args.telemetry_port, args.legit_name,
+                             args.max_upload_bytes, args.transmit_timeout_s)
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.http_port))
+    http_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        write_port_file(args.port_file, http=http_port, telemetry=app.state.telemetry_port)
+        logs.setup("control_panel").info("control panel on http://%s:%d (telemetry gRPC port %d)", args.host,
+                                          http_port, app.state.telemetry_port)
+
+    task = asyncio.create_task(announce())
+    await server.serve(sockets=[sock])
+    task.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logs.setup("control_panel")
+    asyncio.run(serve(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

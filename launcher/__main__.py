@@ -1,0 +1,123 @@
+"""``python -m launcher``: start the whole live stack on loopback, print its URLs, stop it on Ctrl-C/SIGTERM.
+
+Example (the demo)::
+
+    python -m launcher --checkpoints checkpoints/mnist \\
+        --eavesdropper eve:feature-classifier:0 --eavesdropper far-eve:feature-classifier:-10
+
+``--ports 0`` makes every port ephemeral (several stacks side by side, tests); ``--state-file`` writes the
+URLs, pids and ports as JSON once everything is healthy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from diffsem.bundle import checkpoint_dir
+from diffsem.config import DECODE_MODES
+from launcher.stack import EveSpec, Stack, StackConfig, StartupError
+
+
+def _eve(text: str) -> EveSpec:
+    try:
+        return EveSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m launcher", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"), help="checkpoint bundle folder")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    p.add_argument("--eavesdropper", "-e", type=_eve, action="append", default=[], metavar="NAME[:ATTACK[:OFFSET_DB]]",
+                   help="an eavesdropper (repeatable); OFFSET_DB: its SNR relative to the legitimate link")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--ports", choices=["fixed", "0"], default="fixed",
+                   help="fixed: the ports below; 0: every port ephemeral")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--transmitter-port", type=int, default=50051)
+    p.add_argument("--emulator-port", type=int, default=50052)
+    p.add_argument("--receiver-port", type=int, default=50053)
+    p.add_argument("--telemetry-port", type=int, default=50060)
+    p.add_argument("--eve-base-port", type=int, default=50070, help="first eavesdropper port (+1 each)")
+    p.add_argument("--mode", choices=DECODE_MODES, default="selfref", help="receiver decode mode")
+    p.add_argument("--steps", type=int, default=1, help="receiver reverse steps")
+    p.add_argument("--snr-db", type=float, default=10.0, help="legitimate link SNR (dB)")
+    p.add_argument("--t-star", type=int, default=300, help="privacy level t*")
+    p.add_argument("--no-self-noise", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--receiver-threads", type=int, default=None)
+    p.add_argument("--log-dir", type=Path, default=None, help="service logs (default: a new temp folder)")
+    p.add_argument("--state-file", type=Path, default=None, help="write URLs, pids and ports here as JSON")
+    p.add_argument("--no-restart", action="store_true", help="do not restart services that die")
+    return p.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> StackConfig:
+    ports = dict(http_port=args.http_port, transmitter_port=args.transmitter_port, emulator_port=args.emulator_port,
+                 receiver_port=args.receiver_port, telemetry_port=args.telemetry_port, eve_base_port=args.eve_base_port)
+    if args.ports == "0":
+        ports = {k: 0 for k in ports}
+    return StackConfig(checkpoints=args.checkpoints, device=args.device, host=args.host,
+                       eavesdroppers=args.eavesdropper, mode=args.mode, steps=args.steps, snr_db=args.snr_db,
+                       t_star=None if args.no_self_noise else args.t_star, seed=args.seed, max_batch=args.max_batch,
+                       max_wait_ms=args.max_wait_ms, receiver_threads=args.receiver_threads, log_dir=args.log_dir,
+                       restart=not args.no_restart, **ports)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from eavesdropper.attacks import known_attacks
+
+    names = [e.name for e in args.eavesdropper]
+    unknown = sorted({e.attack for e in args.eavesdropper} - set(known_attacks()))
+    if unknown:
+        print(f"launcher: unknown attack {', '.join(map(repr, unknown))}; known attacks: "
+              f"{', '.join(known_attacks())}", file=sys.stderr)
+        return 2
+    if len(set(names)) != len(names) or {"receiver", "transmitter", "channel_emulator", "control_panel"} & set(names):
+        print("launcher: eavesdropper names must be unique and differ from the service names", file=sys.stderr)
+        return 2
+    if not (args.checkpoints / "bundle.json").exists():
+        print(f"launcher: no checkpoint bundle in {args.checkpoints} (bundle.json missing); train one with "
+              f"`diffsem train --out {args.checkpoints}` or pass --checkpoints", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = Stack(config_from(args))
+    print(f"[launcher] starting; service logs in {stack.cfg.log_dir}", flush=True)
+    try:
+        stack.start()
+    except StartupError as exc:
+        print(f"[launcher] startup failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print("[launcher] every service is healthy:", flush=True)
+    for name, url in stack.urls().items():
+        print(f"  {name:<22} {url}", flush=True)
+    if args.state_file:
+        tmp = args.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stack.state(), indent=1))
+        tmp.replace(args.state_file)
+    print("[launcher] Ctrl-C or SIGTERM stops everything", flush=True)
+    while not stop.wait(1.0):
+        if args.state_file:
+            tmp = args.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(stack.state(), indent=1))
+            tmp.replace(args.state_file)
+    print("[launcher] stopping", flush=True)
+    stack.stop()
+    print("[launcher] stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Start, supervise and stop the live stack as local processes.
+
+Start order follows the dependencies: channel emulator, transmitter, control panel (Telemetry), receiver,
+eavesdroppers. Each service binds its port (0 = ephemeral) and writes it to a port file; the stack then
+waits for the gRPC health service to say SERVING (``/healthz`` for the panel). A service that dies is
+restarted on the same port (``restart=True``), so the others reconnect to the same address: a receiver
+killed mid-run reattaches to the emulator and the run completes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services_common.client import health_status
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class EveSpec:
+    """One eavesdropper: ``name[:attack[:snr_offset_db]]`` (offset relative to the legitimate link, dB)."""
+
+    name: str
+    attack: str = "feature-classifier"
+    snr_offset_db: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> EveSpec:
+        parts = text.split(":")
+        if not parts[0] or len(parts) > 3:
+            raise ValueError(f"eavesdropper {text!r}: use NAME[:ATTACK[:SNR_OFFSET_DB]], e.g. eve:feature-classifier:-3")
+        offset = None
+        if len(parts) == 3 and parts[2]:
+            try:
+                offset = float(parts[2])
+            except ValueError:
+                raise ValueError(f"eavesdropper {text!r}: SNR offset {parts[2]!r} is not a number") from None
+        return cls(parts[0], parts[1] if len(parts) > 1 and parts[1] else "feature-classifier", offset)
+
+
+@dataclass
+class StackConfig:
+    """Options of the whole stack. Ports: 0 = ephemeral."""
+
+    checkpoints: Path = ROOT / "checkpoints" / "mnist"
+    device: str = "auto"
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    transmitter_port: int = 50051
+    emulator_port: int = 50052
+    receiver_port: int = 50053
+    telemetry_port: int = 50060
+    eve_base_port: int = 50070
+    eavesdroppers: list[EveSpec] = field(default_factory=list)
+    mode: str = "selfref"
+    steps: int = 1
+    snr_db: float = 10.0
+    t_star: int | None = 300
+    seed: int = 0
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    queue_size: int = 4096
+    receiver_threads: int | None = None
+    log_dir: Path | None = None
+    restart: bool = True
+    startup_timeout_s: float = 180.0
+
+    @classmethod
+    def ephemeral(cls, **kw: Any) -> StackConfig:
+        """Every port ephemeral (tests, several stacks side by side)."""
+        ports = dict(http_port=0, transmitter_port=0, emulator_port=0, receiver_port=0, telemetry_port=0,
+                     eve_base_port=0)
+        return cls(**(ports | kw))
+
+
+class Service:
+    """One child process: its command line, port file, log file and restart count."""
+
+    def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str):
+        self.name, self.module, self.args, self.health = name, module, args, health
+        self.port_file = log_dir / f"{name}.port.json"
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.ports: dict[str, int] = {}
+        self.restarts = 0
+        self.wanted = True
+
+    def start(self) -> None:
+        self.port_file.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args, "--port-file", str(self.port_file)],
+                                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def read_ports(self) -> bool:
+        try:
+            data = json.loads(self.port_file.read_text())
+        except (OSError, ValueError):
+            return False
+        if self.proc is None or data.get("pid") != self.proc.pid:
+            return False
+        self.ports = {k: v for k, v in data.items() if k != "pid"}
+        return True
+
+    def address(self, key: str = "grpc", host: str = "127.0.0.1") -> str:
+        return f"{host}:{self.ports[key]}"
+
+    def healthy(self, host: str) -> bool:
+        if not self.alive or not self.read_ports():
+            return False
+        if self.health == "http":
+            try:
+                with urllib.request.urlopen(f"http://{host}:{self.ports['http']}/healthz", timeout=2) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+        return health_status(self.address(host=host)) == "SERVING"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def fix_port(self) -> None:
+        """After the first start, restart on the same port(s) so clients keep their addresses."""
+        if not self.ports:
+            return
+        for flag, key in (("--port", "grpc"), ("--http-port", "http"), ("--telemetry-port", "telemetry")):
+            if flag in self.args and key in self.ports:
+                self.args[self.args.index(flag) + 1] = str(self.ports[key])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.wanted = False
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class Stack:
+    """The running stack. Use as a context manager or call :meth:`start` / :meth:`stop`."""
+
+    def __init__(self, cfg: StackConfig):
+        self.cfg = cfg
+        if cfg.log_dir is None:
+            import tempfile
+
+            cfg.log_dir = Path(tempfile.mkdtemp(prefix="diffsem-stack-"))
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        self.services: dict[str, Service] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._eve_port = cfg.eve_base_port
+
+    # ---- addresses -------------------------------------------------------------------------------------
+    def address(self, name: str, key: str = "grpc") -> str:
+        return self.services[name].address(key, self.cfg.host)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.services['control_panel'].ports['http']}"
+
+    def urls(self) -> dict[str, str]:
+        out = {"dashboard": self.http_url + "/", "api docs": self.http_url + "/docs",
+               "metrics": self.http_url + "/metrics",
+               "telemetry (gRPC)": self.address("control_panel", "telemetry")}
+        out |= {f"{name} (gRPC)": self.address(name) for name, s in self.services.items() if name != "control_panel"}
+        return out
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def _add(self, name: str, module: str, args: list[str], health: str = "grpc") -> Service:
+        svc = Service(name, module, args, self.cfg.log_dir, health)  # type: ignore[arg-type]
+        self.services[name] = svc
+        svc.start()
+        return svc
+
+    def _wait(self, svc: Service, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.cfg.startup_timeout_s)
+        while time.monotonic() < deadline:
+            if svc.healthy(self.cfg.host):
+                svc.fix_port()
+                return
+            if not svc.alive:
+                raise StartupError(f"{svc.name} exited with status {svc.proc.returncode if svc.proc else '?'} "
+                                   f"during startup; its log ({svc.log_path}) ends:\n{svc.log_tail()}")
+            time.sleep(0.2)
+        raise StartupError(f"{svc.name} not healthy after {timeout or self.cfg.startup_timeout_s:.0f} s; "
+                           f"its log ({svc.log_path}) ends:\n{svc.log_tail()}")
+
+    def _wait_ports(self, svc: Service) -> None:
+        deadline = time.monotonic() + self.cfg.startup_timeout_s
+        while not svc.read_ports():
+            if not svc.alive or time.monotonic() > deadline:
+                raise StartupError(f"{svc.name} did not bind its port; its log ({svc.log_path}) ends:\n"
+                                   f"{svc.log_tail()}")
+            time.sleep(0.1)
+
+    def _common(self) -> list[str]:
+        return ["--host", self.cfg.host]
+
+    def start(self) -> Stack:
+        c = self.cfg
+        try:
+            emu = self._add("channel_emulator", "channel_emulator", [
+                *self._common(), "--port", str(c.emulator_port), "--snr-db", str(c.snr_db), "--seed", str(c.seed),
+                "--queue-size", str(c.queue_size)])
+            self._wait(emu)
+            model = ["--checkpoints", str(c.checkpoints), "--device", c.device]
+            tx_args = [*self._common(), "--port", str(c.transmitter_port), "--emulator", self.address("channel_emulator"),
+                       "--seed", str(c.seed), *model]
+            tx_args += ["--no-self-noise"] if c.t_star is None else ["--t-star", str(c.t_star)]
+            tx = self._add("transmitter", "transmitter", tx_args)
+            self._wait_ports(tx)  # its address is known before its model is loaded
+            panel = self._add("control_panel", "control_panel", [
+                *self._common(), "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
+                "--transmitter", self.address("transmitter"), "--emulator", self.address("channel_emulator")],
+                health="http")
+            self._wait(panel)
+            rx_args = [*self._common(), "--port", str(c.receiver_port), "--emulator", self.address("channel_emulator"),
+                       "--telemetry", self.address("control_panel", "telemetry"), "--mode", c.mode,
+                       "--steps", str(c.steps), "--max-batch", str(c.max_batch), "--max-wait-ms", str(c.max_wait_ms),
+                       *model]
+            if c.receiver_threads:
+                rx_args += ["--threads", str(c.receiver_threads)]
+            rx = self._add("receiver", "receiver", rx_args)
+            eves = [self._start_eve(spec) for spec in c.eavesdroppers]
+            for svc in (tx, rx, *eves):
+                self._wait(svc)
+        except BaseException:
+            self.stop()
+            raise
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
+        return self
+
+    def _start_eve(self, spec: EveSpec) -> Service:
+        if spec.name in self.services:
+            raise StartupError(f"a service named {spec.name!r} already runs")
+        port = self._eve_port
+        if self._eve_port:
+            self._eve_port += 1
+        args = [*self._common(), "--port", str(port), "--name", spec.name, "--attack", spec.attack,
+                "--emulator", self.address("channel_emulator"),
+                "--telemetry", self.address("control_panel", "telemetry"),
+                "--checkpoints", str(self.cfg.checkpoints), "--device", self.cfg.device]
+        if spec.snr_offset_db is not None:
+            args += ["--snr-offset-db", str(spec.snr_offset_db)]
+        return self._add(spec.name, "eavesdropper", args)
+
+    def add_eavesdropper(self, spec: EveSpec, wait: bool = True) -> Service:
+        """Attach one more eavesdropper while the stack runs."""
+        with self._lock:
+            svc = self._start_eve(spec)
+        if wait:
+            self._wait(svc)
+        return svc
+
+    def remove(self, name: str) -> None:
+        """Stop a service for good (an eavesdropper detaches; nothing else is reconfigured)."""
+        with self._lock:
+            svc = self.services.pop(name)
+        svc.stop()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                dead = [s for s in self.services.values() if s.wanted and not s.alive]
+            for svc in dead:
+                if not self.cfg.restart or self._stopping.is_set():
+                    continue
+                code = svc.proc.returncode if svc.proc else None
+                if code == 2:  # a configuration error: restarting would fail the same way
+                    svc.wanted = False
+                    print(f"[launcher] {svc.name} exited with a configuration error; not restarting:\n"
+                          f"{svc.log_tail(5)}", file=sys.stderr, flush=True)
+                    continue
+                svc.restarts += 1
+                print(f"[launcher] {svc.name} exited ({code}); restart {svc.restarts} on its port",
+                      file=sys.stderr, flush=True)
+                svc.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every service in reverse start order (graceful), SIGKILL what is left after ``timeout``."""
+        self._stopping.set()
+        for svc in reversed(list(self.services.values())):
+            svc.stop(timeout)
+
+    def state(self) -> dict[str, Any]:
+        return {"urls": self.urls() if "control_panel" in self.services else {},
+                "log_dir": str(self.cfg.log_dir),
+                "services": {n: {"pid": s.proc.pid if s.proc else None, "ports": s.ports, "log": str(s.log_path),
+                                 "restarts": s.restarts} for n, s in self.services.items()}}
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
