@@ -363,6 +363,18 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
             raise HTTPException(404, f"no run {run_id!r}")
         return run.as_json(app.state.ledger)
 
+    @app.get("/api/runs/{run_id}/decisions", tags=["runs"])
+    async def run_decisions(run_id: str) -> dict[str, Any]:
+        """Per image of the run, in order: ground truth and each listener's label (null: none or lost)."""
+        run = app.state.runs.runs.get(run_id)
+        if run is None:
+            raise HTTPException(404, f"no run {run_id!r}")
+        msgs = [app.state.ledger.messages.get(f"{run.id}-{run.req.start + i}") for i in range(run.req.n)]
+        names = sorted({name for m in msgs if m is not None for name in m.outcomes})
+        return {"id": run.id, "start": run.req.start, "truth": [m.label if m else None for m in msgs],
+                "listeners": {name: [m.outcomes[name].label if m and name in m.outcomes else None for m in msgs]
+                              for name in names}}
+
     @app.delete("/api/runs/{run_id}", tags=["runs"])
     async def cancel_run(run_id: str) -> dict[str, Any]:
         run = app.state.runs.runs.get(run_id)

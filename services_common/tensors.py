@@ -66,7 +66,7 @@ def to_numpy(msg: common_pb2.Tensor, what: str = "tensor", dtypes: Sequence[int]
                          f"({n * dt.itemsize} bytes expected)")
     if shape is not None and (len(shape) != len(dims)
                               or any(e is not None and e != d for e, d in zip(shape, dims, strict=True))):
-        want = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ")"
+        want = "(" + ", ".join("*" if e is None else str(e) for e in shape) + (",)" if len(shape) == 1 else ")")
         raise BadRequest(f"{what}: shape {tuple(dims)}, expected {want}")
     return np.frombuffer(msg.data, dtype=dt).reshape(dims).astype(dt.newbyteorder("="), copy=True)
 

@@ -1,0 +1,88 @@
+"""Shared helpers of the live-stack tests (paths, the launched stack, test images)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+DEFAULT_CHECKPOINTS = ROOT / "checkpoints" / "mnist"
+if "DIFFSEM_DATA_DIR" not in os.environ and (ROOT / "data" / "mnist").is_dir():
+    os.environ["DIFFSEM_DATA_DIR"] = str(ROOT / "data")
+
+
+def checkpoints_path() -> Path:
+    return Path(os.environ.get("DIFFSEM_TEST_CHECKPOINTS", DEFAULT_CHECKPOINTS))
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+@dataclass
+class LiveStack:
+    """A stack started by ``python -m launcher --ports 0``: URLs, addresses and pids from its state file."""
+
+    proc: subprocess.Popen
+    state_file: Path
+    checkpoints: Path
+    out_path: Path
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_file.read_text())
+
+    @property
+    def url(self) -> str:
+        return self.state["urls"]["dashboard"].rstrip("/")
+
+    def address(self, service: str, key: str = "grpc") -> str:
+        return f"127.0.0.1:{self.state['services'][service]['ports'][key]}"
+
+    def pid(self, service: str) -> int:
+        return self.state["services"][service]["pid"]
+
+    def http(self, timeout: float = 60.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def wait_run(self, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.http() as c:
+            while time.monotonic() < deadline:
+                run = c.get(f"/api/runs/{run_id}").json()
+                if run["status"] in ("done", "failed", "cancelled"):
+                    return run
+                time.sleep(0.3)
+        raise TimeoutError(f"run {run_id} not finished after {timeout} s: {run}")
+
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def huge_png_header(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid PNG that declares width x height pixels but is a few hundred bytes (no pixel data to decode)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
