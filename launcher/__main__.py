@@ -91,8 +91,15 @@ def main(argv: list[str] | None = None) -> int:
               f"`diffsem train --out {args.checkpoints}` or pass --checkpoints", file=sys.stderr)
         return 2
     stop = threading.Event()
+    started = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        if not started.is_set():
+            raise KeyboardInterrupt  # interrupts startup; Stack.start stops what it started
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     stack = Stack(config_from(args))
     print(f"[launcher] starting; service logs in {stack.cfg.log_dir}", flush=True)
     try:
@@ -100,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"[launcher] startup failed: {exc}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:
+        print("[launcher] interrupted during startup; everything stopped", file=sys.stderr, flush=True)
+        return 130
+    started.set()
     print("[launcher] every service is healthy:", flush=True)
     for name, url in stack.urls().items():
         print(f"  {name:<22} {url}", flush=True)

@@ -237,6 +237,25 @@ def test_frames_of_wrong_shape_or_dtype_are_invalid_argument(live: LiveStack) ->
         assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE and "t_star=5000" in err.value.details()
 
 
+def test_transmit_stream_answers_each_batch_in_order(live: LiveStack) -> None:
+    from protos.diffsem.v1 import transmitter_pb2, transmitter_pb2_grpc
+    from services_common.tensors import to_proto
+
+    images, _ = load_split("mnist", "test")
+    reqs = [transmitter_pb2.TransmitRequest(images=to_proto(images[i:i + 3]), message_ids=[f"s{i}-{j}" for j in range(3)])
+            for i in (0, 3)]
+    with grpc.insecure_channel(live.address("transmitter")) as ch:
+        replies = list(transmitter_pb2_grpc.TransmitterStub(ch).TransmitStream(iter(reqs), timeout=20))
+    assert [list(r.message_ids) for r in replies] == [list(r.message_ids) for r in reqs]
+    seqs = [s for r in replies for s in r.seqs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    with live.http() as c:  # ids the panel never registered: reported, never counted
+        deadline = time.monotonic() + 20
+        while c.get("/api/summary").json()["unmatched_reports"] < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
 # ---- test-set runs: accuracy, and the same decisions as the offline pipeline ---------------------------
 @pytest.fixture(scope="module")
 def seeded_run(live: LiveStack) -> dict[str, Any]:
