@@ -33,7 +33,10 @@ async def serve(args: argparse.Namespace) -> None:
     settings = PanelSettings(args.transmitter, args.emulator, args.host, args.telemetry_port, args.legit_name,
                              args.max_upload_bytes, args.transmit_timeout_s)
     app = create_app(settings)
-    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio only disables Nagle (TCP_NODELAY) on sockets whose proto says TCP,
+    # and accepted sockets inherit it; with proto 0 every keep-alive response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.http_port))
     http_port = sock.getsockname()[1]
