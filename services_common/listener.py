@@ -93,6 +93,10 @@ class ListenerLoop:
                         log.info("attached to the emulator as %r", self.name)
                     self.inbox.put(rf)
                     backoff = 0.1
+                if not self.stopped.is_set():  # ended cleanly: replaced by a newer subscription of this name
+                    log.warning("the emulator ended the subscription as %r (another listener took the name?)",
+                                self.name)
+                    backoff = 2.0
             except grpc.RpcError as exc:
                 if self.stopped.is_set():
                     break
