@@ -17,7 +17,7 @@ from diffsem.diffusion import alphas_cumprod
 from diffsem.errors import CheckpointError
 from diffsem.models import ImageJudge, NoiseAwareClassifier, SemanticEncoder, make_unet
 
-PARTS = ("encoder", "classifier", "unet", "judge", "eavesdropper")
+PARTS = ("encoder", "classifier", "channel_classifier", "unet", "judge", "eavesdropper")
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
@@ -30,11 +30,13 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @dataclass
 class ModelBundle:
-    """cfg; encoder, classifier, unet (receiver side); judge; eavesdropper (the core's simple attacker)."""
+    """cfg; encoder; classifier (noise-aware, every level), channel_classifier (channel SNR range only) and unet
+    (receiver side); judge; eavesdropper (the core's simple attacker)."""
 
     cfg: ModelConfig
     encoder: SemanticEncoder
     classifier: NoiseAwareClassifier
+    channel_classifier: NoiseAwareClassifier
     unet: UNet2DModel
     judge: ImageJudge
     eavesdropper: NoiseAwareClassifier
@@ -49,8 +51,8 @@ class ModelBundle:
 
     @classmethod
     def fresh(cls, cfg: ModelConfig, model_id: str = "untrained") -> ModelBundle:
-        return cls(cfg, SemanticEncoder(cfg), NoiseAwareClassifier(cfg), make_unet(cfg), ImageJudge(cfg),
-                   NoiseAwareClassifier(cfg), model_id)
+        return cls(cfg, SemanticEncoder(cfg), NoiseAwareClassifier(cfg), NoiseAwareClassifier(cfg), make_unet(cfg),
+                   ImageJudge(cfg), NoiseAwareClassifier(cfg), model_id)
 
     def modules(self) -> dict[str, nn.Module]:
         return {p: getattr(self, p) for p in PARTS}

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--k", type=int, default=256)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epochs-encoder", type=int, default=None)
+    t.add_argument("--epochs-channel-classifier", type=int, default=None)
     t.add_argument("--epochs-unet", type=int, default=None)
     t.add_argument("--epochs-judge", type=int, default=None)
     t.add_argument("--epochs-eavesdropper", type=int, default=None)

@@ -7,6 +7,9 @@ For each SNR and t* it runs, on the same images and noise seeds:
 - **DiffSem denoise** and **DiffSem selfref**: the diffusion receiver;
 - the core's **eavesdropper** (a noise-aware classifier trained on intercepted latents of its own auxiliary
   data) at SNR offsets from the legitimate link, seeing the same transmitted frames through its own channel.
+
+Each receiver system runs with two classifiers: ``matched`` (noise-aware, trained at every noise level) and
+``channel`` (trained over the channel's SNR range only, never on self-noise: the paper's baseline).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tqdm import tqdm
 from diffsem.bundle import ModelBundle
 from diffsem.channel import apply_link, draw_fading, equalised_noise
 from diffsem.checkpoints import code_version
-from diffsem.config import FadingName, LinkConfig
+from diffsem.config import CLASSIFIERS, FadingName, LinkConfig
 from diffsem.errors import ConfigError
 from diffsem.pipeline import PublicHeader, listener_view, self_noise_frame
 from diffsem.receiver import DiffusionReceiver
@@ -46,6 +49,7 @@ class EvalConfig(BaseModel):
     seed: int = 0
     batch_size: int = 500
     modes: list[str] = ["direct", "denoise", "selfref"]
+    classifiers: list[str] = list(CLASSIFIERS)
 
     @field_validator("snrs", "eve_offsets")
     @classmethod
@@ -53,6 +57,11 @@ class EvalConfig(BaseModel):
         for v in values:
             LinkConfig(snr_db=v)  # raises with a clear message on NaN/inf
         return values
+
+
+def result_key(classifier: str, mode: str) -> str:
+    """Key of an accuracy in a result row: ``direct`` for the matched classifier, ``channel:direct`` otherwise."""
+    return mode if classifier == "matched" else f"{classifier}:{mode}"
 
 
 def condition_seed(seed: int, *parts: object) -> int:
@@ -79,15 +88,14 @@ def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: 
     t_stars = sorted(set(ec.t_stars) | {ec.default_t_star})
     started = time.time()
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
-    with torch.no_grad():
-        clean = receiver.decode(s_all, torch.ones(len(s_all)), "direct").labels
+    clean = receiver.decode_many(s_all, torch.ones(len(s_all)), ["direct"], ec.classifiers)
     rows: list[dict[str, Any]] = []
     conditions = [(snr, t) for snr in ec.snrs for t in [None, *t_stars]]
     samples: dict[int, torch.Tensor] = {}
     for snr, t_star in tqdm(conditions, desc="eval conditions"):
         link = LinkConfig(snr_db=snr, fading=ec.fading)
         row: dict[str, Any] = {"snr_db": snr, "t_star": t_star, "acc": {}, "eve": {}}
-        hits = {m: 0 for m in ec.modes}
+        hits: dict[str, int] = {}
         eve_hits = {o: 0.0 for o in ec.eve_offsets}
         abar_sum = 0.0
         gens = {role: torch.Generator().manual_seed(condition_seed(ec.seed, role, snr, t_star))
@@ -100,8 +108,9 @@ def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: 
             z, level = listener_view(out.latent, header, out.sigma_c2)
             abar_sum += float(level.sum())
             modes = ["direct"] if t_star is None else ec.modes
-            for mode in modes:
-                hits[mode] += int((receiver.decode(z, level, mode).labels == y).sum())
+            for (clf, mode), res in receiver.decode_many(z, level, modes, ec.classifiers).items():
+                key = result_key(clf, "plain" if t_star is None else mode)
+                hits[key] = hits.get(key, 0) + int((res.labels == y).sum())
             if t_star is None:
                 continue
             for off in ec.eve_offsets:
@@ -112,10 +121,8 @@ def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: 
                     samples[t_star] = z_eve[:8]
         n = len(s_all)
         row["abar_eff"] = abar_sum / n
-        if t_star is None:
-            row["acc"]["plain"] = hits["direct"] / n
-        else:
-            row["acc"] = {m: hits[m] / n for m in ec.modes}
+        row["acc"] = {key: h / n for key, h in hits.items()}
+        if t_star is not None:
             row["eve"] = {str(o): eve_hits[o] / n for o in ec.eve_offsets}
         rows.append(row)
     eve_view = None
@@ -125,7 +132,9 @@ def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: 
     return {
         "dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(s_all), "config": ec.model_dump(),
         "model_config": bundle.cfg.model_dump(mode="json"), "code_version": code_version(),
-        "clean_accuracy": float((clean == labels).float().mean()), "rows": rows,
+        "clean_accuracy": float((clean[("matched", "direct")].labels == labels).float().mean()),
+        "clean_accuracy_by_classifier": {c: float((clean[(c, "direct")].labels == labels).float().mean())
+                                         for c in ec.classifiers}, "rows": rows,
         "unet_evals_per_image": {"direct": 0, "denoise": ec.steps, "selfref": ec.steps},
         "seconds": round(time.time() - started, 1), "eve_view": eve_view,
         "abar": {str(t): float(abar[t]) for t in t_stars},

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from diffsem.bundle import ModelBundle
-from diffsem.config import DECODE_MODES
+from diffsem.config import CLASSIFIERS, DECODE_MODES
 from diffsem.diffusion import nearest_timestep
 from diffsem.errors import ConfigError
 
@@ -47,25 +47,36 @@ class DecodeResult:
 
 
 class DiffusionReceiver:
-    """Decodes normalised received latents with the bundle's classifier and U-Net.
+    """Decodes normalised received latents with one of the bundle's classifiers and its U-Net.
 
-    ``steps`` reverse steps per diffusion decode, ``eta`` 0 for DDIM and 1 for DDPM-like sampling.
+    ``classifier``: ``matched``, the noise-aware classifier trained at every noise level (the strongest
+    no-diffusion receiver), or ``channel``, the plain task-oriented classifier trained only over the channel's
+    SNR range (0-20 dB, no self-noise), which is the paper's baseline. ``steps`` reverse steps per diffusion
+    decode; ``eta`` 0 for DDIM and 1 for DDPM-like sampling.
     """
 
-    def __init__(self, bundle: ModelBundle, steps: int = 1, eta: float = 0.0, selfref_iterations: int = 1):
+    def __init__(self, bundle: ModelBundle, steps: int = 1, eta: float = 0.0, selfref_iterations: int = 1,
+                 classifier: str = "matched"):
         if steps < 1:
             raise ConfigError(f"steps={steps} must be >= 1")
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"eta={eta} must be in [0, 1] (0 = DDIM, 1 = DDPM-like)")
+        if classifier not in CLASSIFIERS:
+            raise ConfigError(f"unknown classifier {classifier!r}; use one of {', '.join(CLASSIFIERS)}")
         self.bundle = bundle
         self.steps = steps
         self.eta = eta
         self.selfref_iterations = selfref_iterations
+        self.classifier = classifier
         self.abar = bundle.abar.to(torch.float32)
 
     @property
     def device(self) -> torch.device:
         return self.bundle.device
+
+    def _classify(self, z: torch.Tensor, abar: torch.Tensor, classifier: str) -> torch.Tensor:
+        net = self.bundle.classifier if classifier == "matched" else self.bundle.channel_classifier
+        return net(z, abar)
 
     @torch.no_grad()
     def denoise(self, z: torch.Tensor, abar_eff: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -83,21 +94,35 @@ class DiffusionReceiver:
         return x.reshape(b, -1)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, abar_eff: torch.Tensor, mode: str) -> DecodeResult:
-        """Decide labels for normalised latents z (B, k) at noise levels abar_eff (B,)."""
-        if mode not in DECODE_MODES:
-            raise ConfigError(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
-        clf = self.bundle.classifier
+    def decode_many(self, z: torch.Tensor, abar_eff: torch.Tensor, modes: list[str],
+                    classifiers: list[str]) -> dict[tuple[str, str], DecodeResult]:
+        """Every (classifier, mode) decision for z (B, k) at abar_eff (B,), sharing the unconditional denoise."""
+        for mode in modes:
+            if mode not in DECODE_MODES:
+                raise ConfigError(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
         z = z.to(self.device, torch.float32)
-        abar_eff = torch.as_tensor(abar_eff, dtype=torch.float32).expand(z.shape[0])
-        logits = clf(z, abar_eff.to(self.device))
-        if mode == "direct":
-            return DecodeResult(logits.argmax(1).cpu(), logits.cpu(), 0)
+        level = torch.as_tensor(abar_eff, dtype=torch.float32).expand(z.shape[0]).to(self.device)
         ones = torch.ones(z.shape[0], device=self.device)
-        if mode == "denoise":
+        out: dict[tuple[str, str], DecodeResult] = {}
+        clean = None
+        if "denoise" in modes:
             null = torch.full((z.shape[0],), self.bundle.cfg.null_label, dtype=torch.long)
-            logits = clf(self.denoise(z, abar_eff, null), ones)
-            return DecodeResult(logits.argmax(1).cpu(), logits.cpu(), self.steps)
-        for _ in range(self.selfref_iterations):
-            logits = clf(self.denoise(z, abar_eff, logits.argmax(1)), ones)
-        return DecodeResult(logits.argmax(1).cpu(), logits.cpu(), self.steps * self.selfref_iterations)
+            clean = self.denoise(z, level, null)
+        for clf in classifiers:
+            first = self._classify(z, level, clf)
+            for mode in modes:
+                if mode == "direct":
+                    logits, evals = first, 0
+                elif mode == "denoise":
+                    logits, evals = self._classify(clean, ones, clf), self.steps
+                else:
+                    logits = first
+                    for _ in range(self.selfref_iterations):
+                        logits = self._classify(self.denoise(z, level, logits.argmax(1)), ones, clf)
+                    evals = self.steps * self.selfref_iterations
+                out[(clf, mode)] = DecodeResult(logits.argmax(1).cpu(), logits.cpu(), evals)
+        return out
+
+    def decode(self, z: torch.Tensor, abar_eff: torch.Tensor, mode: str) -> DecodeResult:
+        """Decide labels for normalised latents z (B, k) at noise levels abar_eff (B,) with this receiver's classifier."""
+        return self.decode_many(z, abar_eff, [mode], [self.classifier])[(self.classifier, mode)]

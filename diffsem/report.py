@@ -12,15 +12,31 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-MODE_LABELS = {"direct": "self-noise + direct", "denoise": "DiffSem denoise", "selfref": "DiffSem selfref"}
+MODE_LABELS = {"plain": "plain", "direct": "self-noise + direct", "denoise": "DiffSem denoise",
+               "selfref": "DiffSem selfref"}
+FAMILY_LABELS = {"matched": "", "channel": "[channel clf] "}
+
+
+def _key(family: str, mode: str) -> str:
+    return mode if family == "matched" else f"{family}:{mode}"
+
+
+def _label(key: str) -> str:
+    family, _, mode = key.rpartition(":")
+    return FAMILY_LABELS.get(family or "matched", family + " ") + MODE_LABELS.get(mode, mode)
+
+
+def _columns(ec: dict[str, Any]) -> list[str]:
+    """Result keys in table order: per classifier family, plain then each mode."""
+    return [_key(f, m) for f in ec["classifiers"] for m in ["plain", *ec["modes"]]]
 
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
 
 
-def _plain(rows: list[dict[str, Any]]) -> dict[float, float]:
-    return {r["snr_db"]: r["acc"]["plain"] for r in rows if r["t_star"] is None}
+def _plain(rows: list[dict[str, Any]], family: str = "matched") -> dict[float, float]:
+    return {r["snr_db"]: r["acc"][_key(family, "plain")] for r in rows if r["t_star"] is None}
 
 
 def _by_t(rows: list[dict[str, Any]], t_star: int) -> list[dict[str, Any]]:
@@ -28,62 +44,69 @@ def _by_t(rows: list[dict[str, Any]], t_star: int) -> list[dict[str, Any]]:
 
 
 def headline(res: dict[str, Any]) -> dict[str, Any]:
-    """The issue's headline checks, computed from the rows (never typed in by hand)."""
+    """The issue's headline checks, computed from the rows (never typed in by hand), per classifier family."""
     rows, ec = res["rows"], res["config"]
     t0 = ec["default_t_star"]
     diff_modes = [m for m in ec["modes"] if m != "direct"]
-    out: dict[str, Any] = {"clean_accuracy": res["clean_accuracy"], "default_t_star": t0}
-    band = [r for r in _by_t(rows, t0) if 0 <= r["snr_db"] <= 20]
-    if band and diff_modes:
-        best = [max(r["acc"][m] for m in diff_modes) for r in band]
-        out["default_band"] = {"snrs": [r["snr_db"] for r in band], "best_diffsem": best,
-                               "min": min(best), "spread_points": 100 * (max(best) - min(best))}
-    gains = []
-    for r in rows:
-        if r["t_star"] is None or not diff_modes or r["acc"]["direct"] > 0.85:
-            continue
-        best_mode = max(diff_modes, key=lambda m: r["acc"][m])
-        gains.append({"snr_db": r["snr_db"], "t_star": r["t_star"], "direct": r["acc"]["direct"],
-                      "best_mode": best_mode, "best": r["acc"][best_mode],
-                      "gain_points": 100 * (r["acc"][best_mode] - r["acc"]["direct"])})
-    out["diffusion_gain_where_direct_le_85"] = sorted(gains, key=lambda g: -g["gain_points"])[:5]
+    out: dict[str, Any] = {"clean_accuracy": res["clean_accuracy"], "default_t_star": t0, "families": {}}
+    for fam in ec["classifiers"]:
+        h: dict[str, Any] = {}
+        band = [r for r in _by_t(rows, t0) if 0 <= r["snr_db"] <= 20]
+        if band and diff_modes:
+            best = [max(r["acc"][_key(fam, m)] for m in diff_modes) for r in band]
+            h["default_band"] = {"snrs": [r["snr_db"] for r in band], "best_diffsem": best,
+                                 "min": min(best), "spread_points": 100 * (max(best) - min(best))}
+        gains = []
+        for r in rows:
+            if r["t_star"] is None or not diff_modes or r["acc"][_key(fam, "direct")] > 0.85:
+                continue
+            best_mode = max(diff_modes, key=lambda m, r=r: r["acc"][_key(fam, m)])
+            direct, best = r["acc"][_key(fam, "direct")], r["acc"][_key(fam, best_mode)]
+            gains.append({"snr_db": r["snr_db"], "t_star": r["t_star"], "direct": direct, "best_mode": best_mode,
+                          "best": best, "gain_points": 100 * (best - direct)})
+        h["diffusion_gain_where_direct_le_85"] = sorted(gains, key=lambda g: -g["gain_points"])[:5]
+        out["families"][fam] = h
     return out
 
 
 def markdown(res: dict[str, Any]) -> str:
     ec, rows = res["config"], res["rows"]
-    plain = _plain(rows)
     offs = [str(o) for o in ec["eve_offsets"]]
+    cols = _columns(ec)
     lines = [f"# DiffSem evaluation: {res['dataset']}, {res['n']} test images, model {res['model_id']}", "",
-             f"Clean accuracy (plain, no channel noise): **{_pct(res['clean_accuracy'])}%**. "
-             f"Fading: {ec['fading']}. Reverse steps: {ec['steps']} (eta {ec['eta']}); "
-             f"U-Net evaluations per image: {res['unet_evals_per_image']}. Code {res['code_version']}, "
-             f"{res['seconds']} s.", ""]
+             f"Clean accuracy (no channel noise): **{_pct(res['clean_accuracy'])}%** (matched classifier); "
+             + ", ".join(f"{c}: {_pct(v)}%" for c, v in res.get("clean_accuracy_by_classifier", {}).items())
+             + f". Fading: {ec['fading']}. Reverse steps: {ec['steps']} (eta {ec['eta']}); U-Net evaluations per "
+             f"image: {res['unet_evals_per_image']}. Code {res['code_version']}, {res['seconds']} s.", "",
+             "Columns: receiver accuracy (%) per system; `[channel clf]` = the classifier trained only over the "
+             "channel's SNR range (the paper's baseline); `eve` = the core's eavesdropper at that SNR offset; "
+             "gap = best legitimate system − eavesdropper, in points.", ""]
+    plain_by_snr = {r["snr_db"]: r["acc"] for r in rows if r["t_star"] is None}
     for t in sorted({r["t_star"] for r in rows if r["t_star"] is not None}):
-        sub = _by_t(rows, t)
+        head = "| SNR dB | abar_eff | " + " | ".join(_label(c) for c in cols) + " | " \
+               + " | ".join(f"eve {o} dB" for o in offs) + " | gap " + "/".join(offs) + " |"
         lines += [f"## t* = {t} (abar = {res['abar'][str(t)]:.4f})" + (" — default" if t == ec["default_t_star"] else ""),
-                  "", "| SNR dB | abar_eff | plain | " + " | ".join(MODE_LABELS.get(m, m) for m in ec["modes"])
-                  + " | " + " | ".join(f"eve {o} dB" for o in offs) + " | gap (best legit − eve) " + "/".join(offs) + " |",
-                  "|" + "---|" * (4 + len(ec["modes"]) + len(offs))]
-        for r in sub:
+                  "", head, "|" + "---|" * (3 + len(cols) + len(offs))]
+        for r in _by_t(rows, t):
+            acc = {**plain_by_snr.get(r["snr_db"], {}), **r["acc"]}
             best = max(r["acc"].values())
             gaps = "/".join(f"{100 * (best - r['eve'][o]):+.1f}" for o in offs)
-            lines.append(f"| {r['snr_db']:g} | {r['abar_eff']:.4f} | {_pct(plain.get(r['snr_db']))} | "
-                         + " | ".join(_pct(r["acc"][m]) for m in ec["modes"]) + " | "
-                         + " | ".join(_pct(r["eve"][o]) for o in offs) + f" | {gaps} |")
+            lines.append(f"| {r['snr_db']:g} | {r['abar_eff']:.4f} | " + " | ".join(_pct(acc.get(c)) for c in cols)
+                         + " | " + " | ".join(_pct(r["eve"][o]) for o in offs) + f" | {gaps} |")
         lines.append("")
     h = headline(res)
     lines += ["## Headline checks", "", f"- clean accuracy: {_pct(h['clean_accuracy'])}%"]
-    if "default_band" in h:
-        b = h["default_band"]
-        lines.append(f"- default t* = {h['default_t_star']}, SNR {b['snrs'][0]:g}..{b['snrs'][-1]:g} dB: best DiffSem "
-                     f"min {_pct(b['min'])}%, spread {b['spread_points']:.2f} points")
-    if h["diffusion_gain_where_direct_le_85"]:
-        for g in h["diffusion_gain_where_direct_le_85"]:
-            lines.append(f"- t* = {g['t_star']}, SNR {g['snr_db']:g} dB: direct {_pct(g['direct'])}%, "
+    for fam, fh in h["families"].items():
+        name = "matched classifier" if fam == "matched" else f"{fam} classifier"
+        if "default_band" in fh:
+            b = fh["default_band"]
+            lines.append(f"- {name}, default t* = {h['default_t_star']}, SNR {b['snrs'][0]:g}..{b['snrs'][-1]:g} dB: "
+                         f"best DiffSem min {_pct(b['min'])}%, spread {b['spread_points']:.2f} points")
+        if not fh["diffusion_gain_where_direct_le_85"]:
+            lines.append(f"- {name}: no swept condition has direct accuracy <= 85%")
+        for g in fh["diffusion_gain_where_direct_le_85"]:
+            lines.append(f"- {name}, t* = {g['t_star']}, SNR {g['snr_db']:g} dB: direct {_pct(g['direct'])}%, "
                          f"{g['best_mode']} {_pct(g['best'])}% ({g['gain_points']:+.2f} points)")
-    else:
-        lines.append("- no swept condition has direct accuracy <= 85%")
     return "\n".join(lines) + "\n"
 
 
@@ -98,8 +121,10 @@ def plot_vs_snr(res: dict[str, Any], path: Path) -> None:
         sub = _by_t(rows, t)
         snrs = [r["snr_db"] for r in sub]
         ax.plot(list(plain), [100 * v for v in plain.values()], "k--", label="plain (no self-noise)")
-        for m in ec["modes"]:
-            ax.plot(snrs, [100 * r["acc"][m] for r in sub], marker="o", label=MODE_LABELS.get(m, m))
+        for key in _columns(ec):
+            if not key.endswith("plain"):
+                ax.plot(snrs, [100 * r["acc"][key] for r in sub], marker="o", ls="-." if ":" in key else "-",
+                        label=_label(key))
         for o in ec["eve_offsets"]:
             ax.plot(snrs, [100 * r["eve"][str(o)] for r in sub], ":", marker="x", label=f"eavesdropper {o:+g} dB")
         ax.set_title(f"t* = {t} (abar {res['abar'][str(t)]:.3f})")
@@ -122,9 +147,11 @@ def plot_vs_tstar(res: dict[str, Any], path: Path, snr_db: float = 10.0) -> None
     snr = min(snrs, key=lambda s: abs(s - snr_db))
     sub = sorted([r for r in rows if r["snr_db"] == snr and r["t_star"] is not None], key=lambda r: r["t_star"])
     ts = [r["t_star"] for r in sub]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m in ec["modes"]:
-        ax.plot(ts, [100 * r["acc"][m] for r in sub], marker="o", label=MODE_LABELS.get(m, m))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for key in _columns(ec):
+        if not key.endswith("plain"):
+            ax.plot(ts, [100 * r["acc"][key] for r in sub], marker="o", ls="-." if ":" in key else "-",
+                    label=_label(key))
     for o in ec["eve_offsets"]:
         ax.plot(ts, [100 * r["eve"][str(o)] for r in sub], ":", marker="x", label=f"eavesdropper {o:+g} dB")
     ax.axhline(100 * _plain(rows)[snr], color="k", ls="--", label="plain (no self-noise)")

@@ -2,6 +2,8 @@
 
 1. encoder + noise-aware classifier, jointly, on z_t = sqrt(abar) s + sqrt(1 - abar) eps with abar drawn
    from the schedule (and a share of clean latents), on the transmitter's split of the training set;
+   then the ``channel`` classifier on the frozen latents over the channel's SNR range only (the paper's
+   plain task-oriented baseline, which never saw self-noise);
 2. the class-conditional U-Net on the frozen encoder's latents, epsilon prediction, label dropout to the
    null label so one network is both conditional and unconditional;
 3. the judge, an independent image classifier, on clean images;
@@ -24,7 +26,7 @@ from tqdm import tqdm
 
 from diffsem.bundle import ModelBundle
 from diffsem.checkpoints import save_weights
-from diffsem.config import DatasetName, ModelConfig
+from diffsem.config import CHANNEL_TRAINING_SNR_DB, DatasetName, ModelConfig
 from diffsem.data import default_data_dir, get_spec, load_split, transmitter_split
 from diffsem.diffusion import alphas_cumprod
 
@@ -37,13 +39,14 @@ class TrainConfig(BaseModel):
     k: int = 256
     seed: int = 0
     batch_size: int = 256
-    epochs_encoder: int = 5
-    epochs_unet: int = 4
+    epochs_encoder: int = 6
+    epochs_channel_classifier: int = 2
+    epochs_unet: int = 3
     epochs_judge: int = 2
     epochs_eavesdropper: int = 4
     lr: float = 2e-3
     lr_unet: float = 1e-3
-    clean_fraction: float = 0.2
+    clean_fraction: float = 0.3
     label_dropout: float = 0.2
     max_train: int | None = None  # cap on training images, for quick tests
 
@@ -58,6 +61,14 @@ def noisy_levels(b: int, abar: torch.Tensor, clean_fraction: float, gen: torch.G
     """abar per sample (B,): 1.0 with probability ``clean_fraction``, else abar_t with t ~ U[0, T)."""
     t = torch.randint(0, len(abar), (b,), generator=gen)
     levels = abar[t].to(torch.float32)
+    return torch.where(torch.rand(b, generator=gen) < clean_fraction, torch.ones_like(levels), levels)
+
+
+def channel_levels(b: int, clean_fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """abar per sample (B,) of a plain link (no self-noise) with SNR ~ U[0, 20] dB: abar = 1 / (1 + N0)."""
+    lo, hi = CHANNEL_TRAINING_SNR_DB
+    snr = lo + (hi - lo) * torch.rand(b, generator=gen)
+    levels = 1.0 / (1.0 + torch.pow(10.0, -snr / 10.0))
     return torch.where(torch.rand(b, generator=gen) < clean_fraction, torch.ones_like(levels), levels)
 
 
@@ -130,6 +141,19 @@ def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> Model
 
     t0 = time.time()
     s_tx = encode_all(bundle, x_tx)
+    chan = bundle.channel_classifier.train()
+    opt = torch.optim.AdamW(chan.parameters(), lr=tc.lr)
+
+    def channel_step(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        levels = channel_levels(len(idx), tc.clean_fraction, gen)
+        logits = chan(diffuse(s_tx[idx], levels, gen), levels)
+        return F.cross_entropy(logits, y_tx[idx]), (logits.argmax(1) == y_tx[idx]).sum()
+
+    metrics["channel_classifier_train_acc"] = _run_epochs("channel classifier", tc.epochs_channel_classifier,
+                                                          len(tx_idx), tc, gen, channel_step, opt)
+    times["channel_classifier"] = time.time() - t0
+
+    t0 = time.time()
     unet = bundle.unet.train()
     opt = torch.optim.AdamW(unet.parameters(), lr=tc.lr_unet)
     shape = cfg.latent_shape
@@ -187,8 +211,7 @@ def write_bundle(bundle: ModelBundle, tc: TrainConfig, out: Path, times: dict[st
     common = {"model_id": model_id, "config": bundle.cfg.model_dump(mode="json"), "train_config": tc.model_dump(),
               "dataset": {"name": tc.dataset, "sha256": spec.sha256,
                           "data_dir": str(data_dir or default_data_dir())}, "seed": tc.seed}
-    part_time = {"encoder": times["encoder"], "classifier": times["encoder"], "unet": times["unet"],
-                 "judge": times["judge"], "eavesdropper": times["eavesdropper"]}
+    part_time = {**times, "classifier": times["encoder"]}
     for part, module in bundle.modules().items():
         save_weights(module, out / f"{part}.safetensors",
                      {**common, "part": part, "train_seconds": round(part_time[part], 1), "metrics": metrics})
