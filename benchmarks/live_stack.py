@@ -36,7 +36,7 @@ from diffsem.bundle import checkpoint_dir, load_bundle
 from diffsem.channel import apply_link, draw_fading, equalised_noise
 from diffsem.config import LinkConfig
 from diffsem.data import load_split
-from diffsem.evaluate import EvalConfig, condition_seed, evaluate
+from diffsem.evaluate import EvalConfig, condition_seed, evaluate, result_key
 from diffsem.pipeline import listener_view, self_noise_frame
 from diffsem.receiver import DiffusionReceiver
 from diffsem.train import encode_all
@@ -55,7 +55,7 @@ def wait_run(c: httpx.Client, run_id: str, timeout: float = 1800) -> dict[str, A
 
 def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tuple[list[int], list[int], float]:
     """The evaluator's loop for one (SNR, t*) with per-image decisions; returns (legit, eve, images/s)."""
-    rx = DiffusionReceiver(bundle, steps=args.steps)
+    rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
     link = LinkConfig(snr_db=args.snr_db)
     gens = {r: torch.Generator().manual_seed(condition_seed(args.seed, r, args.snr_db, args.t_star))
             for r in ("tx", "legit", "eve0.0")}
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--mode", default="selfref")
+    ap.add_argument("--classifier", default="matched", help="receiver classifier: matched or channel")
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--snr-db", type=float, default=10.0)
     ap.add_argument("--t-star", type=int, default=300)
@@ -108,13 +109,15 @@ def main() -> None:
     bundle = load_bundle(args.checkpoints, device=args.device)
     images, labels = load_split(bundle.cfg.dataset, "test")
     images, labels = images[:args.n], labels[:args.n]
-    results: dict[str, Any] = {"n": args.n, "mode": args.mode, "snr_db": args.snr_db, "t_star": args.t_star,
+    results: dict[str, Any] = {"n": args.n, "mode": args.mode, "classifier": args.classifier, "snr_db": args.snr_db,
+                               "t_star": args.t_star,
                                "batch_size": args.batch_size, "model_id": bundle.model_id,
                                "device": str(bundle.device), "host": platform.machine(),
                                "threads": torch.get_num_threads()}
 
-    cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode, steps=args.steps,
-                                snr_db=args.snr_db, t_star=args.t_star, seed=args.seed, max_batch=args.max_batch,
+    cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
+                                classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
+                                seed=args.seed, max_batch=args.max_batch,
                                 eavesdroppers=[EveSpec("eve", "feature-classifier", 0.0)], log_dir=args.log_dir)
     t0 = time.monotonic()
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:
@@ -132,12 +135,14 @@ def main() -> None:
         truth = labels.tolist()
         modes = ["direct"] if args.mode == "direct" else ["direct", args.mode]
         ev = evaluate(bundle, EvalConfig(n=args.n, snrs=[args.snr_db], t_stars=[args.t_star], eve_offsets=[0.0],
-                                         modes=modes, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                                         modes=modes, classifiers=[args.classifier], steps=args.steps, seed=args.seed,
+                                         batch_size=args.batch_size,
                                          default_t_star=args.t_star), images, labels)
         row = next(rw for rw in ev["rows"] if rw["t_star"] == args.t_star)
         acc = lambda xs: float(np.mean([a == t for a, t in zip(xs, truth, strict=True)]))  # noqa: E731
         results["agreement"] = {
-            "live_accuracy": run["accuracy"]["receiver"], "evaluator_accuracy": row["acc"][args.mode],
+            "live_accuracy": run["accuracy"]["receiver"],
+            "evaluator_accuracy": row["acc"][result_key(args.classifier, args.mode)],
             "replica_accuracy": acc(off_legit),
             "same_decisions": float(np.mean([a == b for a, b in zip(live_legit, off_legit, strict=True)])),
             "eve_live_accuracy": acc(live_eve) if len(live_eve) == args.n and None not in live_eve else None,

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from diffsem.bundle import checkpoint_dir
-from diffsem.config import DECODE_MODES
+from diffsem.config import CLASSIFIERS, DECODE_MODES
 from launcher.stack import EveSpec, Stack, StackConfig, StartupError
 
 
@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--telemetry-port", type=int, default=50060)
     p.add_argument("--eve-base-port", type=int, default=50070, help="first eavesdropper port (+1 each)")
     p.add_argument("--mode", choices=DECODE_MODES, default="selfref", help="receiver decode mode")
+    p.add_argument("--classifier", choices=CLASSIFIERS, default="matched", help="receiver classifier")
     p.add_argument("--steps", type=int, default=1, help="receiver reverse steps")
     p.add_argument("--snr-db", type=float, default=10.0, help="legitimate link SNR (dB)")
     p.add_argument("--t-star", type=int, default=300, help="privacy level t*")
@@ -67,7 +68,8 @@ def config_from(args: argparse.Namespace) -> StackConfig:
     if args.ports == "0":
         ports = {k: 0 for k in ports}
     return StackConfig(checkpoints=args.checkpoints, device=args.device, host=args.host,
-                       eavesdroppers=args.eavesdropper, mode=args.mode, steps=args.steps, snr_db=args.snr_db,
+                       eavesdroppers=args.eavesdropper, mode=args.mode, classifier=args.classifier, steps=args.steps,
+                       snr_db=args.snr_db,
                        t_star=None if args.no_self_noise else args.t_star, seed=args.seed, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, receiver_threads=args.receiver_threads, log_dir=args.log_dir,
                        restart=not args.no_restart, **ports)

@@ -63,6 +63,7 @@ class StackConfig:
     eve_base_port: int = 50070
     eavesdroppers: list[EveSpec] = field(default_factory=list)
     mode: str = "selfref"
+    classifier: str = "matched"
     steps: int = 1
     snr_db: float = 10.0
     t_star: int | None = 300
@@ -245,6 +246,7 @@ class Stack:
             self._wait(panel)
             rx_args = [*self._common(), "--port", str(c.receiver_port), "--emulator", self.address("channel_emulator"),
                        "--telemetry", self.address("control_panel", "telemetry"), "--mode", c.mode,
+                       "--classifier", c.classifier,
                        "--steps", str(c.steps), "--max-batch", str(c.max_batch), "--max-wait-ms", str(c.max_wait_ms),
                        *model]
             if c.receiver_threads:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from diffsem.bundle import checkpoint_dir, load_bundle
-from diffsem.config import DECODE_MODES
+from diffsem.config import CLASSIFIERS, DECODE_MODES
 from protos.diffsem.v1 import receiver_pb2, receiver_pb2_grpc
 from receiver.server import Receiver, ReceiverServicer
 from services_common import logs
@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"))
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--mode", choices=DECODE_MODES, default="selfref")
+    p.add_argument("--classifier", choices=CLASSIFIERS, default="matched",
+                   help="matched: noise-aware at every level; channel: trained for the channel only (paper baseline)")
     p.add_argument("--steps", type=int, default=1, help="reverse steps per diffusion decode")
     p.add_argument("--eta", type=float, default=0.0, help="0 = DDIM, 1 = DDPM-like")
     p.add_argument("--max-batch", type=int, default=64, help="dynamic batching: most frames per decode")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         bundle = load_bundle(args.checkpoints, device=args.device)
         log.info("model %s on %s (%s)", bundle.model_id, bundle.device,
                  "CUDA" if bundle.device.type == "cuda" else "CPU: no CUDA device" if args.device == "auto" else "CPU")
-        rx = Receiver(bundle, args.mode, args.steps, args.eta, args.name)
+        rx = Receiver(bundle, args.mode, args.steps, args.eta, args.name, args.classifier)
         loop = None
         if args.emulator:
             loop = rx.listen(args.emulator, args.telemetry or None, args.max_batch, args.max_wait_ms)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             host.on_stop(loop.stop)
         servicer.ready(rx, loop)
         host.set_serving(True)
-        log.info("receiver on %s:%d, mode %s, batches of <= %d within %.1f ms", args.host, port, args.mode,
+        log.info("receiver on %s:%d, decoder %s, batches of <= %d within %.1f ms", args.host, port, rx.method,
                  args.max_batch, args.max_wait_ms)
 
     run_or_exit(host, load, log)

@@ -16,7 +16,7 @@ import grpc
 import torch
 
 from diffsem.bundle import ModelBundle
-from diffsem.config import DECODE_MODES
+from diffsem.config import CLASSIFIERS, DECODE_MODES
 from diffsem.diffusion import nearest_timestep
 from diffsem.receiver import DiffusionReceiver
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, telemetry_pb2
@@ -29,25 +29,35 @@ MAX_DECODE_FRAMES = 4096
 
 
 class Receiver:
-    """Decoding with the core receiver. ``mode``: default decode mode; ``steps``/``eta``: reverse process."""
+    """Decoding with the core receiver. ``mode``: default decode mode; ``classifier``: ``matched`` or
+    ``channel`` (see :class:`diffsem.receiver.DiffusionReceiver`); ``steps``/``eta``: reverse process."""
 
     def __init__(self, bundle: ModelBundle, mode: str = "selfref", steps: int = 1, eta: float = 0.0,
-                 name: str = "receiver"):
+                 name: str = "receiver", classifier: str = "matched"):
         if mode not in DECODE_MODES:
             raise BadRequest(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
         self.bundle, self.mode, self.name = bundle, mode, name
-        self.core = DiffusionReceiver(bundle, steps=steps, eta=eta)
+        self.core = DiffusionReceiver(bundle, steps=steps, eta=eta, classifier=classifier)
 
-    def decode(self, frames: list[frame_pb2.ReceivedFrame], mode: str = "") -> list[receiver_pb2.Decision]:
+    @property
+    def method(self) -> str:
+        """The configured decoder as reported to telemetry: ``selfref``, or ``channel:selfref``."""
+        return self.mode if self.core.classifier == "matched" else f"{self.core.classifier}:{self.mode}"
+
+    def decode(self, frames: list[frame_pb2.ReceivedFrame], mode: str = "",
+               classifier: str = "") -> list[receiver_pb2.Decision]:
         """Decide the labels of delivered frames (B,); raises BadRequest on malformed frames or modes."""
         mode = mode or self.mode
+        classifier = classifier or self.core.classifier
         if mode not in DECODE_MODES:
             raise BadRequest(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
+        if classifier not in CLASSIFIERS:
+            raise BadRequest(f"unknown classifier {classifier!r}; use one of {', '.join(CLASSIFIERS)}")
         if len(frames) > MAX_DECODE_FRAMES:
             raise BadRequest(f"{len(frames)} frames in one Decode; at most {MAX_DECODE_FRAMES}")
         start = time.time()
         batch = received_batch(frames, self.bundle.cfg.k, self.bundle.model_id)
-        result = self.core.decode(batch.z, batch.abar_eff, mode)
+        result = self.core.decode_many(batch.z, batch.abar_eff, [mode], [classifier])[(classifier, mode)]
         probs = torch.softmax(result.logits.float(), dim=1)
         t_eff = nearest_timestep(batch.abar_eff, self.bundle.abar)
         done = time.time()
@@ -55,18 +65,20 @@ class Receiver:
             message_id=rf.frame.message_id, seq=rf.frame.seq, label=int(result.labels[i]), probs=probs[i].tolist(),
             abar_eff=float(batch.abar_eff[i]), t_eff=int(t_eff[i]), mode=mode, unet_evals=result.unet_evals,
             latency_ms=(done - rf.frame.header.send_time) * 1000.0 if rf.frame.header.send_time else 0.0,
-            decode_ms=(done - start) * 1000.0, batch_size=len(frames)) for i, rf in enumerate(frames)]
+            decode_ms=(done - start) * 1000.0, batch_size=len(frames), classifier=classifier)
+            for i, rf in enumerate(frames)]
 
     def reports(self, frames: list[frame_pb2.ReceivedFrame]) -> list[telemetry_pb2.Report]:
         """The listener path: decode in the configured mode and turn decisions into telemetry reports."""
         now = time.time()
         return [telemetry_pb2.Report(message_id=d.message_id, seq=d.seq, listener=self.name,
-                                     role=common_pb2.ROLE_LEGITIMATE, method=d.mode, has_label=True, label=d.label,
+                                     role=common_pb2.ROLE_LEGITIMATE, method=self.method, has_label=True,
+                                     label=d.label,
                                      latency_ms=d.latency_ms, abar_eff=d.abar_eff, report_time=now)
                 for d in self.decode(frames)]
 
     def listen(self, emulator: str, telemetry: str | None, max_batch: int, max_wait_ms: float) -> ListenerLoop:
-        return ListenerLoop(emulator, common_pb2.ROLE_LEGITIMATE, self.name, self.reports, self.mode, telemetry,
+        return ListenerLoop(emulator, common_pb2.ROLE_LEGITIMATE, self.name, self.reports, self.method, telemetry,
                             max_batch, max_wait_ms).start()
 
 
@@ -88,12 +100,13 @@ class ReceiverServicer(receiver_pb2_grpc.ReceiverServicer):
 
     @grpc_errors
     def Decode(self, request: receiver_pb2.DecodeRequest, context: grpc.ServicerContext) -> receiver_pb2.DecodeReply:
-        return receiver_pb2.DecodeReply(decisions=self.rx.decode(list(request.frames), request.mode))
+        return receiver_pb2.DecodeReply(decisions=self.rx.decode(list(request.frames), request.mode,
+                                                                  request.classifier))
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
         rx = self.rx
-        details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta)}
+        details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta), "classifier": rx.core.classifier}
         if self.loop is not None:
             details.update({k: str(v) for k, v in self.loop.counts.items()})
             details.update(attached=str(self.loop.attached.is_set()), max_batch=str(self.loop.max_batch),

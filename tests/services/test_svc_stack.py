@@ -216,8 +216,12 @@ def test_frames_of_wrong_shape_or_dtype_are_invalid_argument(live: LiveStack) ->
         with pytest.raises(grpc.RpcError) as err:
             stub.Decode(receiver_pb2.DecodeRequest(frames=[ok], mode="magic"), timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "selfref" in err.value.details()
-        decided = stub.Decode(receiver_pb2.DecodeRequest(frames=[ok], mode="direct"), timeout=5)
-        assert decided.decisions[0].label in range(10)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Decode(receiver_pb2.DecodeRequest(frames=[ok], classifier="oracle"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "channel" in err.value.details()
+        for clf in ("matched", "channel"):
+            decided = stub.Decode(receiver_pb2.DecodeRequest(frames=[ok], mode="direct", classifier=clf), timeout=5)
+            assert decided.decisions[0].label in range(10) and decided.decisions[0].classifier == clf
     with grpc.insecure_channel(live.address("channel_emulator")) as ch:
         stub = channel_emulator_pb2_grpc.ChannelEmulatorStub(ch)
         for x, words in ((torch.zeros(256, dtype=torch.float64), "float64"), (torch.zeros(7), "even"),

@@ -26,7 +26,7 @@ from protos.diffsem.v1 import common_pb2 as protos_dot_diffsem_dot_v1_dot_common
 from protos.diffsem.v1 import frame_pb2 as protos_dot_diffsem_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/diffsem/v1/receiver.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"H\n\rDecodeRequest\x12)\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x19.diffsem.v1.ReceivedFrame\x12\x0c\n\x04mode\x18\x02 \x01(\t\"\xc7\x01\n\x08\x44\x65\x63ision\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\r\n\x05label\x18\x03 \x01(\x05\x12\r\n\x05probs\x18\x04 \x03(\x02\x12\x10\n\x08\x61\x62\x61r_eff\x18\x05 \x01(\x01\x12\r\n\x05t_eff\x18\x06 \x01(\x05\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\x12\n\nunet_evals\x18\x08 \x01(\x05\x12\x12\n\nlatency_ms\x18\t \x01(\x01\x12\x11\n\tdecode_ms\x18\n \x01(\x01\x12\x12\n\nbatch_size\x18\x0b \x01(\r\"6\n\x0b\x44\x65\x63odeReply\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.diffsem.v1.Decision2\x82\x01\n\x08Receiver\x12<\n\x06\x44\x65\x63ode\x12\x19.diffsem.v1.DecodeRequest\x1a\x17.diffsem.v1.DecodeReply\x12\x38\n\x04Info\x12\x17.diffsem.v1.InfoRequest\x1a\x17.diffsem.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/diffsem/v1/receiver.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"\\\n\rDecodeRequest\x12)\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x19.diffsem.v1.ReceivedFrame\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x12\n\nclassifier\x18\x03 \x01(\t\"\xdb\x01\n\x08\x44\x65\x63ision\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\r\n\x05label\x18\x03 \x01(\x05\x12\r\n\x05probs\x18\x04 \x03(\x02\x12\x10\n\x08\x61\x62\x61r_eff\x18\x05 \x01(\x01\x12\r\n\x05t_eff\x18\x06 \x01(\x05\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\x12\n\nunet_evals\x18\x08 \x01(\x05\x12\x12\n\nlatency_ms\x18\t \x01(\x01\x12\x11\n\tdecode_ms\x18\n \x01(\x01\x12\x12\n\nbatch_size\x18\x0b \x01(\r\x12\x12\n\nclassifier\x18\x0c \x01(\t\"6\n\x0b\x44\x65\x63odeReply\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.diffsem.v1.Decision2\x82\x01\n\x08Receiver\x12<\n\x06\x44\x65\x63ode\x12\x19.diffsem.v1.DecodeRequest\x1a\x17.diffsem.v1.DecodeReply\x12\x38\n\x04Info\x12\x17.diffsem.v1.InfoRequest\x1a\x17.diffsem.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.diffsem.v1.receiver_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DECODEREQUEST']._serialized_start=111
-  _globals['_DECODEREQUEST']._serialized_end=183
-  _globals['_DECISION']._serialized_start=186
-  _globals['_DECISION']._serialized_end=385
-  _globals['_DECODEREPLY']._serialized_start=387
-  _globals['_DECODEREPLY']._serialized_end=441
-  _globals['_RECEIVER']._serialized_start=444
-  _globals['_RECEIVER']._serialized_end=574
+  _globals['_DECODEREQUEST']._serialized_end=203
+  _globals['_DECISION']._serialized_start=206
+  _globals['_DECISION']._serialized_end=425
+  _globals['_DECODEREPLY']._serialized_start=427
+  _globals['_DECODEREPLY']._serialized_end=481
+  _globals['_RECEIVER']._serialized_start=484
+  _globals['_RECEIVER']._serialized_end=614
 # @@protoc_insertion_point(module_scope)
