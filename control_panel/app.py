@@ -264,7 +264,15 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
                        label: str | None = Form(None, description="ground truth 0-9 (kept at the panel)"),
                        timeout_s: float | None = Query(None, gt=0, le=120, description="wait for results"),
                        ) -> JSONResponse:
-        """Send one image; wait for the receiver's decision and each attached eavesdropper's result."""
+        """Send one image; wait for the receiver's decision and each attached eavesdropper's result.
+
+        Accepted: PNG, JPEG or NumPy .npy (recognised by content), at most 5 MiB and 4096 pixels per side (from
+        the header, checked before decoding: 413 otherwise). Preprocessing to 28x28 grayscale in [0, 1]:
+        transparency composited on white, luminance, inverted when the border is light (MNIST digits are
+        light on black), then a 28x28 image is kept as is, any other size is cropped to its content, scaled
+        to 20 px on the longer side and centred by centre of mass (MNIST's normalisation). The label, if given,
+        stays at the panel and never crosses the channel.
+        """
         started = time.perf_counter()
         status = 500
         try:
