@@ -12,6 +12,7 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,12 +28,13 @@ from diffsem.train import encode_all
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--checkpoints", type=Path, default=None, help="bundle folder (default checkpoints/<dataset>)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", default="1,2,4")
     args = ap.parse_args()
-    bundle = load_bundle(checkpoint_dir(args.dataset), device=args.device)
+    bundle = load_bundle(args.checkpoints or checkpoint_dir(args.dataset), device=args.device)
     images, _ = load_split(args.dataset, "test")
     s = encode_all(bundle, images[:args.batch].to(bundle.device)).cpu()
     gen = torch.Generator().manual_seed(0)

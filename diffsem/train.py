@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from diffsem.bundle import ModelBundle
-from diffsem.checkpoints import save_weights
+from diffsem.checkpoints import code_version, save_weights
 from diffsem.config import CHANNEL_TRAINING_SNR_DB, DatasetName, ModelConfig
 from diffsem.data import default_data_dir, get_spec, load_split, transmitter_split
 from diffsem.diffusion import alphas_cumprod
@@ -114,6 +114,7 @@ def encode_all(bundle: ModelBundle, images: torch.Tensor, batch: int = 1024) -> 
 
 def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> ModelBundle:
     """Train every part and write ``out/<part>.safetensors`` with cards, plus ``out/bundle.json``."""
+    version = code_version()  # of the code that starts training, not whatever HEAD is when it ends
     torch.manual_seed(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)
     cfg = ModelConfig(dataset=tc.dataset, k=tc.k)
@@ -196,12 +197,12 @@ def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> Model
     times["eavesdropper"] = time.time() - t0
 
     bundle.to(torch.device("cpu"))
-    write_bundle(bundle, tc, out, times, metrics, data_dir)
+    write_bundle(bundle, tc, out, times, metrics, data_dir, version)
     return bundle
 
 
 def write_bundle(bundle: ModelBundle, tc: TrainConfig, out: Path, times: dict[str, float],
-                 metrics: dict[str, float], data_dir: Path | None) -> None:
+                 metrics: dict[str, float], data_dir: Path | None, version: str) -> None:
     """Save all parts with cards; the model id combines data set, k and the encoder's content hash."""
     digest = hashlib.sha256(b"".join(v.to(torch.float16).numpy().tobytes()
                                      for v in bundle.encoder.state_dict().values())).hexdigest()[:10]
@@ -210,7 +211,8 @@ def write_bundle(bundle: ModelBundle, tc: TrainConfig, out: Path, times: dict[st
     spec = get_spec(tc.dataset)
     common = {"model_id": model_id, "config": bundle.cfg.model_dump(mode="json"), "train_config": tc.model_dump(),
               "dataset": {"name": tc.dataset, "sha256": spec.sha256,
-                          "data_dir": str(data_dir or default_data_dir())}, "seed": tc.seed}
+                          "data_dir": str(data_dir or default_data_dir())}, "seed": tc.seed,
+              "code_version": version}
     part_time = {**times, "classifier": times["encoder"]}
     for part, module in bundle.modules().items():
         save_weights(module, out / f"{part}.safetensors",
