@@ -96,8 +96,3 @@ def apply_link(x: torch.Tensor, link: LinkConfig, generator: torch.Generator,
 def equalised_noise(snr_db: float, gain: torch.Tensor) -> torch.Tensor:
     """sigma_c^2 = N0 / |h|^2 per real latent dim after zero forcing; gain (B,) complex -> (B,) float32."""
     return (noise_variance(snr_db) / gain.abs().to(torch.float64).pow(2)).to(torch.float32)
-
-
-def awgn_sigma_c2(snr_db: float) -> float:
-    """sigma_c^2 per real latent dim of an unfaded AWGN link (= N0)."""
-    return float(noise_variance(snr_db))

@@ -11,7 +11,6 @@ from diffsem.errors import ConfigError
 
 DatasetName = Literal["mnist", "fashion-mnist"]
 FadingName = Literal["none", "rayleigh", "rician"]
-DecodeMode = Literal["direct", "denoise", "selfref"]
 DECODE_MODES: tuple[str, ...] = ("direct", "denoise", "selfref")
 CLASSIFIERS: tuple[str, ...] = ("matched", "channel")
 CHANNEL_TRAINING_SNR_DB = (0.0, 20.0)  # the 'channel' classifier's training range: plain semcom, no self-noise

@@ -25,8 +25,7 @@ from tqdm import tqdm
 from diffsem.bundle import ModelBundle
 from diffsem.channel import apply_link, draw_fading, equalised_noise
 from diffsem.checkpoints import code_version
-from diffsem.config import CLASSIFIERS, FadingName, LinkConfig
-from diffsem.errors import ConfigError
+from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build
 from diffsem.pipeline import PublicHeader, listener_view, self_noise_frame
 from diffsem.receiver import DiffusionReceiver
 from diffsem.train import encode_all
@@ -40,7 +39,7 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n: int = 2000
     snrs: list[float] = [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0]
-    t_stars: list[int] = [100, 200, 300, 400, 500, 600]
+    t_stars: list[int] = [200, 300, 400, 500, 600]
     eve_offsets: list[float] = [0.0, -5.0, -10.0]
     default_t_star: int = DEFAULT_T_STAR
     steps: int = 1
@@ -81,8 +80,7 @@ def _eve_accuracy(bundle: ModelBundle, x: torch.Tensor, header: PublicHeader, li
 def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """Run the sweep on ``images`` (N, 1, 28, 28) with ``labels`` (N,); return a JSON-able results dict."""
     for t in [*ec.t_stars, ec.default_t_star]:
-        if not 0 <= t < bundle.cfg.num_train_timesteps:
-            raise ConfigError(f"t_star={t} must be in [0, {bundle.cfg.num_train_timesteps})")
+        build(PrivacyConfig, t_star=t, num_train_timesteps=bundle.cfg.num_train_timesteps)
     receiver = DiffusionReceiver(bundle, steps=ec.steps, eta=ec.eta)
     abar = bundle.abar
     t_stars = sorted(set(ec.t_stars) | {ec.default_t_star})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffsem.errors import ConfigError
+from diffsem.config import PrivacyConfig, build
 from diffsem.selfnoise import abar_eff, apply_self_noise, normalise_received, sigma_self2
 
 
@@ -28,8 +28,7 @@ def privacy_level(t_star: int | None, abar: torch.Tensor) -> float:
     """a = abar_{t*}; ``None`` means no self-noise at all (a = 1, the plain system)."""
     if t_star is None:
         return 1.0
-    if not 0 <= t_star < len(abar):
-        raise ConfigError(f"t_star={t_star} must be in [0, {len(abar)})")
+    build(PrivacyConfig, t_star=t_star, num_train_timesteps=len(abar))  # raises ConfigError when out of range
     return float(abar[t_star])
 
 
