@@ -23,24 +23,27 @@ import argparse
 import io
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
-import torch
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the service packages, when run as a script
 
-from diffsem.bundle import checkpoint_dir, load_bundle
-from diffsem.channel import apply_link, draw_fading, equalised_noise
-from diffsem.config import LinkConfig
-from diffsem.data import load_split
-from diffsem.evaluate import EvalConfig, condition_seed, evaluate, result_key
-from diffsem.pipeline import listener_view, self_noise_frame
-from diffsem.receiver import DiffusionReceiver
-from diffsem.train import encode_all
-from launcher.stack import EveSpec, Stack, StackConfig
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from diffsem.bundle import checkpoint_dir, load_bundle  # noqa: E402
+from diffsem.channel import apply_link, draw_fading, equalised_noise  # noqa: E402
+from diffsem.config import LinkConfig  # noqa: E402
+from diffsem.data import load_split  # noqa: E402
+from diffsem.evaluate import EvalConfig, condition_seed, evaluate, result_key  # noqa: E402
+from diffsem.pipeline import listener_view, self_noise_frame  # noqa: E402
+from diffsem.receiver import DiffusionReceiver  # noqa: E402
+from diffsem.train import encode_all  # noqa: E402
+from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
 
 def wait_run(c: httpx.Client, run_id: str, timeout: float = 1800) -> dict[str, Any]:
