@@ -396,6 +396,39 @@ def test_receiver_killed_mid_run_restarts_reattaches_and_the_run_completes(live:
     assert summary["links"]["receiver"]["attached"]
 
 
+def test_reports_are_joined_once_and_reconstructions_are_served(live: LiveStack) -> None:
+    from protos.diffsem.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
+    from services_common.tensors import to_proto
+
+    images, labels = load_split("mnist", "test")
+    img = (images[2, 0].numpy() * 255).round().astype(np.uint8)
+    with live.http() as c:
+        sent = c.post("/api/transmit", files={"file": ("d.png", png_bytes(img), "image/png")},
+                      data={"label": str(int(labels[2]))}).json()
+        before = c.get("/api/summary").json()
+        report = telemetry_pb2.Report(message_id=sent["message_id"], listener="inverter", has_label=True,
+                                      label=int(labels[2]), role=common_pb2.ROLE_EAVESDROPPER, method="test-attack",
+                                      reconstruction=to_proto(images[2]))
+        with grpc.insecure_channel(live.address("control_panel", "telemetry")) as ch:
+            stub = telemetry_pb2_grpc.TelemetryStub(ch)
+            first = stub.Report(telemetry_pb2.ReportRequest(reports=[report]), timeout=5)
+            again = stub.Report(telemetry_pb2.ReportRequest(reports=[report, report]), timeout=5)
+            unknown = stub.Report(telemetry_pb2.ReportRequest(reports=[telemetry_pb2.Report(
+                message_id="never-sent", listener="inverter")]), timeout=5)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Report(telemetry_pb2.ReportRequest(reports=[telemetry_pb2.Report(listener="x")]), timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (first.accepted, again.duplicates, unknown.unmatched) == (1, 2, 1)
+        after = c.get("/api/summary").json()
+        msg = c.get(f"/api/messages/{sent['message_id']}").json()
+        png = c.get(msg["eavesdroppers"]["inverter"]["reconstruction_url"])
+    assert after["listeners"]["inverter"]["reports"] == 1 and after["listeners"]["inverter"]["correct"] == 1
+    assert after["duplicate_reports"] == before["duplicate_reports"] + 2
+    assert after["listeners"]["receiver"] == before["listeners"]["receiver"]
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png.content))), img)
+
+
 def test_summary_and_metrics(live: LiveStack) -> None:
     with live.http() as c:
         summary = c.get("/api/summary").json()
