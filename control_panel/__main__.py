@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import os
 import socket
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -26,12 +29,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--legit-name", default="receiver", help="the legitimate listener's name")
     p.add_argument("--max-upload-bytes", type=int, default=MAX_BYTES)
     p.add_argument("--transmit-timeout-s", type=float, default=10.0)
+    p.add_argument("--allow-remote", action="store_true",
+                   help="bind a non-loopback --host even without $DIFFSEM_PANEL_TOKEN (containers whose published "
+                        "port is itself on loopback)")
     return p.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     settings = PanelSettings(args.transmitter, args.emulator, args.host, args.telemetry_port, args.legit_name,
-                             args.max_upload_bytes, args.transmit_timeout_s)
+                             args.max_upload_bytes, args.transmit_timeout_s, os.environ.get(TOKEN_ENV) or None)
     app = create_app(settings)
     # proto=IPPROTO_TCP matters: asyncio only disables Nagle (TCP_NODELAY) on sockets whose proto says TCP,
     # and accepted sockets inherit it; with proto 0 every keep-alive response waits ~40 ms for a delayed ACK.
@@ -55,9 +61,28 @@ async def serve(args: argparse.Namespace) -> None:
     task.cancel()
 
 
+TOKEN_ENV = "DIFFSEM_PANEL_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
-    logs.setup("control_panel")
-    asyncio.run(serve(parse_args(argv)))
+    log = logs.setup("control_panel")
+    args = parse_args(argv)
+    if not os.environ.get(TOKEN_ENV) and not is_loopback(args.host) and not args.allow_remote:
+        log.error("refusing to bind %s without a token: set $%s (mutating endpoints then need "
+                  "'Authorization: Bearer <token>'), bind 127.0.0.1, or pass --allow-remote", args.host, TOKEN_ENV)
+        sys.exit(2)
+    if os.environ.get(TOKEN_ENV):
+        log.info("mutating endpoints need a bearer token ($%s)", TOKEN_ENV)
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

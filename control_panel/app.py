@@ -17,6 +17,7 @@ HTTP API:
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import logging
 import math
@@ -29,9 +30,10 @@ from typing import Any, Literal
 
 import grpc
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -65,6 +67,7 @@ class PanelSettings:
     legit: str = "receiver"
     max_upload_bytes: int = MAX_BYTES
     transmit_timeout_s: float = 10.0
+    token: str | None = None  # bearer token required by the mutating endpoints (None: no check)
 
 
 class TracePatch(BaseModel):
@@ -185,6 +188,17 @@ class LedgerCollector:
 def create_app(settings: PanelSettings | None = None) -> FastAPI:
     """The panel app; its lifespan starts the Telemetry gRPC server and the clients."""
     settings = settings or PanelSettings()
+    bearer = HTTPBearer(auto_error=False, description="DIFFSEM_PANEL_TOKEN, when the panel was started with one")
+
+    async def require_token(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        """Mutating endpoints: 401 unless ``Authorization: Bearer <token>`` matches (when a token is set)."""
+        if not settings.token:
+            return
+        if cred is None or not hmac.compare_digest(cred.credentials.encode(), settings.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer $DIFFSEM_PANEL_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(require_token)]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -259,7 +273,7 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "telemetry_port": app.state.telemetry_port}
 
-    @app.post("/api/transmit", tags=["images"])
+    @app.post("/api/transmit", tags=["images"], dependencies=auth)
     async def transmit(file: UploadFile = File(..., description="PNG, JPEG or .npy image"),  # noqa: B008
                        label: str | None = Form(None, description="ground truth 0-9 (kept at the panel)"),
                        timeout_s: float | None = Query(None, gt=0, le=120, description="wait for results"),
@@ -354,7 +368,7 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
         Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(buf, format="PNG")
         return Response(buf.getvalue(), media_type="image/png")
 
-    @app.post("/api/runs", status_code=202, tags=["runs"])
+    @app.post("/api/runs", status_code=202, tags=["runs"], dependencies=auth)
     async def start_run(req: RunRequest) -> dict[str, Any]:
         """Stream a slice of a test set through the stack; poll ``GET /api/runs/{id}``."""
         run = app.state.runs.start(req)
@@ -383,7 +397,7 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
                 "listeners": {name: [m.outcomes[name].label if m and name in m.outcomes else None for m in msgs]
                               for name in names}}
 
-    @app.delete("/api/runs/{run_id}", tags=["runs"])
+    @app.delete("/api/runs/{run_id}", tags=["runs"], dependencies=auth)
     async def cancel_run(run_id: str) -> dict[str, Any]:
         run = app.state.runs.runs.get(run_id)
         if run is None:
@@ -414,7 +428,7 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
                 "sigma_c2_feedback": tx.sigma_c2_feedback, "num_train_timesteps": tx.num_train_timesteps,
                 "model_id": tx.model_id}
 
-    @app.put("/api/channel", tags=["channel"])
+    @app.put("/api/channel", tags=["channel"], dependencies=auth)
     async def put_channel(patch: ChannelPatch) -> dict[str, Any]:
         """Change links and t* live. All values are checked before anything changes."""
         tx_cfg = None
