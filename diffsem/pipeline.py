@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from diffsem.config import PrivacyConfig, build
+from diffsem.keyed import NonceSource, check_value, keyed_eps_batch, verify_key
 from diffsem.selfnoise import abar_eff, apply_self_noise, normalise_received, sigma_self2
 
 
@@ -53,3 +54,41 @@ def listener_view(y: torch.Tensor, header: PublicHeader, sigma2: torch.Tensor | 
     s2_channel = torch.as_tensor(sigma2, dtype=torch.float32).expand(y.shape[0])
     z = normalise_received(y, header.a, header.sigma_self2, s2_channel)
     return z, abar_eff(header.a, header.sigma_self2, s2_channel).to(torch.float32)
+
+
+@dataclass(frozen=True)
+class KeyedInfo:
+    """Public per-frame data of keyed self-noise: the nonces (B,) and the key's check value."""
+
+    nonces: list[bytes]
+    check: str
+
+
+def keyed_self_noise_frame(s: torch.Tensor, t_star: int | None, abar: torch.Tensor,
+                           sigma_c2_feedback: torch.Tensor | float, key: bytes,
+                           nonces: NonceSource) -> tuple[torch.Tensor, PublicHeader, KeyedInfo]:
+    """Like :func:`self_noise_frame`, but eps_self comes from :mod:`diffsem.keyed` (HMAC(key, nonce) -> Philox, CPU)
+    with a fresh nonce per frame from ``nonces``."""
+    a = privacy_level(t_star, abar)
+    b = s.shape[0]
+    s2 = sigma_self2(a, torch.as_tensor(sigma_c2_feedback, dtype=torch.float32)).expand(b).clone()
+    if t_star is None:
+        s2.zero_()
+    ns = nonces.take(b)
+    eps = keyed_eps_batch(key, ns, s.shape[1]).to(s.device)
+    return apply_self_noise(s, a, s2.to(s.device), eps), PublicHeader(t_star, a, s2), KeyedInfo(ns, check_value(key))
+
+
+def keyed_listener_view(y: torch.Tensor, header: PublicHeader, sigma2: torch.Tensor | float, info: KeyedInfo,
+                        key: bytes | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The key holder: subtract the regenerated sigma_self * eps_self, then z_t at abar_eff = a / (a + sigma^2).
+
+    A missing or wrong key raises :class:`diffsem.keyed.KeyedNoiseError` (checked against ``info.check``)."""
+    verify_key(key, info.check)
+    assert key is not None
+    eps = keyed_eps_batch(key, info.nonces, y.shape[1]).to(y.device)
+    std = torch.as_tensor(header.sigma_self2, dtype=y.dtype).to(y.device).sqrt().reshape(-1, 1)
+    clean = y - std * eps
+    s2_channel = torch.as_tensor(sigma2, dtype=torch.float32).expand(y.shape[0])
+    zeros = torch.zeros_like(s2_channel)
+    return normalise_received(clean, header.a, zeros, s2_channel), abar_eff(header.a, zeros, s2_channel).to(torch.float32)
