@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--legit-name", default="receiver", help="the legitimate listener's name")
     p.add_argument("--max-upload-bytes", type=int, default=MAX_BYTES)
     p.add_argument("--transmit-timeout-s", type=float, default=10.0)
+    p.add_argument("--sweep-file", type=Path, default=os.environ.get("DIFFSEM_SWEEP_FILE") or None,
+                   help="a `diffsem eval` results.json for the dashboard's accuracy-vs-SNR chart ($DIFFSEM_SWEEP_FILE)")
     p.add_argument("--allow-remote", action="store_true",
                    help="bind a non-loopback --host even without $DIFFSEM_PANEL_TOKEN (containers whose published "
                         "port is itself on loopback)")
@@ -37,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     settings = PanelSettings(args.transmitter, args.emulator, args.host, args.telemetry_port, args.legit_name,
-                             args.max_upload_bytes, args.transmit_timeout_s, os.environ.get(TOKEN_ENV) or None)
+                             args.max_upload_bytes, args.transmit_timeout_s, os.environ.get(TOKEN_ENV) or None,
+                             args.sweep_file)
     app = create_app(settings)
     # proto=IPPROTO_TCP matters: asyncio only disables Nagle (TCP_NODELAY) on sockets whose proto says TCP,
     # and accepted sockets inherit it; with proto 0 every keep-alive response waits ~40 ms for a delayed ACK.

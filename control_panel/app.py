@@ -34,6 +34,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request,
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 TELEMETRY = telemetry_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name
 FADING = {"none": ch_pb.FADING_NONE, "rayleigh": ch_pb.FADING_RAYLEIGH, "rician": ch_pb.FADING_RICIAN}
 DASHBOARD = Path(__file__).with_name("dashboard.html")
+STATIC = Path(__file__).with_name("static")  # vendored uPlot 1.6.32 (MIT, see static/uPlot.LICENSE)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class PanelSettings:
     max_upload_bytes: int = MAX_BYTES
     transmit_timeout_s: float = 10.0
     token: str | None = None  # bearer token required by the mutating endpoints (None: no check)
+    sweep_file: Path | None = None  # results.json of `diffsem eval`, for the dashboard's accuracy-vs-SNR chart
 
 
 class TracePatch(BaseModel):
@@ -268,6 +271,23 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> str:
         return DASHBOARD.read_text()
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/sweep", tags=["status"])
+    async def sweep() -> dict[str, Any]:
+        """Accuracy vs SNR rows of the latest offline sweep (``diffsem eval`` results.json), if the panel has one."""
+        path = settings.sweep_file
+        if path is None or not Path(path).is_file():
+            raise HTTPException(404, "no sweep results configured (--sweep-file or $DIFFSEM_SWEEP_FILE)")
+        import json
+
+        try:
+            data = json.loads(await asyncio.to_thread(Path(path).read_text))
+        except (OSError, ValueError) as exc:
+            raise HTTPException(500, f"cannot read {path}: {exc}") from None
+        return {"file": str(path), "dataset": data.get("dataset"), "model_id": data.get("model_id"),
+                "n": data.get("n"), "rows": data.get("rows", [])}
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, Any]:
