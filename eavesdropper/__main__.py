@@ -25,6 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default="eve", help="this eavesdropper's link name")
     p.add_argument("--attack", default="feature-classifier", help="attack name (--list-attacks)")
     p.add_argument("--list-attacks", action="store_true", help="print the known attacks and exit")
+    p.add_argument("--attack-checkpoint", type=Path, default=None,
+                   help="trained attack weights (default: <checkpoints>/attacks/<attack>.safetensors)")
+    p.add_argument("--transmitter-checkpoint", type=Path, default=None,
+                   help="enables whitebox-inversion: the transmitter checkpoint folder whose encoder it reads")
     p.add_argument("--emulator", default="127.0.0.1:50052", help="channel emulator address ('' = do not listen)")
     p.add_argument("--telemetry", default="127.0.0.1:50060", help="control panel telemetry address ('' = none)")
     p.add_argument("--snr-offset-db", type=float, default=None,
@@ -66,7 +70,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def load() -> None:
         bundle = load_bundle(args.checkpoints, device=args.device)
-        eve = Eavesdropper(bundle, args.name, args.attack)
+        options: dict[str, object] = {}
+        if args.transmitter_checkpoint is not None:
+            options["transmitter_checkpoint"] = args.transmitter_checkpoint
+        options["checkpoint_root"] = args.checkpoints
+        eve = Eavesdropper(bundle, args.name, args.attack, options, args.attack_checkpoint)
         loop = None
         if args.emulator:
             loop = eve.listen(args.emulator, args.telemetry or None, args.max_batch, args.max_wait_ms, defaults)

@@ -8,7 +8,9 @@ frames to label guesses and/or image reconstructions::
         def __init__(self, bundle: ModelBundle, **options): ...
         def attack(self, batch: ReceivedBatch) -> AttackOutput: ...
 
-Register it with ``@register("my-attack")`` in this module, or from another package through the entry-point
+The attacks themselves live in the core (:mod:`diffsem.attacks`, whose API is ``attack(z, abar_eff, header)``);
+this module adapts them to service batches. Register one with ``@register("my-attack")``, or from another
+package through the entry-point
 group ``diffsem.attacks`` (``my-attack = my_pkg.attacks:MyAttack``), so a user adds one without touching the
 project. :func:`make_attack` with an unknown name raises ``ConfigError`` listing the known ones.
 
@@ -18,18 +20,19 @@ link noise sigma2 (B,), the public headers, and z_t / abar_eff from the core's `
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 import torch
 
+from diffsem.attacks import ENTRY_POINT_GROUP, AttackError, known_attacks, register
+from diffsem.attacks import Attack as CoreAttack
+from diffsem.attacks import make_attack as make_core_attack
 from diffsem.bundle import ModelBundle
-from diffsem.errors import ConfigError
+from diffsem.pipeline import PublicHeader
 from services_common.frames import ReceivedBatch
 
-ENTRY_POINT_GROUP = "diffsem.attacks"
+__all__ = ["ENTRY_POINT_GROUP", "AttackOutput", "Attack", "ServiceAttack", "known_attacks", "make_attack", "register"]
 
 
 @dataclass
@@ -46,52 +49,40 @@ class Attack(Protocol):
     def attack(self, batch: ReceivedBatch) -> AttackOutput: ...
 
 
-_REGISTRY: dict[str, Callable[..., Attack]] = {}
+def header_of(batch: ReceivedBatch) -> PublicHeader:
+    """The core's PublicHeader for a batch (t* and a of its first frame; sigma_self^2 per frame)."""
+    h0 = batch.headers[0]
+    s2 = torch.tensor([h.sigma_self2 for h in batch.headers], dtype=torch.float32)
+    return PublicHeader(h0.t_star if h0.HasField("t_star") else None, float(h0.a), s2)
 
 
-def register(name: str) -> Callable[[Callable[..., Attack]], Callable[..., Attack]]:
-    """Class decorator: make an attack available under ``name``."""
-    def deco(factory: Callable[..., Attack]) -> Callable[..., Attack]:
-        if name in _REGISTRY:
-            raise ValueError(f"attack {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-    return deco
+class ServiceAttack:
+    """Runs a core :class:`diffsem.attacks.Attack` on a service batch. An exception inside the plugin becomes an
+    ``AttackError`` that names the attack, so the service reports it and counts the frames as failed."""
 
+    def __init__(self, core: CoreAttack):
+        self.core = core
+        self.name = core.name
 
-def _plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def known_attacks() -> list[str]:
-    """Names of the built-in and entry-point attacks."""
-    return sorted(set(_REGISTRY) | set(_plugins()))
+    def attack(self, batch: ReceivedBatch) -> AttackOutput:
+        try:
+            labels, recon = self.core.attack(batch.z, batch.abar_eff, header_of(batch))
+        except Exception as exc:  # a plugin's bug must not take the service down
+            raise AttackError(f"attack {self.name!r} failed: {type(exc).__name__}: {exc}") from None
+        return AttackOutput(labels=labels, reconstructions=recon)
 
 
 def make_attack(name: str, bundle: ModelBundle, **options: Any) -> Attack:
-    """Build the attack called ``name``; ``ConfigError`` listing the known names when there is none."""
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        plugin = _plugins().get(name)
-        if plugin is None:
-            raise ConfigError(f"unknown attack {name!r}; known attacks: {', '.join(known_attacks())}")
-        factory = plugin.load()
-    return factory(bundle, **options)
+    """Build the attack called ``name`` (built-in or plugin); ``ConfigError`` listing the known ones otherwise.
 
+    Trainable attacks load their weights from ``checkpoint_root=`` (a checkpoint folder)
+    or ``checkpoint=`` (default: ``<checkpoint_root>/attacks/<name>.safetensors``)."""
+    from diffsem.attacks import attack_checkpoint_path, load_attack
+    from diffsem.bundle import checkpoint_dir
 
-@register("feature-classifier")
-class FeatureClassifier:
-    """The core's simple attacker: a noise-aware classifier trained on intercepted symbols of the attacker's
-    own auxiliary data (``bundle.eavesdropper``). It reads the public header and its own link's sigma^2
-    (abar_eff via ``listener_view``) and guesses the label; it makes no reconstruction."""
-
-    name = "feature-classifier"
-
-    def __init__(self, bundle: ModelBundle):
-        self.bundle = bundle
-
-    @torch.no_grad()
-    def attack(self, batch: ReceivedBatch) -> AttackOutput:
-        dev = self.bundle.device
-        logits = self.bundle.eavesdropper(batch.z.to(dev), batch.abar_eff.to(dev))
-        return AttackOutput(labels=logits.argmax(1).cpu())
+    checkpoint = options.pop("checkpoint", None)
+    root = options.pop("checkpoint_root", None) or checkpoint_dir(bundle.cfg.dataset)
+    core = make_core_attack(name, bundle, **options)
+    if core.trainable:
+        load_attack(core, checkpoint or attack_checkpoint_path(root, name))
+    return ServiceAttack(core)

@@ -7,11 +7,13 @@ Each result (label guess and/or reconstruction) goes to the panel's ``Telemetry`
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import grpc
 
+from diffsem.attacks import AttackError
 from diffsem.bundle import ModelBundle
-from diffsem.errors import ConfigError
+from diffsem.errors import DiffSemError
 from eavesdropper.attacks import Attack, make_attack
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2, eavesdropper_pb2_grpc, frame_pb2, telemetry_pb2
@@ -26,16 +28,20 @@ MAX_FRAMES = 4096
 class Eavesdropper:
     """One named eavesdropper with its attack (and others built on demand for ``Attack``)."""
 
-    def __init__(self, bundle: ModelBundle, name: str, attack: str = "feature-classifier"):
+    def __init__(self, bundle: ModelBundle, name: str, attack: str = "feature-classifier",
+                 options: dict[str, Any] | None = None, checkpoint: Any = None):
         self.bundle, self.name = bundle, name
         self.attack_name = attack
-        self.attacks: dict[str, Attack] = {attack: make_attack(attack, bundle)}
+        self.options = options or {}
+        main_ckpt = {"checkpoint": checkpoint} if checkpoint is not None else {}
+        self.attacks: dict[str, Attack] = {attack: make_attack(attack, bundle, **self.options, **main_ckpt)}
+        self.failures: dict[str, int] = {}
 
     def _attack(self, name: str) -> Attack:
         if name not in self.attacks:
             try:
-                self.attacks[name] = make_attack(name, self.bundle)
-            except ConfigError as exc:
+                self.attacks[name] = make_attack(name, self.bundle, **self.options)
+            except DiffSemError as exc:
                 raise BadRequest(str(exc)) from None
         return self.attacks[name]
 
@@ -45,7 +51,11 @@ class Eavesdropper:
         if len(frames) > MAX_FRAMES:
             raise BadRequest(f"{len(frames)} frames in one Attack; at most {MAX_FRAMES}")
         batch = received_batch(frames, self.bundle.cfg.k, self.bundle.model_id)
-        out = att.attack(batch)
+        try:
+            out = att.attack(batch)
+        except AttackError:
+            self.failures[name] = self.failures.get(name, 0) + len(frames)
+            raise
         done = time.time()
         results = []
         for i, rf in enumerate(frames):
@@ -103,6 +113,7 @@ class EavesdropperServicer(eavesdropper_pb2_grpc.EavesdropperServicer):
         details = {}
         if self.loop is not None:
             details = {k: str(v) for k, v in self.loop.counts.items()} | {"attached": str(self.loop.attached.is_set())}
+        details |= {f"failed[{k}]": str(v) for k, v in eve.failures.items()}
         return common_pb2.ServiceInfo(service="eavesdropper", name=eve.name, model_id=eve.bundle.model_id,
                                       device=str(eve.bundle.device), k=eve.bundle.cfg.k, mode=eve.attack_name,
                                       details=details)

@@ -1,0 +1,74 @@
+"""The example attack plugin (examples/custom_attack) is pip-installed and attached to the live stack; a plugin
+that raises is reported by name, its frames count as failed, and the eavesdropper keeps running."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from svc_helpers import ROOT, LiveStack, child_env
+
+from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc
+
+EXAMPLE = ROOT / "examples" / "custom_attack"
+
+
+def _install_example() -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e",
+                           str(EXAMPLE)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run([sys.executable, "-m", "eavesdropper", "--list-attacks"], cwd=ROOT, env=child_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert "nearest-centroid" in listed.stdout.split() and "always-fails" in listed.stdout.split()
+
+
+def _start(live: LiveStack, tmp_path: Path, name: str, attack: str) -> tuple[subprocess.Popen[bytes], Path]:
+    port_file = tmp_path / f"{name}.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eavesdropper", "--port", "0", "--port-file", str(port_file), "--name", name,
+         "--attack", attack, "--emulator", live.address("channel_emulator"),
+         "--telemetry", live.address("control_panel", "telemetry"), "--checkpoints", str(live.checkpoints)],
+        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port_file
+
+
+def _info(port_file: Path) -> Any:
+    port = json.loads(port_file.read_text())["grpc"]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        return eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=10)
+
+
+def test_example_plugin_installed_and_attached_live(live: LiveStack, tmp_path: Path) -> None:
+    _install_example()
+    good, good_port = _start(live, tmp_path, "plug", "nearest-centroid")
+    bad, bad_port = _start(live, tmp_path, "broken", "always-fails")
+    try:
+        with live.http() as c:
+            run_id = c.post("/api/runs", json={"n": 3000, "batch_size": 100}).json()["id"]
+            deadline = time.monotonic() + 180
+            while True:
+                ls = c.get("/api/summary").json()["listeners"]
+                if ls.get("plug", {}).get("reports", 0) >= 50 and ls.get("broken", {}).get("reports", 0) >= 20:
+                    break
+                assert good.poll() is None and bad.poll() is None and time.monotonic() < deadline
+                if c.get(f"/api/runs/{run_id}").json()["status"] == "done":
+                    run_id = c.post("/api/runs", json={"n": 3000, "batch_size": 100}).json()["id"]
+                time.sleep(0.2)
+            plug, broken = ls["plug"], ls["broken"]
+        assert plug["role"] == "eavesdropper" and plug["lost"] == 0
+        assert plug["labelled"] > 0 and plug["correct"] / plug["labelled"] > 0.3  # far above chance (0.1)
+        assert broken["lost"] == broken["reports"]  # every frame of the failing plugin counted as failed
+        info = _info(bad_port)
+        assert info.mode == "always-fails" and int(info.details["failed[always-fails]"]) >= 20
+        assert bad.poll() is None  # still running
+        assert _info(good_port).mode == "nearest-centroid"
+    finally:
+        for p in (good, bad):
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
