@@ -1,4 +1,4 @@
-"""The ``diffsem`` command: ``data fetch``, ``train``, ``eval``.
+"""The ``diffsem`` command: ``data fetch``, ``train``, ``eval``, ``attack list|train|eval``.
 
 Every ``DiffSemError`` (bad config, missing data, mismatched checkpoint) is printed as one line and exits 2;
 no traceback from deep inside torch reaches the user.
@@ -70,7 +70,65 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--fading", choices=["none", "rayleigh", "rician"], default="none")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
+
+    att = sub.add_parser("attack", help="eavesdropper attacks: list, train, eval").add_subparsers(dest="action", required=True)
+    att.add_parser("list", help="print the installed attacks (built-ins and plugins)")
+    at = att.add_parser("train", help="train an attack on the attacker's auxiliary split")
+    at.add_argument("--attack", required=True)
+    at.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    at.add_argument("--checkpoints", type=Path, default=None, help="system checkpoint folder (default checkpoints/<dataset>)")
+    at.add_argument("--n-aux", type=int, default=6000, help="auxiliary images to train on")
+    at.add_argument("--epochs", type=int, default=3)
+    at.add_argument("--train-snr-db", type=float, default=None, help="train at one attacker SNR (default: a range)")
+    at.add_argument("--seed", type=int, default=0)
+    ae = att.add_parser("eval", help="judged attacker accuracy, PSNR/SSIM and secrecy gap per t* and offset")
+    ae.add_argument("--attacks", default="all", help="comma-separated names, or 'all' (whitebox needs --transmitter-checkpoint)")
+    ae.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    ae.add_argument("--checkpoints", type=Path, default=None)
+    ae.add_argument("--transmitter-checkpoint", type=Path, default=None, help="enables whitebox-inversion")
+    ae.add_argument("--whitebox-steps", type=int, default=100)
+    ae.add_argument("--n", type=int, default=1000)
+    ae.add_argument("--snr-db", type=float, default=20.0, help="legitimate SNR")
+    ae.add_argument("--t-stars", default="none,200,400,600", help="comma list; 'none' = no self-noise")
+    ae.add_argument("--eve-offsets", type=_floats, default=[0.0, -5.0, -10.0])
+    ae.add_argument("--self-noise", default="random,keyed")
+    ae.add_argument("--decode", default="direct", choices=list(DECODE_MODES))
+    ae.add_argument("--out", type=Path, default=Path("out/attacks"))
+    ae.add_argument("--device", default="auto")
     return p
+
+
+def _attack(args: argparse.Namespace) -> None:
+    from diffsem.attacks import known_attacks
+    from diffsem.attacks.run import evaluate_attacks, load_attacks, markdown_table, train_attack, write_attack_report
+
+    if args.action == "list":
+        print("\n".join(known_attacks()))
+        return
+    folder = args.checkpoints or checkpoint_dir(args.dataset)
+    bundle = load_bundle(folder, device=getattr(args, "device", "cpu"))
+    if bundle.cfg.dataset != args.dataset:
+        raise DiffSemError(f"checkpoint is for data set {bundle.cfg.dataset!r} but --dataset {args.dataset!r} was given")
+    if args.action == "train":
+        _, path, metrics = train_attack(bundle, args.attack, folder, args.data_dir, args.n_aux, args.epochs, args.seed,
+                                        train_snr_db=args.train_snr_db)
+        print(f"wrote {path} ({metrics})")
+        return
+    names = known_attacks() if args.attacks == "all" else [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if args.attacks == "all":
+        names = [n for n in ("feature-classifier", "inversion-decoder", "adaptive-diffusion", "whitebox-inversion")
+                 if n != "whitebox-inversion" or args.transmitter_checkpoint]
+    opts: dict[str, object] = {}
+    if args.transmitter_checkpoint:
+        opts = {"transmitter_checkpoint": args.transmitter_checkpoint, "steps": args.whitebox_steps}
+    attacks = load_attacks(bundle, names, folder, **opts)
+    t_stars = [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]
+    images, labels = load_split(args.dataset, "test", args.data_dir)
+    res = evaluate_attacks(bundle, attacks, images[:args.n], labels[:args.n], t_stars, args.eve_offsets, args.snr_db,
+                           tuple(m.strip() for m in args.self_noise.split(",")), decode=args.decode)
+    paths = write_attack_report(res, args.out)
+    print(markdown_table(res["rows"]))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -119,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             _train(args)
         elif args.command == "eval":
             _eval(args)
+        elif args.command == "attack":
+            _attack(args)
     except DiffSemError as exc:
         print(f"diffsem: error: {exc}", file=sys.stderr)
         return 2
