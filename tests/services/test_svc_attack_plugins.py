@@ -72,3 +72,26 @@ def test_example_plugin_installed_and_attached_live(live: LiveStack, tmp_path: P
         for p in (good, bad):
             p.send_signal(signal.SIGTERM)
             p.wait(30)
+
+
+def test_plugin_error_is_reported_by_name() -> None:
+    import pytest
+    import torch
+
+    from diffsem.attacks import Attack, AttackError
+
+    class Broken(Attack):
+        name = "broken"
+
+        def attack(self, z, abar_eff, header):
+            raise RuntimeError("boom")
+
+    from eavesdropper.attacks import ServiceAttack
+    from protos.diffsem.v1 import frame_pb2
+
+    class FakeBatch:
+        z, abar_eff = torch.zeros(2, 256), torch.ones(2)
+        headers = [frame_pb2.PublicHeader(a=1.0)] * 2
+
+    with pytest.raises(AttackError, match="attack 'broken' failed: RuntimeError: boom"):
+        ServiceAttack(Broken(None)).attack(FakeBatch())  # type: ignore[arg-type]
