@@ -101,6 +101,7 @@ class Service:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("DIFFSEM_METRICS_PORT", "0")  # each gRPC service's Prometheus endpoint, ephemeral
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args, "--port-file", str(self.port_file)],
                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -193,6 +194,8 @@ class Stack:
                "metrics": self.http_url + "/metrics",
                "telemetry (gRPC)": self.address("control_panel", "telemetry")}
         out |= {f"{name} (gRPC)": self.address(name) for name, s in self.services.items() if name != "control_panel"}
+        out |= {f"{name} metrics": f"http://{self.cfg.host}:{s.ports['metrics']}/metrics"
+                for name, s in self.services.items() if "metrics" in s.ports}
         return out
 
     # ---- lifecycle -------------------------------------------------------------------------------------

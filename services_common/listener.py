@@ -25,12 +25,15 @@ import grpc
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import frame_pb2, telemetry_pb2, telemetry_pb2_grpc
+from services_common import metrics as m
 from services_common.client import SHORT_DEADLINE_S, channel
 
 log = logging.getLogger(__name__)
 Process = Callable[[list[frame_pb2.ReceivedFrame]], list[telemetry_pb2.Report]]
 LISTEN_DEADLINE_S = 3600.0   # a subscription is renewed at least this often
 REPORT_CHUNK = 512
+INBOX_BATCHES = 4  # the inbox holds this many batches; beyond it the stream stalls and the emulator's
+                   # bounded per-link queue drops (and counts) what this listener cannot keep up with
 
 
 def lost_report(rf: frame_pb2.ReceivedFrame, name: str, method: str) -> telemetry_pb2.Report:
@@ -49,7 +52,7 @@ class ListenerLoop:
         self.defaults = defaults
         self._emulator = channel(emulator)
         self._telemetry = channel(telemetry) if telemetry else None
-        self.inbox: queue.Queue[frame_pb2.ReceivedFrame] = queue.Queue()
+        self.inbox: queue.Queue[frame_pb2.ReceivedFrame] = queue.Queue(maxsize=INBOX_BATCHES * self.max_batch)
         self.outbox: queue.Queue[list[telemetry_pb2.Report]] = queue.Queue()
         self.stopped = threading.Event()
         self.attached = threading.Event()
@@ -87,11 +90,19 @@ class ListenerLoop:
             try:
                 self._call = stub.Listen(req, timeout=LISTEN_DEADLINE_S, wait_for_ready=True)
                 self.counts["subscriptions"] += 1
+                m.SUBSCRIPTIONS.labels(self.name).inc()
                 for rf in self._call:
                     if not self.attached.is_set():
                         self.attached.set()
+                        m.ATTACHED.labels(self.name).set(1)
                         log.info("attached to the emulator as %r", self.name)
-                    self.inbox.put(rf)
+                    while not self.stopped.is_set():  # bounded: a slow listener backs up into the emulator
+                        try:
+                            self.inbox.put(rf, timeout=0.25)
+                            break
+                        except queue.Full:
+                            continue
+                    m.QUEUE_DEPTH.labels(self.name).set(self.inbox.qsize())
                     backoff = 0.1
                 if not self.stopped.is_set():  # ended cleanly: replaced by a newer subscription of this name
                     log.warning("the emulator ended the subscription as %r (another listener took the name?)",
@@ -110,6 +121,7 @@ class ListenerLoop:
                 log.warning("subscription as %r ended (%s: %s); resubscribing", self.name, exc.code().name,
                             exc.details())
             self.attached.clear()
+            m.ATTACHED.labels(self.name).set(0)
             self.stopped.wait(backoff)
             backoff = min(backoff * 2, 2.0)
 
@@ -143,10 +155,21 @@ class ListenerLoop:
             live = [rf for rf in batch if not rf.dropped]
             reports = list(lost)
             if live:
+                started = time.perf_counter()
                 reports += self._process(live)
+                m.DECODE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+                m.BATCH_SIZE.labels(self.name).observe(len(live))
             self.counts["frames"] += len(batch)
             self.counts["batches"] += 1
-            self.counts["lost"] += sum(r.lost for r in reports)
+            n_lost = sum(r.lost for r in reports)
+            self.counts["lost"] += n_lost
+            m.FRAMES_IN.labels(self.name).inc(len(batch))
+            m.FRAMES_LOST.labels(self.name).inc(n_lost)
+            m.QUEUE_DEPTH.labels(self.name).set(self.inbox.qsize())
+            if live:
+                log.debug("%s: batch of %d frames, first message %s", self.name, len(batch),
+                          batch[0].frame.message_id,
+                          extra={"message_id": batch[0].frame.message_id, "listener": self.name})
             self.outbox.put(reports)
 
     def _process(self, frames: list[frame_pb2.ReceivedFrame]) -> list[telemetry_pb2.Report]:
@@ -155,7 +178,8 @@ class ListenerLoop:
             return self.process(frames)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the listener
             if len(frames) == 1:
-                log.warning("frame %s could not be processed: %s", frames[0].frame.message_id, exc)
+                log.warning("frame %s could not be processed: %s", frames[0].frame.message_id, exc,
+                            extra={"message_id": frames[0].frame.message_id, "listener": self.name})
                 return [lost_report(frames[0], self.name, self.method)]
             return [r for rf in frames for r in self._process([rf])]
 
@@ -185,10 +209,12 @@ class ListenerLoop:
                 stub.Report(telemetry_pb2.ReportRequest(reports=reports), timeout=SHORT_DEADLINE_S,
                             wait_for_ready=attempt > 0)
                 self.counts["reports"] += len(reports)
+                m.REPORTS_OUT.labels(self.name).inc(len(reports))
                 return
             except grpc.RpcError as exc:
                 if attempt == 3 or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     self.counts["report_failures"] += len(reports)
+                    m.REPORT_FAILURES.labels(self.name).inc(len(reports))
                     log.warning("telemetry refused %d reports: %s %s", len(reports), exc.code().name, exc.details())
                     return
                 time.sleep(0.2 * 2**attempt)

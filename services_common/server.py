@@ -74,6 +74,9 @@ class ServiceHost:
         if not self.port:
             raise OSError(f"could not bind {host}:{port}")
         self.server.start()
+        from services_common import metrics  # Prometheus over HTTP when $DIFFSEM_METRICS_PORT is set
+
+        metrics.start_from_env(host)
         return self.port
 
     def set_serving(self, serving: bool) -> None:
@@ -147,5 +150,9 @@ def write_port_file(path: Path | None, **ports: int) -> None:
         return
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
+    from services_common import metrics
+
+    if metrics.port() is not None:
+        ports = {**ports, "metrics": metrics.port()}
     tmp.write_text(json.dumps({"pid": os.getpid(), **ports}))
     tmp.replace(path)
