@@ -129,6 +129,9 @@ class InversionDecoder(Attack):
         return None, self.decoder(z.to(dev), abar_eff.to(dev)).cpu()
 
 
+WHITEBOX_INIT = -2.0  # logit of the starting image: dark, like most pixels of MNIST-style data
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
@@ -160,7 +163,7 @@ class WhiteboxInversion(Attack):
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any) -> AttackResult:
         dev = self.device
         z, ab = z.to(dev), abar_eff.to(dev).reshape(-1, 1).clamp(1e-4, 1.0)
-        logits = torch.zeros(z.shape[0], 1, 28, 28, device=dev, requires_grad=True)
+        logits = torch.full((z.shape[0], 1, 28, 28), WHITEBOX_INIT, device=dev, requires_grad=True)
         opt = torch.optim.Adam([logits], lr=self.lr)
         var = (1 - ab).clamp_min(1e-3)
         with torch.enable_grad():
