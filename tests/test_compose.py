@@ -91,7 +91,9 @@ def test_no_transmitter_checkpoint_in_black_box_eavesdroppers():
     assert tx_ckpt and tx_ckpt == set(volume_sources(services["receiver"]))
     for name in ("eve-feature", "eve-inversion"):
         assert not tx_ckpt & set(volume_sources(services[name])), name
-    assert tx_ckpt <= set(volume_sources(services["eve-whitebox"]))  # white-box mode, asked for by its profile
+    wb = services["eve-whitebox"]  # white-box mode, asked for by its profile
+    assert any(v["source"] in tx_ckpt and v["target"] == "/transmitter" for v in wb["volumes"])
+    assert wb["command"][wb["command"].index("--transmitter-checkpoint") + 1] == "/transmitter"
 
 
 def test_ports_checkpoints_and_data_from_environment():
