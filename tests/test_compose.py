@@ -92,7 +92,8 @@ def test_no_transmitter_checkpoint_in_black_box_eavesdroppers():
     for name in ("eve-feature", "eve-inversion"):
         assert not tx_ckpt & set(volume_sources(services[name])), name
     wb = services["eve-whitebox"]  # white-box mode, asked for by its profile
-    assert any(v["source"] in tx_ckpt and v["target"] == "/transmitter" for v in wb["volumes"])
+    mounts = [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2]) for v in wb["volumes"]]
+    assert any(src in tx_ckpt and dst == "/transmitter" for src, dst in mounts), mounts
     assert wb["command"][wb["command"].index("--transmitter-checkpoint") + 1] == "/transmitter"
 
 
