@@ -67,9 +67,10 @@ def test_judge_is_independent_of_the_receiver_classifier(mnist_bundle: ModelBund
 
 @pytest.mark.parametrize("name", ["feature-classifier", "inversion-decoder", "adaptive-diffusion"])
 def test_attack_fits_and_beats_chance_without_self_noise(name: str, mnist_bundle: ModelBundle, aux, test_slice) -> None:
+    torch.manual_seed(0)  # the attack's initial weights; without it the result depends on the test order
     att = make_attack(name, mnist_bundle, **({"train_snr_db": 20.0} if name == "inversion-decoder" else {}))
     if att.trainable:
-        att.fit(*aux, epochs=2 if name == "inversion-decoder" else 1)
+        att.fit(*aux, epochs=5 if name == "inversion-decoder" else 1)
     z, level, header = _intercept(mnist_bundle, test_slice[0])
     acc = _accuracy(mnist_bundle, att.attack(z, level, header), test_slice[1])
     assert acc > 0.3, f"{name}: {acc}"  # chance is 0.1
