@@ -23,6 +23,7 @@ import grpc
 import torch
 
 from channel_emulator.links import FADING_NAMES, Link, LinkParams, Subscriber
+from diffsem.channel import noise_variance
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
@@ -161,7 +162,7 @@ class Emulator:
                  snr_db: float, now: float) -> None:
         out, lost, delay = link.transmit(x, snr_db)
         n0 = out.sigma_c2  # per frame, with CSI
-        avg = float(10 ** (-snr_db / 10))
+        avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
         erased = out.erased.sum(dim=1)
         for i, f in enumerate(frames):
             rf = frame_pb2.ReceivedFrame(link=link.name, role=link.role, snr_db=snr_db, has_csi=link.params.csi)
