@@ -14,6 +14,7 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from diffsem.attacks.base import Attack, AttackResult, register
+from diffsem.channel import noise_variance
 from diffsem.checkpoints import load_weights
 from diffsem.errors import ConfigError
 from diffsem.models import NoiseAwareClassifier, SemanticEncoder
@@ -24,7 +25,7 @@ def attacker_levels(b: int, abar: torch.Tensor, gen: torch.Generator, train_snr_
     """abar_eff per sample (B,) the attacker trains on: ``train_snr_db`` -> 1/(1+N0) with no self-noise;
     otherwise abar_t, t ~ U[0, T), times a link factor 1/(1+N0) with SNR ~ U[0, 30] dB, plus clean samples."""
     if train_snr_db is not None:
-        return torch.full((b,), 1.0 / (1.0 + 10 ** (-train_snr_db / 10)))
+        return torch.full((b,), 1.0 / (1.0 + float(noise_variance(train_snr_db))))
     t = torch.randint(0, len(abar), (b,), generator=gen)
     link = 1.0 / (1.0 + torch.pow(10.0, -30 * torch.rand(b, generator=gen) / 10))
     a = abar[t].to(torch.float32)

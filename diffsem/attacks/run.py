@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from diffsem.attacks.base import Attack, attack_checkpoint_path, load_attack, make_attack, save_attack
+from diffsem.channel import noise_variance
 from diffsem.data import load_split, transmitter_split
 from diffsem.errors import ConfigError
 from diffsem.keyed import NonceSource
@@ -80,7 +81,7 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
 
     gen = torch.Generator().manual_seed(seed)
     s = torch.cat([bundle.encoder(images[i:i + 1024].to(bundle.device)).cpu() for i in range(0, len(images), 1024)])
-    sigma_c2 = 10 ** (-snr_db / 10)
+    sigma_c2 = float(noise_variance(snr_db))
     receiver = DiffusionReceiver(bundle)
     rows: list[dict[str, Any]] = []
     gallery: dict[str, torch.Tensor] = {}
@@ -98,7 +99,7 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
             legit = receiver.decode(z_l.to(bundle.device), lv_l.to(bundle.device), decode).labels.cpu()
             legit_acc = float((legit == labels).float().mean())
             for off in offsets:
-                s2e = 10 ** (-(snr_db + off) / 10)
+                s2e = float(noise_variance(snr_db + off))
                 ye = x + s2e ** 0.5 * torch.randn(x.shape, generator=gen)
                 z_e, lv_e = listener_view(ye, header, s2e)
                 row_base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off,
