@@ -18,6 +18,9 @@ from diffsem.errors import CheckpointError
 from diffsem.models import ImageJudge, NoiseAwareClassifier, SemanticEncoder, make_unet
 
 PARTS = ("encoder", "classifier", "channel_classifier", "unet", "judge", "eavesdropper")
+# What a black-box eavesdropper process may read: its own classifier and the independent judge that scores its
+# reconstructions, never the transmitter's encoder or the receiver's models.
+EAVESDROPPER_PARTS = ("judge", "eavesdropper")
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
@@ -64,16 +67,33 @@ class ModelBundle:
         return self
 
 
+class NotLoaded(nn.Module):
+    """Stands in for a part that this process did not load (see ``load_bundle(parts=...)``); calling it raises."""
+
+    def __init__(self, part: str, folder: Path):
+        super().__init__()
+        self.part, self.folder = part, folder
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise CheckpointError(f"{self.folder}: the {self.part!r} part was not loaded by this process "
+                              f"(it loads only what its role may see)")
+
+
 def checkpoint_dir(dataset: str, root: Path | None = None) -> Path:
     return (root or DEFAULT_CHECKPOINTS) / dataset
 
 
 def load_bundle(folder: Path, expected: ModelConfig | None = None, model_id: str | None = None,
-                device: str = "auto") -> ModelBundle:
-    """Load every part from ``folder`` (``<part>.safetensors`` + ``<part>.json``), checking the cards.
+                device: str = "auto", parts: tuple[str, ...] = PARTS) -> ModelBundle:
+    """Load ``parts`` (default: all) from ``folder`` (``bundle.json``, ``<part>.safetensors`` + ``<part>.json``),
+    checking the cards. Parts left out become :class:`NotLoaded`, so a black-box eavesdropper can run from a folder
+    that holds only ``bundle.json`` and its own parts, without the transmitter's weights.
 
     ``expected``/``model_id``, when given, must match the stored cards; a mismatch names both sides.
     """
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise CheckpointError(f"unknown checkpoint part(s) {unknown}; known parts: {', '.join(PARTS)}")
     manifest = folder / "bundle.json"
     if not manifest.exists():
         raise CheckpointError(f"{folder}: no bundle.json; train one with `diffsem train --out {folder}`")
@@ -82,5 +102,8 @@ def load_bundle(folder: Path, expected: ModelConfig | None = None, model_id: str
     cfg = build(ModelConfig, **meta["config"])
     bundle = ModelBundle.fresh(cfg, meta["model_id"])
     for part, module in bundle.modules().items():
-        bundle.cards[part] = load_weights(module, folder / f"{part}.safetensors", cfg, meta["model_id"])
+        if part in parts:
+            bundle.cards[part] = load_weights(module, folder / f"{part}.safetensors", cfg, meta["model_id"])
+        else:
+            setattr(bundle, part, NotLoaded(part, folder))
     return bundle.to(pick_device(device))

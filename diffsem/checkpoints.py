@@ -44,6 +44,7 @@ def save_weights(module: nn.Module, path: Path, card: dict[str, Any]) -> None:
     tensors = {k: (v.to(STORE_DTYPE) if v.is_floating_point() else v).contiguous().cpu()
                for k, v in module.state_dict().items()}
     save_file(tensors, str(path))
+    path.chmod(0o644)  # safetensors writes 0600; containers run the services as another user and must read it
     full = {"file": path.name, "code_version": code_version(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **card}
     path.with_suffix(".json").write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")

@@ -1,6 +1,7 @@
 """The eavesdropper service: subscribes to its own link under a name and runs an attack chosen by name.
 
-Each result (label guess and/or reconstruction) goes to the panel's ``Telemetry`` by message id.
+Each result (label guess and/or reconstruction) goes to the panel's ``Telemetry`` by message id. An attack that
+returns only reconstructions is scored by the independent judge's label of them, as offline (DESIGN.md §4).
 ``Attack`` runs the configured attack, or another registered one by name, on frames given directly.
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from diffsem.attacks import AttackError
+from diffsem.attacks import AttackError, judge_labels
 from diffsem.bundle import ModelBundle
 from diffsem.errors import DiffSemError
 from eavesdropper.attacks import Attack, make_attack
@@ -56,6 +57,9 @@ class Eavesdropper:
         except AttackError:
             self.failures[name] = self.failures.get(name, 0) + len(frames)
             raise
+        labels = out.labels
+        if labels is None and out.reconstructions is not None:
+            labels = judge_labels(self.bundle, out.reconstructions)  # the task accuracy of an inversion attack
         done = time.time()
         results = []
         for i, rf in enumerate(frames):
@@ -63,8 +67,8 @@ class Eavesdropper:
                                               abar_eff=float(batch.abar_eff[i]))
             if rf.frame.header.send_time:
                 r.latency_ms = (done - rf.frame.header.send_time) * 1000.0
-            if out.labels is not None:
-                r.has_label, r.label = True, int(out.labels[i])
+            if labels is not None:
+                r.has_label, r.label = True, int(labels[i])
             if out.reconstructions is not None:
                 r.reconstruction.CopyFrom(to_proto(out.reconstructions[i].detach().float().clamp(0, 1).cpu()))
             results.append(r)

@@ -16,6 +16,7 @@ def test_round_trip_preserves_weights_to_storage_precision(tmp_path):
     save_weights(src, tmp_path / "c.safetensors", {"config": cfg.model_dump(mode="json"), "model_id": "m1"})
     card = load_weights(dst, tmp_path / "c.safetensors", cfg, "m1")
     assert card["model_id"] == "m1" and "code_version" in card
+    assert (tmp_path / "c.safetensors").stat().st_mode & 0o044 == 0o044  # readable by a container's service user
     for (name, a), b in zip(src.state_dict().items(), dst.state_dict().values(), strict=True):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
     z = torch.randn(3, 256)

@@ -10,6 +10,7 @@ from diffsem.attacks.base import (
     Attack,
     AttackError,
     attack_checkpoint_path,
+    judge_labels,
     known_attacks,
     load_attack,
     make_attack,
@@ -17,5 +18,5 @@ from diffsem.attacks.base import (
     save_attack,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "Attack", "AttackError", "attack_checkpoint_path", "known_attacks", "load_attack",
+__all__ = ["ENTRY_POINT_GROUP", "Attack", "AttackError", "attack_checkpoint_path", "judge_labels", "known_attacks", "load_attack",
            "make_attack", "register", "save_attack"]

@@ -135,5 +135,14 @@ def load_attack(att: Attack, path: Path) -> dict[str, Any]:
     return card
 
 
+@torch.no_grad()
+def judge_labels(bundle: Any, reconstructions: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """The independent judge's labels (N,) int64 for reconstructions (N, 1, 28, 28) in [0, 1]."""
+    bundle.judge.eval()
+    dev = bundle.device
+    return torch.cat([bundle.judge(reconstructions[i:i + batch].to(dev)).argmax(1).cpu()
+                      for i in range(0, len(reconstructions), batch)])
+
+
 def card_json(card: dict[str, Any]) -> str:
     return json.dumps(card, indent=2, sort_keys=True)

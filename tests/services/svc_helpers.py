@@ -30,6 +30,23 @@ def checkpoints_path() -> Path:
     return Path(os.environ.get("DIFFSEM_TEST_CHECKPOINTS", DEFAULT_CHECKPOINTS))
 
 
+def eavesdropper_folder(checkpoints: Path, dest: Path) -> Path:
+    """Copy what a black-box eavesdropper may read (as docker-compose.yml mounts it) into ``dest``: bundle.json, its
+    own parts and the judge, and attacks/; not the transmitter's encoder or the receiver's models."""
+    import shutil
+
+    from diffsem.bundle import EAVESDROPPER_PARTS
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoints / "bundle.json", dest)
+    for part in EAVESDROPPER_PARTS:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(checkpoints / f"{part}{suffix}", dest)
+    if (checkpoints / "attacks").is_dir():
+        shutil.copytree(checkpoints / "attacks", dest / "attacks", dirs_exist_ok=True)
+    return dest
+
+
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
@@ -72,6 +89,36 @@ class LiveStack:
                 time.sleep(0.3)
         raise TimeoutError(f"run {run_id} not finished after {timeout} s: {run}")
 
+
+
+def start_stack(checkpoints: Path, folder: Path, *launcher_args: str, env: dict[str, str] | None = None,
+                timeout: float = 300.0) -> LiveStack:
+    """``python -m launcher --ports 0`` with ``launcher_args``; returns once its state file is written (every
+    service healthy). Fails the test with the launcher's output if it does not come up."""
+    import pytest
+
+    out = folder / "launcher.out"
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher", "--ports", "0", "--checkpoints", str(checkpoints),
+             "--state-file", str(folder / "state.json"), "--log-dir", str(folder / "logs"), *launcher_args],
+            cwd=ROOT, env=env or child_env(), stdout=log, stderr=subprocess.STDOUT)
+    stack = LiveStack(proc, folder / "state.json", checkpoints, out)
+    deadline = time.monotonic() + timeout
+    while not stack.state_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"launcher did not come up:\n{out.read_text()[-3000:]}")
+        time.sleep(0.3)
+    return stack
+
+
+def stop_stack(stack: LiveStack) -> int:
+    """SIGTERM the launcher; its exit status."""
+    import signal
+
+    stack.proc.send_signal(signal.SIGTERM)
+    return stack.proc.wait(60)
 
 
 def png_bytes(img: np.ndarray) -> bytes:

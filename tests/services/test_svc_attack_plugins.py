@@ -1,5 +1,6 @@
-"""The example attack plugin (examples/custom_attack) is pip-installed and attached to the live stack; a plugin
-that raises is reported by name, its frames count as failed, and the eavesdropper keeps running."""
+"""The example attack plugin (examples/custom_attack) is pip-installed, trained with `diffsem attack train`, and
+attached to the live stack from a folder holding only what a black-box eavesdropper may read; a plugin that raises
+is reported by name, its frames count as failed, and the eavesdropper keeps running."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from svc_helpers import ROOT, LiveStack, child_env
+from svc_helpers import ROOT, LiveStack, child_env, eavesdropper_folder
 
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc
 
@@ -28,12 +29,20 @@ def _install_example() -> None:
     assert "nearest-centroid" in listed.stdout.split() and "always-fails" in listed.stdout.split()
 
 
-def _start(live: LiveStack, tmp_path: Path, name: str, attack: str) -> tuple[subprocess.Popen[bytes], Path]:
-    port_file = tmp_path / f"{name}.json"
+def _train_example(live: LiveStack, eve_dir: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "diffsem.cli", "attack", "train", "--attack", "nearest-centroid",
+                           "--checkpoints", str(live.checkpoints), "--out", str(eve_dir), "--n-aux", "2000"],
+                          cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (eve_dir / "attacks" / "nearest-centroid.safetensors").exists()
+
+
+def _start(live: LiveStack, eve_dir: Path, name: str, attack: str) -> tuple[subprocess.Popen[bytes], Path]:
+    port_file = eve_dir / f"{name}.port.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "eavesdropper", "--port", "0", "--port-file", str(port_file), "--name", name,
          "--attack", attack, "--emulator", live.address("channel_emulator"),
-         "--telemetry", live.address("control_panel", "telemetry"), "--checkpoints", str(live.checkpoints)],
+         "--telemetry", live.address("control_panel", "telemetry"), "--checkpoints", str(eve_dir)],
         cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port_file
 
@@ -46,8 +55,11 @@ def _info(port_file: Path) -> Any:
 
 def test_example_plugin_installed_and_attached_live(live: LiveStack, tmp_path: Path) -> None:
     _install_example()
-    good, good_port = _start(live, tmp_path, "plug", "nearest-centroid")
-    bad, bad_port = _start(live, tmp_path, "broken", "always-fails")
+    eve_dir = eavesdropper_folder(live.checkpoints, tmp_path / "eve")
+    assert not (eve_dir / "encoder.safetensors").exists()
+    _train_example(live, eve_dir)
+    good, good_port = _start(live, eve_dir, "plug", "nearest-centroid")
+    bad, bad_port = _start(live, eve_dir, "broken", "always-fails")
     try:
         with live.http() as c:
             run_id = c.post("/api/runs", json={"n": 3000, "batch_size": 100}).json()["id"]

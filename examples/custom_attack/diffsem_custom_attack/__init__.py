@@ -1,8 +1,11 @@
 """A minimal DiffSem attack plugin.
 
 ``nearest-centroid`` guesses each intercepted frame's label as the class whose mean latent (from the attacker's own
-black-box queries) is closest to sqrt(abar_eff) times it. Without ``fit`` it uses the bundle's feature classifier's
-guesses as a fallback, so it also runs straight away in the live eavesdropper service.
+black-box queries) is closest to sqrt(abar_eff) times it. Train it offline, then point the eavesdropper at it::
+
+    diffsem attack train --attack nearest-centroid --dataset mnist --out my_eve_folder
+    python -m eavesdropper --attack nearest-centroid --checkpoints my_eve_folder ...
+
 ``always-fails`` raises, to show that a broken plugin is reported by name and does not stop the service.
 """
 
@@ -11,29 +14,40 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from diffsem.attacks import Attack
 
 
+class Centroids(nn.Module):
+    """The class means of the attacker's query latents, (C, k); a module so ``save_attack`` can store it."""
+
+    def __init__(self, num_classes: int, k: int):
+        super().__init__()
+        self.register_buffer("centroids", torch.zeros(num_classes, k))
+
+
 class NearestCentroid(Attack):
     name = "nearest-centroid"
+    trainable = True
 
     def __init__(self, bundle: Any, **options: Any):
         super().__init__(bundle, **options)
-        self.centroids: torch.Tensor | None = None
+        self.means = Centroids(bundle.cfg.num_classes, bundle.cfg.k)
+
+    def module(self) -> nn.Module:
+        return self.means
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor, labels: torch.Tensor, **kw: Any) -> dict[str, float]:
-        s = self.bundle.encoder(images.to(self.device)).cpu()  # black-box queries
-        self.centroids = torch.stack([s[labels == c].mean(0) for c in range(self.bundle.cfg.num_classes)])
+        s = self.bundle.encoder(images.to(self.device)).cpu()  # black-box queries through the transmitter
+        self.means.centroids.copy_(torch.stack([s[labels == c].mean(0) for c in range(self.bundle.cfg.num_classes)]))
         return {"n": float(len(images))}
 
     @torch.no_grad()
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any):
-        if self.centroids is None:
-            self.fit(*_default_aux(self.bundle))
-        assert self.centroids is not None
-        scaled = abar_eff.sqrt()[:, None] * self.centroids[None]  # (B, C, k)
+        centroids = self.means.centroids.to(z.device)
+        scaled = abar_eff.sqrt()[:, None, None] * centroids[None]  # (B, C, k)
         return ((z[:, None, :] - scaled) ** 2).sum(-1).argmin(1), None
 
 
@@ -42,11 +56,3 @@ class AlwaysFails(Attack):
 
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any):
         raise RuntimeError("this plugin always fails")
-
-
-def _default_aux(bundle: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    from diffsem.data import load_split, transmitter_split
-
-    images, labels = load_split(bundle.cfg.dataset, "train")
-    _, aux = transmitter_split(len(images))
-    return images[aux[:2000]], labels[aux[:2000]]
