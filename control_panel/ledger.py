@@ -40,10 +40,12 @@ class Outcome:
     latency_ms: float
     abar_eff: float
     has_reconstruction: bool
+    error: str = ""
 
     def as_json(self, truth: int | None, message_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "lost": self.lost, "method": self.method,
-                               "latency_ms": round(self.latency_ms, 3), "abar_eff": self.abar_eff}
+                               "latency_ms": round(self.latency_ms, 3), "abar_eff": self.abar_eff,
+                               "error": self.error or None}
         out["correct"] = None if truth is None or self.lost else self.label == truth
         out["reconstruction_url"] = (f"/api/reconstructions/{message_id}/{self.listener}.png"
                                      if self.has_reconstruction else None)
@@ -60,12 +62,15 @@ class Tally:
     labelled: int = 0
     correct: int = 0
     lost: int = 0
+    last_error: str | None = None  # the listener's latest reason for reaching no decision
     latencies: list[float] = field(default_factory=list)
 
     def add(self, o: Outcome, truth: int | None) -> None:
         self.role, self.method = o.role, o.method
         self.reports += 1
         self.lost += o.lost
+        if o.error:
+            self.last_error = o.error
         if truth is not None:
             self.labelled += 1
             self.correct += (not o.lost) and o.label == truth
@@ -77,7 +82,7 @@ class Tally:
     def as_json(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) if self.latencies else None
         return {"role": self.role, "method": self.method, "reports": self.reports, "labelled": self.labelled,
-                "correct": self.correct, "lost": self.lost,
+                "correct": self.correct, "lost": self.lost, "last_error": self.last_error,
                 "accuracy": self.correct / self.labelled if self.labelled else None,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat is not None else None,
                 "latency_ms_p99": float(np.percentile(lat, 99)) if lat is not None else None}
@@ -138,7 +143,7 @@ class Ledger:
             return "duplicate"
         role = "legitimate" if r.role == common_pb2.ROLE_LEGITIMATE else "eavesdropper"
         o = Outcome(r.listener, role, r.method, r.label if r.has_label and not r.lost else None, r.lost,
-                    r.latency_ms, r.abar_eff, r.HasField("reconstruction"))
+                    r.latency_ms, r.abar_eff, r.HasField("reconstruction"), r.error[:500])
         if o.has_reconstruction:
             try:
                 img = to_numpy(r.reconstruction, "reconstruction").astype(np.float32).reshape(28, 28)

@@ -8,20 +8,22 @@ from pathlib import Path
 
 import torch
 
-from diffsem.bundle import checkpoint_dir, load_bundle
+from diffsem.bundle import EAVESDROPPER_PARTS, load_bundle
 from eavesdropper.attacks import known_attacks
 from eavesdropper.server import Eavesdropper, EavesdropperServicer
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import eavesdropper_pb2, eavesdropper_pb2_grpc
 from services_common import logs
+from services_common.options import add_listener_options, add_model_options, add_server_options
 from services_common.server import ServiceHost, run_or_exit, write_port_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m eavesdropper", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50054, help="gRPC port (0 = ephemeral)")
-    p.add_argument("--port-file", type=Path, default=None)
+    add_server_options(p, 50054)
+    add_listener_options(p)
+    add_model_options(p, "folder with bundle.json, the eavesdropper and judge parts, and attacks/ "
+                         "(the transmitter's encoder is not read from it)")
     p.add_argument("--name", default="eve", help="this eavesdropper's link name")
     p.add_argument("--attack", default="feature-classifier", help="attack name (--list-attacks)")
     p.add_argument("--list-attacks", action="store_true", help="print the known attacks and exit")
@@ -29,15 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="trained attack weights (default: <checkpoints>/attacks/<attack>.safetensors)")
     p.add_argument("--transmitter-checkpoint", type=Path, default=None,
                    help="enables whitebox-inversion: the transmitter checkpoint folder whose encoder it reads")
-    p.add_argument("--emulator", default="127.0.0.1:50052", help="channel emulator address ('' = do not listen)")
-    p.add_argument("--telemetry", default="127.0.0.1:50060", help="control panel telemetry address ('' = none)")
     p.add_argument("--snr-offset-db", type=float, default=None,
                    help="when this link is created: follow the legitimate SNR plus this offset (dB)")
     p.add_argument("--snr-db", type=float, default=None, help="when this link is created: its SNR (dB)")
-    p.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p.parse_args(argv)
 
@@ -69,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         defaults.snr_db = args.snr_db
 
     def load() -> None:
-        bundle = load_bundle(args.checkpoints, device=args.device)
+        bundle = load_bundle(args.checkpoints, device=args.device, parts=EAVESDROPPER_PARTS)
         options: dict[str, object] = {}
         if args.transmitter_checkpoint is not None:
             options["transmitter_checkpoint"] = args.transmitter_checkpoint

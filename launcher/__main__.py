@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--snr-db", type=float, default=10.0, help="legitimate link SNR (dB)")
     p.add_argument("--t-star", type=int, default=300, help="privacy level t*")
     p.add_argument("--no-self-noise", action="store_true")
+    p.add_argument("--self-noise", choices=["random", "keyed"], default="random",
+                   help="keyed: eps_self from a secret only the transmitter and receiver get (see --key-file)")
+    p.add_argument("--key-file", type=Path, default=None,
+                   help="keyed self-noise secret; default $DIFFSEM_SELF_NOISE_KEY (hex), else a fresh random key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
@@ -70,7 +74,8 @@ def config_from(args: argparse.Namespace) -> StackConfig:
     return StackConfig(checkpoints=args.checkpoints, device=args.device, host=args.host,
                        eavesdroppers=args.eavesdropper, mode=args.mode, classifier=args.classifier, steps=args.steps,
                        snr_db=args.snr_db,
-                       t_star=None if args.no_self_noise else args.t_star, seed=args.seed, max_batch=args.max_batch,
+                       t_star=None if args.no_self_noise else args.t_star, self_noise=args.self_noise,
+                       key_file=args.key_file, seed=args.seed, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, receiver_threads=args.receiver_threads, log_dir=args.log_dir,
                        restart=not args.no_restart, **ports)
 

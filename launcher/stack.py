@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diffsem.keyed import KEY_ENV
 from services_common.client import health_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +69,8 @@ class StackConfig:
     steps: int = 1
     snr_db: float = 10.0
     t_star: int | None = 300
+    self_noise: str = "random"  # or "keyed": see key_file
+    key_file: Path | None = None  # keyed: the shared secret; None: $DIFFSEM_SELF_NOISE_KEY, else a fresh random key
     seed: int = 0
     max_batch: int = 64
     max_wait_ms: float = 5.0
@@ -85,10 +89,13 @@ class StackConfig:
 
 
 class Service:
-    """One child process: its command line, port file, log file and restart count."""
+    """One child process: its command line, port file, log file and restart count. Only a service started with
+    ``key_env`` (transmitter and receiver) sees a keyed self-noise secret in its environment."""
 
-    def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str):
+    def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str,
+                 key_env: dict[str, str] | None = None):
         self.name, self.module, self.args, self.health = name, module, args, health
+        self.key_env = key_env
         self.port_file = log_dir / f"{name}.port.json"
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -99,6 +106,8 @@ class Service:
     def start(self) -> None:
         self.port_file.unlink(missing_ok=True)
         env = dict(os.environ)
+        env.pop(KEY_ENV, None)
+        env.update(self.key_env or {})
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("DIFFSEM_METRICS_PORT", "0")  # each gRPC service's Prometheus endpoint, ephemeral
@@ -199,8 +208,9 @@ class Stack:
         return out
 
     # ---- lifecycle -------------------------------------------------------------------------------------
-    def _add(self, name: str, module: str, args: list[str], health: str = "grpc") -> Service:
-        svc = Service(name, module, args, self.cfg.log_dir, health)  # type: ignore[arg-type]
+    def _add(self, name: str, module: str, args: list[str], health: str = "grpc",
+             key_env: dict[str, str] | None = None) -> Service:
+        svc = Service(name, module, args, self.cfg.log_dir, health, key_env)  # type: ignore[arg-type]
         self.services[name] = svc
         svc.start()
         return svc
@@ -229,6 +239,14 @@ class Stack:
     def _common(self) -> list[str]:
         return ["--host", self.cfg.host]
 
+    def _key(self) -> tuple[list[str], dict[str, str] | None]:
+        """Keyed self-noise: the key option and environment that only the transmitter and receiver get."""
+        if self.cfg.self_noise != "keyed":
+            return [], None
+        if self.cfg.key_file is not None:
+            return ["--key-file", str(self.cfg.key_file)], None
+        return [], {KEY_ENV: os.environ.get(KEY_ENV) or secrets.token_hex(32)}
+
     def start(self) -> Stack:
         c = self.cfg
         try:
@@ -240,7 +258,10 @@ class Stack:
             tx_args = [*self._common(), "--port", str(c.transmitter_port), "--emulator", self.address("channel_emulator"),
                        "--seed", str(c.seed), *model]
             tx_args += ["--no-self-noise"] if c.t_star is None else ["--t-star", str(c.t_star)]
-            tx = self._add("transmitter", "transmitter", tx_args)
+            key_args, key_env = self._key()
+            if key_env is not None or key_args:
+                tx_args += ["--self-noise", "keyed", *key_args]
+            tx = self._add("transmitter", "transmitter", tx_args, key_env=key_env)
             self._wait_ports(tx)  # its address is known before its model is loaded
             panel = self._add("control_panel", "control_panel", [
                 *self._common(), "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
@@ -254,7 +275,7 @@ class Stack:
                        *model]
             if c.receiver_threads:
                 rx_args += ["--threads", str(c.receiver_threads)]
-            rx = self._add("receiver", "receiver", rx_args)
+            rx = self._add("receiver", "receiver", rx_args + key_args, key_env=key_env)
             eves = [self._start_eve(spec) for spec in c.eavesdroppers]
             for svc in (tx, rx, *eves):
                 self._wait(svc)

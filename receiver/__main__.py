@@ -3,36 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
 
-from diffsem.bundle import checkpoint_dir, load_bundle
+from diffsem.bundle import load_bundle
 from diffsem.config import CLASSIFIERS, DECODE_MODES
+from diffsem.keyed import KEY_ENV, load_key
 from protos.diffsem.v1 import receiver_pb2, receiver_pb2_grpc
 from receiver.server import Receiver, ReceiverServicer
 from services_common import logs
+from services_common.options import add_listener_options, add_model_options, add_server_options
 from services_common.server import ServiceHost, run_or_exit, write_port_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m receiver", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50053, help="gRPC port (0 = ephemeral)")
-    p.add_argument("--port-file", type=Path, default=None)
-    p.add_argument("--emulator", default="127.0.0.1:50052", help="channel emulator address ('' = do not listen)")
-    p.add_argument("--telemetry", default="127.0.0.1:50060", help="control panel telemetry address ('' = none)")
+    add_server_options(p, 50053)
+    add_listener_options(p)
+    add_model_options(p)
     p.add_argument("--name", default="receiver", help="the emulator's legitimate link name")
-    p.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"))
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--mode", choices=DECODE_MODES, default="selfref")
     p.add_argument("--classifier", choices=CLASSIFIERS, default="matched",
                    help="matched: noise-aware at every level; channel: trained for the channel only (paper baseline)")
     p.add_argument("--steps", type=int, default=1, help="reverse steps per diffusion decode")
     p.add_argument("--eta", type=float, default=0.0, help="0 = DDIM, 1 = DDPM-like")
-    p.add_argument("--max-batch", type=int, default=64, help="dynamic batching: most frames per decode")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="dynamic batching: longest wait for more frames")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--key-file", type=Path, default=None,
+                   help=f"keyed self-noise secret shared with the transmitter (default: ${KEY_ENV} in hex, if set)")
     return p.parse_args(argv)
 
 
@@ -56,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         bundle = load_bundle(args.checkpoints, device=args.device)
         log.info("model %s on %s (%s)", bundle.model_id, bundle.device,
                  "CUDA" if bundle.device.type == "cuda" else "CPU: no CUDA device" if args.device == "auto" else "CPU")
-        rx = Receiver(bundle, args.mode, args.steps, args.eta, args.name, args.classifier)
+        key = load_key(args.key_file) if args.key_file or os.environ.get(KEY_ENV) else None
+        rx = Receiver(bundle, args.mode, args.steps, args.eta, args.name, args.classifier, key)
         loop = None
         if args.emulator:
             loop = rx.listen(args.emulator, args.telemetry or None, args.max_batch, args.max_wait_ms)
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
             host.on_stop(loop.stop)
         servicer.ready(rx, loop)
         host.set_serving(True)
-        log.info("receiver on %s:%d, decoder %s, batches of <= %d within %.1f ms", args.host, port, rx.method,
-                 args.max_batch, args.max_wait_ms)
+        log.info("receiver on %s:%d, decoder %s, batches of <= %d within %.1f ms, %s", args.host, port, rx.method,
+                 args.max_batch, args.max_wait_ms, "self-noise key loaded" if key else "no self-noise key")
 
     run_or_exit(host, load, log)
 

@@ -1,7 +1,8 @@
 """The legitimate receiver service.
 
 It subscribes to the emulator's legitimate link, batches frames that arrive together (``max_batch``,
-``max_wait_ms``), turns each into z_t at abar_eff with the core's ``listener_view`` and decodes it with
+``max_wait_ms``), turns each into z_t at abar_eff with the core's ``listener_view`` (``keyed_listener_view``
+for keyed self-noise: a missing or wrong key fails those frames with the reason) and decodes it with
 :class:`diffsem.receiver.DiffusionReceiver` in the configured mode. Every decision goes to the panel's
 ``Telemetry`` with its latency (transmitter send time -> decision). ``Decode`` decodes frames given
 directly, in any mode.
@@ -18,6 +19,7 @@ import torch
 from diffsem.bundle import ModelBundle
 from diffsem.config import CLASSIFIERS, DECODE_MODES
 from diffsem.diffusion import nearest_timestep
+from diffsem.keyed import check_value
 from diffsem.receiver import DiffusionReceiver
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, telemetry_pb2
 from services_common.errors import BadRequest, NotReady, grpc_errors
@@ -30,13 +32,14 @@ MAX_DECODE_FRAMES = 4096
 
 class Receiver:
     """Decoding with the core receiver. ``mode``: default decode mode; ``classifier``: ``matched`` or
-    ``channel`` (see :class:`diffsem.receiver.DiffusionReceiver`); ``steps``/``eta``: reverse process."""
+    ``channel`` (see :class:`diffsem.receiver.DiffusionReceiver`); ``steps``/``eta``: reverse process;
+    ``key``: the keyed self-noise secret shared with the transmitter (None: none held)."""
 
     def __init__(self, bundle: ModelBundle, mode: str = "selfref", steps: int = 1, eta: float = 0.0,
-                 name: str = "receiver", classifier: str = "matched"):
+                 name: str = "receiver", classifier: str = "matched", key: bytes | None = None):
         if mode not in DECODE_MODES:
             raise BadRequest(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
-        self.bundle, self.mode, self.name = bundle, mode, name
+        self.bundle, self.mode, self.name, self.key = bundle, mode, name, key
         self.core = DiffusionReceiver(bundle, steps=steps, eta=eta, classifier=classifier)
 
     @property
@@ -56,7 +59,7 @@ class Receiver:
         if len(frames) > MAX_DECODE_FRAMES:
             raise BadRequest(f"{len(frames)} frames in one Decode; at most {MAX_DECODE_FRAMES}")
         start = time.time()
-        batch = received_batch(frames, self.bundle.cfg.k, self.bundle.model_id)
+        batch = received_batch(frames, self.bundle.cfg.k, self.bundle.model_id, self.key, key_holder=True)
         result = self.core.decode_many(batch.z, batch.abar_eff, [mode], [classifier])[(classifier, mode)]
         probs = torch.softmax(result.logits.float(), dim=1)
         t_eff = nearest_timestep(batch.abar_eff, self.bundle.abar)
@@ -106,7 +109,8 @@ class ReceiverServicer(receiver_pb2_grpc.ReceiverServicer):
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
         rx = self.rx
-        details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta), "classifier": rx.core.classifier}
+        details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta), "classifier": rx.core.classifier,
+                   "key_check": check_value(rx.key) if rx.key else ""}
         if self.loop is not None:
             details.update({k: str(v) for k, v in self.loop.counts.items()})
             details.update(attached=str(self.loop.attached.is_set()), max_batch=str(self.loop.max_batch),

@@ -2,7 +2,8 @@
 
 - :class:`BadRequest` and the core's ``ConfigError`` / ``DiffSemError`` -> INVALID_ARGUMENT
 - :class:`OutOfRange` (a value outside its documented range, e.g. t*) -> OUT_OF_RANGE
-- ``CheckpointError`` -> FAILED_PRECONDITION; :class:`NotReady` -> UNAVAILABLE
+- ``CheckpointError``, ``KeyedNoiseError`` (this service's self-noise key) -> FAILED_PRECONDITION
+- :class:`NotReady` -> UNAVAILABLE
 - a failing downstream call (``grpc.RpcError``) -> UNAVAILABLE (or its own code when it was a client error)
 - anything else -> INTERNAL, logged with its traceback
 """
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 
 from diffsem.errors import CheckpointError, DiffSemError
+from diffsem.keyed import KeyedNoiseError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,7 +43,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message for an exception."""
     if isinstance(exc, OutOfRange):
         return grpc.StatusCode.OUT_OF_RANGE, str(exc)
-    if isinstance(exc, CheckpointError):
+    if isinstance(exc, CheckpointError | KeyedNoiseError):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, BadRequest | DiffSemError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)

@@ -1,7 +1,8 @@
 """Frames <-> tensors, and every listener's view of a batch of received frames.
 
 The maths is the core's: :func:`diffsem.pipeline.listener_view` turns a received latent, the frame's public
-header and the listener's own noise variance into z_t at abar_eff. This module only unpacks messages.
+header and the listener's own noise variance into z_t at abar_eff; for keyed self-noise the key holder uses
+:func:`diffsem.pipeline.keyed_listener_view` instead. This module only unpacks messages.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffsem.pipeline import PublicHeader, listener_view
+from diffsem.pipeline import KeyedInfo, PublicHeader, keyed_listener_view, listener_view
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common.errors import BadRequest
 from services_common.tensors import to_torch
@@ -25,12 +26,15 @@ def stable_seed(*parts: object) -> int:
     return zlib.crc32(repr(parts).encode()) * 2_654_435_761 % (2**63)
 
 
-def header_to_proto(header: PublicHeader, i: int, model_id: str, send_time: float) -> frame_pb2.PublicHeader:
-    """Frame ``i`` of a batch's public header (sigma_self2 is per frame)."""
+def header_to_proto(header: PublicHeader, i: int, model_id: str, send_time: float,
+                    keyed: KeyedInfo | None = None) -> frame_pb2.PublicHeader:
+    """Frame ``i`` of a batch's public header (sigma_self2 and the keyed nonce are per frame)."""
     msg = frame_pb2.PublicHeader(model_id=model_id, a=float(header.a),
                                  sigma_self2=float(header.sigma_self2.reshape(-1)[i]), send_time=send_time)
     if header.t_star is not None:
         msg.t_star = int(header.t_star)
+    if keyed is not None:
+        msg.key_nonce, msg.key_check = keyed.nonces[i], keyed.check
     return msg
 
 
@@ -54,10 +58,13 @@ class ReceivedBatch:
     headers: list[frame_pb2.PublicHeader]
 
 
-def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str | None = None) -> ReceivedBatch:
+def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str | None = None,
+                   key: bytes | None = None, key_holder: bool = False) -> ReceivedBatch:
     """Stack delivered (not dropped) frames and compute each one's view with the core's ``listener_view``.
 
-    Frames with different public headers (t* changed mid-stream) are grouped by (t*, a).
+    Frames with different public headers (t* changed mid-stream) are grouped by (t*, a, keyed). A ``key_holder``
+    (the legitimate receiver) removes keyed self-noise with ``key``; a missing or wrong key raises
+    :class:`diffsem.keyed.KeyedNoiseError`. Anyone else sees keyed self-noise as the random noise it looks like.
     """
     if not frames:
         raise BadRequest("no frames to decode")
@@ -77,13 +84,20 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
     sigma2 = torch.tensor([rf.sigma2 for rf in frames], dtype=torch.float32)
     z = torch.empty_like(y)
     abar_eff = torch.empty(len(frames), dtype=torch.float32)
-    groups: dict[tuple[int | None, float], list[int]] = defaultdict(list)
+    groups: dict[tuple[int | None, float, str], list[int]] = defaultdict(list)
     for i, rf in enumerate(frames):
         h = rf.frame.header
-        groups[(h.t_star if h.HasField("t_star") else None, h.a)].append(i)
-    for (t_star, a), idx in groups.items():
+        if h.key_check and len(h.key_nonce) != 16:
+            raise BadRequest(f"frame {rf.frame.message_id}: keyed header needs a 16-byte nonce, got {len(h.key_nonce)}")
+        groups[(h.t_star if h.HasField("t_star") else None, h.a, h.key_check if key_holder else "")].append(i)
+    for (t_star, a, check), idx in groups.items():
         s2_self = torch.tensor([frames[i].frame.header.sigma_self2 for i in idx], dtype=torch.float32)
-        z_g, level = listener_view(y[idx], PublicHeader(t_star, a, s2_self), sigma2[idx])
+        header = PublicHeader(t_star, a, s2_self)
+        if check:
+            info = KeyedInfo([frames[i].frame.header.key_nonce for i in idx], check)
+            z_g, level = keyed_listener_view(y[idx], header, sigma2[idx], info, key)
+        else:
+            z_g, level = listener_view(y[idx], header, sigma2[idx])
         z[idx] = z_g
         abar_eff[idx] = level
     return ReceivedBatch(y, sigma2, z, abar_eff, [rf.frame.header for rf in frames])

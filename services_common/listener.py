@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 Process = Callable[[list[frame_pb2.ReceivedFrame]], list[telemetry_pb2.Report]]
 LISTEN_DEADLINE_S = 3600.0   # a subscription is renewed at least this often
 REPORT_CHUNK = 512
+WARN_EVERY_S = 10.0  # the same processing error is logged at most this often per listener
 INBOX_BATCHES = 4  # the inbox holds this many batches; beyond it the stream stalls and the emulator's
                    # bounded per-link queue drops (and counts) what this listener cannot keep up with
 
 
-def lost_report(rf: frame_pb2.ReceivedFrame, name: str, method: str) -> telemetry_pb2.Report:
+def lost_report(rf: frame_pb2.ReceivedFrame, name: str, method: str, error: str = "") -> telemetry_pb2.Report:
     return telemetry_pb2.Report(message_id=rf.frame.message_id, seq=rf.frame.seq, listener=name, role=rf.role,
-                                method=method, lost=True, report_time=time.time())
+                                method=method, lost=True, report_time=time.time(), error=error)
 
 
 class ListenerLoop:
@@ -57,6 +58,7 @@ class ListenerLoop:
         self.stopped = threading.Event()
         self.attached = threading.Event()
         self.fatal: str | None = None
+        self._warned: dict[str, float] = {}
         self.on_fatal: Callable[[str], None] | None = None
         self.counts = {"frames": 0, "batches": 0, "reports": 0, "report_failures": 0, "subscriptions": 0, "lost": 0}
         self._call: grpc.Call | None = None
@@ -178,9 +180,13 @@ class ListenerLoop:
             return self.process(frames)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the listener
             if len(frames) == 1:
-                log.warning("frame %s could not be processed: %s", frames[0].frame.message_id, exc,
-                            extra={"message_id": frames[0].frame.message_id, "listener": self.name})
-                return [lost_report(frames[0], self.name, self.method)]
+                error = str(exc)
+                now = time.monotonic()
+                if now - self._warned.get(error, -WARN_EVERY_S) >= WARN_EVERY_S:  # a stream of one error: log it once
+                    self._warned[error] = now
+                    log.warning("frame %s could not be processed: %s", frames[0].frame.message_id, error,
+                                extra={"message_id": frames[0].frame.message_id, "listener": self.name})
+                return [lost_report(frames[0], self.name, self.method, error)]
             return [r for rf in frames for r in self._process([rf])]
 
     def _report_loop(self) -> None:

@@ -6,7 +6,8 @@ Per request (a batch of B images) it
 2. takes the legitimate link's sigma_c^2 from the emulator's ``GetState`` (cached for ``csi_max_age_s``, so
    an SNR trace is followed within that time);
 3. calls :func:`diffsem.pipeline.self_noise_frame` with its seeded generator (one call per request, in
-   request order, as the offline evaluator does per batch);
+   request order, as the offline evaluator does per batch), or, with a key, the keyed variant
+   :func:`diffsem.pipeline.keyed_self_noise_frame` (a fresh nonce per frame, random per-process prefix);
 4. sends the B frames to the emulator in one ``Send`` and replies with their ids and sequence numbers.
 
 Steps 2-4 run under one lock, so the generator's draws and the emulator's see requests in the same order.
@@ -24,7 +25,8 @@ import grpc
 import torch
 
 from diffsem.bundle import ModelBundle
-from diffsem.pipeline import privacy_level, self_noise_frame
+from diffsem.keyed import NonceSource, check_value
+from diffsem.pipeline import keyed_self_noise_frame, privacy_level, self_noise_frame
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
@@ -61,11 +63,14 @@ def images_from_proto(msg: common_pb2.Tensor) -> torch.Tensor:
 
 
 class Transmitter:
-    """Encoder + self-noising + forwarding; thread-safe."""
+    """Encoder + self-noising + forwarding; thread-safe. ``key``: keyed self-noise with this shared secret
+    (None: the paper's random self-noise)."""
 
     def __init__(self, bundle: ModelBundle, emulator: str, legit_link: str = "receiver", t_star: int | None = 300,
-                 seed: int = 0, csi_max_age_s: float = 0.02):
+                 seed: int = 0, csi_max_age_s: float = 0.02, key: bytes | None = None):
         self.bundle = bundle
+        self.key = key
+        self.nonces = NonceSource()  # random prefix per process: no (key, nonce) reuse across restarts
         self.abar = bundle.abar
         self.legit_link = legit_link
         self.csi_max_age_s = csi_max_age_s
@@ -108,7 +113,9 @@ class Transmitter:
     def state(self) -> pb.TransmitterState:
         msg = pb.TransmitterState(a=privacy_level(self.t_star, self.abar), sigma_c2_feedback=self._csi[0],
                                   csi_age_s=time.monotonic() - self._csi[1], frames=self.seq,
-                                  model_id=self.bundle.model_id, num_train_timesteps=len(self.abar))
+                                  model_id=self.bundle.model_id, num_train_timesteps=len(self.abar),
+                                  self_noise="keyed" if self.key else "random",
+                                  key_check=check_value(self.key) if self.key else "")
         if self.t_star is not None:
             msg.t_star = self.t_star
         return msg
@@ -125,12 +132,17 @@ class Transmitter:
         s = self.bundle.encoder(images.to(self.bundle.device)).float()
         with self.lock:
             sigma_c2 = self.csi()
-            x, header = self_noise_frame(s, self.t_star, self.abar, sigma_c2, self.gen)
+            keyed = None
+            if self.key is None:
+                x, header = self_noise_frame(s, self.t_star, self.abar, sigma_c2, self.gen)
+            else:
+                x, header, keyed = keyed_self_noise_frame(s, self.t_star, self.abar, sigma_c2, self.key, self.nonces)
             x = x.cpu()
             now = time.time()
             seqs = list(range(self.seq, self.seq + b))
             frames = [frame_pb2.Frame(message_id=ids[i], seq=seqs[i], symbols=to_proto(x[i]),
-                                      header=header_to_proto(header, i, self.bundle.model_id, now)) for i in range(b)]
+                                      header=header_to_proto(header, i, self.bundle.model_id, now, keyed))
+                      for i in range(b)]
             self.emulator.Send(ch_pb.SendRequest(frames=frames), timeout=DEADLINE_S)
             self.seq += b
         return pb.TransmitReply(message_ids=ids, seqs=seqs, header=frames[0].header, sigma_c2_feedback=sigma_c2)
