@@ -85,16 +85,48 @@ def test_profiles_select_eavesdroppers():
     assert {n for n, s in cfg["services"].items() if "inversion" in s.get("profiles", [])} == {"eve-inversion"}
 
 
+def mounts(svc: dict) -> list[tuple[str, str]]:
+    return [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2]) for v in svc["volumes"]]
+
+
 def test_no_transmitter_checkpoint_in_black_box_eavesdroppers():
+    from diffsem.bundle import EAVESDROPPER_PARTS
+
     services = resolved()["services"]
     tx_ckpt = set(volume_sources(services["transmitter"]))
     assert tx_ckpt and tx_ckpt == set(volume_sources(services["receiver"]))
+    (tx_dir,) = tx_ckpt
+    allowed = {"bundle.json", "attacks"} | {f"{p}{s}" for p in EAVESDROPPER_PARTS for s in (".safetensors", ".json")}
     for name in ("eve-feature", "eve-inversion"):
-        assert not tx_ckpt & set(volume_sources(services[name])), name
+        files = mounts(services[name])
+        assert {Path(src).name for src, _ in files} == allowed, name
+        for src, dst in files:
+            assert Path(src).parent == Path(tx_dir) and dst == f"/checkpoints/{Path(src).name}", (src, dst)
+            assert Path(src).exists(), f"{src} is mounted but not shipped"
     wb = services["eve-whitebox"]  # white-box mode, asked for by its profile
-    mounts = [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2]) for v in wb["volumes"]]
-    assert any(src in tx_ckpt and dst == "/transmitter" for src, dst in mounts), mounts
+    assert any(src in tx_ckpt and dst == "/transmitter" for src, dst in mounts(wb)), mounts(wb)
     assert wb["command"][wb["command"].index("--transmitter-checkpoint") + 1] == "/transmitter"
+
+
+def test_black_box_eavesdropper_runs_from_its_mounts_alone(tmp_path: Path):
+    """Rebuild an eavesdropper container's /checkpoints from the resolved mounts and load it as the service does."""
+    import shutil
+
+    import torch
+
+    from diffsem.bundle import EAVESDROPPER_PARTS, load_bundle
+    from diffsem.errors import CheckpointError
+    from eavesdropper.attacks import make_attack
+
+    for src, dst in mounts(resolved()["services"]["eve-inversion"]):
+        target = tmp_path / Path(dst).relative_to("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if Path(src).is_dir() else shutil.copy)(src, target)
+    bundle = load_bundle(tmp_path / "checkpoints", device="cpu", parts=EAVESDROPPER_PARTS)
+    for attack in ("feature-classifier", "inversion-decoder", "adaptive-diffusion"):
+        make_attack(attack, bundle, checkpoint_root=tmp_path / "checkpoints")
+    with pytest.raises(CheckpointError, match="'encoder' part was not loaded"):
+        bundle.encoder(torch.zeros(1, 1, 28, 28))
 
 
 def test_ports_checkpoints_and_data_from_environment():
@@ -118,3 +150,16 @@ def test_gpu_override_reserves_a_gpu_for_the_receiver_only():
     assert "cuda" in cfg["receiver"]["command"]
     assert all("deploy" not in s for n, s in cfg.items() if n != "receiver")
     assert "deploy" not in resolved()["services"]["receiver"]  # a CPU-only host starts without the override
+
+
+def test_self_noise_key_reaches_transmitter_and_receiver_only():
+    key = "ab" * 32
+    services = resolved(DIFFSEM_SELF_NOISE="keyed", DIFFSEM_SELF_NOISE_KEY=key)["services"]
+    tx = services["transmitter"]
+    assert tx["command"][tx["command"].index("--self-noise") + 1] == "keyed"
+    for name in ("transmitter", "receiver"):
+        assert services[name]["environment"]["DIFFSEM_SELF_NOISE_KEY"] == key, name
+    for name, svc in services.items():
+        if name not in ("transmitter", "receiver"):
+            assert "DIFFSEM_SELF_NOISE_KEY" not in (svc.get("environment") or {}), name
+            assert key not in str(svc), name
