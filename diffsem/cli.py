@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--fading", choices=["none", "rayleigh", "rician"], default="none")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
+    e.add_argument("--attacks", default="", help="also run the attack zoo: comma-separated names or 'all' "
+                   "(results in OUT/attacks; needs `diffsem attack train` checkpoints)")
+    e.add_argument("--attack-snrs", type=_floats, default=[20.0], help="legitimate SNRs (dB) of the attack evaluation")
+    e.add_argument("--self-noise", default="random,keyed", help="attack evaluation: random and/or keyed self-noise")
+    e.add_argument("--transmitter-checkpoint", type=Path, default=None,
+                   help="enables whitebox-inversion in --attacks (it reads the transmitter's encoder)")
+    e.add_argument("--whitebox-steps", type=int, default=100)
 
     att = sub.add_parser("attack", help="eavesdropper attacks: list, train, eval").add_subparsers(dest="action", required=True)
     att.add_parser("list", help="print the installed attacks (built-ins and plugins)")
@@ -77,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     at.add_argument("--attack", required=True)
     at.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     at.add_argument("--checkpoints", type=Path, default=None, help="system checkpoint folder (default checkpoints/<dataset>)")
+    at.add_argument("--out", type=Path, default=None,
+                    help="folder whose attacks/ receives the checkpoint (default: the --checkpoints folder)")
     at.add_argument("--n-aux", type=int, default=6000, help="auxiliary images to train on")
     at.add_argument("--epochs", type=int, default=3)
     at.add_argument("--train-snr-db", type=float, default=None, help="train at one attacker SNR (default: a range)")
@@ -88,9 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     ae.add_argument("--transmitter-checkpoint", type=Path, default=None, help="enables whitebox-inversion")
     ae.add_argument("--whitebox-steps", type=int, default=100)
     ae.add_argument("--n", type=int, default=1000)
-    ae.add_argument("--snr-db", type=float, default=20.0, help="legitimate SNR")
+    ae.add_argument("--snrs", type=_floats, default=[20.0], help="legitimate SNRs in dB, e.g. --snrs=-5,0,20")
     ae.add_argument("--t-stars", default="none,200,400,600", help="comma list; 'none' = no self-noise")
-    ae.add_argument("--eve-offsets", type=_floats, default=[0.0, -5.0, -10.0])
+    ae.add_argument("--eve-offsets", type=_floats, default=[0.0, -5.0, -10.0],
+                    help="eavesdropper SNR offsets in dB from the legitimate link; inf = a noiseless eavesdropper channel")
     ae.add_argument("--self-noise", default="random,keyed")
     ae.add_argument("--decode", default="direct", choices=list(DECODE_MODES))
     ae.add_argument("--out", type=Path, default=Path("out/attacks"))
@@ -100,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _attack(args: argparse.Namespace) -> None:
     from diffsem.attacks import known_attacks
-    from diffsem.attacks.run import evaluate_attacks, load_attacks, markdown_table, train_attack, write_attack_report
+    from diffsem.attacks.run import train_attack
 
     if args.action == "list":
         print("\n".join(known_attacks()))
@@ -110,24 +120,41 @@ def _attack(args: argparse.Namespace) -> None:
     if bundle.cfg.dataset != args.dataset:
         raise DiffSemError(f"checkpoint is for data set {bundle.cfg.dataset!r} but --dataset {args.dataset!r} was given")
     if args.action == "train":
-        _, path, metrics = train_attack(bundle, args.attack, folder, args.data_dir, args.n_aux, args.epochs, args.seed,
-                                        train_snr_db=args.train_snr_db)
+        _, path, metrics = train_attack(bundle, args.attack, args.out or folder, args.data_dir, args.n_aux, args.epochs,
+                                        args.seed, train_snr_db=args.train_snr_db)
         print(f"wrote {path} ({metrics})")
         return
-    names = known_attacks() if args.attacks == "all" else [a.strip() for a in args.attacks.split(",") if a.strip()]
+    t_stars = [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]
+    images, labels = load_split(args.dataset, "test", args.data_dir)
+    attacks = _attack_zoo(args, bundle, folder)
+    _run_attacks(args, bundle, attacks, images[:args.n], labels[:args.n], t_stars, args.eve_offsets, args.snrs,
+                 args.decode, args.out)
+
+
+def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
+    """The attacks named by ``--attacks`` (``all``: every built-in; white-box only with --transmitter-checkpoint),
+    loaded with their checkpoints from ``folder/attacks``."""
+    from diffsem.attacks.run import load_attacks
+
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if args.attacks == "all":
         names = [n for n in ("feature-classifier", "inversion-decoder", "adaptive-diffusion", "whitebox-inversion")
                  if n != "whitebox-inversion" or args.transmitter_checkpoint]
     opts: dict[str, object] = {}
     if args.transmitter_checkpoint:
         opts = {"transmitter_checkpoint": args.transmitter_checkpoint, "steps": args.whitebox_steps}
-    attacks = load_attacks(bundle, names, folder, **opts)
-    t_stars = [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]
-    images, labels = load_split(args.dataset, "test", args.data_dir)
-    res = evaluate_attacks(bundle, attacks, images[:args.n], labels[:args.n], t_stars, args.eve_offsets, args.snr_db,
-                           tuple(m.strip() for m in args.self_noise.split(",")), decode=args.decode)
-    paths = write_attack_report(res, args.out)
-    print(markdown_table(res["rows"]))
+    return load_attacks(bundle, names, folder, **opts)
+
+
+def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images: torch.Tensor, labels: torch.Tensor,
+                 t_stars: list[int | None], offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
+    """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`."""
+    from diffsem.attacks.run import evaluate_attacks, gap_table, write_attack_report
+
+    res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
+                           tuple(m.strip() for m in args.self_noise.split(",")), decode=decode)
+    paths = write_attack_report(res, out)
+    print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -151,18 +178,23 @@ def _eval(args: argparse.Namespace) -> None:
     if bad or "direct" not in modes:
         raise DiffSemError(f"--modes {args.modes!r}: use a subset of {', '.join(DECODE_MODES)} that includes direct")
     expected = build(ModelConfig, dataset=args.dataset, k=args.k) if args.k is not None else None
-    bundle = load_bundle(args.checkpoints or checkpoint_dir(args.dataset), expected=expected, device=args.device)
+    folder = args.checkpoints or checkpoint_dir(args.dataset)
+    bundle = load_bundle(folder, expected=expected, device=args.device)
     if bundle.cfg.dataset != args.dataset:
         raise DiffSemError(f"checkpoint is for data set {bundle.cfg.dataset!r} but --dataset {args.dataset!r} was given")
     given = {"n": args.n, "snrs": args.snrs, "t_stars": args.t_stars, "default_t_star": args.default_t_star,
              "eve_offsets": args.eve_offsets, "steps": args.steps, "eta": args.eta, "fading": args.fading,
              "seed": args.seed, "modes": modes}
     ec = build(EvalConfig, **{k: v for k, v in given.items() if v is not None})
+    attacks = _attack_zoo(args, bundle, folder) if args.attacks else {}  # fail fast, before the sweep
     images, labels = load_split(args.dataset, "test", args.data_dir)
     res = evaluate(bundle, ec, images[:ec.n], labels[:ec.n])
     paths = write_all(res, args.out)
     print(markdown(res))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if attacks:
+        _run_attacks(args, bundle, attacks, images[:ec.n], labels[:ec.n], [None, *ec.t_stars], list(ec.eve_offsets),
+                     args.attack_snrs, "direct", args.out / "attacks")
 
 
 def main(argv: list[str] | None = None) -> int:

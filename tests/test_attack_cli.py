@@ -27,3 +27,28 @@ def test_attack_eval_bad_input_is_one_line(attacks: str, message: str, capsys: p
 def test_attack_train_untrainable_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["attack", "train", "--attack", "feature-classifier"]) == 2
     assert "nothing to train" in capsys.readouterr().err
+
+
+def test_eval_with_attacks_writes_the_attack_report(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`diffsem eval --attacks` runs the zoo after the sweep, at the sweep's t* levels (and none) and offsets."""
+    import json
+
+    args = ["eval", "--n", "60", "--snrs=20", "--t-stars", "300", "--eve-offsets=0,-5", "--modes", "direct",
+            "--attacks", "feature-classifier,inversion-decoder", "--self-noise", "random", "--device", "cpu",
+            "--out", str(tmp_path)]
+    assert main(args) == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "attacks" / "attacks.json").read_text())
+    rows = res["rows"]
+    assert res["config"]["n"] == 60 and res["config"]["code_version"]
+    assert (tmp_path / "attacks" / "secrecy_gap.png").stat().st_size > 1000
+    assert {r["attack"] for r in rows} == {"feature-classifier", "inversion-decoder"}
+    assert {r["t_star"] for r in rows} == {None, 300} and {r["eve_offset_db"] for r in rows} == {0.0, -5.0}
+    plain = [r for r in rows if r["t_star"] is None and r["eve_offset_db"] == 0.0]
+    assert all(r["attacker_acc"] > 0.5 for r in plain), plain  # leakage without protection: far above chance
+    assert (tmp_path / "results.json").exists()
+
+
+def test_eval_with_unknown_attack_fails_before_the_sweep(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--n", "10", "--attacks", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown attack 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

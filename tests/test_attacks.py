@@ -112,7 +112,7 @@ def test_attack_checkpoint_round_trip_and_foreign_checkpoints_refused(mnist_bund
 def test_committed_inversion_decoder_leaks_without_self_noise(mnist_bundle: ModelBundle, test_slice, tmp_path) -> None:
     att = make_attack("inversion-decoder", mnist_bundle)
     load_attack(att, DEFAULT_CHECKPOINTS / "mnist" / "attacks" / "inversion-decoder.safetensors")
-    res = evaluate_attacks(mnist_bundle, {"inversion-decoder": att}, *test_slice, [None, 600], [0.0], 20.0)
+    res = evaluate_attacks(mnist_bundle, {"inversion-decoder": att}, *test_slice, [None, 600], [0.0], [20.0])
     by = {(r["self_noise"], r["t_star"]): r for r in res["rows"]}
     assert by[("random", None)]["judged_acc"] > 0.7 and by[("random", None)]["legit_acc"] > 0.9
     assert by[("keyed", 600)]["legit_acc"] > by[("random", 600)]["legit_acc"]  # the key holder sees less noise

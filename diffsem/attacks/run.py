@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
-from diffsem.attacks.base import Attack, attack_checkpoint_path, load_attack, make_attack, save_attack
+from diffsem.attacks.base import Attack, attack_checkpoint_path, judge_labels, load_attack, make_attack, save_attack
 from diffsem.channel import noise_variance
+from diffsem.checkpoints import code_version
 from diffsem.data import load_split, transmitter_split
 from diffsem.errors import ConfigError
 from diffsem.keyed import NonceSource
@@ -53,12 +56,6 @@ def _psnr_ssim(rec: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
             float(structural_similarity_index_measure(rec, ref, data_range=1.0)))
 
 
-@torch.no_grad()
-def _judge(bundle: Any, rec: torch.Tensor) -> torch.Tensor:
-    bundle.judge.eval()
-    return torch.cat([bundle.judge(rec[i:i + 512].to(bundle.device)).argmax(1).cpu() for i in range(0, len(rec), 512)])
-
-
 def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: Any, batch: int = 256):
     labels, recs = [], []
     for i in range(0, len(z), batch):
@@ -74,56 +71,71 @@ def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: Any, b
 
 @torch.no_grad()
 def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor,
-                     t_stars: list[int | None], offsets: list[float], snr_db: float = 20.0,
+                     t_stars: list[int | None], offsets: Sequence[float], snrs_db: Sequence[float] = (20.0,),
                      self_noise: tuple[str, ...] = ("random", "keyed"), seed: int = 0,
                      decode: str = "direct") -> dict[str, Any]:
+    """Every attack at every (legitimate SNR dB, self-noise mode, t* (None: no self-noise), eavesdropper offset dB).
+
+    images (N, 1, 28, 28) in [0, 1], labels (N,). An offset of ``inf`` is a noiseless eavesdropper channel. Each row
+    has the legitimate accuracy, the attack's label and/or judged accuracy, PSNR/SSIM of reconstructions, and the
+    secrecy gap (legitimate accuracy minus the best attack's at that setting)."""
+    import math
+
     from diffsem.receiver import DiffusionReceiver
 
+    if not all(math.isfinite(v) for v in snrs_db) or any(math.isnan(o) or o == -math.inf for o in offsets):
+        raise ConfigError(f"SNRs {list(snrs_db)} must be finite and offsets {list(offsets)} finite or inf "
+                          "(a noiseless eavesdropper channel)")
+    started = time.time()
     gen = torch.Generator().manual_seed(seed)
     s = torch.cat([bundle.encoder(images[i:i + 1024].to(bundle.device)).cpu() for i in range(0, len(images), 1024)])
-    sigma_c2 = float(noise_variance(snr_db))
     receiver = DiffusionReceiver(bundle)
     rows: list[dict[str, Any]] = []
     gallery: dict[str, torch.Tensor] = {}
-    for mode in self_noise:
-        for t_star in t_stars:
-            if mode == "keyed":
-                x, header, info = keyed_self_noise_frame(s, t_star, bundle.abar, sigma_c2, EVAL_KEY, NonceSource())
-            else:
-                x, header = self_noise_frame(s, t_star, bundle.abar, sigma_c2, gen)
-            y = x + sigma_c2 ** 0.5 * torch.randn(x.shape, generator=gen)
-            if mode == "keyed":
-                z_l, lv_l = keyed_listener_view(y, header, sigma_c2, info, EVAL_KEY)
-            else:
-                z_l, lv_l = listener_view(y, header, sigma_c2)
-            legit = receiver.decode(z_l.to(bundle.device), lv_l.to(bundle.device), decode).labels.cpu()
-            legit_acc = float((legit == labels).float().mean())
-            for off in offsets:
-                s2e = float(noise_variance(snr_db + off))
-                ye = x + s2e ** 0.5 * torch.randn(x.shape, generator=gen)
-                z_e, lv_e = listener_view(ye, header, s2e)
-                row_base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off,
-                            "legit_acc": legit_acc, "legit_abar_eff": float(lv_l.mean()), "eve_abar_eff": float(lv_e.mean())}
-                best = 0.0
-                per = []
-                for name, att in attacks.items():
-                    t0 = time.time()
-                    lab, rec = run_attack(att, z_e, lv_e, header)
-                    r = {**row_base, "attack": name, "seconds": round(time.time() - t0, 2)}
-                    if lab is not None:
-                        r["label_acc"] = float((lab == labels).float().mean())
-                    if rec is not None:
-                        r["judged_acc"] = float((_judge(bundle, rec) == labels).float().mean())
-                        r["psnr"], r["ssim"] = _psnr_ssim(rec, images)
-                        if off == offsets[0]:
-                            gallery[f"{name} | {mode} t*={t_star}"] = rec[:8]
-                    r["attacker_acc"] = max(r.get("label_acc", 0.0), r.get("judged_acc", 0.0))
-                    best = max(best, r["attacker_acc"])
-                    per.append(r)
-                for r in per:
-                    r["secrecy_gap"] = legit_acc - best
-                rows.extend(per)
-    return {"rows": rows, "gallery": gallery, "originals": images[:8]}
+    settings = [(snr, mode, t) for snr in snrs_db for mode in self_noise for t in t_stars]
+    for snr_db, mode, t_star in tqdm(settings, desc="attack settings", unit="setting"):
+        sigma_c2 = float(noise_variance(snr_db))
+        if mode == "keyed":
+            x, header, info = keyed_self_noise_frame(s, t_star, bundle.abar, sigma_c2, EVAL_KEY, NonceSource())
+        else:
+            x, header = self_noise_frame(s, t_star, bundle.abar, sigma_c2, gen)
+        y = x + sigma_c2 ** 0.5 * torch.randn(x.shape, generator=gen)
+        if mode == "keyed":
+            z_l, lv_l = keyed_listener_view(y, header, sigma_c2, info, EVAL_KEY)
+        else:
+            z_l, lv_l = listener_view(y, header, sigma_c2)
+        legit = receiver.decode(z_l.to(bundle.device), lv_l.to(bundle.device), decode).labels.cpu()
+        legit_acc = float((legit == labels).float().mean())
+        for off in offsets:
+            s2e = float(noise_variance(snr_db + off))
+            ye = x + s2e ** 0.5 * torch.randn(x.shape, generator=gen)
+            z_e, lv_e = listener_view(ye, header, s2e)
+            row_base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off,
+                        "legit_acc": legit_acc, "legit_abar_eff": float(lv_l.mean()), "eve_abar_eff": float(lv_e.mean())}
+            best = 0.0
+            per = []
+            for name, att in attacks.items():
+                t0 = time.time()
+                lab, rec = run_attack(att, z_e, lv_e, header)
+                r = {**row_base, "attack": name, "seconds": round(time.time() - t0, 2)}
+                if lab is not None:
+                    r["label_acc"] = float((lab == labels).float().mean())
+                if rec is not None:
+                    r["judged_acc"] = float((judge_labels(bundle, rec) == labels).float().mean())
+                    r["psnr"], r["ssim"] = _psnr_ssim(rec, images)
+                    if off == offsets[0] and snr_db == snrs_db[0]:
+                        gallery[f"{name} | {mode} t*={t_star}"] = rec[:8]
+                r["attacker_acc"] = max(r.get("label_acc", 0.0), r.get("judged_acc", 0.0))
+                best = max(best, r["attacker_acc"])
+                per.append(r)
+            for r in per:
+                r["secrecy_gap"] = legit_acc - best
+            rows.extend(per)
+    config = {"dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(images), "snrs_db": list(snrs_db),
+              "self_noise": list(self_noise), "t_stars": list(t_stars), "eve_offsets_db": list(offsets), "seed": seed,
+              "decode": decode, "attacks": list(attacks), "code_version": code_version(),
+              "seconds": round(time.time() - started, 1)}
+    return {"config": config, "rows": rows, "gallery": gallery, "originals": images[:8]}
 
 
 def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -134,9 +146,12 @@ def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "attacks.json", "md": out / "attacks.md", "gallery": out / "attack_gallery.png",
-             "scatter": out / "attack_acc_vs_psnr.png"}
-    paths["json"].write_text(json.dumps(res["rows"], indent=2) + "\n")
-    paths["md"].write_text(markdown_table(res["rows"]) + "\n")
+             "scatter": out / "attack_acc_vs_psnr.png", "gap": out / "secrecy_gap.png"}
+    paths["json"].write_text(json.dumps({k: v for k, v in res.items() if k not in ("gallery", "originals")},
+                                        indent=2) + "\n")
+    paths["md"].write_text("## Secrecy gap (best attack per setting)\n\n" + gap_table(res["rows"])
+                           + "\n\n## Every attack\n\n" + markdown_table(res["rows"]) + "\n")
+    _gap_plot(res["rows"], paths["gap"])
     g = res["gallery"]
     rows = [("original", res["originals"])] + list(g.items())
     fig, axes = plt.subplots(len(rows), 8, figsize=(8, 1.1 * len(rows)), squeeze=False)
@@ -163,15 +178,61 @@ def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    def f(v: Any) -> str:
-        return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
 
-    head = "| self-noise | t* | eve offset dB | attack | legit acc | label acc | judged acc | PSNR | SSIM | gap |"
-    lines = [head, "|" + "---|" * 10]
+
+def _gap_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Secrecy gap (points) against t*, one panel per self-noise mode, one line per (SNR, eavesdropper offset)."""
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(r["self_noise"] for r in rows))
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.8), squeeze=False, sharey=True)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        mine = [r for r in rows if r["self_noise"] == mode and r["t_star"] is not None]
+        for snr, off in dict.fromkeys((r["snr_db"], r["eve_offset_db"]) for r in mine):
+            pts = {r["t_star"]: 100 * r["secrecy_gap"] for r in mine if (r["snr_db"], r["eve_offset_db"]) == (snr, off)}
+            ts = sorted(pts)
+            ax.plot(ts, [pts[t] for t in ts], marker="o", ms=3, label=f"legit {snr:g} dB, eve {off:+g} dB")
+        ax.set_title(f"{mode} self-noise", fontsize=9)
+        ax.set_xlabel("t*")
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0][0].set_ylabel("secrecy gap vs best attack (points)")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Every row: accuracies in %, PSNR in dB, gap in points."""
+    head = ("| SNR dB | self-noise | t* | eve offset dB | attack | legit % | label % | judged % | PSNR dB | SSIM "
+            "| gap pts |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
-        lines.append("| " + " | ".join(f(r.get(k)) for k in ("self_noise", "t_star", "eve_offset_db", "attack", "legit_acc",
-                                                             "label_acc", "judged_acc", "psnr", "ssim", "secrecy_gap")) + " |")
+        cells = [f"{r['snr_db']:g}", r["self_noise"], "none" if r["t_star"] is None else str(r["t_star"]),
+                 f"{r['eve_offset_db']:g}", r["attack"], _pct(r["legit_acc"]), _pct(r.get("label_acc")),
+                 _pct(r.get("judged_acc")), f"{r['psnr']:.2f}" if "psnr" in r else "-",
+                 f"{r['ssim']:.3f}" if "ssim" in r else "-", f"{100 * r['secrecy_gap']:+.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gap_table(rows: list[dict[str, Any]]) -> str:
+    """One line per (SNR, self-noise, t*): legitimate accuracy, then per eavesdropper offset the best attack's
+    accuracy (which attack) and the secrecy gap in points."""
+    offsets = sorted({r["eve_offset_db"] for r in rows}, reverse=True)
+    head = "| SNR dB | self-noise | t* | legit % | " + " | ".join(f"best attack @ {o:g} dB | gap" for o in offsets) + " |"
+    lines = [head, "|" + "---|" * (4 + 2 * len(offsets))]
+    keys = list(dict.fromkeys((r["snr_db"], r["self_noise"], r["t_star"]) for r in rows))
+    for snr, mode, t in keys:
+        group = [r for r in rows if (r["snr_db"], r["self_noise"], r["t_star"]) == (snr, mode, t)]
+        cells = [f"{snr:g}", mode, "none" if t is None else str(t), _pct(group[0]["legit_acc"])]
+        for o in offsets:
+            at = [r for r in group if r["eve_offset_db"] == o]
+            best = max(at, key=lambda r: r["attacker_acc"])
+            cells += [f"{_pct(best['attacker_acc'])} ({best['attack']})", f"{100 * best['secrecy_gap']:+.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
