@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from svc_helpers import ROOT, LiveStack, child_env, png_bytes
+from svc_helpers import ROOT, LiveStack, child_env, png_bytes, start_stack, stop_stack
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,22 +30,9 @@ def stack(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory):
             for t in (None, 300) for s, a, e in ((0, .8, .7), (5, .9, .6), (10, .97, .5))]
     sweep.write_text(json.dumps({"dataset": "mnist", "model_id": "fake", "n": 100, "rows": rows}))
     env = child_env() | {"DIFFSEM_PANEL_TOKEN": TOKEN, "DIFFSEM_SWEEP_FILE": str(sweep)}
-    out = d / "launcher.out"
-    with open(out, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher", "--ports", "0", "--checkpoints", str(checkpoints),
-             "--state-file", str(d / "state.json"), "--log-dir", str(d / "logs"), "-e", "eve:feature-classifier:-5",
-             "--receiver-threads", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    live = LiveStack(proc, d / "state.json", checkpoints, out)
-    deadline = time.monotonic() + 300
-    while not live.state_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"launcher did not come up:\n{out.read_text()[-3000:]}")
-        time.sleep(0.3)
+    live = start_stack(checkpoints, d, "-e", "eve:feature-classifier:-5", "--receiver-threads", "1", env=env)
     yield live
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
+    stop_stack(live)
 
 
 @pytest.fixture(scope="module")

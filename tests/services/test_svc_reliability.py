@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,30 +17,17 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from svc_helpers import ROOT, LiveStack, child_env
+from svc_helpers import LiveStack, start_stack, stop_stack
 
 CLIENTS, PER_CLIENT = 16, 12  # benchmarks/load.py runs 16 x 200
 
 
 @pytest.fixture(scope="module")
 def stack(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("reliab")
-    out = d / "launcher.out"
-    with open(out, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher", "--ports", "0", "--checkpoints", str(checkpoints),
-             "--state-file", str(d / "state.json"), "--log-dir", str(d / "logs"), "-e", "eve:feature-classifier:0",
-             "--receiver-threads", "1"], cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
-    live = LiveStack(proc, d / "state.json", checkpoints, out)
-    deadline = time.monotonic() + 300
-    while not live.state_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"launcher did not come up:\n{out.read_text()[-3000:]}")
-        time.sleep(0.3)
+    live = start_stack(checkpoints, tmp_path_factory.mktemp("reliab"), "-e", "eve:feature-classifier:0",
+                       "--receiver-threads", "1")
     yield live
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, out.read_text()[-3000:]
+    assert stop_stack(live) == 0, live.out_path.read_text()[-3000:]
 
 
 def npy(img: np.ndarray) -> bytes:
