@@ -178,6 +178,10 @@ def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
+def _offset(off: float) -> str:
+    return "noiseless" if off == float("inf") else f"{off:+g} dB"
+
+
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
@@ -190,10 +194,13 @@ def _gap_plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.8), squeeze=False, sharey=True)
     for ax, mode in zip(axes[0], modes, strict=True):
         mine = [r for r in rows if r["self_noise"] == mode and r["t_star"] is not None]
+        snrs = list(dict.fromkeys(r["snr_db"] for r in rows))
+        offs = list(dict.fromkeys(r["eve_offset_db"] for r in rows))
         for snr, off in dict.fromkeys((r["snr_db"], r["eve_offset_db"]) for r in mine):
             pts = {r["t_star"]: 100 * r["secrecy_gap"] for r in mine if (r["snr_db"], r["eve_offset_db"]) == (snr, off)}
             ts = sorted(pts)
-            ax.plot(ts, [pts[t] for t in ts], marker="o", ms=3, label=f"legit {snr:g} dB, eve {off:+g} dB")
+            ax.plot(ts, [pts[t] for t in ts], marker="o", ms=3, color=f"C{snrs.index(snr)}",
+                    linestyle=("-", "--", ":", "-.")[offs.index(off) % 4], label=f"legit {snr:g} dB, eve {_offset(off)}")
         ax.set_title(f"{mode} self-noise", fontsize=9)
         ax.set_xlabel("t*")
         ax.axhline(0, color="grey", lw=0.5)
@@ -222,7 +229,7 @@ def gap_table(rows: list[dict[str, Any]]) -> str:
     """One line per (SNR, self-noise, t*): legitimate accuracy, then per eavesdropper offset the best attack's
     accuracy (which attack) and the secrecy gap in points."""
     offsets = sorted({r["eve_offset_db"] for r in rows}, reverse=True)
-    head = "| SNR dB | self-noise | t* | legit % | " + " | ".join(f"best attack @ {o:g} dB | gap" for o in offsets) + " |"
+    head = "| SNR dB | self-noise | t* | legit % | " + " | ".join(f"best attack, eve {_offset(o)} | gap" for o in offsets) + " |"
     lines = [head, "|" + "---|" * (4 + 2 * len(offsets))]
     keys = list(dict.fromkeys((r["snr_db"], r["self_noise"], r["t_star"]) for r in rows))
     for snr, mode, t in keys:
