@@ -81,7 +81,9 @@ def _receiver(stack: LiveStack, tmp_path: Path, key_args: list[str]) -> tuple[su
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
-        assert proc.poll() is None and time.monotonic() < deadline, "receiver did not start"
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("our receiver did not start and attach within 120 s")
         if port_file.exists() and _legit_attached(stack):
             addr = f"127.0.0.1:{json.loads(port_file.read_text())['grpc']}"
             with grpc.insecure_channel(addr) as ch:
