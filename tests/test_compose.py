@@ -163,3 +163,20 @@ def test_self_noise_key_reaches_transmitter_and_receiver_only():
         if name not in ("transmitter", "receiver"):
             assert "DIFFSEM_SELF_NOISE_KEY" not in (svc.get("environment") or {}), name
             assert key not in str(svc), name
+
+
+def test_commented_own_attack_example_is_valid(tmp_path: Path):
+    """Uncommenting the `eve-mine` example gives a valid service that mounts only the eavesdropper files."""
+    lines = (ROOT / "docker-compose.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  # eve-mine:"))
+    block = [line.replace("  # ", "  ", 1) for line in lines[start:] if line.startswith("  # ")]
+    # the example is the file's last block, inside `services:`, so appending it uncommented adds one service
+    text = (ROOT / "docker-compose.yml").read_text() + "\n" + "\n".join(block) + "\n"
+    (tmp_path / "docker-compose.yml").write_text(text)
+    out = subprocess.run([COMPOSE, "-f", str(tmp_path / "docker-compose.yml"), "config"], cwd=tmp_path,
+                         env={k: v for k, v in os.environ.items() if not k.startswith(("DIFFSEM_", "COMPOSE_"))},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    svc = yaml.safe_load(out.stdout)["services"]["eve-mine"]
+    assert svc["profiles"] == ["mine"] and "my-attack" in svc["command"]
+    assert mounts(svc) == mounts(yaml.safe_load(out.stdout)["services"]["eve-inversion"])
