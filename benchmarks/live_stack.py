@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from control_panel.client import wait_run  # noqa: E402
 from diffsem.bundle import checkpoint_dir, load_bundle  # noqa: E402
 from diffsem.channel import apply_link, draw_fading, equalised_noise  # noqa: E402
 from diffsem.config import LinkConfig  # noqa: E402
@@ -44,16 +45,6 @@ from diffsem.pipeline import listener_view, self_noise_frame  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
 from diffsem.train import encode_all  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
-
-
-def wait_run(c: httpx.Client, run_id: str, timeout: float = 1800) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = c.get(f"/api/runs/{run_id}").json()
-        if run["status"] in ("done", "failed", "cancelled"):
-            return run
-        time.sleep(0.2)
-    raise TimeoutError(run_id)
 
 
 def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tuple[list[int], list[int], float]:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the service pack
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from control_panel.client import wait_run  # noqa: E402
 from diffsem.bundle import checkpoint_dir  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
@@ -55,16 +56,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def wait_run(c: httpx.Client, run_id: str, timeout: float = 1800) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = c.get(f"/api/runs/{run_id}").json()
-        if run["status"] in ("done", "failed", "cancelled"):
-            return run
-        time.sleep(0.2)
-    raise TimeoutError(run_id)
 
 
 def load_test(url: str, images: np.ndarray, labels: np.ndarray, clients: int, per_client: int) -> dict[str, Any]:

@@ -80,14 +80,10 @@ class LiveStack:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
     def wait_run(self, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        from control_panel.client import wait_run
+
         with self.http() as c:
-            while time.monotonic() < deadline:
-                run = c.get(f"/api/runs/{run_id}").json()
-                if run["status"] in ("done", "failed", "cancelled"):
-                    return run
-                time.sleep(0.3)
-        raise TimeoutError(f"run {run_id} not finished after {timeout} s: {run}")
+            return wait_run(c, run_id, timeout, poll_s=0.3)
 
 
 
