@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # httpx is a dev dependency; the services never import this module
+    import httpx
 
 FINISHED = ("done", "failed", "cancelled")
 
