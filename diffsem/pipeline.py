@@ -33,6 +33,16 @@ def privacy_level(t_star: int | None, abar: torch.Tensor) -> float:
     return float(abar[t_star])
 
 
+def _self_noise_levels(t_star: int | None, abar: torch.Tensor, sigma_c2_feedback: torch.Tensor | float,
+                       b: int) -> tuple[float, torch.Tensor]:
+    """a = abar_{t*} and sigma_self^2 (b,) per real dim for the fed-back sigma_c^2 (zero without self-noise)."""
+    a = privacy_level(t_star, abar)
+    s2 = sigma_self2(a, torch.as_tensor(sigma_c2_feedback, dtype=torch.float32)).expand(b).clone()
+    if t_star is None:
+        s2.zero_()
+    return a, s2
+
+
 def self_noise_frame(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, sigma_c2_feedback: torch.Tensor | float,
                      generator: torch.Generator) -> tuple[torch.Tensor, PublicHeader]:
     """Transmitter side: s (B, k) unit power -> x (B, k), power <= 1, and the frame's public header.
@@ -40,11 +50,7 @@ def self_noise_frame(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, si
     ``sigma_c2_feedback`` is the legitimate link's noise per real dim (scalar or (B,)) from CSI feedback.
     eps_self is drawn on the CPU from ``generator`` so a seed reproduces it on any host.
     """
-    a = privacy_level(t_star, abar)
-    b = s.shape[0]
-    s2 = sigma_self2(a, torch.as_tensor(sigma_c2_feedback, dtype=torch.float32)).expand(b).clone()
-    if t_star is None:
-        s2.zero_()
+    a, s2 = _self_noise_levels(t_star, abar, sigma_c2_feedback, s.shape[0])
     eps = torch.randn(s.shape, generator=generator).to(s.device)
     return apply_self_noise(s, a, s2.to(s.device), eps), PublicHeader(t_star, a, s2)
 
@@ -69,12 +75,8 @@ def keyed_self_noise_frame(s: torch.Tensor, t_star: int | None, abar: torch.Tens
                            nonces: NonceSource) -> tuple[torch.Tensor, PublicHeader, KeyedInfo]:
     """Like :func:`self_noise_frame`, but eps_self comes from :mod:`diffsem.keyed` (HMAC(key, nonce) -> Philox, CPU)
     with a fresh nonce per frame from ``nonces``."""
-    a = privacy_level(t_star, abar)
-    b = s.shape[0]
-    s2 = sigma_self2(a, torch.as_tensor(sigma_c2_feedback, dtype=torch.float32)).expand(b).clone()
-    if t_star is None:
-        s2.zero_()
-    ns = nonces.take(b)
+    a, s2 = _self_noise_levels(t_star, abar, sigma_c2_feedback, s.shape[0])
+    ns = nonces.take(s.shape[0])
     eps = keyed_eps_batch(key, ns, s.shape[1]).to(s.device)
     return apply_self_noise(s, a, s2.to(s.device), eps), PublicHeader(t_star, a, s2), KeyedInfo(ns, check_value(key))
 
@@ -88,7 +90,5 @@ def keyed_listener_view(y: torch.Tensor, header: PublicHeader, sigma2: torch.Ten
     assert key is not None
     eps = keyed_eps_batch(key, info.nonces, y.shape[1]).to(y.device)
     std = torch.as_tensor(header.sigma_self2, dtype=y.dtype).to(y.device).sqrt().reshape(-1, 1)
-    clean = y - std * eps
-    s2_channel = torch.as_tensor(sigma2, dtype=torch.float32).expand(y.shape[0])
-    zeros = torch.zeros_like(s2_channel)
-    return normalise_received(clean, header.a, zeros, s2_channel), abar_eff(header.a, zeros, s2_channel).to(torch.float32)
+    no_self_noise = PublicHeader(header.t_star, header.a, torch.zeros(y.shape[0]))
+    return listener_view(y - std * eps, no_self_noise, sigma2)
