@@ -107,9 +107,9 @@ def _run_epochs(name: str, epochs: int, n: int, tc: TrainConfig, gen: torch.Gene
 
 @torch.no_grad()
 def encode_all(bundle: ModelBundle, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """Latents s (N, k) for images (N, 1, 28, 28)."""
+    """Latents s (N, k) on the bundle's device for images (N, 1, 28, 28) on any device."""
     bundle.encoder.eval()
-    return torch.cat([bundle.encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
+    return torch.cat([bundle.encoder(images[i:i + batch].to(bundle.device)) for i in range(0, len(images), batch)])
 
 
 def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> ModelBundle:

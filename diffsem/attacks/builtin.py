@@ -18,6 +18,7 @@ from diffsem.channel import noise_variance
 from diffsem.checkpoints import load_weights
 from diffsem.errors import ConfigError
 from diffsem.models import NoiseAwareClassifier, SemanticEncoder
+from diffsem.train import diffuse, encode_all
 
 
 def attacker_levels(b: int, abar: torch.Tensor, gen: torch.Generator, train_snr_db: float | None = None,
@@ -33,16 +34,9 @@ def attacker_levels(b: int, abar: torch.Tensor, gen: torch.Generator, train_snr_
     return torch.where(torch.rand(b, generator=gen) < clean_fraction, link, levels)
 
 
-def _diffuse(s: torch.Tensor, levels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return levels.sqrt()[:, None] * s + (1 - levels).sqrt()[:, None] * torch.randn(s.shape, generator=gen)
-
-
-@torch.no_grad()
-def query_encoder(bundle: Any, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """Black-box queries: the transmitter encodes the attacker's images; the attacker sees only the outputs."""
-    bundle.encoder.eval()
-    dev = bundle.device
-    return torch.cat([bundle.encoder(images[i:i + batch].to(dev)).cpu() for i in range(0, len(images), batch)])
+def query_encoder(bundle: Any, images: torch.Tensor) -> torch.Tensor:
+    """Black-box queries: the transmitter encodes the attacker's images; the attacker sees only the outputs (CPU)."""
+    return encode_all(bundle, images).cpu()
 
 
 def _train(module: nn.Module, n: int, epochs: int, batch: int, lr: float, gen: torch.Generator, step: Any) -> float:
@@ -118,7 +112,7 @@ class InversionDecoder(Attack):
 
         def step(idx: torch.Tensor) -> torch.Tensor:
             lv = attacker_levels(len(idx), abar, gen, self.train_snr_db)
-            return F.binary_cross_entropy(dec(_diffuse(s[idx], lv, gen), lv), images[idx])
+            return F.binary_cross_entropy(dec(diffuse(s[idx], lv, gen), lv), images[idx])
 
         loss = _train(dec, len(images), epochs, batch, lr, gen, step)
         dec.to(self.device)
@@ -223,7 +217,7 @@ class AdaptiveDiffusion(Attack):
 
         def head_step(idx: torch.Tensor) -> torch.Tensor:  # decoder + classifier on lightly noised latents
             lv = 1.0 - 0.1 * torch.rand(len(idx), generator=gen)
-            zz = _diffuse(s[idx], lv, gen)
+            zz = diffuse(s[idx], lv, gen)
             return (F.binary_cross_entropy(p.decoder(zz, torch.ones_like(lv)), images[idx])
                     + F.cross_entropy(p.classifier(zz, torch.ones_like(lv)), labels[idx]))
 

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffsem.attacks.base import Attack, attack_checkpoint_path, judge_labels, load_attack, make_attack, save_attack
+from diffsem.attacks.builtin import query_encoder
 from diffsem.channel import noise_variance
 from diffsem.checkpoints import code_version
 from diffsem.data import load_split, transmitter_split
@@ -88,7 +89,7 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
                           "(a noiseless eavesdropper channel)")
     started = time.time()
     gen = torch.Generator().manual_seed(seed)
-    s = torch.cat([bundle.encoder(images[i:i + 1024].to(bundle.device)).cpu() for i in range(0, len(images), 1024)])
+    s = query_encoder(bundle, images)
     receiver = DiffusionReceiver(bundle)
     rows: list[dict[str, Any]] = []
     gallery: dict[str, torch.Tensor] = {}
