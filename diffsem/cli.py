@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs-unet", type=int, default=None)
     t.add_argument("--epochs-judge", type=int, default=None)
     t.add_argument("--epochs-eavesdropper", type=int, default=None)
+    t.add_argument("--unet-focus-weight", type=float, default=None,
+                   help="share of U-Net training timesteps drawn from the focus band (default 0.5; 0 = uniform)")
     t.add_argument("--max-train", type=int, default=None, help="cap on training images (quick runs)")
 
     e = sub.add_parser("eval", help="paper-style sweep over SNR and t*")
@@ -162,8 +164,9 @@ def _train(args: argparse.Namespace) -> None:
     from diffsem.train import TrainConfig, train_all
 
     build(ModelConfig, dataset=args.dataset, k=args.k)  # validate before loading data
-    overrides = {k: v for k, v in vars(args).items() if k.startswith("epochs_") and v is not None}
-    tc = TrainConfig(dataset=args.dataset, k=args.k, seed=args.seed, max_train=args.max_train, **overrides)
+    overrides = {k: v for k, v in vars(args).items()
+                 if (k.startswith("epochs_") or k == "unet_focus_weight") and v is not None}
+    tc = build(TrainConfig, dataset=args.dataset, k=args.k, seed=args.seed, max_train=args.max_train, **overrides)
     out = args.out or checkpoint_dir(args.dataset)
     train_all(tc, out, args.data_dir)
     print(f"wrote {out}")

@@ -30,3 +30,17 @@ def nearest_timestep(abar_eff: torch.Tensor, abar: torch.Tensor) -> torch.Tensor
         return torch.log(a) - torch.log1p(-a)
 
     return (logsnr(abar_eff)[:, None] - logsnr(abar)[None, :]).abs().argmin(dim=1)
+
+
+def timestep_table(num_train_timesteps: int, focus: tuple[int, int], focus_weight: float) -> torch.Tensor:
+    """Map a uniform draw u in [0, T) to a training timestep; int64 (T,).
+
+    The timesteps follow a mixture: with weight ``1 - focus_weight`` uniform on [0, T), with ``focus_weight``
+    uniform on ``focus`` = [lo, hi). Each u maps to the quantile (u + 0.5) / T of that mixture, so the training
+    loop draws exactly as many random numbers as plain uniform sampling (``focus_weight = 0`` is the identity).
+    """
+    lo, hi = focus
+    t = torch.arange(num_train_timesteps, dtype=torch.float64)
+    cdf = (1 - focus_weight) * (t + 1) / num_train_timesteps + focus_weight * ((t + 1 - lo) / (hi - lo)).clamp(0, 1)
+    q = (torch.arange(num_train_timesteps, dtype=torch.float64) + 0.5) / num_train_timesteps
+    return torch.searchsorted(cdf, q).clamp_max(num_train_timesteps - 1)
