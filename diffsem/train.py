@@ -132,6 +132,9 @@ def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> Model
     torch.manual_seed(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)
     cfg = ModelConfig(dataset=tc.dataset, k=tc.k)
+    if tc.unet_focus_timesteps[1] > cfg.num_train_timesteps:
+        raise ConfigError(f"unet_focus_timesteps={tc.unet_focus_timesteps} must end at most at "
+                          f"num_train_timesteps={cfg.num_train_timesteps}")
     images, labels = load_split(tc.dataset, "train", data_dir)
     tx_idx, aux_idx = transmitter_split(len(images), seed=tc.seed)
     if tc.max_train:
@@ -172,9 +175,6 @@ def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> Model
     unet = bundle.unet.train()
     opt = torch.optim.AdamW(unet.parameters(), lr=tc.lr_unet)
     shape = cfg.latent_shape
-    if tc.unet_focus_timesteps[1] > cfg.num_train_timesteps:
-        raise ConfigError(f"unet_focus_timesteps={tc.unet_focus_timesteps} must end at most at "
-                          f"num_train_timesteps={cfg.num_train_timesteps}")
     t_of_draw = timestep_table(cfg.num_train_timesteps, tc.unet_focus_timesteps, tc.unet_focus_weight)
 
     def unet_step(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,3 +27,11 @@ def test_focus_band_gets_its_share(weight):
 def test_bad_focus_is_a_config_error(values):
     with pytest.raises(ConfigError, match="unet_focus"):
         build(TrainConfig, **values)
+
+
+def test_focus_beyond_the_schedule_fails_before_training(tmp_path):
+    from diffsem.train import train_all
+
+    with pytest.raises(ConfigError, match="num_train_timesteps=1000"):
+        train_all(TrainConfig(unet_focus_timesteps=(300, 2000)), tmp_path / "ck")
+    assert not (tmp_path / "ck").exists()
