@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs-judge", type=int, default=None)
     t.add_argument("--epochs-eavesdropper", type=int, default=None)
     t.add_argument("--unet-focus-weight", type=float, default=None,
-                   help="share of U-Net training timesteps drawn from the focus band (default 0.5; 0 = uniform)")
+                   help="share of U-Net training timesteps drawn from t = 300-799 (default 0.5; 0 = uniform)")
     t.add_argument("--max-train", type=int, default=None, help="cap on training images (quick runs)")
 
     e = sub.add_parser("eval", help="paper-style sweep over SNR and t*")

@@ -5,7 +5,8 @@
    then the ``channel`` classifier on the frozen latents over the channel's SNR range only (the paper's
    plain task-oriented baseline, which never saw self-noise);
 2. the class-conditional U-Net on the frozen encoder's latents, epsilon prediction, label dropout to the
-   null label so one network is both conditional and unconditional;
+   null label so one network is both conditional and unconditional, with part of its timesteps drawn from
+   the band where the receiver works (``unet_focus_timesteps``);
 3. the judge, an independent image classifier, on clean images;
 4. the core's simple eavesdropper: a noise-aware classifier on intercepted latents of the *attacker's*
    auxiliary split, obtained through black-box queries to the encoder.
