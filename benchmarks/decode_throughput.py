@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 
-from diffsem.bundle import checkpoint_dir, load_bundle
+from diffsem.bundle import checkpoint_dir, encode_all, load_bundle
 from diffsem.channel import LinkConfig, apply_link
 from diffsem.data import load_split
 from diffsem.evaluate import DEFAULT_T_STAR
 from diffsem.pipeline import listener_view, self_noise_frame
 from diffsem.receiver import DiffusionReceiver
-from diffsem.train import encode_all
 
 
 def main() -> None:

@@ -36,14 +36,13 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
-from diffsem.bundle import checkpoint_dir, load_bundle  # noqa: E402
+from diffsem.bundle import checkpoint_dir, encode_all, load_bundle  # noqa: E402
 from diffsem.channel import apply_link, draw_fading, equalised_noise  # noqa: E402
 from diffsem.config import LinkConfig  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
 from diffsem.evaluate import EvalConfig, condition_seed, evaluate, result_key  # noqa: E402
 from diffsem.pipeline import listener_view, self_noise_frame  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
-from diffsem.train import encode_all  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
 

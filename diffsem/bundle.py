@@ -107,3 +107,10 @@ def load_bundle(folder: Path, expected: ModelConfig | None = None, model_id: str
         else:
             setattr(bundle, part, NotLoaded(part, folder))
     return bundle.to(pick_device(device))
+
+
+@torch.no_grad()
+def encode_all(bundle: ModelBundle, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+    """Latents s (N, k) on the bundle's device for images (N, 1, 28, 28) on any device."""
+    bundle.encoder.eval()
+    return torch.cat([bundle.encoder(images[i:i + batch].to(bundle.device)) for i in range(0, len(images), batch)])

@@ -164,9 +164,8 @@ def _train(args: argparse.Namespace) -> None:
     from diffsem.train import TrainConfig, train_all
 
     build(ModelConfig, dataset=args.dataset, k=args.k)  # validate before loading data
-    overrides = {k: v for k, v in vars(args).items()
-                 if (k.startswith("epochs_") or k == "unet_focus_weight") and v is not None}
-    tc = build(TrainConfig, dataset=args.dataset, k=args.k, seed=args.seed, max_train=args.max_train, **overrides)
+    values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
+    tc = build(TrainConfig, **values)
     out = args.out or checkpoint_dir(args.dataset)
     train_all(tc, out, args.data_dir)
     print(f"wrote {out}")

@@ -1,4 +1,4 @@
-"""The DDPM schedule (diffusers) and the map between noise levels and timesteps."""
+"""The DDPM schedule (diffusers), forward diffusion, and the map between noise levels and timesteps."""
 
 from __future__ import annotations
 
@@ -44,3 +44,9 @@ def timestep_table(num_train_timesteps: int, focus: tuple[int, int], focus_weigh
     cdf = (1 - focus_weight) * (t + 1) / num_train_timesteps + focus_weight * ((t + 1 - lo) / (hi - lo)).clamp(0, 1)
     q = (torch.arange(num_train_timesteps, dtype=torch.float64) + 0.5) / num_train_timesteps
     return torch.searchsorted(cdf, q).clamp_max(num_train_timesteps - 1)
+
+
+def diffuse(s: torch.Tensor, levels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """z = sqrt(abar) s + sqrt(1 - abar) eps for s (B, k) and levels (B,)."""
+    eps = torch.randn(s.shape, generator=gen)
+    return levels.sqrt()[:, None] * s + (1 - levels).sqrt()[:, None] * eps

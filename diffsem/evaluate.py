@@ -22,13 +22,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, field_validator
 from tqdm import tqdm
 
-from diffsem.bundle import ModelBundle
+from diffsem.bundle import ModelBundle, encode_all
 from diffsem.channel import apply_link, draw_fading, equalised_noise
 from diffsem.checkpoints import code_version
 from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build
 from diffsem.pipeline import PublicHeader, listener_view, self_noise_frame
 from diffsem.receiver import DiffusionReceiver
-from diffsem.train import encode_all
 
 DEFAULT_T_STAR = 300
 

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, model_validator
 from tqdm import tqdm
 
-from diffsem.bundle import ModelBundle
+from diffsem.bundle import ModelBundle, encode_all
 from diffsem.checkpoints import code_version, save_weights
 from diffsem.config import CHANNEL_TRAINING_SNR_DB, DatasetName, ModelConfig
 from diffsem.data import default_data_dir, get_spec, load_split, transmitter_split
-from diffsem.diffusion import alphas_cumprod, timestep_table
+from diffsem.diffusion import alphas_cumprod, diffuse, timestep_table
 from diffsem.errors import ConfigError
 
 
@@ -87,12 +87,6 @@ def channel_levels(b: int, clean_fraction: float, gen: torch.Generator) -> torch
     return torch.where(torch.rand(b, generator=gen) < clean_fraction, torch.ones_like(levels), levels)
 
 
-def diffuse(s: torch.Tensor, levels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """z = sqrt(abar) s + sqrt(1 - abar) eps for s (B, k) and levels (B,)."""
-    eps = torch.randn(s.shape, generator=gen)
-    return levels.sqrt()[:, None] * s + (1 - levels).sqrt()[:, None] * eps
-
-
 def _run_epochs(name: str, epochs: int, n: int, tc: TrainConfig, gen: torch.Generator,
                 step: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], opt: torch.optim.Optimizer) -> float:
     """Generic loop with a cosine learning-rate decay; ``step(idx)`` returns (loss, n_correct or 0).
@@ -118,13 +112,6 @@ def _run_epochs(name: str, epochs: int, n: int, tc: TrainConfig, gen: torch.Gene
         last = correct / total if correct else loss_sum / total
         tqdm.write(f"{name} epoch {epoch + 1}: loss {loss_sum / total:.4f} acc {correct / total:.4f}")
     return last
-
-
-@torch.no_grad()
-def encode_all(bundle: ModelBundle, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """Latents s (N, k) on the bundle's device for images (N, 1, 28, 28) on any device."""
-    bundle.encoder.eval()
-    return torch.cat([bundle.encoder(images[i:i + batch].to(bundle.device)) for i in range(0, len(images), batch)])
 
 
 def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> ModelBundle:

@@ -6,12 +6,12 @@ import sys
 
 import torch
 
-from diffsem.bundle import load_bundle
+from diffsem.bundle import encode_all, load_bundle
 from diffsem.data import load_split
 from diffsem.evaluate import EvalConfig, evaluate
 from diffsem.receiver import DiffusionReceiver
 from diffsem.report import write_all
-from diffsem.train import TrainConfig, encode_all, train_all
+from diffsem.train import TrainConfig, train_all
 
 
 def test_small_train_then_eval_is_well_above_chance(tmp_path):

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from diffsem.bundle import load_bundle
+from diffsem.bundle import encode_all, load_bundle
 from diffsem.data import load_split
 from diffsem.receiver import DiffusionReceiver
-from diffsem.train import TrainConfig, encode_all, train_all
+from diffsem.train import TrainConfig, train_all
 
 
 @pytest.mark.slow

@@ -14,11 +14,12 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from diffsem.attacks.base import Attack, AttackResult, register
+from diffsem.bundle import encode_all
 from diffsem.channel import noise_variance
 from diffsem.checkpoints import load_weights
+from diffsem.diffusion import diffuse
 from diffsem.errors import ConfigError
 from diffsem.models import NoiseAwareClassifier, SemanticEncoder
-from diffsem.train import diffuse, encode_all
 
 
 def attacker_levels(b: int, abar: torch.Tensor, gen: torch.Generator, train_snr_db: float | None = None,

@@ -192,11 +192,11 @@ def _gap_plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     modes = list(dict.fromkeys(r["self_noise"] for r in rows))
+    snrs = list(dict.fromkeys(r["snr_db"] for r in rows))  # colour per SNR, line style per offset, in every panel
+    offs = list(dict.fromkeys(r["eve_offset_db"] for r in rows))
     fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.8), squeeze=False, sharey=True)
     for ax, mode in zip(axes[0], modes, strict=True):
         mine = [r for r in rows if r["self_noise"] == mode and r["t_star"] is not None]
-        snrs = list(dict.fromkeys(r["snr_db"] for r in rows))
-        offs = list(dict.fromkeys(r["eve_offset_db"] for r in rows))
         for snr, off in dict.fromkeys((r["snr_db"], r["eve_offset_db"]) for r in mine):
             pts = {r["t_star"]: 100 * r["secrecy_gap"] for r in mine if (r["snr_db"], r["eve_offset_db"]) == (snr, off)}
             ts = sorted(pts)

@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from control_panel.client import wait_run
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -80,8 +82,6 @@ class LiveStack:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
     def wait_run(self, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
-        from control_panel.client import wait_run
-
         with self.http() as c:
             return wait_run(c, run_id, timeout, poll_s=0.3)
 

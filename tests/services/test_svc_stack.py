@@ -20,14 +20,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from PIL import Image
 from svc_helpers import DEFAULT_CHECKPOINTS, ROOT, LiveStack, child_env, huge_png_header, png_bytes
 
-from diffsem.bundle import load_bundle
+from diffsem.bundle import encode_all, load_bundle
 from diffsem.channel import apply_link, draw_fading, equalised_noise
 from diffsem.config import LinkConfig
 from diffsem.data import load_split
 from diffsem.evaluate import condition_seed
 from diffsem.pipeline import listener_view, self_noise_frame
 from diffsem.receiver import DiffusionReceiver
-from diffsem.train import encode_all
 
 SNR, T_STAR, SEED, N_RUN, BATCH = 10.0, 300, 0, 200, 100
 
