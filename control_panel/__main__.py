@@ -14,7 +14,7 @@ import uvicorn
 
 from control_panel.app import PanelSettings, create_app
 from diffsem.imageio import MAX_BYTES
-from services_common import logs
+from services_common import auth, logs
 from services_common.server import write_port_file
 
 
@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--transmit-timeout-s", type=float, default=10.0)
     p.add_argument("--sweep-file", type=Path, default=os.environ.get("DIFFSEM_SWEEP_FILE") or None,
                    help="a `diffsem eval` results.json for the dashboard's accuracy-vs-SNR chart ($DIFFSEM_SWEEP_FILE)")
+    p.add_argument("--credential-file", default=None,
+                   help="this panel's control credential for its gRPC calls ($DIFFSEM_CREDENTIAL_FILE)")
+    p.add_argument("--auth-key-file", default=None,
+                   help="authority key that verifies the listeners' telemetry ($DIFFSEM_AUTH_KEY_FILE)")
     p.add_argument("--allow-remote", action="store_true",
                    help="bind a non-loopback --host even without $DIFFSEM_PANEL_TOKEN (containers whose published "
                         "port is itself on loopback)")
@@ -40,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     settings = PanelSettings(args.transmitter, args.emulator, args.host, args.telemetry_port, args.legit_name,
                              args.max_upload_bytes, args.transmit_timeout_s, os.environ.get(TOKEN_ENV) or None,
-                             args.sweep_file)
+                             args.sweep_file, auth.credential_from(args.credential_file),
+                             auth.key_from(args.auth_key_file))
     app = create_app(settings)
     # proto=IPPROTO_TCP matters: asyncio only disables Nagle (TCP_NODELAY) on sockets whose proto says TCP,
     # and accepted sockets inherit it; with proto 0 every keep-alive response waits ~40 ms for a delayed ACK.

@@ -47,6 +47,7 @@ from diffsem.imageio import MAX_BYTES, ImageError, ImageTooLarge, load_image
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc, transmitter_pb2, transmitter_pb2_grpc
+from services_common.auth import Verifier
 from services_common.client import DEADLINE_S, SHORT_DEADLINE_S, aio_channel
 from services_common.server import GRPC_OPTIONS, SERVING, add_health_and_reflection_aio
 from services_common.tensors import to_proto
@@ -71,6 +72,8 @@ class PanelSettings:
     transmit_timeout_s: float = 10.0
     token: str | None = None  # bearer token required by the mutating endpoints (None: no check)
     sweep_file: Path | None = None  # results.json of `diffsem eval`, for the dashboard's accuracy-vs-SNR chart
+    credential: str | None = None  # this panel's control-role credential for its gRPC calls (services_common/auth.py)
+    auth_key: bytes | None = None  # the authority key that verifies the listeners' telemetry (None: not verified)
 
 
 class TracePatch(BaseModel):
@@ -206,14 +209,16 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         server = grpc.aio.server(options=GRPC_OPTIONS)
-        telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryServicer(app.state.ledger), server)
+        telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryServicer(app.state.ledger, Verifier(settings.auth_key)),
+                                                           server)
         health = add_health_and_reflection_aio(server, [TELEMETRY])
         port = server.add_insecure_port(f"{settings.telemetry_host}:{settings.telemetry_port}")
         await server.start()
         for name in ("", TELEMETRY):
             await health.set(name, SERVING)
         app.state.telemetry_port = port
-        tx_channel, emu_channel = aio_channel(settings.transmitter), aio_channel(settings.emulator)
+        tx_channel = aio_channel(settings.transmitter, settings.credential)
+        emu_channel = aio_channel(settings.emulator, settings.credential)
         app.state.tx = transmitter_pb2_grpc.TransmitterStub(tx_channel)
         app.state.emu = ch_grpc.ChannelEmulatorStub(emu_channel)
         app.state.runs = RunManager(app.state.ledger, app.state.tx)

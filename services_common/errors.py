@@ -4,6 +4,7 @@
 - :class:`OutOfRange` (a value outside its documented range, e.g. t*) -> OUT_OF_RANGE
 - ``CheckpointError``, ``KeyedNoiseError`` (this service's self-noise key) -> FAILED_PRECONDITION
 - :class:`NotReady` -> UNAVAILABLE
+- ``services_common.auth.AuthError`` -> UNAUTHENTICATED (no or forged credential) or PERMISSION_DENIED (wrong role)
 - a failing downstream call (``grpc.RpcError``) -> UNAVAILABLE (or its own code when it was a client error)
 - anything else -> INTERNAL, logged with its traceback
 """
@@ -20,11 +21,13 @@ import grpc
 
 from diffsem.errors import CheckpointError, DiffSemError
 from diffsem.keyed import KeyedNoiseError
+from services_common.auth import AuthError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 _PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION,
-                 grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
+                 grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
 
 
 class BadRequest(ValueError):
@@ -41,6 +44,8 @@ class NotReady(RuntimeError):
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message for an exception."""
+    if isinstance(exc, AuthError):
+        return exc.code, str(exc)
     if isinstance(exc, OutOfRange):
         return grpc.StatusCode.OUT_OF_RANGE, str(exc)
     if isinstance(exc, CheckpointError | KeyedNoiseError):
