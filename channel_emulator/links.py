@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from channel_emulator.traces import SnrTrace, from_points, load_trace
+from channel_emulator.traces import SnrTrace, from_points
 from diffsem.channel import ChannelOutput, apply_link, draw_fading, equalised_noise, noise_variance
 from diffsem.config import LinkConfig, build
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -25,7 +25,7 @@ from protos.diffsem.v1 import common_pb2
 from services_common.errors import BadRequest, OutOfRange
 from services_common.frames import stable_seed
 
-FADING_NAMES = {pb.FADING_NONE: "none", pb.FADING_RAYLEIGH: "rayleigh", pb.FADING_RICIAN: "rician"}
+FADING_NAMES = ("none", "rayleigh", "rician")
 MAX_QUEUE = 1 << 20
 
 
@@ -69,10 +69,10 @@ def merge_settings(p: LinkParams, s: pb.LinkSettings, legit: bool) -> tuple[Link
     changes: dict[str, object] = {}
     if s.HasField("snr_db"):
         changes["snr_db"] = _range("snr_db", s.snr_db, -100.0, 100.0, " dB")
-    if s.fading != pb.FADING_UNSPECIFIED:
+    if s.HasField("fading"):
         if s.fading not in FADING_NAMES:
-            raise BadRequest(f"fading={s.fading} is not one of {', '.join(FADING_NAMES.values())}")
-        changes["fading"] = FADING_NAMES[s.fading]
+            raise BadRequest(f"fading={s.fading!r} is not one of {', '.join(FADING_NAMES)}")
+        changes["fading"] = s.fading
     if s.HasField("rician_k"):
         changes["rician_k"] = _range("rician_k", s.rician_k, 0.0, 1e6)
     if s.HasField("coherence_frames"):
@@ -103,8 +103,10 @@ def merge_settings(p: LinkParams, s: pb.LinkSettings, legit: bool) -> tuple[Link
     trace = None
     if s.HasField("trace"):
         tr = s.trace
-        trace = load_trace(tr.file) if tr.file else from_points([(p.t_s, p.snr_db) for p in tr.points],
-                                                                   tr.interp == pb.INTERP_LINEAR, tr.loop)
+        if tr.name or tr.csv:
+            raise BadRequest("SnrTrace.name and SnrTrace.csv are not supported yet; send points")
+        trace = from_points([(p.t_s, p.snr_db) for p in tr.points],
+                            tr.interp == pb.INTERP_LINEAR, tr.loop)
     return new, reseed, trace, s.clear_trace
 
 

@@ -54,7 +54,6 @@ from services_common.tensors import to_proto
 
 log = logging.getLogger(__name__)
 TELEMETRY = telemetry_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name
-FADING = {"none": ch_pb.FADING_NONE, "rayleigh": ch_pb.FADING_RAYLEIGH, "rician": ch_pb.FADING_RICIAN}
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 STATIC = Path(__file__).with_name("static")  # vendored uPlot 1.6.32 (MIT, see static/uPlot.LICENSE)
 
@@ -81,7 +80,6 @@ class TracePatch(BaseModel):
     points: list[tuple[float, float]] = Field(default_factory=list, description="[(t_s, snr_db), ...]")
     interp: Literal["step", "linear"] = "step"
     loop: bool = False
-    file: str | None = Field(None, description="a trace file on the emulator's host (JSON or CSV)")
 
 
 class LinkPatch(BaseModel):
@@ -125,11 +123,11 @@ def link_settings(p: LinkPatch) -> ch_pb.LinkSettings:
             setattr(s, name, value)
     s.clear_offset, s.clear_trace = p.clear_offset, p.clear_trace
     if p.fading is not None:
-        s.fading = FADING[p.fading]
+        s.fading = p.fading
     if p.trace is not None:
         s.trace.CopyFrom(ch_pb.SnrTrace(points=[ch_pb.TracePoint(t_s=t, snr_db=v) for t, v in p.trace.points],
                                         interp=ch_pb.INTERP_LINEAR if p.trace.interp == "linear" else ch_pb.INTERP_STEP,
-                                        loop=p.trace.loop, file=p.trace.file or ""))
+                                        loop=p.trace.loop))
     return s
 
 

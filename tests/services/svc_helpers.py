@@ -129,3 +129,18 @@ def huge_png_header(width: int = 20000, height: int = 20000) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition", poll_s: float = 0.02) -> Any:
+    """Poll ``predicate()`` until it returns a truthy value (returned), or fail after ``timeout`` seconds.
+
+    The one way tests wait for a state: no test sleeps a fixed time and then asserts.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(poll_s)

@@ -152,7 +152,7 @@ def test_configure_is_all_or_nothing_and_names_the_bad_field(emu: tuple) -> None
     state = stub.GetState(pb.GetStateRequest(), timeout=5)
     assert [(lk.name, lk.snr_db) for lk in state.links] == [("receiver", 10.0)]
     for settings, code in ((pb.LinkSettings(snr_db=float("inf")), grpc.StatusCode.INVALID_ARGUMENT),
-                           (pb.LinkSettings(fading=17), grpc.StatusCode.INVALID_ARGUMENT),
+                           (pb.LinkSettings(fading="awful"), grpc.StatusCode.INVALID_ARGUMENT),
                            (pb.LinkSettings(trace=pb.SnrTrace()), grpc.StatusCode.INVALID_ARGUMENT)):
         with pytest.raises(grpc.RpcError) as err:
             stub.Configure(pb.ConfigureRequest(links=[pb.LinkUpdate(name="receiver", settings=settings)]), timeout=5)
@@ -190,7 +190,7 @@ def test_csi_feedback_follows_a_trace_and_fading_blocks(emu: tuple, tmp_path: Pa
     time.sleep(0.35)
     assert stub.GetState(pb.GetStateRequest(link="receiver"), timeout=5).links[0].sigma_c2 == pytest.approx(1.0)
     stub.Configure(pb.ConfigureRequest(links=[pb.LinkUpdate(name="receiver", settings=pb.LinkSettings(
-        clear_trace=True, snr_db=10, fading=pb.FADING_RAYLEIGH, coherence_frames=5))]), timeout=5)
+        clear_trace=True, snr_db=10, fading="rayleigh", coherence_frames=5))]), timeout=5)
     rx = Reader(stub, LEGIT, "receiver")
     attached(emulator, "receiver")
     stub.Send(pb.SendRequest(frames=frames(5)[1]), timeout=5)
