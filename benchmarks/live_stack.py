@@ -37,12 +37,12 @@ from PIL import Image  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
 from diffsem.bundle import checkpoint_dir, encode_all, load_bundle  # noqa: E402
-from diffsem.channel import apply_link, draw_fading, equalised_noise  # noqa: E402
-from diffsem.config import LinkConfig  # noqa: E402
+from diffsem.config import LinkConfig, result_key  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
-from diffsem.evaluate import EvalConfig, condition_seed, evaluate, result_key  # noqa: E402
-from diffsem.pipeline import listener_view, self_noise_frame  # noqa: E402
+from diffsem.evaluate import EvalConfig, evaluate  # noqa: E402
+from diffsem.framepath import LEGIT, TX, carry, eve_role, role_generators, send, view  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
+from diffsem.seeds import derive_seed  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
 
@@ -50,25 +50,19 @@ def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tupl
     """The evaluator's loop for one (SNR, t*) with per-image decisions; returns (legit, eve, images/s)."""
     rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
     link = LinkConfig(snr_db=args.snr_db)
-    gens = {r: torch.Generator().manual_seed(condition_seed(args.seed, r, args.snr_db, args.t_star))
-            for r in ("tx", "legit", "eve0.0")}
-    legit, eve, sent = [], [], []
+    gens = role_generators(args.seed, [TX, LEGIT, eve_role(0.0)], args.snr_db, args.t_star)
+    legit, eve, batches = [], [], []
     t0 = time.perf_counter()
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
     for i in range(0, len(images), args.batch_size):
-        s = s_all[i:i + args.batch_size]
-        gain = draw_fading(len(s), link, gens["legit"])
-        x, header = self_noise_frame(s, args.t_star, bundle.abar, equalised_noise(args.snr_db, gain), gens["tx"])
-        out = apply_link(x, link, gens["legit"], gain=gain)
-        z, level = listener_view(out.latent, header, out.sigma_c2)
-        legit += rx.decode(z, level, args.mode).labels.tolist()
-        sent.append((x, header))
+        sent = send(s_all[i:i + args.batch_size], args.t_star, bundle.abar, {LEGIT: link}, gens)
+        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, args.mode).labels.tolist()
+        batches.append(sent)
     rate = len(images) / (time.perf_counter() - t0)
-    for x, header in sent:  # the eavesdropper's own link and generator; not part of the timed pipeline
-        out = apply_link(x, LinkConfig(snr_db=args.snr_db), gens["eve0.0"])
-        z, level = listener_view(out.latent, header, out.sigma_c2)
+    for sent in batches:  # the eavesdropper's own link and generator; not part of the timed pipeline
+        v = view(carry(sent.x, link, gens[eve_role(0.0)]), sent.header)
         with torch.no_grad():
-            eve += bundle.eavesdropper(z.to(bundle.device), level.to(bundle.device)).argmax(1).cpu().tolist()
+            eve += bundle.eavesdropper(v.z.to(bundle.device), v.abar_eff.to(bundle.device)).argmax(1).cpu().tolist()
     return legit, eve, rate
 
 
@@ -116,9 +110,9 @@ def main() -> None:
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:
         results["startup_s"] = round(time.monotonic() - t0, 1)
         # 1 + 2: agreement and end-to-end throughput, seeded like `diffsem eval`
-        seeds = {r: condition_seed(args.seed, r, args.snr_db, args.t_star) for r in ("tx", "legit", "eve0.0")}
-        r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds["tx"], "links": {
-            "receiver": {"snr_db": args.snr_db, "seed": seeds["legit"]}, "eve": {"seed": seeds["eve0.0"]}}})
+        seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT, eve_role(0.0))}
+        r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": {
+            "receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT]}, "eve": {"seed": seeds[eve_role(0.0)]}}})
         r.raise_for_status()
         run = wait_run(c, c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size,
                                                       "window": 2 * args.batch_size}).json()["id"])
