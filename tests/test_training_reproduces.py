@@ -7,6 +7,7 @@ may differ on other CPUs or torch builds; there, rerun the same configuration at
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -57,3 +58,5 @@ def tiny_digests(out: Path) -> dict[str, str]:
 
 def test_tiny_training_gives_the_pre_refactor_weights_bit_for_bit(tmp_path: Path) -> None:
     assert tiny_digests(tmp_path / "ck") == DIGESTS
+    card = json.loads((tmp_path / "ck" / "encoder.json").read_text())
+    assert set(card["dataset"]) == {"name", "sha256"}  # no path of the training host
