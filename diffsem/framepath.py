@@ -3,7 +3,7 @@ and (split at the process boundaries) the live transmitter and the channel emula
 
     legitimate CSI -> self-noise (transmitter) -> every link (:func:`carry`) -> every listener's view
 
-Random-draw order (docs/design.md, frame path). Each role owns a generator, named in ``gens``, so adding or removing
+Random-draw order (docs/design.md §3, frame path). Each role owns a generator, named in ``gens``, so adding or removing
 a link never moves another role's noise:
 
 1. ``gens[legit]``: the legitimate link's fading gains h (B,) (no draw for ``fading="none"``); the transmitter gets

@@ -1,4 +1,4 @@
-"""The legitimate receiver's decoding modes (docs/design.md, math contract).
+"""The legitimate receiver's decoding modes (docs/design.md §3).
 
 - ``direct``: the noise-aware classifier on z_t at abar_eff (no diffusion; 0 U-Net evaluations).
 - ``denoise``: ``steps`` reverse steps from t_eff to 0 with the unconditional U-Net (null label), then the

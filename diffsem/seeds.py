@@ -1,5 +1,5 @@
 """The one seed function: a stable 63-bit seed per (base seed, names and numbers), the same in every process and
-on every host, so that each role and each link can own an independent generator (docs/design.md, frame path)."""
+on every host, so that each role and each link can own an independent generator (docs/design.md §3, frame path)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The channel convention of docs/design.md (math contract), measured statistically."""
+"""The channel convention of docs/design.md §3, measured statistically."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Self-noising and its compensation (docs/design.md, math contract)."""
+"""Self-noising and its compensation (docs/design.md §3)."""
 
 import torch
 

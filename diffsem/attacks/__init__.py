@@ -1,4 +1,4 @@
-"""Attack plugins (docs/design.md, threat model): the base class, discovery by name through the entry-point group
+"""Attack plugins (docs/design.md §4): the base class, discovery by name through the entry-point group
 ``diffsem.attacks`` (built-ins and plugins alike), and :func:`load_attack`, which builds one ready to run."""
 
 from diffsem.attacks.base import (

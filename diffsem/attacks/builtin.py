@@ -1,4 +1,4 @@
-"""The built-in attacks (docs/design.md, threat model). Every trainable one learns from the attacker's *own* auxiliary split,
+"""The built-in attacks (docs/design.md §4). Every trainable one learns from the attacker's *own* auxiliary split,
 encoded through black-box queries to the transmitter's encoder and passed through the attacker's own channel:
 either across the whole range of noise levels a listener can see (self-noise of any t* plus any link), or at one
 fixed link SNR (``train_snr_db``, no self-noise)."""
