@@ -154,3 +154,21 @@ def test_attacks_json_is_strict_and_the_loader_reads_old_and_new(mnist_bundle: M
     assert read_attack_results(path)["rows"][0]["eve_offset_db"] == float("inf")
     old = read_attack_results(DEFAULT_CHECKPOINTS.parent / "docs" / "results" / "mnist-attacks-keyed" / "attacks.json")
     assert float("inf") in old["config"]["eve_offsets_db"]
+
+
+def test_a_plugin_must_be_an_attack_named_as_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    import diffsem.attacks.base as base
+
+    eps = {"renamed": EntryPoint("renamed", "diffsem.attacks.builtin:FeatureClassifier", base.ENTRY_POINT_GROUP),
+           "not-an-attack": EntryPoint("not-an-attack", "diffsem.fit:fit", base.ENTRY_POINT_GROUP),
+           "missing": EntryPoint("missing", "no_such_package:Nope", base.ENTRY_POINT_GROUP)}
+    monkeypatch.setattr(base, "_entry_points", lambda: eps)
+    with pytest.raises(ConfigError, match="'renamed'.*must be a diffsem.attacks.Attack subclass whose name is 'renamed'"):
+        attack_class("renamed")
+    with pytest.raises(ConfigError, match="'not-an-attack'.*must be a diffsem.attacks.Attack subclass"):
+        attack_class("not-an-attack")
+    with pytest.raises(ConfigError, match="'missing' \\(no_such_package:Nope\\) failed to load"):
+        attack_class("missing")
+    assert default_zoo(transmitter=True) == []  # broken or foreign entries are skipped, not fatal
