@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from diffsem.bundle import checkpoint_dir, encode_all, load_bundle
-from diffsem.channel import LinkConfig, apply_link
+from diffsem.config import LinkConfig
 from diffsem.data import load_split
 from diffsem.evaluate import DEFAULT_T_STAR
-from diffsem.pipeline import listener_view, self_noise_frame
+from diffsem.framepath import LEGIT, TX, role_generators, send
 from diffsem.receiver import DiffusionReceiver
 
 
@@ -36,10 +36,9 @@ def main() -> None:
     bundle = load_bundle(args.checkpoints or checkpoint_dir(args.dataset), device=args.device)
     images, _ = load_split(args.dataset, "test")
     s = encode_all(bundle, images[:args.batch].to(bundle.device)).cpu()
-    gen = torch.Generator().manual_seed(0)
-    x, header = self_noise_frame(s, DEFAULT_T_STAR, bundle.abar, 0.1, gen)
-    out = apply_link(x, LinkConfig(snr_db=10.0), gen)
-    z, level = listener_view(out.latent, header, out.sigma_c2)
+    links = {LEGIT: LinkConfig(snr_db=10.0)}
+    legit = send(s, DEFAULT_T_STAR, bundle.abar, links, role_generators(0, [TX, LEGIT], 10.0, DEFAULT_T_STAR)).views[LEGIT]
+    z, level = legit.z, legit.abar_eff
     runs = [("direct", 1)] + [(m, k) for m in ("denoise", "selfref") for k in map(int, args.steps.split(","))]
     results = []
     for mode, steps in runs:

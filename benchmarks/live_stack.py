@@ -37,12 +37,12 @@ from PIL import Image  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
 from diffsem.bundle import checkpoint_dir, encode_all, load_bundle  # noqa: E402
-from diffsem.channel import apply_link, draw_fading, equalised_noise  # noqa: E402
-from diffsem.config import LinkConfig  # noqa: E402
+from diffsem.config import LinkConfig, result_key  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
-from diffsem.evaluate import EvalConfig, condition_seed, evaluate, result_key  # noqa: E402
-from diffsem.pipeline import listener_view, self_noise_frame  # noqa: E402
+from diffsem.evaluate import EvalConfig, evaluate  # noqa: E402
+from diffsem.framepath import LEGIT, TX, carry, eve_role, role_generators, send, view  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
+from diffsem.seeds import derive_seed  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
 
@@ -50,25 +50,19 @@ def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tupl
     """The evaluator's loop for one (SNR, t*) with per-image decisions; returns (legit, eve, images/s)."""
     rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
     link = LinkConfig(snr_db=args.snr_db)
-    gens = {r: torch.Generator().manual_seed(condition_seed(args.seed, r, args.snr_db, args.t_star))
-            for r in ("tx", "legit", "eve0.0")}
-    legit, eve, sent = [], [], []
+    gens = role_generators(args.seed, [TX, LEGIT, eve_role(0.0)], args.snr_db, args.t_star)
+    legit, eve, batches = [], [], []
     t0 = time.perf_counter()
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
     for i in range(0, len(images), args.batch_size):
-        s = s_all[i:i + args.batch_size]
-        gain = draw_fading(len(s), link, gens["legit"])
-        x, header = self_noise_frame(s, args.t_star, bundle.abar, equalised_noise(args.snr_db, gain), gens["tx"])
-        out = apply_link(x, link, gens["legit"], gain=gain)
-        z, level = listener_view(out.latent, header, out.sigma_c2)
-        legit += rx.decode(z, level, args.mode).labels.tolist()
-        sent.append((x, header))
+        sent = send(s_all[i:i + args.batch_size], args.t_star, bundle.abar, {LEGIT: link}, gens)
+        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, args.mode).labels.tolist()
+        batches.append(sent)
     rate = len(images) / (time.perf_counter() - t0)
-    for x, header in sent:  # the eavesdropper's own link and generator; not part of the timed pipeline
-        out = apply_link(x, LinkConfig(snr_db=args.snr_db), gens["eve0.0"])
-        z, level = listener_view(out.latent, header, out.sigma_c2)
+    for sent in batches:  # the eavesdropper's own link and generator; not part of the timed pipeline
+        v = view(carry(sent.x, link, gens[eve_role(0.0)]), sent.header)
         with torch.no_grad():
-            eve += bundle.eavesdropper(z.to(bundle.device), level.to(bundle.device)).argmax(1).cpu().tolist()
+            eve += bundle.eavesdropper(v.z.to(bundle.device), v.abar_eff.to(bundle.device)).argmax(1).cpu().tolist()
     return legit, eve, rate
 
 
@@ -78,7 +72,7 @@ def png(img: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"))
     ap.add_argument("--device", default="auto")
@@ -96,80 +90,71 @@ def main() -> None:
     ap.add_argument("--fanout-batch", type=int, default=100)
     ap.add_argument("--max-batch", type=int, default=64, help="receiver dynamic batching")
     ap.add_argument("--log-dir", type=Path, default=None)
-    args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return ap.parse_args()
 
-    bundle = load_bundle(args.checkpoints, device=args.device)
-    images, labels = load_split(bundle.cfg.dataset, "test")
-    images, labels = images[:args.n], labels[:args.n]
-    results: dict[str, Any] = {"n": args.n, "mode": args.mode, "classifier": args.classifier, "snr_db": args.snr_db,
-                               "t_star": args.t_star,
-                               "batch_size": args.batch_size, "model_id": bundle.model_id,
-                               "device": str(bundle.device), "host": platform.machine(),
-                               "threads": torch.get_num_threads()}
 
-    cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
-                                classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
-                                seed=args.seed, max_batch=args.max_batch,
-                                eavesdroppers=[EveSpec("eve", "feature-classifier", 0.0)], log_dir=args.log_dir)
-    t0 = time.monotonic()
-    with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:
-        results["startup_s"] = round(time.monotonic() - t0, 1)
-        # 1 + 2: agreement and end-to-end throughput, seeded like `diffsem eval`
-        seeds = {r: condition_seed(args.seed, r, args.snr_db, args.t_star) for r in ("tx", "legit", "eve0.0")}
-        r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds["tx"], "links": {
-            "receiver": {"snr_db": args.snr_db, "seed": seeds["legit"]}, "eve": {"seed": seeds["eve0.0"]}}})
+def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, labels: torch.Tensor,
+              args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """1 + 2: a run seeded like `diffsem eval` against the evaluator and its loop; then (agreement, throughput)."""
+    seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT, eve_role(0.0))}
+    r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": {
+        "receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT]}, "eve": {"seed": seeds[eve_role(0.0)]}}})
+    r.raise_for_status()
+    run = wait_run(c, c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size,
+                                                  "window": 2 * args.batch_size}).json()["id"])
+    dec = c.get(f"/api/runs/{run['id']}/decisions").json()
+    live_legit, live_eve = dec["listeners"]["receiver"], dec["listeners"].get("eve", [])
+    off_legit, off_eve, inproc_rate = offline(bundle, images, args)
+    truth = labels.tolist()
+    modes = ["direct"] if args.mode == "direct" else ["direct", args.mode]
+    ev = evaluate(bundle, EvalConfig(n=args.n, snrs=[args.snr_db], t_stars=[args.t_star], eve_offsets=[0.0],
+                                     modes=modes, classifiers=[args.classifier], steps=args.steps, seed=args.seed,
+                                     batch_size=args.batch_size, default_t_star=args.t_star), images, labels)
+    row = next(rw for rw in ev["rows"] if rw["t_star"] == args.t_star)
+    acc = lambda xs: float(np.mean([a == t for a, t in zip(xs, truth, strict=True)]))  # noqa: E731
+    same = lambda xs, ys: float(np.mean([a == b for a, b in zip(xs, ys, strict=True)]))  # noqa: E731
+    agree = {"live_accuracy": run["accuracy"]["receiver"],
+             "evaluator_accuracy": row["acc"][result_key(args.classifier, args.mode)],
+             "replica_accuracy": acc(off_legit), "same_decisions": same(live_legit, off_legit),
+             "eve_live_accuracy": acc(live_eve) if len(live_eve) == args.n and None not in live_eve else None,
+             "eve_evaluator_accuracy": row["eve"]["0.0"],
+             "eve_same_decisions": same(live_eve, off_eve) if len(live_eve) == args.n else None}
+    return agree, {"live_images_per_s": run["images_per_s"], "inprocess_images_per_s": inproc_rate,
+                   "ratio": run["images_per_s"] / inproc_rate, "retransmits": run["retransmits"]}
+
+
+def upload_latency(c: httpx.Client, images: torch.Tensor, labels: torch.Tensor, uploads: int) -> dict[str, Any]:
+    """3: p50/p99 of POST /api/transmit on the idle stack, in ms."""
+    lat = []
+    for i in range(uploads):
+        data = png(images[i % len(images)])
+        t = time.perf_counter()
+        r = c.post("/api/transmit", files={"file": ("x.png", data, "image/png")},
+                   data={"label": str(int(labels[i % len(images)]))})
+        lat.append((time.perf_counter() - t) * 1000)
         r.raise_for_status()
-        run = wait_run(c, c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size,
-                                                      "window": 2 * args.batch_size}).json()["id"])
-        dec = c.get(f"/api/runs/{run['id']}/decisions").json()
-        live_legit, live_eve = dec["listeners"]["receiver"], dec["listeners"].get("eve", [])
-        off_legit, off_eve, inproc_rate = offline(bundle, images, args)
-        truth = labels.tolist()
-        modes = ["direct"] if args.mode == "direct" else ["direct", args.mode]
-        ev = evaluate(bundle, EvalConfig(n=args.n, snrs=[args.snr_db], t_stars=[args.t_star], eve_offsets=[0.0],
-                                         modes=modes, classifiers=[args.classifier], steps=args.steps, seed=args.seed,
-                                         batch_size=args.batch_size,
-                                         default_t_star=args.t_star), images, labels)
-        row = next(rw for rw in ev["rows"] if rw["t_star"] == args.t_star)
-        acc = lambda xs: float(np.mean([a == t for a, t in zip(xs, truth, strict=True)]))  # noqa: E731
-        results["agreement"] = {
-            "live_accuracy": run["accuracy"]["receiver"],
-            "evaluator_accuracy": row["acc"][result_key(args.classifier, args.mode)],
-            "replica_accuracy": acc(off_legit),
-            "same_decisions": float(np.mean([a == b for a, b in zip(live_legit, off_legit, strict=True)])),
-            "eve_live_accuracy": acc(live_eve) if len(live_eve) == args.n and None not in live_eve else None,
-            "eve_evaluator_accuracy": row["eve"]["0.0"],
-            "eve_same_decisions": (float(np.mean([a == b for a, b in zip(live_eve, off_eve, strict=True)]))
-                                   if len(live_eve) == args.n else None)}
-        results["throughput"] = {"live_images_per_s": run["images_per_s"], "inprocess_images_per_s": inproc_rate,
-                                 "ratio": run["images_per_s"] / inproc_rate, "retransmits": run["retransmits"]}
-        # 3: upload latency on the idle stack
-        lat = []
-        for i in range(args.uploads):
-            data = png(images[i % args.n])
-            t = time.perf_counter()
-            r = c.post("/api/transmit", files={"file": ("x.png", data, "image/png")}, data={"label": str(truth[i])})
-            lat.append((time.perf_counter() - t) * 1000)
-            r.raise_for_status()
-        results["upload_latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-                                        "mean": float(np.mean(lat)), "n": len(lat)}
-        # 4: fan-out
-        if args.fanout:
-            for j in range(1, args.fanout):
-                stack.add_eavesdropper(EveSpec(f"eve{j}", "feature-classifier", float(-j)), wait=False)
-            for j in range(1, args.fanout):
-                stack._wait(stack.services[f"eve{j}"])
-            before = c.get("/api/summary").json()["links"]
-            run8 = wait_run(c, c.post("/api/runs", json={"n": args.fanout_n, "batch_size": args.fanout_batch}).json()["id"])
-            time.sleep(2.0)
-            links = c.get("/api/summary").json()["links"]
-            results["fanout"] = {
-                "eavesdroppers": sum(1 for lk in links.values() if lk["role"] == "eavesdropper" and lk["attached"]),
-                "n": args.fanout_n, "images_per_s": run8["images_per_s"], "status": run8["status"],
-                "legit_dropped": links["receiver"]["dropped_queue"] - before["receiver"]["dropped_queue"],
-                "legit_decided": run8["decided"], "retransmits": run8["retransmits"],
-                "eve_dropped": {k: v["dropped_queue"] for k, v in links.items() if v["role"] == "eavesdropper"}}
+    return {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "mean": float(np.mean(lat)),
+            "n": len(lat)}
+
+
+def fanout(c: httpx.Client, stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """4: ``args.fanout`` eavesdroppers attached, one run; drops per link."""
+    for j in range(1, args.fanout):
+        stack.add_eavesdropper(EveSpec(f"eve{j}", "feature-classifier", float(-j)), wait=False)
+    for j in range(1, args.fanout):
+        stack._wait(stack.services[f"eve{j}"])
+    before = c.get("/api/summary").json()["links"]
+    run8 = wait_run(c, c.post("/api/runs", json={"n": args.fanout_n, "batch_size": args.fanout_batch}).json()["id"])
+    time.sleep(2.0)  # let the eavesdroppers' last reports land before reading the drop counters
+    links = c.get("/api/summary").json()["links"]
+    return {"eavesdroppers": sum(1 for lk in links.values() if lk["role"] == "eavesdropper" and lk["attached"]),
+            "n": args.fanout_n, "images_per_s": run8["images_per_s"], "status": run8["status"],
+            "legit_dropped": links["receiver"]["dropped_queue"] - before["receiver"]["dropped_queue"],
+            "legit_decided": run8["decided"], "retransmits": run8["retransmits"],
+            "eve_dropped": {k: v["dropped_queue"] for k, v in links.items() if v["role"] == "eavesdropper"}}
+
+
+def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     a, t, u = results["agreement"], results["throughput"], results["upload_latency_ms"]
     print(f"device {results['device']}, {results['threads']} torch threads, mode {args.mode}, n={args.n}, "
           f"SNR {args.snr_db} dB, t*={args.t_star}, batch {args.batch_size}, stack startup {results['startup_s']} s")
@@ -187,6 +172,30 @@ def main() -> None:
         print(f"| fan-out: {f['eavesdroppers']} eavesdroppers, {f['n']} images | legit drops {f['legit_dropped']}, "
               f"{f['images_per_s']:.1f} images/s, eavesdropper drops {sum(f['eve_dropped'].values())} |")
     print(json.dumps(results))
+
+
+def main() -> None:
+    args = _args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    bundle = load_bundle(args.checkpoints, device=args.device)
+    images, labels = load_split(bundle.cfg.dataset, "test")
+    images, labels = images[:args.n], labels[:args.n]
+    results: dict[str, Any] = {"n": args.n, "mode": args.mode, "classifier": args.classifier, "snr_db": args.snr_db,
+                               "t_star": args.t_star, "batch_size": args.batch_size, "model_id": bundle.model_id,
+                               "device": str(bundle.device), "host": platform.machine(),
+                               "threads": torch.get_num_threads()}
+    cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
+                                classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
+                                seed=args.seed, max_batch=args.max_batch,
+                                eavesdroppers=[EveSpec("eve", "feature-classifier", 0.0)], log_dir=args.log_dir)
+    t0 = time.monotonic()
+    with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:
+        results["startup_s"] = round(time.monotonic() - t0, 1)
+        results["agreement"], results["throughput"] = agreement(c, bundle, images, labels, args)
+        results["upload_latency_ms"] = upload_latency(c, images, labels, args.uploads)
+        if args.fanout:
+            results["fanout"] = fanout(c, stack, args)
+    print_table(results, args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from diffsem.bundle import checkpoint_dir, load_bundle
+from diffsem.config import result_key
 from diffsem.data import load_split
 from diffsem.evaluate import EvalConfig, evaluate
 
@@ -37,10 +38,10 @@ def main() -> None:
         for row in res["rows"]:
             if row["t_star"] is None:
                 continue
-            a = row["acc"]
-            gain = 100 * (a["channel:denoise"] - a["channel:direct"])
-            print(f"| {steps} | {row['t_star']} | {100 * a['direct']:.1f} | {100 * a['denoise']:.1f} | "
-                  f"{100 * a['channel:direct']:.1f} | {100 * a['channel:denoise']:.1f} | {gain:+.1f} |", flush=True)
+            acc = {(c, m): 100 * row["acc"][result_key(c, m)] for c in ("matched", "channel") for m in ("direct", "denoise")}
+            gain = acc["channel", "denoise"] - acc["channel", "direct"]
+            print(f"| {steps} | {row['t_star']} | {acc['matched', 'direct']:.1f} | {acc['matched', 'denoise']:.1f} | "
+                  f"{acc['channel', 'direct']:.1f} | {acc['channel', 'denoise']:.1f} | {gain:+.1f} |", flush=True)
 
 
 if __name__ == "__main__":

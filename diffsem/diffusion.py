@@ -46,7 +46,12 @@ def timestep_table(num_train_timesteps: int, focus: tuple[int, int], focus_weigh
     return torch.searchsorted(cdf, q).clamp_max(num_train_timesteps - 1)
 
 
+def diffuse_with_noise(s: torch.Tensor, levels: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, eps) with z = sqrt(abar) s + sqrt(1 - abar) eps, for s (B, k), levels (B,) and eps ~ N(0, 1) (B, k)."""
+    eps = torch.randn(s.shape, generator=gen)
+    return levels.sqrt()[:, None] * s + (1 - levels).sqrt()[:, None] * eps, eps
+
+
 def diffuse(s: torch.Tensor, levels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """z = sqrt(abar) s + sqrt(1 - abar) eps for s (B, k) and levels (B,)."""
-    eps = torch.randn(s.shape, generator=gen)
-    return levels.sqrt()[:, None] * s + (1 - levels).sqrt()[:, None] * eps
+    return diffuse_with_noise(s, levels, gen)[0]

@@ -15,7 +15,6 @@ Each receiver system runs with two classifiers: ``matched`` (noise-aware, traine
 from __future__ import annotations
 
 import time
-import zlib
 from typing import Any
 
 import torch
@@ -23,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from tqdm import tqdm
 
 from diffsem.bundle import ModelBundle, encode_all
-from diffsem.channel import apply_link, draw_fading, equalised_noise
 from diffsem.checkpoints import code_version
-from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build
-from diffsem.pipeline import PublicHeader, listener_view, self_noise_frame
+from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, result_key
+from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators, send
 from diffsem.receiver import DiffusionReceiver
+from diffsem.seeds import derive_seed
+
+condition_seed = derive_seed  # TODO(remove after the merge): tests/services/test_svc_stack.py imports this name
 
 DEFAULT_T_STAR = 300
 
@@ -57,23 +58,40 @@ class EvalConfig(BaseModel):
         return values
 
 
-def result_key(classifier: str, mode: str) -> str:
-    """Key of an accuracy in a result row: ``direct`` for the matched classifier, ``channel:direct`` otherwise."""
-    return mode if classifier == "matched" else f"{classifier}:{mode}"
-
-
-def condition_seed(seed: int, *parts: object) -> int:
-    """A stable seed per (role, SNR, t*) so every system sees the same noise for the same condition."""
-    return (seed * 1_000_003 + zlib.crc32(repr(parts).encode())) % (2**63)
-
-
-def _eve_accuracy(bundle: ModelBundle, x: torch.Tensor, header: PublicHeader, link: LinkConfig,
-                  gen: torch.Generator, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
-    out = apply_link(x, link, gen)
-    z, level = listener_view(out.latent, header, out.sigma_c2)
+def _eve_hits(bundle: ModelBundle, v: View, labels: torch.Tensor) -> int:
     with torch.no_grad():
-        hits = (bundle.eavesdropper(z.to(bundle.device), level.to(bundle.device)).argmax(1).cpu() == labels)
-    return float(hits.float().mean()), z
+        return int((bundle.eavesdropper(v.z.to(bundle.device), v.abar_eff.to(bundle.device)).argmax(1).cpu() == labels).sum())
+
+
+def _condition(bundle: ModelBundle, receiver: DiffusionReceiver, ec: EvalConfig, s_all: torch.Tensor,
+               labels: torch.Tensor, snr: float, t_star: int | None) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """One (SNR, t*) row, and the first eavesdropper's first 8 latents (for the eve-view figure)."""
+    links = {LEGIT: LinkConfig(snr_db=snr, fading=ec.fading)}
+    if t_star is not None:  # the plain system has no eavesdropper columns
+        links |= {eve_role(o): LinkConfig(snr_db=snr + o, fading=ec.fading) for o in ec.eve_offsets}
+    gens = role_generators(ec.seed, [TX, *links], snr, t_star)
+    modes = ["direct"] if t_star is None else ec.modes
+    hits: dict[str, int] = {}
+    eve_hits = dict.fromkeys(ec.eve_offsets, 0)
+    abar_sum, sample = 0.0, None
+    for i in range(0, len(s_all), ec.batch_size):
+        s, y = s_all[i:i + ec.batch_size], labels[i:i + ec.batch_size]
+        sent = send(s, t_star, bundle.abar, links, gens)
+        legit = sent.views[LEGIT]
+        abar_sum += float(legit.abar_eff.sum())
+        for (clf, mode), res in receiver.decode_many(legit.z, legit.abar_eff, modes, ec.classifiers).items():
+            key = result_key(clf, "plain" if t_star is None else mode)
+            hits[key] = hits.get(key, 0) + int((res.labels == y).sum())
+        for o in ec.eve_offsets if t_star is not None else []:
+            eve_hits[o] += _eve_hits(bundle, sent.views[eve_role(o)], y)
+        if i == 0 and t_star is not None:
+            sample = sent.views[eve_role(ec.eve_offsets[0])].z[:8]
+    n = len(s_all)
+    row: dict[str, Any] = {"snr_db": snr, "t_star": t_star, "acc": {k: h / n for k, h in hits.items()}, "eve": {},
+                           "abar_eff": abar_sum / n}
+    if t_star is not None:
+        row["eve"] = {str(o): eve_hits[o] / n for o in ec.eve_offsets}
+    return row, sample
 
 
 def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
@@ -87,41 +105,12 @@ def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: 
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
     clean = receiver.decode_many(s_all, torch.ones(len(s_all)), ["direct"], ec.classifiers)
     rows: list[dict[str, Any]] = []
-    conditions = [(snr, t) for snr in ec.snrs for t in [None, *t_stars]]
     samples: dict[int, torch.Tensor] = {}
-    for snr, t_star in tqdm(conditions, desc="eval conditions"):
-        link = LinkConfig(snr_db=snr, fading=ec.fading)
-        row: dict[str, Any] = {"snr_db": snr, "t_star": t_star, "acc": {}, "eve": {}}
-        hits: dict[str, int] = {}
-        eve_hits = {o: 0.0 for o in ec.eve_offsets}
-        abar_sum = 0.0
-        gens = {role: torch.Generator().manual_seed(condition_seed(ec.seed, role, snr, t_star))
-                for role in ("tx", "legit", *(f"eve{o}" for o in ec.eve_offsets))}
-        for i in range(0, len(s_all), ec.batch_size):
-            s, y = s_all[i:i + ec.batch_size], labels[i:i + ec.batch_size]
-            gain = draw_fading(len(s), link, gens["legit"])  # the block's CSI, fed back before sending
-            x, header = self_noise_frame(s, t_star, abar, equalised_noise(snr, gain), gens["tx"])
-            out = apply_link(x, link, gens["legit"], gain=gain)
-            z, level = listener_view(out.latent, header, out.sigma_c2)
-            abar_sum += float(level.sum())
-            modes = ["direct"] if t_star is None else ec.modes
-            for (clf, mode), res in receiver.decode_many(z, level, modes, ec.classifiers).items():
-                key = result_key(clf, "plain" if t_star is None else mode)
-                hits[key] = hits.get(key, 0) + int((res.labels == y).sum())
-            if t_star is None:
-                continue
-            for off in ec.eve_offsets:
-                acc, z_eve = _eve_accuracy(bundle, x, header, LinkConfig(snr_db=snr + off, fading=ec.fading),
-                                           gens[f"eve{off}"], y)
-                eve_hits[off] += acc * len(y)
-                if i == 0 and off == ec.eve_offsets[0] and snr == max(ec.snrs):
-                    samples[t_star] = z_eve[:8]
-        n = len(s_all)
-        row["abar_eff"] = abar_sum / n
-        row["acc"] = {key: h / n for key, h in hits.items()}
-        if t_star is not None:
-            row["eve"] = {str(o): eve_hits[o] / n for o in ec.eve_offsets}
+    for snr, t_star in tqdm([(snr, t) for snr in ec.snrs for t in [None, *t_stars]], desc="eval conditions"):
+        row, sample = _condition(bundle, receiver, ec, s_all, labels, snr, t_star)
         rows.append(row)
+        if sample is not None and snr == max(ec.snrs):
+            samples[t_star] = sample
     eve_view = None
     if samples:
         eve_view = {"t_stars": list(samples), "latents": torch.stack(list(samples.values())).tolist(),

@@ -1,7 +1,7 @@
-"""One frame's path through the system, shared by the offline evaluator and the live services.
+"""The two ends of a frame's path, shared by the offline evaluator and the live services (the path itself, with its
+random-draw order, is :func:`diffsem.framepath.send`).
 
-transmitter: image -> s (encoder) -> x (self-noise for t* and the fed-back sigma_c^2)
-channel:     x -> y per link (:mod:`diffsem.channel`)
+transmitter: s (encoder output) -> x (self-noise for t* and the fed-back sigma_c^2) + the public header
 listener:    y + public header (a, sigma_self^2) + own sigma^2 -> z_t at abar_eff
 """
 

@@ -9,6 +9,8 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from diffsem.config import parse_result_key, result_key
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -17,18 +19,14 @@ MODE_LABELS = {"plain": "plain", "direct": "self-noise + direct", "denoise": "Di
 FAMILY_LABELS = {"matched": "", "channel": "[channel clf] "}
 
 
-def _key(family: str, mode: str) -> str:
-    return mode if family == "matched" else f"{family}:{mode}"
-
-
 def _label(key: str) -> str:
-    family, _, mode = key.rpartition(":")
-    return FAMILY_LABELS.get(family or "matched", family + " ") + MODE_LABELS.get(mode, mode)
+    family, mode = parse_result_key(key)
+    return FAMILY_LABELS.get(family, family + " ") + MODE_LABELS.get(mode, mode)
 
 
 def _columns(ec: dict[str, Any]) -> list[str]:
     """Result keys in table order: per classifier family, plain then each mode."""
-    return [_key(f, m) for f in ec["classifiers"] for m in ["plain", *ec["modes"]]]
+    return [result_key(f, m) for f in ec["classifiers"] for m in ["plain", *ec["modes"]]]
 
 
 def _pct(v: float | None) -> str:
@@ -36,7 +34,7 @@ def _pct(v: float | None) -> str:
 
 
 def _plain(rows: list[dict[str, Any]], family: str = "matched") -> dict[float, float]:
-    return {r["snr_db"]: r["acc"][_key(family, "plain")] for r in rows if r["t_star"] is None}
+    return {r["snr_db"]: r["acc"][result_key(family, "plain")] for r in rows if r["t_star"] is None}
 
 
 def _by_t(rows: list[dict[str, Any]], t_star: int) -> list[dict[str, Any]]:
@@ -53,15 +51,15 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
         h: dict[str, Any] = {}
         band = [r for r in _by_t(rows, t0) if 0 <= r["snr_db"] <= 20]
         if band and diff_modes:
-            best = [max(r["acc"][_key(fam, m)] for m in diff_modes) for r in band]
+            best = [max(r["acc"][result_key(fam, m)] for m in diff_modes) for r in band]
             h["default_band"] = {"snrs": [r["snr_db"] for r in band], "best_diffsem": best,
                                  "min": min(best), "spread_points": 100 * (max(best) - min(best))}
         gains = []
         for r in rows:
-            if r["t_star"] is None or not diff_modes or r["acc"][_key(fam, "direct")] > 0.85:
+            if r["t_star"] is None or not diff_modes or r["acc"][result_key(fam, "direct")] > 0.85:
                 continue
-            best_mode = max(diff_modes, key=lambda m, r=r: r["acc"][_key(fam, m)])
-            direct, best = r["acc"][_key(fam, "direct")], r["acc"][_key(fam, best_mode)]
+            best_mode = max(diff_modes, key=lambda m, r=r: r["acc"][result_key(fam, m)])
+            direct, best = r["acc"][result_key(fam, "direct")], r["acc"][result_key(fam, best_mode)]
             gains.append({"snr_db": r["snr_db"], "t_star": r["t_star"], "direct": direct, "best_mode": best_mode,
                           "best": best, "gain_points": 100 * (best - direct)})
         h["diffusion_gain_where_direct_le_85"] = sorted(gains, key=lambda g: -g["gain_points"])[:5]

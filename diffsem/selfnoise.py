@@ -1,4 +1,4 @@
-"""Self-noising at the transmitter and the receiver's view of it (DESIGN.md §3).
+"""Self-noising at the transmitter and the receiver's view of it (docs/design.md §3).
 
 All variances are per real latent dimension. With target a = abar_{t*} and the legitimate link's
 sigma_c^2 (channel-state feedback), the transmitter sends

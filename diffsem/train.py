@@ -1,4 +1,4 @@
-"""Training of every part of a DiffSem system, in four stages (``diffsem train``).
+"""Training of every part of a DiffSem system (``diffsem train``), stage by stage as :data:`STAGES` lists them.
 
 1. encoder + noise-aware classifier, jointly, on z_t = sqrt(abar) s + sqrt(1 - abar) eps with abar drawn
    from the schedule (and a share of clean latents), on the transmitter's split of the training set;
@@ -17,20 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, model_validator
-from tqdm import tqdm
+from torch import nn
 
 from diffsem.bundle import ModelBundle, encode_all
 from diffsem.checkpoints import code_version, save_weights
-from diffsem.config import CHANNEL_TRAINING_SNR_DB, DatasetName, ModelConfig
-from diffsem.data import default_data_dir, get_spec, load_split, transmitter_split
-from diffsem.diffusion import alphas_cumprod, diffuse, timestep_table
+from diffsem.config import DatasetName, ModelConfig
+from diffsem.data import get_spec, load_split, transmitter_split
+from diffsem.diffusion import alphas_cumprod, diffuse, diffuse_with_noise, timestep_table
 from diffsem.errors import ConfigError
+from diffsem.fit import fit
+from diffsem.samplers import channel_levels, schedule_levels
 
 
 class TrainConfig(BaseModel):
@@ -66,56 +69,93 @@ class TrainConfig(BaseModel):
         return self
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    perm = torch.randperm(n, generator=gen)
-    for i in range(0, n, batch_size):
-        yield perm[i:i + batch_size]
+@dataclass
+class StageData:
+    """What a stage's loss sees: the bundle being trained, the config, the shared generator, abar (T,), the split's
+    images (N, 1, 28, 28) and labels (N,), and its latents (N, k) from the frozen encoder, encoded on first use."""
+
+    bundle: ModelBundle
+    tc: TrainConfig
+    gen: torch.Generator
+    abar: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor
+    _latents: torch.Tensor | None = None
+
+    @property
+    def latents(self) -> torch.Tensor:
+        if self._latents is None:  # only after the encoder stage, which never asks for them
+            self._latents = encode_all(self.bundle, self.images)
+        return self._latents
 
 
-def noisy_levels(b: int, abar: torch.Tensor, clean_fraction: float, gen: torch.Generator) -> torch.Tensor:
-    """abar per sample (B,): 1.0 with probability ``clean_fraction``, else abar_t with t ~ U[0, T)."""
-    t = torch.randint(0, len(abar), (b,), generator=gen)
-    levels = abar[t].to(torch.float32)
-    return torch.where(torch.rand(b, generator=gen) < clean_fraction, torch.ones_like(levels), levels)
+def _classified(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return F.cross_entropy(logits, labels), (logits.argmax(1) == labels).sum()
 
 
-def channel_levels(b: int, clean_fraction: float, gen: torch.Generator) -> torch.Tensor:
-    """abar per sample (B,) of a plain link (no self-noise) with SNR ~ U[0, 20] dB: abar = 1 / (1 + N0)."""
-    lo, hi = CHANNEL_TRAINING_SNR_DB
-    snr = lo + (hi - lo) * torch.rand(b, generator=gen)
-    levels = 1.0 / (1.0 + torch.pow(10.0, -snr / 10.0))
-    return torch.where(torch.rand(b, generator=gen) < clean_fraction, torch.ones_like(levels), levels)
+def _encoder_loss(d: StageData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder and matched classifier jointly, at every noise level of the schedule (and clean)."""
+    levels = schedule_levels(len(idx), d.abar, d.tc.clean_fraction, d.gen)
+    return _classified(d.bundle.classifier(diffuse(d.bundle.encoder(d.images[idx]), levels, d.gen), levels), d.labels[idx])
 
 
-def _run_epochs(name: str, epochs: int, n: int, tc: TrainConfig, gen: torch.Generator,
-                step: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], opt: torch.optim.Optimizer) -> float:
-    """Generic loop with a cosine learning-rate decay; ``step(idx)`` returns (loss, n_correct or 0).
+def _channel_loss(d: StageData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The channel classifier on frozen latents over the channel's SNR range only (never self-noise)."""
+    levels = channel_levels(len(idx), d.tc.clean_fraction, d.gen)
+    return _classified(d.bundle.channel_classifier(diffuse(d.latents[idx], levels, d.gen), levels), d.labels[idx])
 
-    Returns the last epoch's accuracy, or its mean loss where the stage has no accuracy.
-    """
-    last = 0.0
-    steps_per_epoch = -(-n // tc.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * steps_per_epoch, 1))
-    for epoch in range(epochs):
-        total, correct, loss_sum = 0, 0, 0.0
-        bar = tqdm(list(_batches(n, tc.batch_size, gen)), desc=f"{name} {epoch + 1}/{epochs}", leave=False)
-        for idx in bar:
-            loss, hits = step(idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += len(idx)
-            correct += int(hits)
-            loss_sum += float(loss.detach()) * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
-        last = correct / total if correct else loss_sum / total
-        tqdm.write(f"{name} epoch {epoch + 1}: loss {loss_sum / total:.4f} acc {correct / total:.4f}")
-    return last
+
+def _unet_loss(d: StageData, idx: torch.Tensor) -> torch.Tensor:
+    """Epsilon prediction at focus-weighted timesteps, with label dropout to the null label."""
+    cfg, b = d.bundle.cfg, len(idx)
+    t_of_draw = timestep_table(cfg.num_train_timesteps, d.tc.unet_focus_timesteps, d.tc.unet_focus_weight)
+    t = t_of_draw[torch.randint(0, cfg.num_train_timesteps, (b,), generator=d.gen)]
+    z, eps = diffuse_with_noise(d.latents[idx], d.abar[t].to(torch.float32), d.gen)
+    cond = torch.where(torch.rand(b, generator=d.gen) < d.tc.label_dropout, cfg.null_label, d.labels[idx])
+    shape = (b, *cfg.latent_shape)
+    return F.mse_loss(d.bundle.unet(z.reshape(shape), t, class_labels=cond).sample, eps.reshape(shape))
+
+
+def _judge_loss(d: StageData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The independent judge on clean images."""
+    return _classified(d.bundle.judge(d.images[idx]), d.labels[idx])
+
+
+def _eavesdropper_loss(d: StageData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The core's eavesdropper on its own queried latents, at every noise level (and clean)."""
+    levels = schedule_levels(len(idx), d.abar, d.tc.clean_fraction, d.gen)
+    return _classified(d.bundle.eavesdropper(diffuse(d.latents[idx], levels, d.gen), levels), d.labels[idx])
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: the bundle parts that learn together, the TrainConfig fields with their epoch count and
+    learning rate, the loss, the split (``tx``: the transmitter's; ``aux``: the attacker's) and the card's metric."""
+
+    name: str
+    parts: tuple[str, ...]
+    epochs: str
+    lr: str
+    loss: Callable[[StageData, torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
+    split: str
+    metric: str
+
+
+# In this order: each stage's random draws follow the previous stage's (the checkpoints depend on it).
+STAGES = (
+    Stage("encoder", ("encoder", "classifier"), "epochs_encoder", "lr", _encoder_loss, "tx", "encoder_train_acc"),
+    Stage("channel_classifier", ("channel_classifier",), "epochs_channel_classifier", "lr", _channel_loss, "tx",
+          "channel_classifier_train_acc"),
+    Stage("unet", ("unet",), "epochs_unet", "lr_unet", _unet_loss, "tx", "unet_train_mse"),
+    Stage("judge", ("judge",), "epochs_judge", "lr", _judge_loss, "tx", "judge_train_acc"),
+    Stage("eavesdropper", ("eavesdropper",), "epochs_eavesdropper", "lr", _eavesdropper_loss, "aux",
+          "eavesdropper_train_acc"),
+)
 
 
 def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> ModelBundle:
-    """Train every part and write ``out/<part>.safetensors`` with cards, plus ``out/bundle.json``."""
+    """Train every part, stage by stage (:data:`STAGES`), and write ``out/<part>.safetensors`` with cards plus
+    ``out/bundle.json``."""
     version = code_version()  # of the code that starts training, not whatever HEAD is when it ends
     torch.manual_seed(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)
@@ -127,99 +167,38 @@ def train_all(tc: TrainConfig, out: Path, data_dir: Path | None = None) -> Model
     tx_idx, aux_idx = transmitter_split(len(images), seed=tc.seed)
     if tc.max_train:
         tx_idx, aux_idx = tx_idx[:tc.max_train], aux_idx[:max(tc.max_train // 5, 1)]
-    x_tx, y_tx, x_aux, y_aux = images[tx_idx], labels[tx_idx], images[aux_idx], labels[aux_idx]
     abar = alphas_cumprod(cfg)
     bundle = ModelBundle.fresh(cfg)
+    splits = {name: StageData(bundle, tc, gen, abar, images[idx], labels[idx]) for name, idx in
+              (("tx", tx_idx), ("aux", aux_idx))}
     times: dict[str, float] = {}
     metrics: dict[str, float] = {}
-
-    t0 = time.time()
-    enc, clf = bundle.encoder.train(), bundle.classifier.train()
-    opt = torch.optim.AdamW([*enc.parameters(), *clf.parameters()], lr=tc.lr)
-
-    def enc_step(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        levels = noisy_levels(len(idx), abar, tc.clean_fraction, gen)
-        logits = clf(diffuse(enc(x_tx[idx]), levels, gen), levels)
-        return F.cross_entropy(logits, y_tx[idx]), (logits.argmax(1) == y_tx[idx]).sum()
-
-    metrics["encoder_train_acc"] = _run_epochs("encoder+classifier", tc.epochs_encoder, len(tx_idx), tc, gen, enc_step, opt)
-    times["encoder"] = time.time() - t0
-
-    t0 = time.time()
-    s_tx = encode_all(bundle, x_tx)
-    chan = bundle.channel_classifier.train()
-    opt = torch.optim.AdamW(chan.parameters(), lr=tc.lr)
-
-    def channel_step(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        levels = channel_levels(len(idx), tc.clean_fraction, gen)
-        logits = chan(diffuse(s_tx[idx], levels, gen), levels)
-        return F.cross_entropy(logits, y_tx[idx]), (logits.argmax(1) == y_tx[idx]).sum()
-
-    metrics["channel_classifier_train_acc"] = _run_epochs("channel classifier", tc.epochs_channel_classifier,
-                                                          len(tx_idx), tc, gen, channel_step, opt)
-    times["channel_classifier"] = time.time() - t0
-
-    t0 = time.time()
-    unet = bundle.unet.train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=tc.lr_unet)
-    shape = cfg.latent_shape
-    t_of_draw = timestep_table(cfg.num_train_timesteps, tc.unet_focus_timesteps, tc.unet_focus_weight)
-
-    def unet_step(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b = len(idx)
-        t = t_of_draw[torch.randint(0, cfg.num_train_timesteps, (b,), generator=gen)]
-        eps = torch.randn(b, *shape, generator=gen)
-        a = abar[t].to(torch.float32).reshape(b, 1, 1, 1)
-        z = a.sqrt() * s_tx[idx].reshape(b, *shape) + (1 - a).sqrt() * eps
-        cond = torch.where(torch.rand(b, generator=gen) < tc.label_dropout, cfg.null_label, y_tx[idx])
-        return F.mse_loss(unet(z, t, class_labels=cond).sample, eps), torch.tensor(0)
-
-    metrics["unet_train_mse"] = _run_epochs("unet", tc.epochs_unet, len(tx_idx), tc, gen, unet_step, opt)
-    times["unet"] = time.time() - t0
-
-    t0 = time.time()
-    judge = bundle.judge.train()
-    opt = torch.optim.AdamW(judge.parameters(), lr=tc.lr)
-
-    def judge_step(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = judge(x_tx[idx])
-        return F.cross_entropy(logits, y_tx[idx]), (logits.argmax(1) == y_tx[idx]).sum()
-
-    metrics["judge_train_acc"] = _run_epochs("judge", tc.epochs_judge, len(tx_idx), tc, gen, judge_step, opt)
-    times["judge"] = time.time() - t0
-
-    t0 = time.time()
-    s_aux = encode_all(bundle, x_aux)  # black-box queries: the attacker sees encoder outputs, not weights
-    eve = bundle.eavesdropper.train()
-    opt = torch.optim.AdamW(eve.parameters(), lr=tc.lr)
-
-    def eve_step(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        levels = noisy_levels(len(idx), abar, tc.clean_fraction, gen)
-        logits = eve(diffuse(s_aux[idx], levels, gen), levels)
-        return F.cross_entropy(logits, y_aux[idx]), (logits.argmax(1) == y_aux[idx]).sum()
-
-    metrics["eavesdropper_train_acc"] = _run_epochs("eavesdropper", tc.epochs_eavesdropper, len(aux_idx), tc, gen,
-                                                    eve_step, opt)
-    times["eavesdropper"] = time.time() - t0
-
+    for stage in STAGES:
+        t0 = time.time()
+        data = splits[stage.split]
+        learner = nn.ModuleList([getattr(bundle, p) for p in stage.parts])
+        res = fit(learner, lambda idx, st=stage, d=data: st.loss(d, idx), len(data.labels), gen,
+                  getattr(tc, stage.epochs), tc.batch_size, getattr(tc, stage.lr), stage.name)
+        metrics[stage.metric] = res.loss if res.accuracy is None else res.accuracy
+        times[stage.name] = time.time() - t0
     bundle.to(torch.device("cpu"))
-    write_bundle(bundle, tc, out, times, metrics, data_dir, version)
+    write_bundle(bundle, tc, out, times, metrics, version)
     return bundle
 
 
 def write_bundle(bundle: ModelBundle, tc: TrainConfig, out: Path, times: dict[str, float],
-                 metrics: dict[str, float], data_dir: Path | None, version: str) -> None:
-    """Save all parts with cards; the model id combines data set, k and the encoder's content hash."""
+                 metrics: dict[str, float], version: str) -> None:
+    """Save all parts with cards; the model id combines data set, k and the encoder's content hash. The cards name
+    the data by its checksums, not by where it lay on the training host."""
     digest = hashlib.sha256(b"".join(v.to(torch.float16).numpy().tobytes()
                                      for v in bundle.encoder.state_dict().values())).hexdigest()[:10]
     model_id = f"{tc.dataset}-k{tc.k}-{digest}"
     bundle.model_id = model_id
     spec = get_spec(tc.dataset)
     common = {"model_id": model_id, "config": bundle.cfg.model_dump(mode="json"), "train_config": tc.model_dump(),
-              "dataset": {"name": tc.dataset, "sha256": spec.sha256,
-                          "data_dir": str(data_dir or default_data_dir())}, "seed": tc.seed,
+              "dataset": {"name": tc.dataset, "sha256": spec.sha256}, "seed": tc.seed,
               "code_version": version}
-    part_time = {**times, "classifier": times["encoder"]}
+    part_time = {part: times[stage.name] for stage in STAGES for part in stage.parts}
     for part, module in bundle.modules().items():
         save_weights(module, out / f"{part}.safetensors",
                      {**common, "part": part, "train_seconds": round(part_time[part], 1), "metrics": metrics})

@@ -1,38 +1,24 @@
-"""Attacks an eavesdropper can run, found by name.
+"""The eavesdropper service's adapter to the core's attacks: a batch of received frames in, an attack's output out.
 
-An attack is built from the model bundle and the attacker's options, and maps a batch of intercepted
-frames to label guesses and/or image reconstructions::
-
-    class MyAttack:
-        name = "my-attack"
-        def __init__(self, bundle: ModelBundle, **options): ...
-        def attack(self, batch: ReceivedBatch) -> AttackOutput: ...
-
-The attacks themselves live in the core (:mod:`diffsem.attacks`, whose API is ``attack(z, abar_eff, header)``);
-this module adapts them to service batches. Register one with ``@register("my-attack")``, or from another
-package through the entry-point
-group ``diffsem.attacks`` (``my-attack = my_pkg.attacks:MyAttack``), so a user adds one without touching the
-project. :func:`make_attack` with an unknown name raises ``ConfigError`` listing the known ones.
-
-``ReceivedBatch`` (:mod:`services_common.frames`) holds the intercepted latents y (B, k), the attacker's own
-link noise sigma2 (B,), the public headers, and z_t / abar_eff from the core's ``listener_view``.
+Attacks, their discovery by name and their loading are the core's (:mod:`diffsem.attacks`: ``load_attack``, the
+entry-point group ``diffsem.attacks``); this module only feeds a :class:`~services_common.frames.ReceivedBatch` (z_t
+and abar_eff from the core's ``listener_view``, and the public headers) to ``attack(z, abar_eff, header)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from diffsem.attacks import ENTRY_POINT_GROUP, AttackError, known_attacks, register
 from diffsem.attacks import Attack as CoreAttack
-from diffsem.attacks import make_attack as make_core_attack
+from diffsem.attacks import AttackError, known_attacks, load_attack
 from diffsem.bundle import ModelBundle
 from diffsem.pipeline import PublicHeader
 from services_common.frames import ReceivedBatch
 
-__all__ = ["ENTRY_POINT_GROUP", "AttackOutput", "Attack", "ServiceAttack", "known_attacks", "make_attack", "register"]
+__all__ = ["AttackOutput", "ServiceAttack", "known_attacks", "make_attack"]
 
 
 @dataclass
@@ -43,12 +29,6 @@ class AttackOutput:
     reconstructions: torch.Tensor | None = None
 
 
-class Attack(Protocol):
-    name: str
-
-    def attack(self, batch: ReceivedBatch) -> AttackOutput: ...
-
-
 def header_of(batch: ReceivedBatch) -> PublicHeader:
     """The core's PublicHeader for a batch (t* and a of its first frame; sigma_self^2 per frame)."""
     h0 = batch.headers[0]
@@ -57,8 +37,8 @@ def header_of(batch: ReceivedBatch) -> PublicHeader:
 
 
 class ServiceAttack:
-    """Runs a core :class:`diffsem.attacks.Attack` on a service batch. An exception inside the plugin becomes an
-    ``AttackError`` that names the attack, so the service reports it and counts the frames as failed."""
+    """Runs a core attack on a service batch. An exception inside the plugin becomes an ``AttackError`` that names
+    the attack, so the service reports it and counts the frames as failed."""
 
     def __init__(self, core: CoreAttack):
         self.core = core
@@ -72,17 +52,10 @@ class ServiceAttack:
         return AttackOutput(labels=labels, reconstructions=recon)
 
 
-def make_attack(name: str, bundle: ModelBundle, **options: Any) -> Attack:
-    """Build the attack called ``name`` (built-in or plugin); ``ConfigError`` listing the known ones otherwise.
+def make_attack(name: str, bundle: ModelBundle, **options: Any) -> ServiceAttack:
+    """:func:`diffsem.attacks.load_attack` (same options: ``checkpoint_root``, ``checkpoint``,
+    ``transmitter_checkpoint``, the attack's own), wrapped for service batches."""
+    return ServiceAttack(load_attack(name, bundle, **options))
 
-    Trainable attacks load their weights from ``checkpoint_root=`` (a checkpoint folder)
-    or ``checkpoint=`` (default: ``<checkpoint_root>/attacks/<name>.safetensors``)."""
-    from diffsem.attacks import attack_checkpoint_path, load_attack
-    from diffsem.bundle import checkpoint_dir
 
-    checkpoint = options.pop("checkpoint", None)
-    root = options.pop("checkpoint_root", None) or checkpoint_dir(bundle.cfg.dataset)
-    core = make_core_attack(name, bundle, **options)
-    if core.trainable:
-        load_attack(core, checkpoint or attack_checkpoint_path(root, name))
-    return ServiceAttack(core)
+Attack = ServiceAttack  # TODO(remove after the merge): eavesdropper/server.py imports this name for its type hints

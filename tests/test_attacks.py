@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffsem.attacks import known_attacks, load_attack, make_attack, save_attack
+from diffsem.attacks import attack_class, default_zoo, known_attacks, load_attack, load_attack_weights, save_attack
 from diffsem.attacks.run import evaluate_attacks, write_attack_report
 from diffsem.bundle import DEFAULT_CHECKPOINTS, ModelBundle
 from diffsem.data import load_split, transmitter_split
@@ -48,13 +48,17 @@ def _accuracy(bundle: ModelBundle, labels_or_rec: tuple, truth: torch.Tensor) ->
     return float((lab == truth).float().mean())
 
 
-def test_builtins_are_known() -> None:
+def test_builtins_are_known_and_declare_what_they_need() -> None:
     assert {"feature-classifier", "inversion-decoder", "whitebox-inversion", "adaptive-diffusion"} <= set(known_attacks())
+    assert [n for n in known_attacks() if attack_class(n).needs_transmitter] == ["whitebox-inversion"]
+    assert default_zoo(transmitter=False) == ["adaptive-diffusion", "feature-classifier", "inversion-decoder"]
+    assert default_zoo(transmitter=True) == ["adaptive-diffusion", "feature-classifier", "inversion-decoder",
+                                             "whitebox-inversion"]
 
 
 def test_unknown_attack_lists_installed_ones(mnist_bundle: ModelBundle) -> None:
     with pytest.raises(ConfigError, match="unknown attack 'nope'.*feature-classifier.*inversion-decoder"):
-        make_attack("nope", mnist_bundle)
+        load_attack("nope", mnist_bundle)
 
 
 def test_judge_is_independent_of_the_receiver_classifier(mnist_bundle: ModelBundle) -> None:
@@ -68,7 +72,7 @@ def test_judge_is_independent_of_the_receiver_classifier(mnist_bundle: ModelBund
 @pytest.mark.parametrize("name", ["feature-classifier", "inversion-decoder", "adaptive-diffusion"])
 def test_attack_fits_and_beats_chance_without_self_noise(name: str, mnist_bundle: ModelBundle, aux, test_slice) -> None:
     torch.manual_seed(0)  # the attack's initial weights; without it the result depends on the test order
-    att = make_attack(name, mnist_bundle, **({"train_snr_db": 20.0} if name == "inversion-decoder" else {}))
+    att = attack_class(name)(mnist_bundle, **({"train_snr_db": 20.0} if name == "inversion-decoder" else {}))
     if att.trainable:
         att.fit(*aux, epochs=5 if name == "inversion-decoder" else 1)
     z, level, header = _intercept(mnist_bundle, test_slice[0])
@@ -78,40 +82,38 @@ def test_attack_fits_and_beats_chance_without_self_noise(name: str, mnist_bundle
 
 def test_whitebox_needs_explicit_enable_and_then_beats_chance(mnist_bundle: ModelBundle, test_slice) -> None:
     with pytest.raises(ConfigError, match="transmitter_checkpoint"):
-        make_attack("whitebox-inversion", mnist_bundle)
+        load_attack("whitebox-inversion", mnist_bundle)
     with pytest.raises(CheckpointError, match="not found"):
-        make_attack("whitebox-inversion", mnist_bundle, transmitter_checkpoint="/nonexistent")
-    att = make_attack("whitebox-inversion", mnist_bundle, transmitter_checkpoint=DEFAULT_CHECKPOINTS / "mnist", steps=60)
+        load_attack("whitebox-inversion", mnist_bundle, transmitter_checkpoint="/nonexistent")
+    att = load_attack("whitebox-inversion", mnist_bundle, transmitter_checkpoint=DEFAULT_CHECKPOINTS / "mnist", steps=60)
     z, level, header = _intercept(mnist_bundle, test_slice[0][:64])
     assert _accuracy(mnist_bundle, att.attack(z, level, header), test_slice[1][:64]) > 0.3
 
 
 def test_attack_checkpoint_round_trip_and_foreign_checkpoints_refused(mnist_bundle: ModelBundle, tmp_path: Path) -> None:
-    att = make_attack("inversion-decoder", mnist_bundle)
+    att = attack_class("inversion-decoder")(mnist_bundle)
     path = tmp_path / "attacks" / "inversion-decoder.safetensors"
     save_attack(att, path, {})
-    other = make_attack("inversion-decoder", mnist_bundle)
-    load_attack(other, path)
+    other = load_attack("inversion-decoder", mnist_bundle, checkpoint_root=tmp_path)
     assert all(torch.allclose(a, b, atol=1e-2) for a, b in zip(att.decoder.state_dict().values(),
                                                              other.decoder.state_dict().values(), strict=True))
     card = json.loads(path.with_suffix(".json").read_text())
     card["config"]["dataset"] = "fashion_mnist"
     path.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="dataset='fashion_mnist'.*dataset='mnist'"):
-        load_attack(other, path)
+        load_attack_weights(other, path)
     card["config"]["dataset"], card["config"]["k"] = "mnist", 128
     path.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="k=128.*k=256"):
-        load_attack(other, path)
+        load_attack_weights(other, path)
     card["config"]["k"], card["attack"] = 256, "adaptive-diffusion"
     path.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="'adaptive-diffusion' but 'inversion-decoder'"):
-        load_attack(other, path)
+        load_attack_weights(other, path)
 
 
 def test_committed_inversion_decoder_leaks_without_self_noise(mnist_bundle: ModelBundle, test_slice, tmp_path) -> None:
-    att = make_attack("inversion-decoder", mnist_bundle)
-    load_attack(att, DEFAULT_CHECKPOINTS / "mnist" / "attacks" / "inversion-decoder.safetensors")
+    att = load_attack("inversion-decoder", mnist_bundle)  # the committed checkpoints/mnist/attacks/ by default
     res = evaluate_attacks(mnist_bundle, {"inversion-decoder": att}, *test_slice, [None, 600], [0.0], [20.0])
     by = {(r["self_noise"], r["t_star"]): r for r in res["rows"]}
     assert by[("random", None)]["judged_acc"] > 0.7 and by[("random", None)]["legit_acc"] > 0.9
@@ -119,3 +121,54 @@ def test_committed_inversion_decoder_leaks_without_self_noise(mnist_bundle: Mode
     paths = write_attack_report(res, tmp_path)
     assert all(p.exists() for p in paths.values())
 
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_attack_tables_reproduce_from_the_seed_keyed_included(mnist_bundle: ModelBundle, test_slice) -> None:
+    """Two runs with one seed give identical rows (keyed self-noise too); an extra eavesdropper offset moves no other
+    listener's noise; another seed gives other noise."""
+    att = {"feature-classifier": load_attack("feature-classifier", mnist_bundle)}
+    images, labels = test_slice[0][:80], test_slice[1][:80]
+    run = lambda offsets, seed=0: _without_timing(evaluate_attacks(  # noqa: E731
+        mnist_bundle, att, images, labels, [500], offsets, [0.0], ("keyed", "random"), seed=seed)["rows"])
+    first, again = run([0.0, float("inf")]), run([0.0, float("inf")])
+    assert first == again and {r["self_noise"] for r in first} == {"keyed", "random"}
+    more = run([-5.0, 0.0, float("inf")])
+    keep = lambda rows: [{k: v for k, v in r.items() if k != "secrecy_gap"} for r in rows if r["eve_offset_db"] != -5.0]  # noqa: E731
+    assert keep(more) == keep(first)
+    assert run([0.0, float("inf")], seed=1) != first
+
+
+def test_attacks_json_is_strict_and_the_loader_reads_old_and_new(mnist_bundle: ModelBundle, test_slice, tmp_path) -> None:
+    from diffsem.attacks.run import read_attack_results
+
+    att = {"feature-classifier": load_attack("feature-classifier", mnist_bundle)}
+    res = evaluate_attacks(mnist_bundle, att, test_slice[0][:20], test_slice[1][:20], [300], [float("inf")], [20.0],
+                           ("random",))
+    path = write_attack_report(res, tmp_path)["json"]
+    text = path.read_text()
+    assert "Infinity" not in text and json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict {c}"))
+    assert read_attack_results(path)["rows"][0]["eve_offset_db"] == float("inf")
+    old = read_attack_results(DEFAULT_CHECKPOINTS.parent / "docs" / "results" / "mnist-attacks-keyed" / "attacks.json")
+    assert float("inf") in old["config"]["eve_offsets_db"]
+
+
+def test_a_plugin_must_be_an_attack_named_as_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    import diffsem.attacks.base as base
+
+    eps = {"renamed": EntryPoint("renamed", "diffsem.attacks.builtin:FeatureClassifier", base.ENTRY_POINT_GROUP),
+           "not-an-attack": EntryPoint("not-an-attack", "diffsem.fit:fit", base.ENTRY_POINT_GROUP),
+           "missing": EntryPoint("missing", "no_such_package:Nope", base.ENTRY_POINT_GROUP)}
+    monkeypatch.setattr(base, "_entry_points", lambda: eps)
+    with pytest.raises(ConfigError, match="'renamed'.*must be a diffsem.attacks.Attack subclass whose name is 'renamed'"):
+        attack_class("renamed")
+    with pytest.raises(ConfigError, match="'not-an-attack'.*must be a diffsem.attacks.Attack subclass"):
+        attack_class("not-an-attack")
+    with pytest.raises(ConfigError, match="'missing' \\(no_such_package:Nope\\) failed to load"):
+        attack_class("missing")
+    assert default_zoo(transmitter=True) == []  # broken or foreign entries are skipped, not fatal

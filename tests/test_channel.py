@@ -1,4 +1,4 @@
-"""The channel convention of DESIGN.md §3, measured statistically."""
+"""The channel convention of docs/design.md §3, measured statistically."""
 
 import math
 

@@ -48,3 +48,22 @@ def test_corrupt_weights_file_is_a_clear_error(tmp_path):
     (tmp_path / "c.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_weights(NoiseAwareClassifier(cfg), path, cfg)
+
+
+def test_cards_name_the_data_by_checksum_not_by_a_host_path(repo_root) -> None:
+    import json
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    cards = sorted((repo_root / "checkpoints").glob("**/*.json"))
+    assert len(cards) == 18  # 7 bundle cards and 2 attack cards per data set
+    for card in cards:
+        found = json.loads(card.read_text())
+        assert not [s for s in strings(found) if s.startswith(("/", "~"))], card
+        if "sha256" in found.get("dataset", {}):
+            assert set(found["dataset"]) == {"name", "sha256"}, card

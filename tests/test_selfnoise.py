@@ -1,4 +1,4 @@
-"""Self-noising and its compensation (DESIGN.md §3)."""
+"""Self-noising and its compensation (docs/design.md §3)."""
 
 import torch
 

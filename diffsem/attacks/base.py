@@ -1,22 +1,27 @@
-"""The attack plugin API.
+"""The attack plugin API: one base class, one discovery, one loader.
 
-An attack is built from the model bundle (for the public parts: config, schedule, judge) and options::
+An attack is a class built from the model bundle (for its public parts: config, schedule, judge) and options::
 
     class MyAttack(Attack):
         name = "my-attack"
-        def fit(self, images, labels, **kw) -> dict: ...          # attacker's own auxiliary data
+        trainable = True           # has weights: fit() learns them, load_attack() reads them
+        def fit(self, images, labels, **kw) -> dict: ...          # the attacker's own auxiliary data
+        def module(self) -> nn.Module: ...                         # what save_attack / load_attack store
         def attack(self, z, abar_eff, header) -> (labels | None, reconstructions | None)
 
-``z`` (B, k) are the intercepted latents normalised by the listener (``diffsem.pipeline.listener_view``) so they are
+``z`` (B, k) are intercepted latents normalised by the listener (:func:`diffsem.pipeline.listener_view`), so they are
 a diffusion latent z_t at ``abar_eff`` (B,); ``header`` is the frames' :class:`~diffsem.pipeline.PublicHeader`.
 labels: (B,) int64; reconstructions: (B, 1, 28, 28) in [0, 1].
+
+Every attack, built-in or not, is found by name in the entry-point group ``diffsem.attacks``
+(``my-attack = my_pkg.attacks:MyAttack`` in the package's pyproject.toml); the built-ins are listed in this project's
+pyproject.toml like any plugin. What an attack needs is declared on its class, never special-cased by name.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from importlib.metadata import entry_points
+import tomllib
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from diffsem.errors import CheckpointError, ConfigError, DiffSemError
 
 ENTRY_POINT_GROUP = "diffsem.attacks"
 AttackResult = tuple[torch.Tensor | None, torch.Tensor | None]
+_SOURCE_PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 class AttackError(DiffSemError):
@@ -35,11 +41,19 @@ class AttackError(DiffSemError):
 
 
 class Attack:
-    """Base class. Subclasses set ``name`` and implement :meth:`attack`; trainable ones override :meth:`fit` and
-    :meth:`module` (the ``nn.Module`` whose weights :func:`save_attack` stores)."""
+    """Base class. Subclasses set ``name``, implement :meth:`attack` and declare what they need:
+
+    - ``trainable``: has weights, which :meth:`fit` learns and :func:`load_attack` reads from
+      ``<checkpoints>/attacks/<name>.safetensors`` (:meth:`module` is the ``nn.Module`` that holds them);
+    - ``needs_transmitter``: reads the transmitter's encoder weights, so it runs only when the caller passes
+      ``transmitter_checkpoint`` (a white-box attacker, never in a black-box eavesdropper's default set);
+    - ``in_default_zoo``: part of ``--attacks all`` (plugins are not, unless they say so).
+    """
 
     name = "attack"
     trainable = False
+    needs_transmitter = False
+    in_default_zoo = False
 
     def __init__(self, bundle: Any, **options: Any):
         self.bundle = bundle
@@ -60,49 +74,82 @@ class Attack:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, Callable[..., Attack]] = {}
+def _source_entry_points() -> dict[str, EntryPoint]:
+    """The group as this source tree's pyproject.toml declares it: a checkout whose installed metadata is older than
+    its pyproject.toml (``pip install -e .`` not rerun) still finds the built-ins."""
+    if not _SOURCE_PYPROJECT.is_file():
+        return {}
+    project = tomllib.loads(_SOURCE_PYPROJECT.read_text()).get("project", {})
+    if project.get("name") != "diffsem":
+        return {}
+    group = project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
+    return {name: EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in group.items()}
 
 
-def register(name: str) -> Callable[[Callable[..., Attack]], Callable[..., Attack]]:
-    """Class decorator: make an attack available under ``name``."""
-    def deco(factory: Callable[..., Attack]) -> Callable[..., Attack]:
-        if name in _REGISTRY:
-            raise ValueError(f"attack {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-    return deco
-
-
-def _plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _entry_points() -> dict[str, EntryPoint]:
+    return _source_entry_points() | {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def known_attacks() -> list[str]:
-    """Names of the built-in and entry-point (installed plugin) attacks."""
-    return sorted(set(_REGISTRY) | set(_plugins()))
+    """Names of every installed attack (built-ins and plugins)."""
+    return sorted(_entry_points())
 
 
-def attack_factory(name: str) -> Callable[..., Attack]:
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        plugin = _plugins().get(name)
-        if plugin is None:
-            raise ConfigError(f"unknown attack {name!r}; known attacks: {', '.join(known_attacks())}")
+def attack_class(name: str) -> type[Attack]:
+    """The class registered as ``name``; ``ConfigError`` listing the known names, or naming a broken plugin."""
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise ConfigError(f"unknown attack {name!r}; known attacks: {', '.join(known_attacks())}")
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plugin package must not take the caller down
+        raise ConfigError(f"attack plugin {name!r} ({ep.value}) failed to load: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Attack)) or cls.name != name:
+        raise ConfigError(f"attack plugin {name!r} ({ep.value}) must be a diffsem.attacks.Attack subclass whose "
+                          f"name is {name!r}")
+    return cls
+
+
+def default_zoo(transmitter: bool) -> list[str]:
+    """``--attacks all``: every loadable attack that is ``in_default_zoo``, with those that ``needs_transmitter``
+    only when ``transmitter`` (the caller has the transmitter's checkpoint)."""
+    names = []
+    for name in known_attacks():
         try:
-            factory = plugin.load()
-        except Exception as exc:  # a broken plugin package must not take the caller down
-            raise ConfigError(f"attack plugin {name!r} ({plugin.value}) failed to load: {exc}") from None
-    return factory
-
-
-def make_attack(name: str, bundle: Any, **options: Any) -> Attack:
-    """Build the attack called ``name``; ``ConfigError`` listing the known names when there is none."""
-    return attack_factory(name)(bundle, **options)
+            cls = attack_class(name)
+        except ConfigError:
+            continue  # a broken plugin is reported when named, not when it is merely installed
+        if cls.in_default_zoo and (transmitter or not cls.needs_transmitter):
+            names.append(name)
+    return names
 
 
 def attack_checkpoint_path(root: Path, name: str) -> Path:
     """``<checkpoint folder>/attacks/<name>.safetensors``."""
-    return root / "attacks" / f"{name}.safetensors"
+    return Path(root) / "attacks" / f"{name}.safetensors"
+
+
+def load_attack(name: str, bundle: Any, checkpoint_root: Path | None = None, checkpoint: Path | None = None,
+                transmitter_checkpoint: Path | None = None, **options: Any) -> Attack:
+    """Build the attack called ``name``, ready to run.
+
+    A trainable attack reads its weights from ``checkpoint`` (default ``<checkpoint_root>/attacks/<name>.safetensors``,
+    ``checkpoint_root`` defaulting to the committed ``checkpoints/<dataset>``). ``transmitter_checkpoint`` goes only
+    to an attack that ``needs_transmitter``, which refuses to start without it."""
+    cls = attack_class(name)
+    if cls.needs_transmitter:
+        if not transmitter_checkpoint:
+            raise ConfigError(f"attack {name!r} reads the transmitter's encoder weights and must be enabled explicitly: "
+                              "pass transmitter_checkpoint=<checkpoint folder> (CLI: --transmitter-checkpoint)")
+        options["transmitter_checkpoint"] = transmitter_checkpoint
+    att = cls(bundle, **options)
+    if att.trainable:
+        if checkpoint is None:
+            from diffsem.bundle import checkpoint_dir
+
+            checkpoint = attack_checkpoint_path(checkpoint_root or checkpoint_dir(bundle.cfg.dataset), name)
+        load_attack_weights(att, Path(checkpoint))
+    return att
 
 
 def save_attack(att: Attack, path: Path, card: dict[str, Any]) -> None:
@@ -114,7 +161,7 @@ def save_attack(att: Attack, path: Path, card: dict[str, Any]) -> None:
                              "config": cfg.model_dump(mode="json"), "options": att.options, **card})
 
 
-def load_attack(att: Attack, path: Path) -> dict[str, Any]:
+def load_attack_weights(att: Attack, path: Path) -> dict[str, Any]:
     """Load ``att``'s weights; a checkpoint for another attack, data set or k is refused naming both sides."""
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint for attack {att.name!r}; train one with "
@@ -142,7 +189,3 @@ def judge_labels(bundle: Any, reconstructions: torch.Tensor, batch: int = 512) -
     dev = bundle.device
     return torch.cat([bundle.judge(reconstructions[i:i + batch].to(dev)).argmax(1).cpu()
                       for i in range(0, len(reconstructions), batch)])
-
-
-def card_json(card: dict[str, Any]) -> str:
-    return json.dumps(card, indent=2, sort_keys=True)

@@ -1,4 +1,4 @@
-"""The built-in attacks (DESIGN.md §4). Every trainable one learns from the attacker's *own* auxiliary split,
+"""The built-in attacks (docs/design.md §4). Every trainable one learns from the attacker's *own* auxiliary split,
 encoded through black-box queries to the transmitter's encoder and passed through the attacker's own channel:
 either across the whole range of noise levels a listener can see (self-noise of any t* plus any link), or at one
 fixed link SNR (``train_snr_db``, no self-noise)."""
@@ -13,52 +13,18 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 from torch import nn
 
-from diffsem.attacks.base import Attack, AttackResult, register
+from diffsem.attacks.base import Attack, AttackResult
 from diffsem.bundle import encode_all
-from diffsem.channel import noise_variance
 from diffsem.checkpoints import load_weights
-from diffsem.diffusion import diffuse
-from diffsem.errors import ConfigError
+from diffsem.diffusion import diffuse, diffuse_with_noise
+from diffsem.fit import fit
 from diffsem.models import NoiseAwareClassifier, SemanticEncoder
-
-
-def attacker_levels(b: int, abar: torch.Tensor, gen: torch.Generator, train_snr_db: float | None = None,
-                    clean_fraction: float = 0.5) -> torch.Tensor:
-    """abar_eff per sample (B,) the attacker trains on: ``train_snr_db`` -> 1/(1+N0) with no self-noise;
-    otherwise abar_t, t ~ U[0, T), times a link factor 1/(1+N0) with SNR ~ U[0, 30] dB, plus clean samples."""
-    if train_snr_db is not None:
-        return torch.full((b,), 1.0 / (1.0 + float(noise_variance(train_snr_db))))
-    t = torch.randint(0, len(abar), (b,), generator=gen)
-    link = 1.0 / (1.0 + torch.pow(10.0, -30 * torch.rand(b, generator=gen) / 10))
-    a = abar[t].to(torch.float32)
-    levels = a / (a + (1 - a) + 1 / link - 1)  # a / (1 + N0): self-noise keeps power 1, the link adds N0
-    return torch.where(torch.rand(b, generator=gen) < clean_fraction, link, levels)
+from diffsem.samplers import attacker_levels, light_levels
 
 
 def query_encoder(bundle: Any, images: torch.Tensor) -> torch.Tensor:
     """Black-box queries: the transmitter encodes the attacker's images; the attacker sees only the outputs (CPU)."""
     return encode_all(bundle, images).cpu()
-
-
-def _train(module: nn.Module, n: int, epochs: int, batch: int, lr: float, gen: torch.Generator, step: Any) -> float:
-    opt = torch.optim.AdamW(module.parameters(), lr=lr)
-    steps = max(epochs * -(-n // batch), 1)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    module.train()
-    last = 0.0
-    for _ in range(epochs):
-        total, loss_sum = 0, 0.0
-        for idx in torch.randperm(n, generator=gen).split(batch):
-            loss = step(idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += len(idx)
-            loss_sum += float(loss.detach()) * len(idx)
-        last = loss_sum / max(total, 1)
-    module.eval()
-    return last
 
 
 class LatentDecoder(nn.Module):
@@ -75,12 +41,12 @@ class LatentDecoder(nn.Module):
         return torch.sigmoid(self.up(h))
 
 
-@register("feature-classifier")
 class FeatureClassifier(Attack):
     """A noise-aware classifier on intercepted symbols (``bundle.eavesdropper``, trained by ``diffsem train`` on the
     attacker's auxiliary split): the upper bound on task leakage. Labels only."""
 
     name = "feature-classifier"
+    in_default_zoo = True
 
     @torch.no_grad()
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any) -> AttackResult:
@@ -88,13 +54,13 @@ class FeatureClassifier(Attack):
         return self.bundle.eavesdropper(z.to(dev), abar_eff.to(dev)).argmax(1).cpu(), None
 
 
-@register("inversion-decoder")
 class InversionDecoder(Attack):
     """Black-box model inversion: a decoder from intercepted symbols to images, trained on (query, image) pairs of
     the attacker's auxiliary data through its own channel. Reconstructions only (the judge labels them)."""
 
     name = "inversion-decoder"
     trainable = True
+    in_default_zoo = True
 
     def __init__(self, bundle: Any, train_snr_db: float | None = None, **options: Any):
         super().__init__(bundle, train_snr_db=train_snr_db, **options)
@@ -115,9 +81,9 @@ class InversionDecoder(Attack):
             lv = attacker_levels(len(idx), abar, gen, self.train_snr_db)
             return F.binary_cross_entropy(dec(diffuse(s[idx], lv, gen), lv), images[idx])
 
-        loss = _train(dec, len(images), epochs, batch, lr, gen, step)
+        res = fit(dec, step, len(images), gen, epochs, batch, lr, self.name)
         dec.to(self.device)
-        return {"train_bce": loss}
+        return {"train_bce": res.loss}
 
     @torch.no_grad()
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any) -> AttackResult:
@@ -132,23 +98,21 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-@register("whitebox-inversion")
 class WhiteboxInversion(Attack):
     """Optimise images x so that sqrt(abar_eff) enc(x) explains the intercepted z under the public noise
     statistics (Gaussian likelihood with variance 1 - abar_eff), with a total-variation prior.
 
-    It reads the transmitter's encoder weights, so it must be enabled explicitly:
-    ``transmitter_checkpoint=<folder with encoder.safetensors>``."""
+    It reads the transmitter's encoder weights from ``transmitter_checkpoint`` (a folder with encoder.safetensors,
+    or the file), so :func:`diffsem.attacks.load_attack` builds it only when the caller passes one."""
 
     name = "whitebox-inversion"
+    needs_transmitter = True
+    in_default_zoo = True
 
-    def __init__(self, bundle: Any, transmitter_checkpoint: str | Path | None = None, steps: int = 150,
-                 tv_weight: float = 0.05, lr: float = 0.1, **options: Any):
-        super().__init__(bundle, transmitter_checkpoint=str(transmitter_checkpoint) if transmitter_checkpoint else None,
-                         steps=steps, tv_weight=tv_weight, lr=lr, **options)
-        if not transmitter_checkpoint:
-            raise ConfigError("attack 'whitebox-inversion' reads the transmitter's encoder weights and must be enabled "
-                              "explicitly: pass transmitter_checkpoint=<checkpoint folder> (CLI: --transmitter-checkpoint)")
+    def __init__(self, bundle: Any, transmitter_checkpoint: str | Path, steps: int = 150, tv_weight: float = 0.05,
+                 lr: float = 0.1, **options: Any):
+        super().__init__(bundle, transmitter_checkpoint=str(transmitter_checkpoint), steps=steps, tv_weight=tv_weight,
+                         lr=lr, **options)
         folder = Path(transmitter_checkpoint)
         path = folder / "encoder.safetensors" if folder.is_dir() else folder
         self.encoder = SemanticEncoder(bundle.cfg)
@@ -184,7 +148,6 @@ class _AdaptiveParts(nn.Module):
         self.classifier = NoiseAwareClassifier(cfg)
 
 
-@register("adaptive-diffusion")
 class AdaptiveDiffusion(Attack):
     """An attacker who knows the DiffSem scheme: it trains its own small latent denoiser (a diffusers U-Net,
     epsilon prediction) on its queried latents, then denoises an intercepted z_t in one x0 prediction from the
@@ -192,6 +155,7 @@ class AdaptiveDiffusion(Attack):
 
     name = "adaptive-diffusion"
     trainable = True
+    in_default_zoo = True
 
     def __init__(self, bundle: Any, **options: Any):
         super().__init__(bundle, **options)
@@ -209,24 +173,22 @@ class AdaptiveDiffusion(Attack):
         p = self.parts.cpu()
 
         def unet_step(idx: torch.Tensor) -> torch.Tensor:
-            b = len(idx)
-            t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=gen)
-            eps = torch.randn(b, *cfg.latent_shape, generator=gen)
-            a = abar[t].to(torch.float32).reshape(b, 1, 1, 1)
-            zt = a.sqrt() * s[idx].reshape(b, *cfg.latent_shape) + (1 - a).sqrt() * eps
-            return F.mse_loss(p.unet(zt, t).sample, eps)
+            shape = (len(idx), *cfg.latent_shape)
+            t = torch.randint(0, cfg.num_train_timesteps, (len(idx),), generator=gen)
+            zt, eps = diffuse_with_noise(s[idx], abar[t].to(torch.float32), gen)
+            return F.mse_loss(p.unet(zt.reshape(shape), t).sample, eps.reshape(shape))
 
         def head_step(idx: torch.Tensor) -> torch.Tensor:  # decoder + classifier on lightly noised latents
-            lv = 1.0 - 0.1 * torch.rand(len(idx), generator=gen)
+            lv = light_levels(len(idx), gen)
             zz = diffuse(s[idx], lv, gen)
             return (F.binary_cross_entropy(p.decoder(zz, torch.ones_like(lv)), images[idx])
                     + F.cross_entropy(p.classifier(zz, torch.ones_like(lv)), labels[idx]))
 
-        m1 = _train(p.unet, len(images), epochs, batch, lr, gen, unet_step)
-        heads = nn.ModuleList([p.decoder, p.classifier])
-        m2 = _train(heads, len(images), epochs, batch, lr, gen, head_step)
+        m1 = fit(p.unet, unet_step, len(images), gen, epochs, batch, lr, f"{self.name} unet")
+        m2 = fit(nn.ModuleList([p.decoder, p.classifier]), head_step, len(images), gen, epochs, batch, lr,
+                 f"{self.name} heads")
         p.to(self.device).eval()
-        return {"unet_mse": m1, "head_loss": m2}
+        return {"unet_mse": m1.loss, "head_loss": m2.loss}
 
     @torch.no_grad()
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any) -> AttackResult:

@@ -1,8 +1,8 @@
 """Training attacks (``diffsem attack train``) and the attack evaluation (``diffsem attack eval``).
 
-The evaluation sends test images through the transmitter with random or keyed self-noise for each t*, over an
-AWGN legitimate link at ``snr_db`` (sigma_c^2 = 10^(-snr/10) per real dimension, DESIGN.md §3) and an
-eavesdropper link at ``snr_db + offset``. The legitimate accuracy is the receiver's (``direct`` or ``denoise``
+The evaluation sends test images through the frame path (:func:`diffsem.framepath.send`) with random or keyed
+self-noise for each t*, to a legitimate link at ``snr_db`` and an eavesdropper link at ``snr_db + offset`` (AWGN, or
+the fading given), each with its own generator. The legitimate accuracy is the receiver's (``direct`` or ``denoise``
 decoding); each attack's accuracy is its own label guesses, or the independent judge's labels of its
 reconstructions, with PSNR and SSIM (torchmetrics) against the originals. Secrecy gap = legitimate accuracy minus
 the best attacker's accuracy.
@@ -11,6 +11,7 @@ the best attacker's accuracy.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,24 +20,28 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from diffsem.attacks.base import Attack, attack_checkpoint_path, judge_labels, load_attack, make_attack, save_attack
+from diffsem.attacks.base import Attack, attack_checkpoint_path, attack_class, judge_labels, load_attack, save_attack
 from diffsem.attacks.builtin import query_encoder
-from diffsem.channel import noise_variance
 from diffsem.checkpoints import code_version
+from diffsem.config import FadingName, LinkConfig
 from diffsem.data import load_split, transmitter_split
 from diffsem.errors import ConfigError
+from diffsem.framepath import LEGIT, TX, KeyedSender, Sent, View, eve_role, role_generators, send
 from diffsem.keyed import NonceSource
-from diffsem.pipeline import keyed_listener_view, keyed_self_noise_frame, listener_view, self_noise_frame
+from diffsem.pipeline import PublicHeader
+from diffsem.seeds import derive_seed
 
-EVAL_KEY = bytes(range(32))  # evaluation only: a fixed demo key so runs are reproducible
+SELF_NOISE_MODES = ("random", "keyed")
+EVAL_KEY = bytes(range(32))  # evaluation only: a fixed demo key, and nonces derived from the seed, so runs reproduce
 
 
 def train_attack(bundle: Any, name: str, out_root: Path, data_dir: Path | None = None, n_aux: int | None = 6000,
                  epochs: int = 3, seed: int = 0, **options: Any) -> tuple[Attack, Path, dict[str, float]]:
     """Fit ``name`` on the attacker's auxiliary split and write ``out_root/attacks/<name>.safetensors`` + card."""
-    att = make_attack(name, bundle, **options)
-    if not att.trainable:
+    cls = attack_class(name)
+    if not cls.trainable:
         raise ConfigError(f"attack {name!r} has nothing to train")
+    att = cls(bundle, **options)
     images, labels = load_split(bundle.cfg.dataset, "train", data_dir)
     _, aux = transmitter_split(len(images), seed=0)
     if n_aux:
@@ -70,73 +75,110 @@ def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: Any, b
     return lab, rec
 
 
+def _send_setting(bundle: Any, s: torch.Tensor, snr_db: float, mode: str, t_star: int | None,
+                  offsets: Sequence[float], fading: FadingName, seed: int) -> Sent:
+    """One setting's frames through the frame path: the legitimate link and one link per eavesdropper offset (``inf``:
+    a noiseless tap), each with its own generator seeded by (seed, role, SNR, t*), so random and keyed self-noise see
+    the same channel noise and adding an offset moves no other listener's noise."""
+    links: dict[str, LinkConfig | None] = {LEGIT: LinkConfig(snr_db=snr_db, fading=fading)}
+    for off in offsets:
+        links[eve_role(off)] = None if off == math.inf else LinkConfig(snr_db=snr_db + off, fading=fading)
+    gens = role_generators(seed, [TX, *links], snr_db, t_star)
+    keyed = None
+    if mode == "keyed":
+        keyed = KeyedSender(EVAL_KEY, NonceSource(derive_seed(seed, "nonce", snr_db, t_star).to_bytes(8, "big")))
+    return send(s, t_star, bundle.abar, links, gens, keyed=keyed)
+
+
+def _attack_rows(bundle: Any, attacks: dict[str, Attack], eve: View, header: PublicHeader, images: torch.Tensor,
+                 labels: torch.Tensor, base: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """Every attack on one eavesdropper's view: a row each (with the secrecy gap), and 8 reconstructions each."""
+    rows, recs = [], {}
+    for name, att in attacks.items():
+        t0 = time.time()
+        lab, rec = run_attack(att, eve.z, eve.abar_eff, header)
+        r = {**base, "attack": name, "seconds": round(time.time() - t0, 2)}
+        if lab is not None:
+            r["label_acc"] = float((lab == labels).float().mean())
+        if rec is not None:
+            r["judged_acc"] = float((judge_labels(bundle, rec) == labels).float().mean())
+            r["psnr"], r["ssim"] = _psnr_ssim(rec, images)
+            recs[name] = rec[:8]
+        r["attacker_acc"] = max(r.get("label_acc", 0.0), r.get("judged_acc", 0.0))
+        rows.append(r)
+    best = max((r["attacker_acc"] for r in rows), default=0.0)
+    for r in rows:
+        r["secrecy_gap"] = base["legit_acc"] - best
+    return rows, recs
+
+
 @torch.no_grad()
 def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor,
                      t_stars: list[int | None], offsets: Sequence[float], snrs_db: Sequence[float] = (20.0,),
                      self_noise: tuple[str, ...] = ("random", "keyed"), seed: int = 0,
-                     decode: str = "direct") -> dict[str, Any]:
+                     decode: str = "direct", fading: FadingName = "none") -> dict[str, Any]:
     """Every attack at every (legitimate SNR dB, self-noise mode, t* (None: no self-noise), eavesdropper offset dB).
 
     images (N, 1, 28, 28) in [0, 1], labels (N,). An offset of ``inf`` is a noiseless eavesdropper channel. Each row
     has the legitimate accuracy, the attack's label and/or judged accuracy, PSNR/SSIM of reconstructions, and the
-    secrecy gap (legitimate accuracy minus the best attack's at that setting)."""
-    import math
-
+    secrecy gap (legitimate accuracy minus the best attack's at that setting). The same seed gives the same rows."""
     from diffsem.receiver import DiffusionReceiver
 
     if not all(math.isfinite(v) for v in snrs_db) or any(math.isnan(o) or o == -math.inf for o in offsets):
         raise ConfigError(f"SNRs {list(snrs_db)} must be finite and offsets {list(offsets)} finite or inf "
                           "(a noiseless eavesdropper channel)")
+    if unknown := sorted(set(self_noise) - set(SELF_NOISE_MODES)):
+        raise ConfigError(f"self-noise {unknown}: use {' and/or '.join(SELF_NOISE_MODES)}")
     started = time.time()
-    gen = torch.Generator().manual_seed(seed)
     s = query_encoder(bundle, images)
     receiver = DiffusionReceiver(bundle)
     rows: list[dict[str, Any]] = []
     gallery: dict[str, torch.Tensor] = {}
     settings = [(snr, mode, t) for snr in snrs_db for mode in self_noise for t in t_stars]
     for snr_db, mode, t_star in tqdm(settings, desc="attack settings", unit="setting"):
-        sigma_c2 = float(noise_variance(snr_db))
-        if mode == "keyed":
-            x, header, info = keyed_self_noise_frame(s, t_star, bundle.abar, sigma_c2, EVAL_KEY, NonceSource())
-        else:
-            x, header = self_noise_frame(s, t_star, bundle.abar, sigma_c2, gen)
-        y = x + sigma_c2 ** 0.5 * torch.randn(x.shape, generator=gen)
-        if mode == "keyed":
-            z_l, lv_l = keyed_listener_view(y, header, sigma_c2, info, EVAL_KEY)
-        else:
-            z_l, lv_l = listener_view(y, header, sigma_c2)
-        legit = receiver.decode(z_l.to(bundle.device), lv_l.to(bundle.device), decode).labels.cpu()
-        legit_acc = float((legit == labels).float().mean())
+        sent = _send_setting(bundle, s, snr_db, mode, t_star, offsets, fading, seed)
+        legit = sent.views[LEGIT]
+        decided = receiver.decode(legit.z.to(bundle.device), legit.abar_eff.to(bundle.device), decode).labels.cpu()
+        legit_acc = float((decided == labels).float().mean())
         for off in offsets:
-            s2e = float(noise_variance(snr_db + off))
-            ye = x + s2e ** 0.5 * torch.randn(x.shape, generator=gen)
-            z_e, lv_e = listener_view(ye, header, s2e)
-            row_base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off,
-                        "legit_acc": legit_acc, "legit_abar_eff": float(lv_l.mean()), "eve_abar_eff": float(lv_e.mean())}
-            best = 0.0
-            per = []
-            for name, att in attacks.items():
-                t0 = time.time()
-                lab, rec = run_attack(att, z_e, lv_e, header)
-                r = {**row_base, "attack": name, "seconds": round(time.time() - t0, 2)}
-                if lab is not None:
-                    r["label_acc"] = float((lab == labels).float().mean())
-                if rec is not None:
-                    r["judged_acc"] = float((judge_labels(bundle, rec) == labels).float().mean())
-                    r["psnr"], r["ssim"] = _psnr_ssim(rec, images)
-                    if off == offsets[0] and snr_db == snrs_db[0]:
-                        gallery[f"{name} | {mode} t*={t_star}"] = rec[:8]
-                r["attacker_acc"] = max(r.get("label_acc", 0.0), r.get("judged_acc", 0.0))
-                best = max(best, r["attacker_acc"])
-                per.append(r)
-            for r in per:
-                r["secrecy_gap"] = legit_acc - best
+            eve = sent.views[eve_role(off)]
+            base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off, "legit_acc": legit_acc,
+                    "legit_abar_eff": float(legit.abar_eff.mean()), "eve_abar_eff": float(eve.abar_eff.mean())}
+            per, recs = _attack_rows(bundle, attacks, eve, sent.header, images, labels, base)
             rows.extend(per)
+            if off == offsets[0] and snr_db == snrs_db[0]:
+                gallery |= {f"{name} | {mode} t*={t_star}": rec for name, rec in recs.items()}
     config = {"dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(images), "snrs_db": list(snrs_db),
               "self_noise": list(self_noise), "t_stars": list(t_stars), "eve_offsets_db": list(offsets), "seed": seed,
-              "decode": decode, "attacks": list(attacks), "code_version": code_version(),
+              "decode": decode, "fading": fading, "attacks": list(attacks), "code_version": code_version(),
               "seconds": round(time.time() - started, 1)}
     return {"config": config, "rows": rows, "gallery": gallery, "originals": images[:8]}
+
+
+def _strict_json(value: Any) -> Any:
+    """Non-finite floats as the strings ``inf``, ``-inf`` and ``nan``: strict JSON readers refuse ``Infinity``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(v) for v in value]
+    return value
+
+
+def _from_strict_json(value: Any) -> Any:
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _from_strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_strict_json(v) for v in value]
+    return value
+
+
+def read_attack_results(path: Path) -> dict[str, Any]:
+    """An ``attacks.json`` as floats: reads the strict form (``"inf"``) and the older one (bare ``Infinity``)."""
+    return _from_strict_json(json.loads(Path(path).read_text()))
 
 
 def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -148,8 +190,8 @@ def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "attacks.json", "md": out / "attacks.md", "gallery": out / "attack_gallery.png",
              "scatter": out / "attack_acc_vs_psnr.png", "gap": out / "secrecy_gap.png"}
-    paths["json"].write_text(json.dumps({k: v for k, v in res.items() if k not in ("gallery", "originals")},
-                                        indent=2) + "\n")
+    strict = _strict_json({k: v for k, v in res.items() if k not in ("gallery", "originals")})
+    paths["json"].write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")
     paths["md"].write_text("## Secrecy gap (best attack per setting)\n\n" + gap_table(res["rows"])
                            + "\n\n## Every attack\n\n" + markdown_table(res["rows"]) + "\n")
     _gap_plot(res["rows"], paths["gap"])
@@ -244,12 +286,12 @@ def gap_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def load_attacks(bundle: Any, names: list[str], root: Path, **options: Any) -> dict[str, Attack]:
+def load_attacks(bundle: Any, names: list[str], root: Path, transmitter_checkpoint: Path | None = None,
+                 transmitter_options: dict[str, Any] | None = None) -> dict[str, Attack]:
+    """The named attacks, ready to run, with their weights from ``root/attacks``; ``transmitter_options`` go to the
+    attacks that read the transmitter's checkpoint (e.g. the white-box attack's ``steps``)."""
     out = {}
     for name in names:
-        opts = {k: v for k, v in options.items() if name == "whitebox-inversion" or k != "transmitter_checkpoint"}
-        att = make_attack(name, bundle, **opts)
-        if att.trainable:
-            load_attack(att, attack_checkpoint_path(root, name))
-        out[name] = att
+        opts = (transmitter_options or {}) if attack_class(name).needs_transmitter else {}
+        out[name] = load_attack(name, bundle, checkpoint_root=root, transmitter_checkpoint=transmitter_checkpoint, **opts)
     return out

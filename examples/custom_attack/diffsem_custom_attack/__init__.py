@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from diffsem.attacks import Attack
+from diffsem.attacks.builtin import query_encoder
 
 
 class Centroids(nn.Module):
@@ -29,7 +30,7 @@ class Centroids(nn.Module):
 
 class NearestCentroid(Attack):
     name = "nearest-centroid"
-    trainable = True
+    trainable = True  # load_attack reads <checkpoints>/attacks/nearest-centroid.safetensors; not in `--attacks all`
 
     def __init__(self, bundle: Any, **options: Any):
         super().__init__(bundle, **options)
@@ -40,7 +41,7 @@ class NearestCentroid(Attack):
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor, labels: torch.Tensor, **kw: Any) -> dict[str, float]:
-        s = self.bundle.encoder(images.to(self.device)).cpu()  # black-box queries through the transmitter
+        s = query_encoder(self.bundle, images)  # black-box queries through the transmitter
         self.means.centroids.copy_(torch.stack([s[labels == c].mean(0) for c in range(self.bundle.cfg.num_classes)]))
         return {"n": float(len(images))}
 
