@@ -126,13 +126,15 @@ class RunManager:
         self.reserved += 1
 
     async def dataset(self, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, labels)``, images kept as uint8 (N, 1, 28, 28): a quarter of the float32 split's memory."""
         key = (name, split)
         if key not in self._data:
-            self._data[key] = await asyncio.to_thread(load_split, name, split)
+            images, labels = await asyncio.to_thread(load_split, name, split)
+            self._data[key] = ((images * 255).round().to(torch.uint8), labels)  # exact: the files hold k/255
         return self._data[key]
 
     async def check(self, req: RunRequest) -> tuple[torch.Tensor, torch.Tensor]:
-        """The data set's images and labels, or 422 when the slice is outside the split (DataError: 422 too)."""
+        """The slice's uint8 images and labels; 422 when it is outside the split (a missing data set: 503)."""
         images, labels = await self.dataset(req.dataset, req.split)
         if req.start + req.n > len(images):
             raise HTTPException(422, f"start + n = {req.start + req.n} exceeds the {len(images)} images of "
@@ -211,7 +213,8 @@ class RunManager:
             self.active.pop(run.id, None)
 
     async def _transmit(self, ids: list[str], images: torch.Tensor) -> None:
-        req = transmitter_pb2.TransmitRequest(images=to_proto(images.contiguous()), message_ids=ids)
+        """Send uint8 images as float32 in [0, 1], the values ``load_split`` gives (k / 255)."""
+        req = transmitter_pb2.TransmitRequest(images=to_proto(images.float().div_(255)), message_ids=ids)
         for attempt in range(5):
             try:
                 await self.tx.call("Transmit", req, timeout=DEADLINE_S)
