@@ -8,8 +8,9 @@ eavesdropper at the legitimate SNR per --eavesdroppers) and measures:
 
 1. **Sustained load**: ``clients`` concurrent HTTP clients each send ``per_client`` MNIST test images to
    ``POST /api/transmit`` (NumPy upload, label included). Reported: images/s (first request to last
-   response), latency p50/p95/p99, status counts (errors = anything but 200), the panel's message count
-   against the requests sent, and the legitimate link's queue drops and losses.
+   response), latency p50/p95/p99 (all answers, and per status: past the panel's upload limit a client gets 429
+   at once), status counts (errors = anything but 200), the panel's message count against the requests sent,
+   and the legitimate link's queue drops and losses.
 2. **Recovery**: a run of 1000 images; after 200 decisions the channel emulator is SIGKILLed; the launcher
    restarts it on its port. Reported: seconds from the kill until the receiver and every eavesdropper are
    attached again (they reconnect with backoff), seconds until decisions flow again, and the run's
@@ -60,6 +61,7 @@ def rss_mb(pid: int) -> float:
 
 def load_test(url: str, images: np.ndarray, labels: np.ndarray, clients: int, per_client: int) -> dict[str, Any]:
     lat: list[float] = []
+    by_status: dict[int | str, list[float]] = {}
     statuses: dict[int | str, int] = {}
     lock = threading.Lock()
     payloads = [npy(images[i % len(images)]) for i in range(clients * per_client)]
@@ -77,6 +79,7 @@ def load_test(url: str, images: np.ndarray, labels: np.ndarray, clients: int, pe
                 dt = time.perf_counter() - t0
                 with lock:
                     lat.append(dt)
+                    by_status.setdefault(code, []).append(dt * 1000)
                     statuses[code] = statuses.get(code, 0) + 1
 
     with httpx.Client(base_url=url) as c:
@@ -97,6 +100,7 @@ def load_test(url: str, images: np.ndarray, labels: np.ndarray, clients: int, pe
             "images_per_s": round(statuses.get(200, 0) / wall, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
             "p99_ms": round(float(np.percentile(ms, 99)), 1), "statuses": {str(k): v for k, v in statuses.items()},
+            "p99_ms_by_status": {str(k): round(float(np.percentile(v, 99)), 1) for k, v in by_status.items()},
             "errors": sum(v for k, v in statuses.items() if k != 200),
             "panel_messages": after["messages"] - before["messages"],
             "receiver_reports": after["listeners"]["receiver"]["reports"]
@@ -186,7 +190,8 @@ def main() -> None:
     print("| metric | value |\n|---|---|")
     print(f"| sustained load ({ld['clients']} clients x {ld['per_client']}) | {ld['images_per_s']} images/s, "
           f"p50 {ld['p50_ms']} ms, p95 {ld['p95_ms']} ms, p99 {ld['p99_ms']} ms |")
-    print(f"| errors / statuses | {ld['errors']} / {ld['statuses']} |")
+    print(f"| errors / statuses | {ld['errors']} / {ld['statuses']} (429 = refused at the upload limit) |")
+    print(f"| p99 by status | {ld['p99_ms_by_status']} ms |")
     print(f"| panel messages vs requests | {ld['panel_messages']} / {ld['requests']} "
           f"(receiver reports {ld['receiver_reports']}, duplicates {ld['duplicate_reports']}) |")
     print(f"| legitimate link drops / losses | {ld['legit_dropped_queue']} / {ld['legit_lost']} |")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # httpx is a dev dependency; the services never import this module
     import httpx
 
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled", "interrupted")
 
 
 def wait_run(client: httpx.Client, run_id: str, timeout: float = 1800.0, poll_s: float = 0.2) -> dict[str, Any]:

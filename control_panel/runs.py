@@ -8,6 +8,12 @@ Messages that get no legitimate decision are sent again: when no decision at all
 ``retry_after_s`` seconds (e.g. the receiver restarted), or when a message is older than ``retry_after_s``
 while later ones were decided (lost on the link). A message is resent at most ``max_retries`` times, then
 given up (``gave_up``). Re-sends reuse the message id; the ledger keeps only the first report per listener.
+
+Completion: a run is ``done`` only when every listener attached at its start (``expected``) has reported each
+frame, or has made no progress for ``report_deadline_s`` seconds after the receiver finished; the frames it never
+reported are then counted in ``missed``. Until then the run is ``running`` and ``pending`` lists the listeners
+still owing reports. Runs are stored in the panel's database: a panel restart marks a run that was in flight
+``interrupted``.
 """
 
 from __future__ import annotations
@@ -16,34 +22,50 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import grpc
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import HTTPException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from control_panel.ledger import Ledger
-from diffsem.data import load_split
-from protos.diffsem.v1 import transmitter_pb2, transmitter_pb2_grpc
+from control_panel.errors import TooBusy, Upstream, UpstreamError
+from control_panel.ledger import Ledger, RunWatch, Tally
+from control_panel.store import Store
+from diffsem.data import DATASETS, load_split
+from protos.diffsem.v1 import transmitter_pb2
 from services_common.client import DEADLINE_S
 from services_common.tensors import to_proto
 
 log = logging.getLogger(__name__)
+FINISHED = ("done", "failed", "cancelled", "interrupted")
+KIND = "run"
+SAVE_EVERY_S = 1.0
 
 
 class RunRequest(BaseModel):
     """POST /api/runs body."""
 
-    model_config = ConfigDict(extra="forbid")
-    dataset: str = Field("mnist", description="mnist or fashion-mnist (must match the checkpoints)")
-    split: str = Field("test", pattern="^(train|test)$")
-    n: int = Field(1000, ge=1, le=70_000, description="number of images")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    dataset: str = Field("mnist", description=f"one of {', '.join(DATASETS)} (must match the checkpoints)")
+    split: Literal["train", "test"] = "test"
+    n: int = Field(1000, ge=1, le=70_000, description="number of images; start + n <= the split's size")
     start: int = Field(0, ge=0, description="index of the first image in the split")
     batch_size: int = Field(100, ge=1, le=2048, description="images per Transmit call")
     window: int | None = Field(None, ge=1, le=8192, description="most images in flight (default 4 batches)")
     retry_after_s: float = Field(15.0, gt=0, le=600)
     max_retries: int = Field(3, ge=0, le=20)
+    report_deadline_s: float = Field(10.0, gt=0, le=600, description="after the receiver has finished, a listener "
+                                     "that reports nothing for this long is counted as having missed its frames")
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown data set {v!r}; accepted: {', '.join(DATASETS)}")
+        return v
 
 
 @dataclass
@@ -58,62 +80,125 @@ class Run:
     sent: int = 0
     retransmits: int = 0
     gave_up: int = 0
-    task: asyncio.Task | None = None
+    expected: list[str] = field(default_factory=list)  # listeners attached at the start: the run waits for them
+    pending: list[str] = field(default_factory=list)  # expected listeners still owing reports
+    missed: dict[str, int] = field(default_factory=dict)  # frames a listener never reported before its deadline
+    sweep: str | None = None  # the privacy sweep this run is a step of
+    task: asyncio.Task | None = field(default=None, repr=False)
 
-    def as_json(self, ledger: Ledger) -> dict[str, Any]:
-        tallies = ledger.run_tallies.get(self.id, {})
-        legit = tallies.get(ledger.legit)
-        decided = legit.reports if legit else 0
+    def doc(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "task"} | {"req": self.req.model_dump()}
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Run:
+        return cls(**{**d, "req": RunRequest.model_validate(d["req"])})
+
+    def as_json(self, tallies: dict[str, Tally], legit: str) -> dict[str, Any]:
+        decided = tallies[legit].reports if legit in tallies else 0
         elapsed = ((self.finished or time.time()) - self.started) if self.started else 0.0
         return {"id": self.id, "status": self.status, "error": self.error, "request": self.req.model_dump(),
                 "sent": self.sent, "decided": decided, "retransmits": self.retransmits, "gave_up": self.gave_up,
-                "progress": (decided + self.gave_up) / self.req.n, "elapsed_s": round(elapsed, 3),
-                "images_per_s": decided / elapsed if elapsed > 0 else None,
-                "accuracy": {name: t.correct / t.labelled if t.labelled else None for name, t in tallies.items()},
+                "progress": min(1.0, (decided + self.gave_up) / self.req.n), "elapsed_s": round(elapsed, 3),
+                "images_per_s": decided / elapsed if elapsed > 0 else None, "expected": self.expected,
+                "pending": self.pending, "missed": self.missed, "sweep": self.sweep,
+                "accuracy": {name: t.accuracy for name, t in tallies.items()},
                 "listeners": {name: t.as_json() for name, t in tallies.items()}}
 
 
 class RunManager:
-    """Starts runs as asyncio tasks on the panel's loop."""
+    """Runs as asyncio tasks on the panel's loop; at most ``max_active`` at once (429 past it)."""
 
-    def __init__(self, ledger: Ledger, transmitter: transmitter_pb2_grpc.TransmitterStub):
-        self.ledger = ledger
-        self.tx = transmitter
-        self.runs: dict[str, Run] = {}
+    def __init__(self, store: Store, ledger: Ledger, tx: Upstream, attached: Callable[[], Awaitable[set[str]]],
+                 max_active: int):
+        self.store, self.ledger, self.tx, self.attached = store, ledger, tx, attached
+        self.max_active = max_active
+        self.active: dict[str, Run] = {}
+        self.reserved = 0  # slots held by privacy sweeps between their steps
         self._data: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.interrupted = store.interrupt(KIND, "the control panel stopped while this run was in flight")
+
+    # ---- admission -----------------------------------------------------------------------------------------
+    def reserve(self) -> None:
+        """Take a slot (a run or a sweep); TooBusy when every slot is in use."""
+        if len(self.active) + self.reserved >= self.max_active:
+            raise TooBusy(f"{self.max_active} runs and sweeps are already in flight (the limit); retry when one "
+                          "has finished", retry_after_s=5)
+        self.reserved += 1
 
     async def dataset(self, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, labels)``, images kept as uint8 (N, 1, 28, 28): a quarter of the float32 split's memory."""
         key = (name, split)
         if key not in self._data:
-            self._data[key] = await asyncio.to_thread(load_split, name, split)
+            images, labels = await asyncio.to_thread(load_split, name, split)
+            self._data[key] = ((images * 255).round().to(torch.uint8), labels)  # exact: the files hold k/255
         return self._data[key]
 
-    def start(self, req: RunRequest) -> Run:
-        run = Run(uuid.uuid4().hex[:12], req)
-        self.runs[run.id] = run
-        run.task = asyncio.create_task(self._execute(run))
+    async def check(self, req: RunRequest) -> tuple[torch.Tensor, torch.Tensor]:
+        """The slice's uint8 images and labels; 422 when it is outside the split (a missing data set: 503)."""
+        images, labels = await self.dataset(req.dataset, req.split)
+        if req.start + req.n > len(images):
+            raise HTTPException(422, f"start + n = {req.start + req.n} exceeds the {len(images)} images of "
+                                     f"{req.dataset}/{req.split}; accepted: start + n <= {len(images)}")
+        return images[req.start:req.start + req.n], labels[req.start:req.start + req.n]
+
+    async def start(self, req: RunRequest, sweep: str | None = None) -> Run:
+        """Validate and start a run. A sweep passes its id and has already reserved the slot."""
+        if sweep is None:
+            self.reserve()
+        try:
+            images, labels = await self.check(req)
+            expected = sorted(await self.attached())
+        finally:
+            if sweep is None:
+                self.reserved -= 1
+        run = Run(uuid.uuid4().hex[:12], req, expected=expected, pending=list(expected), sweep=sweep)
+        self.active[run.id] = run
+        self._save(run)
+        run.task = asyncio.create_task(self._execute(run, images, labels))
         return run
 
-    async def _transmit(self, run: Run, ids: list[str], images: torch.Tensor) -> None:
-        req = transmitter_pb2.TransmitRequest(images=to_proto(images.contiguous()), message_ids=ids)
-        for attempt in range(5):
-            try:
-                await self.tx.Transmit(req, timeout=DEADLINE_S)
-                return
-            except grpc.aio.AioRpcError as exc:
-                if attempt == 4 or exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
-                    raise RuntimeError(f"transmitter refused a batch: {exc.code().name}: {exc.details()}") from None
-                await asyncio.sleep(0.5 * 2**attempt)
+    # ---- reads and deletion --------------------------------------------------------------------------------
+    def get(self, run_id: str) -> Run | None:
+        if run_id in self.active:
+            return self.active[run_id]
+        doc = self.store.load_doc(KIND, run_id)
+        return Run.from_doc(doc) if doc else None
 
-    async def _execute(self, run: Run) -> None:
-        req = run.req
+    def as_json(self, run: Run) -> dict[str, Any]:
+        return run.as_json(self.ledger.tallies.of(run.id), self.ledger.legit)
+
+    def list(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        runs = [self.active.get(d["id"]) or Run.from_doc(d) for d in self.store.list_docs(KIND, limit, offset)]
+        return [self.as_json(r) for r in runs]
+
+    async def delete(self, run_id: str) -> str:
+        """Cancel a run in flight ("cancelling"), or delete a finished one with its messages ("deleted")."""
+        run = self.active.get(run_id)
+        if run is not None and run.task is not None:
+            run.task.cancel()
+            return "cancelling"
+        if not self.store.delete_doc(KIND, run_id):
+            raise HTTPException(404, f"no run {run_id!r}")
+        self.ledger.forget_run(run_id)
+        return "deleted"
+
+    def stop(self) -> None:
+        for run in self.active.values():
+            if run.task is not None:
+                run.task.cancel()
+
+    def _save(self, run: Run) -> None:
+        with self.store.transaction():
+            self.store.save_doc(KIND, run.id, run.doc(), run.created)
+
+    # ---- execution -----------------------------------------------------------------------------------------
+    async def _execute(self, run: Run, images: torch.Tensor, labels: torch.Tensor) -> None:
+        watch = self.ledger.watch(run.id)
         try:
-            images, labels = await self.dataset(req.dataset, req.split)
-            if req.start + req.n > len(images):
-                raise ValueError(f"start + n = {req.start + req.n} exceeds the {len(images)} images of "
-                                 f"{req.dataset}/{req.split}")
             run.status, run.started = "running", time.time()
-            await self._stream(run, images[req.start:req.start + req.n], labels[req.start:req.start + req.n])
+            self._save(run)
+            await self._stream(run, watch, images, labels)
+            await self._settle(run, watch)
             run.status = "done"
         except asyncio.CancelledError:
             run.status = "cancelled"
@@ -123,52 +208,58 @@ class RunManager:
             run.status, run.error = "failed", str(exc)
         finally:
             run.finished = time.time()
-            self.ledger.run_listeners.pop(run.id, None)
+            self._save(run)
+            self.ledger.unwatch(run.id)
+            self.active.pop(run.id, None)
 
-    async def _stream(self, run: Run, images: torch.Tensor, labels: torch.Tensor) -> None:
-        req, ledger = run.req, self.ledger
+    async def _transmit(self, ids: list[str], images: torch.Tensor) -> None:
+        """Send uint8 images as float32 in [0, 1], the values ``load_split`` gives (k / 255)."""
+        req = transmitter_pb2.TransmitRequest(images=to_proto(images.float().div_(255)), message_ids=ids)
+        for attempt in range(5):
+            try:
+                await self.tx.call("Transmit", req, timeout=DEADLINE_S)
+                return
+            except UpstreamError as exc:
+                if attempt == 4 or exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+                    raise RuntimeError(f"transmitter refused a batch: {exc.code.name}: {exc.details}") from None
+                await asyncio.sleep(0.5 * 2**attempt)
+
+    async def _stream(self, run: Run, watch: RunWatch, images: torch.Tensor, labels: torch.Tensor) -> None:
+        req = run.req
         n, bs = len(images), req.batch_size
         window = req.window or max(4 * bs, 64)
-        ids = [f"{run.id}-{req.start + i}" for i in range(n)]
-        for i in range(n):
-            ledger.register(ids[i], int(labels[i]), run.id)
-        progress = ledger.run_listeners.setdefault(run.id, asyncio.Event())
-        sent_at: dict[int, float] = {}        # index -> last send time, for undecided messages
+        ids = self.ledger.register_run(run.id, list(range(req.start, req.start + n)), labels.tolist())
+        sent_at: dict[int, float] = {}  # position in the run -> last send time, for undecided messages
         tries: dict[int, int] = {}
-        decided: set[int] = set()  # indices with a legitimate decision
-        next_i, newest = 0, -1
-        last_progress = time.monotonic()
-
-        def is_decided(i: int) -> bool:
-            return ledger.legit in ledger.messages[ids[i]].outcomes
-
-        while len(decided) + run.gave_up < n:
-            while next_i < n and len(sent_at) + min(bs, n - next_i) <= max(window, bs):
-                idx = list(range(next_i, min(next_i + bs, n)))
-                await self._transmit(run, [ids[i] for i in idx], images[idx[0]:idx[-1] + 1])
-                now = time.monotonic()
-                sent_at.update({i: now for i in idx})
+        decided, newest = 0, -1
+        last_progress = last_save = time.monotonic()
+        while decided + run.gave_up < n:
+            while run.sent < n and len(sent_at) + min(bs, n - run.sent) <= max(window, bs):
+                idx = list(range(run.sent, min(run.sent + bs, n)))
+                await self._transmit([ids[i] for i in idx], images[idx[0]:idx[-1] + 1])
+                sent_at.update(dict.fromkeys(idx, time.monotonic()))
                 run.sent += len(idx)
-                next_i += len(idx)
-            progress.clear()
+            watch.progress.clear()
             try:
-                await asyncio.wait_for(progress.wait(), timeout=0.5)
+                await asyncio.wait_for(watch.progress.wait(), timeout=0.5)
             except TimeoutError:
                 pass
-            newly = [i for i in sent_at if is_decided(i)]
+            newly = [i - req.start for i in watch.decided if i - req.start in sent_at]
+            watch.decided.clear()
             for i in newly:
                 del sent_at[i]
-                decided.add(i)
+            decided += len(newly)
             now = time.monotonic()
             if newly:
-                last_progress = now
-                newest = max(newest, *newly)
+                last_progress, newest = now, max(newest, *newly)
             stalled = now - last_progress > req.retry_after_s
-            overdue = sorted(i for i, t in sent_at.items()
-                             if stalled or (now - t > req.retry_after_s and newest > i))
+            overdue = sorted(i for i, t in sent_at.items() if stalled or (now - t > req.retry_after_s and newest > i))
             if overdue:
                 await self._resend(run, overdue, ids, images, sent_at, tries)
                 last_progress = time.monotonic()
+            if now - last_save > SAVE_EVERY_S:
+                self._save(run)
+                last_save = now
 
     async def _resend(self, run: Run, overdue: list[int], ids: list[str], images: torch.Tensor,
                       sent_at: dict[int, float], tries: dict[int, int]) -> None:
@@ -183,7 +274,30 @@ class RunManager:
         log.info("run %s: resending %d undecided images (%d given up)", run.id, len(again), run.gave_up)
         for j in range(0, len(again), run.req.batch_size):
             chunk = again[j:j + run.req.batch_size]
-            await self._transmit(run, [ids[i] for i in chunk], images[chunk])
-            now = time.monotonic()
-            sent_at.update({i: now for i in chunk})
+            await self._transmit([ids[i] for i in chunk], images[chunk])
+            sent_at.update(dict.fromkeys(chunk, time.monotonic()))
             run.retransmits += len(chunk)
+
+    async def _settle(self, run: Run, watch: RunWatch) -> None:
+        """Wait until every expected listener has reported each frame, or has been silent past the deadline."""
+        n, deadline_s = run.req.n, run.req.report_deadline_s
+        since = time.monotonic()
+        while True:
+            tallies = self.ledger.tallies.of(run.id)
+            owed = {name: n - (tallies[name].reports if name in tallies else 0) for name in run.expected}
+            if self.ledger.legit in owed:  # the receiver owes nothing for the frames the run gave up on
+                owed[self.ledger.legit] -= run.gave_up
+            run.pending = [name for name, k in owed.items() if k > 0 and name not in run.missed]
+            if not run.pending:
+                return
+            now = time.monotonic()
+            for name in run.pending:
+                if now - max(watch.last_report.get(name, since), since) > deadline_s:
+                    run.missed[name] = owed[name]
+                    log.warning("run %s: %s reported nothing for %.1f s; %d frames counted missed", run.id, name,
+                                deadline_s, owed[name])
+            watch.progress.clear()
+            try:
+                await asyncio.wait_for(watch.progress.wait(), timeout=min(0.5, deadline_s))
+            except TimeoutError:
+                pass

@@ -32,8 +32,6 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServicer):
                 if r.listener != who.name or r.role != role:
                     raise auth.AuthError(f"{who} may report only as listener {who.name!r} with its own role, "
                                          f"not as {r.listener!r}", denied=True)
-        counts = {"accepted": 0, "unmatched": 0, "duplicate": 0}
-        for r in request.reports:
-            counts[self.ledger.report(r)] += 1
+        counts = self.ledger.report(list(request.reports))
         return telemetry_pb2.ReportReply(accepted=counts["accepted"], unmatched=counts["unmatched"],
                                          duplicates=counts["duplicate"])

@@ -159,7 +159,10 @@ def fetch(name: str, data_dir: Path | None = None, spec: DatasetSpec | None = No
     """Make sure every file of data set ``name`` is in ``<data_dir>/<name>/`` and verified; return the folder."""
     spec = spec or get_spec(name)
     folder = (data_dir or default_data_dir()) / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. an empty read-only mount: say what is missing, not the filesystem's complaint
+        raise DataError(f"{spec.name}: missing {folder} ({exc.strerror}). Fetch with: {spec.fetch_hint}") from None
     if _missing(spec, folder) and spec.packaged is not None:
         spec.packaged(folder)
     if _missing(spec, folder):

@@ -265,7 +265,8 @@ class Stack:
             self._wait_ports(tx)  # its address is known before its model is loaded
             panel = self._add("control_panel", "control_panel", [
                 *self._common(), "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
-                "--transmitter", self.address("transmitter"), "--emulator", self.address("channel_emulator")],
+                "--transmitter", self.address("transmitter"), "--emulator", self.address("channel_emulator"),
+                "--db", os.environ.get("DIFFSEM_DB") or str(c.log_dir / "panel.db")],
                 health="http")
             self._wait(panel)
             rx_args = [*self._common(), "--port", str(c.receiver_port), "--emulator", self.address("channel_emulator"),

@@ -1,8 +1,10 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by playwright (pip), no downloads.
 
 Loads the page from a launched stack (token configured), enters the token, starts a run and sees the
-accuracies and the progress bar move, changes a link's SNR, uploads an image and sees the receiver's and the
-eavesdropper's results. Screenshots go to out/test-artifacts/ (gitignored).
+accuracies and the progress bar move, changes a link's SNR, runs a live privacy sweep and sees accuracy
+plotted against t*, uploads an image and sees the receiver's and the eavesdropper's results; then checks that
+the API docs at /docs render every operation from the panel's own files. Screenshots go to out/test-artifacts/
+(gitignored).
 """
 
 from __future__ import annotations
@@ -88,6 +90,16 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     page.wait_for_function(
         "document.querySelector('#links tbody tr[data-name=eve]').cells[2].textContent === '-3'", timeout=10_000)
 
+    # Live privacy sweep: one button steps t* while test images flow; the chart plots each listener against t*.
+    page.fill("#sweep input[name=t_stars]", "0,600")
+    page.fill("#sweep input[name=n]", "100")
+    page.click("#sweep-btn")
+    page.wait_for_function("document.querySelector('#sweepout').dataset.status === 'done'", timeout=300_000)
+    assert "2/2 levels" in page.inner_text("#sweepout")
+    assert page.locator("#chart-tstar .uplot").count() == 1
+    legend = page.inner_text("#chart-tstar")
+    assert "receiver" in legend and "eve" in legend
+
     # Upload an image: original, receiver label and the eavesdropper's result appear.
     from diffsem.data import load_split
 
@@ -105,4 +117,17 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert not errors, errors
     assert not external, f"the page fetched from elsewhere: {external}"
+    page.close()
+
+
+def test_api_docs_render_offline(stack: LiveStack, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 1300})
+    external: list[str] = []
+    page.on("request", lambda req: external.append(req.url) if not req.url.startswith(stack.url) else None)
+    page.goto(stack.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    paths = {p.strip() for p in page.locator(".opblock-summary-path").all_inner_texts()}
+    assert {"/api/transmit", "/api/runs", "/api/sweeps", "/api/channel", "/api/summary"} <= paths, paths
+    page.screenshot(path=str(ARTIFACTS / "docs.png"))
+    assert not external, f"/docs fetched from elsewhere: {external}"
     page.close()

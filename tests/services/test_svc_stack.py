@@ -133,38 +133,7 @@ def test_bad_uploads_get_a_clear_4xx(live: LiveStack, case: str, payload: bytes 
     assert after["messages"] == before["messages"]  # nothing was sent or counted
 
 
-# ---- channel settings ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("body,status,words", [
-    ('{"links": {"receiver": {"snr_db": NaN}}}', 422, "finite"),
-    ('{"links": {"receiver": {"snr_db": Infinity}}}', 422, "finite"),
-    ('{"links": {"eve": {"snr_db": -Infinity}}}', 422, "finite"),
-    ('{"links": {"receiver": {"snr_db": "nan"}}}', 422, "finite"),
-    ('{"t_star": 1000}', 422, "out of range"),
-    ('{"t_star": -1}', 422, "out of range"),
-    ('{"links": {"receiver": {"fading": "awgn"}}}', 422, "fading"),
-    ('{"links": {"receiver": {"loss_prob": 1.5}}}', 422, "loss_prob"),
-    ('{"links": {"receiver": {"snr_offset_db": 3}}}', 400, "legitimate link"),
-    ('{"links": {"bad name!": {"snr_db": 3}}}', 400, "link name"),
-])
-def test_bad_channel_settings_are_refused(live: LiveStack, body: str, status: int, words: str) -> None:
-    with live.http() as c:
-        before = c.get("/api/channel").json()
-        r = c.put("/api/channel", content=body, headers={"content-type": "application/json"})
-        assert r.status_code == status, r.text
-        assert words in r.json()["detail"], r.json()
-        after = c.get("/api/channel").json()
-    assert after["t_star"] == before["t_star"] == T_STAR
-    assert after["links"]["receiver"]["snr_db"] == before["links"]["receiver"]["snr_db"]
-
-
-def test_channel_changes_apply_live(live: LiveStack) -> None:
-    with live.http() as c:
-        r = c.put("/api/channel", json={"links": {"receiver": {"snr_db": 3.0}}, "t_star": 200})
-        assert r.status_code == 200, r.text
-        assert r.json()["t_star"] == 200 and r.json()["links"]["receiver"]["snr_db"] == 3.0
-        assert r.json()["links"]["eve"]["snr_db"] == 3.0  # the eavesdropper follows with its offset 0
-        r = c.put("/api/channel", json={"links": {"receiver": {"snr_db": SNR}}, "t_star": T_STAR})
-        assert r.json()["t_star"] == T_STAR and r.json()["links"]["receiver"]["snr_db"] == SNR
+# ---- channel settings: tests/services/test_svc_panel_channel.py ---------------------------------------
 
 
 # ---- names and frames ----------------------------------------------------------------------------------

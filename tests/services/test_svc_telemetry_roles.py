@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from control_panel.ledger import Ledger
+from control_panel.store import Store
 from control_panel.telemetry import TelemetryServicer
 from protos.diffsem.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from services_common import auth
@@ -23,8 +24,8 @@ def report(listener: str, role: int) -> telemetry_pb2.ReportRequest:
 
 
 async def _calls(cases: list[tuple[str | None, telemetry_pb2.ReportRequest]]) -> list[object]:
-    ledger = Ledger("receiver")
-    ledger.register("m1", 3)
+    ledger = Ledger(Store(), "receiver")
+    ledger.register("m1", 3, expected=set())
     server = grpc.aio.server()
     telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryServicer(ledger, auth.Verifier(KEY)), server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -1,0 +1,115 @@
+"""``PUT /api/channel``'s body and its conversion: the proto ``LinkSettings`` is the schema of a link's settings.
+
+Each link's JSON is converted with protobuf's ``json_format.ParseDict`` (field names as in the proto, snake_case
+or camelCase; enums by name, e.g. ``"interp": "INTERP_LINEAR"``): the panel keeps no list of fields, and the
+channel emulator is the one validator of their values (docs/design.md, "One link schema"). Traces come as
+points or CSV content (``trace.points`` / ``trace.csv``) or by name from the emulator's trace folder, never a path.
+
+The change is atomic across the emulator and the transmitter: both check it with ``validate_only`` before either
+applies it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from google.protobuf import json_format
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_panel.errors import Upstream
+from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
+from protos.diffsem.v1 import common_pb2, transmitter_pb2
+from services_common.client import SHORT_DEADLINE_S
+
+
+class ChannelPatch(BaseModel):
+    """PUT /api/channel body: per-link settings by link name, and the transmitter's privacy level."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    links: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="link name -> diffsem.v1.LinkSettings in JSON; fields left out keep "
+        "their value (SNRs in dB, times in ms)")
+    t_star: int | None = Field(None, description="privacy level t* in [0, T)")
+    self_noise: bool | None = Field(None, description="false: send plain frames; true needs t_star")
+    tx_seed: int | None = Field(None, description="restart the self-noise generator from this seed")
+
+    def changes_t_star(self) -> bool:
+        return self.t_star is not None or self.self_noise is not None
+
+
+def _finite(value: Any, where: str) -> None:
+    """Refuse NaN and infinities anywhere, as numbers or as the strings protobuf's JSON would take for them."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, v in items:
+        _finite(v, f"{where}.{key}")
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return
+    if isinstance(number, float) and not math.isfinite(number):
+        raise json_format.ParseError(f"{where}: {value!r} is not a finite number; numbers must be finite")
+
+
+def link_updates(links: dict[str, dict[str, Any]]) -> list[ch_pb.LinkUpdate]:
+    """Each link's JSON as a ``LinkUpdate``; ParseError (422) naming the link and the field."""
+    updates = []
+    for name, body in links.items():
+        _finite(body, f"links.{name}")
+        try:
+            settings = json_format.ParseDict(body, ch_pb.LinkSettings())
+        except json_format.ParseError as exc:
+            raise json_format.ParseError(f"links.{name}: {exc}") from None
+        updates.append(ch_pb.LinkUpdate(name=name, settings=settings))
+    return updates
+
+
+def transmitter_config(patch: ChannelPatch) -> transmitter_pb2.TransmitterConfig | None:
+    if not patch.changes_t_star() and patch.tx_seed is None:
+        return None
+    if patch.self_noise and patch.t_star is None:
+        raise json_format.ParseError("self_noise=true needs a t_star")
+    body: dict[str, Any] = {"disable_self_noise": patch.self_noise is False}
+    if patch.t_star is not None and patch.self_noise is not False:
+        body["t_star"] = patch.t_star
+    if patch.tx_seed is not None:
+        body["seed"] = patch.tx_seed
+    try:
+        return json_format.ParseDict(body, transmitter_pb2.TransmitterConfig())
+    except json_format.ParseError as exc:
+        raise json_format.ParseError(str(exc).replace("TransmitterConfig.", "")) from None
+
+
+async def apply(emu: Upstream, tx: Upstream, patch: ChannelPatch) -> None:
+    """Validate on both services, then apply on both: a refused change applies nothing."""
+    updates = link_updates(patch.links)
+    tx_cfg = transmitter_config(patch)
+    emu_req = ch_pb.ConfigureRequest(links=updates)
+    if updates:
+        await emu.call("Configure", ch_pb.ConfigureRequest(links=updates, validate_only=True), SHORT_DEADLINE_S)
+    if tx_cfg is not None:
+        check = transmitter_pb2.TransmitterConfig()
+        check.CopyFrom(tx_cfg)
+        check.validate_only = True
+        await tx.call("Configure", check, SHORT_DEADLINE_S)
+    if updates:
+        await emu.call("Configure", emu_req, SHORT_DEADLINE_S)
+    if tx_cfg is not None:
+        await tx.call("Configure", tx_cfg, SHORT_DEADLINE_S)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def link_json(lk: ch_pb.LinkState) -> dict[str, Any]:
+    return {"role": common_pb2.Role.Name(lk.role).removeprefix("ROLE_").lower(), "attached": lk.attached,
+            "snr_db": lk.snr_db, "sigma_c2": _finite_or_none(lk.sigma_c2), "fading": lk.fading,
+            "rician_k": lk.rician_k, "coherence_frames": lk.coherence_frames, "loss_prob": lk.loss_prob,
+            "erasure_prob": lk.erasure_prob, "delay_ms": lk.delay_ms, "jitter_ms": lk.jitter_ms,
+            "deadline_ms": lk.deadline_ms, "snr_offset_db": lk.snr_offset_db if lk.has_offset else None,
+            "trace": lk.has_trace, "seed": lk.seed, "csi": lk.csi, "queue_size": lk.queue_size,
+            "queue_depth": lk.queue_depth, "frames_in": lk.frames_in, "delivered": lk.delivered,
+            "dropped_queue": lk.dropped_queue, "lost": lk.lost, "late": lk.late, "no_listener": lk.no_listener}

@@ -1,0 +1,1 @@
+"""The panel's HTTP routes, one ``APIRouter`` per concern; ``control_panel.app`` assembles them."""

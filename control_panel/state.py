@@ -1,0 +1,96 @@
+"""``PanelState``: everything the routes share (store, ledger, runs, sweeps, upstream clients), and its lifecycle.
+
+Routes receive it through FastAPI's ``Depends`` (``control_panel.deps.Panel``); the app's lifespan calls
+:meth:`PanelState.start` and :meth:`PanelState.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import grpc
+
+from control_panel.channel import link_json
+from control_panel.errors import Upstream
+from control_panel.ledger import Ledger
+from control_panel.metrics import PanelMetrics
+from control_panel.runs import RunManager
+from control_panel.settings import PanelSettings
+from control_panel.store import Store
+from control_panel.sweeps import SweepManager
+from control_panel.telemetry import TelemetryServicer
+from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
+from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
+from protos.diffsem.v1 import telemetry_pb2, telemetry_pb2_grpc, transmitter_pb2_grpc
+from services_common.auth import Verifier
+from services_common.client import SHORT_DEADLINE_S, aio_channel
+from services_common.server import GRPC_OPTIONS, SERVING, add_health_and_reflection_aio
+
+log = logging.getLogger(__name__)
+TELEMETRY = telemetry_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name
+
+
+class PanelState:
+    """The panel's shared state. ``tx``, ``emu``, ``runs`` and ``sweeps`` exist once :meth:`start` has run."""
+
+    def __init__(self, settings: PanelSettings):
+        self.settings = settings
+        self.store = Store(settings.db)
+        self.ledger = Ledger(self.store, settings.legit)
+        self.metrics = PanelMetrics(self)
+        self.last_links: dict[str, dict[str, Any]] = {}
+        self.telemetry_port = 0
+        self.tx: Upstream
+        self.emu: Upstream
+        self.runs: RunManager
+        self.sweeps: SweepManager
+        self._closers: list[Any] = []
+
+    async def start(self) -> None:
+        s = self.settings
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryServicer(self.ledger, Verifier(s.auth_key)), server)
+        health = add_health_and_reflection_aio(server, [TELEMETRY])
+        self.telemetry_port = server.add_insecure_port(f"{s.telemetry_host}:{s.telemetry_port}")
+        await server.start()
+        for name in ("", TELEMETRY):
+            await health.set(name, SERVING)
+        tx_channel, emu_channel = aio_channel(s.transmitter, s.credential), aio_channel(s.emulator, s.credential)
+        self.tx = Upstream("transmitter", transmitter_pb2_grpc.TransmitterStub(tx_channel))
+        self.emu = Upstream("channel emulator", ch_grpc.ChannelEmulatorStub(emu_channel))
+        self.runs = RunManager(self.store, self.ledger, self.tx, self.attached, s.max_runs)
+        self.sweeps = SweepManager(self.store, self.ledger, self.runs, self.tx)
+        pruner = asyncio.create_task(self._prune_forever())
+        self._closers = [health.enter_graceful_shutdown, pruner.cancel, self.sweeps.stop, self.runs.stop,
+                         lambda: server.stop(2.0), tx_channel.close, emu_channel.close]
+        log.info("telemetry gRPC on %s:%d; transmitter %s, emulator %s; database %s (%d runs marked interrupted)",
+                 s.telemetry_host, self.telemetry_port, s.transmitter, s.emulator, s.db, self.runs.interrupted)
+
+    async def stop(self) -> None:
+        for close in self._closers:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        await asyncio.sleep(0)  # let the cancelled runs record their status
+        self.store.close()
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.prune_every_s)
+            with contextlib.suppress(Exception):  # a failed prune is retried at the next period
+                pruned = self.store.prune_messages(self.settings.retention_messages)
+                if pruned:
+                    log.info("retention: pruned %d old messages", pruned)
+
+    async def channel_state(self) -> ch_pb.ChannelState:
+        """The emulator's links (kept in ``last_links`` for the metrics)."""
+        state = await self.emu.call("GetState", ch_pb.GetStateRequest(), SHORT_DEADLINE_S)
+        self.last_links = {lk.name: link_json(lk) for lk in state.links}
+        return state
+
+    async def attached(self) -> set[str]:
+        """Names of the listeners attached to the emulator now."""
+        return {lk.name for lk in (await self.channel_state()).links if lk.attached}

@@ -1,0 +1,158 @@
+"""The panel's durable state: one SQLite database (WAL) with messages, reports, tallies, runs and sweeps.
+
+Why SQLite (docs/design.md, "Panel storage"): embedded, no server to run, durable across restarts, and the
+process's memory is bounded by SQLite's page cache whatever the number of rows. The panel writes through ONE
+connection, from its event loop only; an export opens its own read-only connection in a worker thread (WAL lets
+readers run beside the writer). ``synchronous=NORMAL`` in WAL mode makes a commit an append to the log without an
+fsync: a power cut may lose the last commits, a process crash loses none.
+
+One panel per database: the file is locked (``<db>.lock``) so that a second panel on it fails at start-up with a
+clear message instead of marking the first one's runs interrupted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MEMORY = ":memory:"
+PAGE_CACHE_KIB = 8 * 1024  # SQLite's page cache: the bound on the database's share of the panel's memory
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, label INTEGER, run_id TEXT, idx INTEGER,
+    created REAL NOT NULL, expected TEXT);
+CREATE INDEX IF NOT EXISTS messages_by_run ON messages(run_id, idx) WHERE run_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outcomes (
+    seq INTEGER NOT NULL, listener TEXT NOT NULL, role TEXT NOT NULL, method TEXT NOT NULL, label INTEGER,
+    lost INTEGER NOT NULL, latency_ms REAL NOT NULL, abar_eff REAL NOT NULL, error TEXT NOT NULL,
+    reconstruction INTEGER NOT NULL, PRIMARY KEY (seq, listener)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tallies (
+    scope TEXT NOT NULL, listener TEXT NOT NULL, role TEXT NOT NULL, method TEXT NOT NULL, reports INTEGER NOT NULL,
+    labelled INTEGER NOT NULL, correct INTEGER NOT NULL, lost INTEGER NOT NULL, last_error TEXT,
+    PRIMARY KEY (scope, listener)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS docs (
+    kind TEXT NOT NULL, id TEXT NOT NULL, created REAL NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id));
+"""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (locked by another panel, not writable, not a database)."""
+
+
+def default_db_path() -> Path:
+    """``$XDG_STATE_HOME/diffsem/panel.db`` (``~/.local/state/diffsem/panel.db`` when unset)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "diffsem" / "panel.db"
+
+
+def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the panel's pragmas; autocommit mode (transactions are explicit, see Store.transaction)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        # check_same_thread=False: the panel may open the database before its event loop's thread exists (a test
+        # client runs the loop in another thread); from then on only that loop uses it.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+    return conn
+
+
+class Store:
+    """The database file and its one writing connection. Use from the panel's event loop only."""
+
+    def __init__(self, path: str | Path = MEMORY):
+        self.path = str(path)
+        self._lock_file = None
+        if self.path != MEMORY:
+            self._take_lock(Path(self.path))
+        try:
+            self.conn = connect(self.path)
+            self.conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use {self.path} as the panel's database: {exc}") from None
+
+    def _take_lock(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held while open
+        except OSError as exc:
+            raise StoreError(f"cannot create the panel's database {path}: {exc}; give a writable --db or "
+                             "$DIFFSEM_DB") from None
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"the database {path} is in use by another control panel; give each panel its own "
+                             "--db (or $DIFFSEM_DB)") from None
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN ... COMMIT (ROLLBACK on an exception): one WAL append per call."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ---- counters ------------------------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
+
+    def save_counters(self, values: dict[str, int]) -> None:
+        """Inside a transaction: upsert each counter."""
+        self.conn.executemany("INSERT INTO counters(name, value) VALUES (?, ?) "
+                              "ON CONFLICT(name) DO UPDATE SET value=excluded.value", list(values.items()))
+
+    # ---- documents (runs, sweeps): small JSON records by kind and id --------------------------------------
+    def save_doc(self, kind: str, doc_id: str, body: dict[str, Any], created: float) -> None:
+        self.conn.execute("INSERT INTO docs(kind, id, created, body) VALUES (?, ?, ?, ?) "
+                          "ON CONFLICT(kind, id) DO UPDATE SET body=excluded.body", (kind, doc_id, created,
+                                                                                     json.dumps(body)))
+
+    def load_doc(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT body FROM docs WHERE kind=? AND id=?", (kind, doc_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_docs(self, kind: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT body FROM docs WHERE kind=? ORDER BY created DESC, id LIMIT ? OFFSET ?",
+                                 (kind, limit, offset)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_doc(self, kind: str, doc_id: str) -> bool:
+        return self.conn.execute("DELETE FROM docs WHERE kind=? AND id=?", (kind, doc_id)).rowcount > 0
+
+    def count_docs(self, kind: str) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM docs WHERE kind=?", (kind,)).fetchone()[0])
+
+    def interrupt(self, kind: str, reason: str) -> int:
+        """Mark the documents of ``kind`` left queued or running by a previous panel as ``interrupted``."""
+        with self.transaction() as c:
+            return c.execute("UPDATE docs SET body=json_set(body, '$.status', 'interrupted', '$.error', ?) "
+                             "WHERE kind=? AND json_extract(body, '$.status') IN ('queued', 'running')",
+                             (reason, kind)).rowcount
+
+    # ---- retention -----------------------------------------------------------------------------------------
+    def prune_messages(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` messages and their reports (tallies keep their counts)."""
+        newest = self.conn.execute("SELECT MAX(seq) FROM messages").fetchone()[0]
+        if newest is None or newest <= keep:
+            return 0
+        cutoff = newest - keep
+        with self.transaction() as c:
+            c.execute("DELETE FROM outcomes WHERE seq <= ?", (cutoff,))
+            return c.execute("DELETE FROM messages WHERE seq <= ?", (cutoff,)).rowcount

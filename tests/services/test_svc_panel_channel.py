@@ -1,0 +1,124 @@
+"""``PUT /api/channel``: the proto is the schema, errors map to HTTP in one place, and a change is atomic.
+
+Against the live stack (the real emulator and transmitter) and against stand-ins that implement the Configure
+contract (``validate_only``, NOT_FOUND for an unknown link) so that atomicity is observable call by call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from panel_fakes import PanelUnderTest, start_panel
+from svc_helpers import LiveStack
+
+from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
+from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
+
+SNR, T_STAR = 10.0, 300
+
+
+def emulator_has_the_configure_contract(live: LiveStack) -> bool:
+    """True when the emulator answers NOT_FOUND for an unknown link under validate_only (and creates nothing)."""
+    with grpc.insecure_channel(live.address("channel_emulator")) as ch:
+        stub = ch_grpc.ChannelEmulatorStub(ch)
+        probe = ch_pb.LinkUpdate(name="contract-probe", settings=ch_pb.LinkSettings(snr_db=1.0))
+        try:
+            stub.Configure(ch_pb.ConfigureRequest(links=[probe], validate_only=True), timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.NOT_FOUND
+        stub.Configure(ch_pb.ConfigureRequest(links=[ch_pb.LinkUpdate(name="contract-probe", remove=True)]), timeout=5)
+        return False
+
+
+@pytest.mark.parametrize("body,status,words", [
+    ('{"links": {"receiver": {"snr_db": NaN}}}', 422, "finite"),
+    ('{"links": {"receiver": {"snr_db": Infinity}}}', 422, "finite"),
+    ('{"links": {"eve": {"snr_db": -Infinity}}}', 422, "finite"),
+    ('{"links": {"receiver": {"snr_db": "nan"}}}', 422, "finite"),
+    ('{"t_star": 1000}', 422, "out of range"),
+    ('{"t_star": -1}', 422, "out of range"),
+    ('{"links": {"receiver": {"fading": "awgn"}}}', 422, "fading"),
+    ('{"links": {"receiver": {"loss_prob": 1.5}}}', 422, "loss_prob"),
+    ('{"links": {"receiver": {"snr_offset_db": 3}}}', 422, "legitimate link"),
+    ('{"links": {"receiver": {"snrdb": 3}}}', 422, 'no field named "snrdb"'),
+    ('{"links": {"eve": {"trace": {"file": "/etc/passwd"}}}}', 422, 'no field named "file"'),
+    ('{"links": {"receiver": {"coherence_frames": 1.5}}}', 422, "coherence_frames"),
+])
+def test_bad_channel_settings_are_refused_and_change_nothing(live: LiveStack, body: str, status: int,
+                                                             words: str) -> None:
+    with live.http() as c:
+        before = c.get("/api/channel").json()
+        r = c.put("/api/channel", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status, r.text
+        assert words in r.json()["detail"], r.json()
+        assert "root:" not in r.text
+        after = c.get("/api/channel").json()
+    assert after["t_star"] == before["t_star"] == T_STAR
+    assert after["links"]["receiver"]["snr_db"] == before["links"]["receiver"]["snr_db"]
+
+
+def test_a_refused_change_applies_nothing_on_the_live_stack(live: LiveStack) -> None:
+    if not emulator_has_the_configure_contract(live):
+        pytest.skip("this emulator creates unknown links and applies under validate_only; NOT_FOUND and "
+                    "validate_only come with the emulator's hardening branch")
+    with live.http() as c:
+        before = c.get("/api/channel").json()
+        r = c.put("/api/channel", json={"links": {"receiver": {"snr_db": 2.0}, "nobody": {"snr_db": 3.0}},
+                                        "t_star": 200})
+        assert r.status_code == 404 and "nobody" in r.json()["detail"], r.text
+        r = c.put("/api/channel", json={"links": {"receiver": {"snr_db": 3.0}}, "t_star": 5000})
+        assert r.status_code == 422 and "out of range" in r.json()["detail"], r.text
+        after = c.get("/api/channel").json()
+    assert "nobody" not in after["links"] and after["t_star"] == before["t_star"]
+    assert after["links"]["receiver"]["snr_db"] == before["links"]["receiver"]["snr_db"]
+
+
+def test_channel_changes_apply_live(live: LiveStack) -> None:
+    with live.http() as c:
+        r = c.put("/api/channel", json={"links": {"receiver": {"snr_db": 3.0}}, "t_star": 200})
+        assert r.status_code == 200, r.text
+        assert r.json()["t_star"] == 200 and r.json()["links"]["receiver"]["snr_db"] == 3.0
+        assert r.json()["links"]["eve"]["snr_db"] == 3.0  # the eavesdropper follows with its offset 0
+        r = c.put("/api/channel", json={"links": {"receiver": {"snr_db": SNR}}, "t_star": T_STAR})
+        assert r.json()["t_star"] == T_STAR and r.json()["links"]["receiver"]["snr_db"] == SNR
+
+
+# ---- atomicity, observed on stand-ins that record what they applied ---------------------------------------
+@pytest.fixture
+def panel(tmp_path: Path) -> Iterator[PanelUnderTest]:
+    p = start_panel(tmp_path)
+    yield p
+    p.close()
+
+
+def test_a_refused_link_or_t_star_applies_nothing_anywhere(panel: PanelUnderTest) -> None:
+    with panel.http() as c:
+        r = c.put("/api/channel", json={"links": {"eve": {"snr_db": 1.0}, "nobody": {"snr_db": 1.0}}, "t_star": 100})
+        assert r.status_code == 404 and "no link named 'nobody'" in r.json()["detail"], r.text
+        r = c.put("/api/channel", json={"links": {"eve": {"snr_db": 1.0}}, "t_star": 4000})
+        assert r.status_code == 422 and r.json()["grpc_status"] == "OUT_OF_RANGE", r.text
+    assert panel.emulator.applied == [] and panel.transmitter.applied == []
+    with panel.http() as c:
+        r = c.put("/api/channel", json={"links": {"eve": {"snr_db": 1.0, "fading": "rayleigh",
+                                                          "trace": {"points": [{"t_s": 0, "snr_db": 4}],
+                                                                    "interp": "INTERP_LINEAR"}}}, "t_star": 100})
+        assert r.status_code == 200, r.text
+    (applied,) = panel.emulator.applied
+    settings = applied.links[0].settings
+    assert (settings.snr_db, settings.fading, settings.trace.points[0].snr_db) == (1.0, "rayleigh", 4.0)
+    assert settings.trace.interp == ch_pb.INTERP_LINEAR and not applied.validate_only
+    assert [cfg.t_star for cfg in panel.transmitter.applied] == [100]
+
+
+def test_upstream_failures_map_to_http_statuses(panel: PanelUnderTest) -> None:
+    for s in panel.servers:
+        s.stop(0)
+    with panel.http() as c:
+        r = c.put("/api/channel", json={"links": {"eve": {"snr_db": 1.0}}})
+        assert r.status_code == 503 and r.json()["detail"].startswith("channel emulator:"), r.text
+        assert c.get("/api/channel").status_code == 503
+        summary = c.get("/api/summary")
+        assert summary.status_code == 200 and "links_error" in summary.json()
