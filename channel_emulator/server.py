@@ -287,7 +287,7 @@ class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
     def _require_listener(self, context: grpc.aio.ServicerContext, role: int, name: str) -> str | None:
         """The caller's credential after checking it may listen as ``(role, name)``."""
         if role == LEGIT:
-            self.verifier.require(context, [auth.RECEIVER], name or self.emu.legit_name)
+            self.verifier.require(context, [auth.RECEIVER], self.emu.legit_name)
         else:
             self.verifier.require(context, [auth.EAVESDROPPER], name)
         return auth.Verifier.token(context.invocation_metadata()) if self.verifier.enabled else None
