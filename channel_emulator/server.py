@@ -13,14 +13,19 @@ refused with ALREADY_EXISTS unless it presents the same credential (a reconnect:
 
 Serving: the servicer is asynchronous (``grpc.aio``), so a ``Listen`` stream costs a coroutine, not a thread; state
 changes and the channel maths run on the host's thread pool under the emulator's lock, so the event loop (and the
-health service) stay responsive during a large ``Send``. Links whose listener left are removed after ``grace_s``
-of the emulator's clock (injected, so tests need no sleeps).
+health service) stay responsive during a large ``Send``. ``Send`` passes the batch through the legitimate link
+itself and hands it to one fan-out thread for the eavesdropper links, in order, so the legitimate link's rate does
+not depend on how many eavesdroppers listen. When the fan-out falls ``FANOUT_BATCHES`` batches behind, eavesdropper
+links drop the new batch (counted in their ``dropped_queue``). ``Configure`` waits for the fan-out to catch up, so
+settings and seeds apply between the same frames on every link. Links whose listener left are removed after
+``grace_s`` of the emulator's clock (injected, so tests need no sleeps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import re
 import threading
 import time
@@ -46,6 +51,7 @@ T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")  # a link name is a credential name (services_common.auth)
 MAX_FRAMES_PER_SEND = 100_000
 MAX_POWER = 2.0
+FANOUT_BATCHES = 64  # Send batches the eavesdropper fan-out may lag behind before eavesdropper links drop
 LEGIT, EAVESDROPPER = common_pb2.ROLE_LEGITIMATE, common_pb2.ROLE_EAVESDROPPER
 
 
@@ -72,6 +78,15 @@ class Emulator:
         first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True)
         first.seed = stable_seed(seed, legit_name)
         self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock())}
+        self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
+            queue.Queue(maxsize=FANOUT_BATCHES)
+        self._fanout_thread = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
+        self._fanout_thread.start()
+
+    def close(self) -> None:
+        """Stop the fan-out thread (after the batches it holds)."""
+        self.fanout.put(None)
+        self._fanout_thread.join(10)
 
     # ---- links -----------------------------------------------------------------------------------------
     def _check_new(self, name: str, role: int) -> None:
@@ -179,6 +194,7 @@ class Emulator:
 
     def configure(self, updates: list[pb.LinkUpdate], validate_only: bool = False) -> None:
         """Validate every update first, then apply them all (all or nothing); ``validate_only`` applies none."""
+        self.fanout.join()  # every link has seen every frame sent before this change
         with self.lock:
             now = self.clock()
             self._expire(now)
@@ -217,23 +233,51 @@ class Emulator:
         if float(x.pow(2).mean(dim=1).max()) > MAX_POWER:
             raise BadRequest(f"frame power above {MAX_POWER} per real dimension; frames must have power <= 1 "
                              "(a + sigma_self^2)")
-        listeners = 0
         with self.lock:
             now, wall = self.clock(), time.time()
             legit_snr = self._legit_snr(now)
             self.frames += len(frames)
-            for link in self.links.values():
-                link.counts["frames_in"] += len(frames)
-                sub = link.subscriber
-                if sub is None or sub.closed:
-                    link.counts["no_listener"] += len(frames)
-                    continue
-                listeners += 1
-                space = sub.space()
-                items = link.received(frames, x, link.snr_db(now, legit_snr), wall, space)
-                sub.offer(items, len(frames) - len(items))
+            listeners = self._deliver(self.links[self.legit_name], frames, x, legit_snr, wall)
+            try:
+                self.fanout.put_nowait((frames, x, now, wall, legit_snr))
+            except queue.Full:  # the eavesdropper fan-out is behind: their links drop this batch, counted
+                for link in self._eve_links():
+                    link.counts["frames_in"] += len(frames)
+                    attached = link.subscriber is not None and not link.subscriber.closed
+                    link.counts["dropped_queue" if attached else "no_listener"] += len(frames)
             self._expire(now)
-        return len(frames), listeners
+        return len(frames), listeners + sum(1 for lk in self._eve_links() if lk.subscriber and not lk.subscriber.closed)
+
+    def _eve_links(self) -> list[Link]:
+        return [lk for lk in self.links.values() if not lk.legit]
+
+    def _deliver(self, link: Link, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, wall: float) -> int:
+        """Pass a batch through one link and queue it for its listener; 1 if it has one, else 0."""
+        link.counts["frames_in"] += len(frames)
+        sub = link.subscriber
+        if sub is None or sub.closed:
+            link.counts["no_listener"] += len(frames)
+            return 0
+        items = link.received(frames, x, snr_db, wall, sub.space())
+        sub.offer(items, len(frames) - len(items))
+        return 1
+
+    def _fanout_loop(self) -> None:
+        """The eavesdropper links' side of every Send, batch by batch in Send order."""
+        while (item := self.fanout.get()) is not None:
+            frames, x, now, wall, legit_snr = item
+            try:
+                with self.lock:
+                    links = self._eve_links()
+                for link in links:  # the lock per link, so a Send never waits for the whole fan-out
+                    with self.lock:
+                        if self.links.get(link.name) is link:
+                            self._deliver(link, frames, x, link.snr_db(now, legit_snr), wall)
+            except Exception:  # noqa: BLE001 - one bad batch must not stop every eavesdropper link
+                log.exception("fan-out of a batch failed")
+            finally:
+                self.fanout.task_done()
+        self.fanout.task_done()
 
     # ---- state -----------------------------------------------------------------------------------------
     def link_state(self, link: Link, now: float, legit_snr: float) -> pb.LinkState:

@@ -239,8 +239,10 @@ def with_credential(ch: grpc.Channel, credential: str | None) -> grpc.Channel:
     return grpc.intercept_channel(ch, _Attach(credential)) if credential else ch
 
 
-class _AioAttach(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                 grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+class _AioAttach:
+    """Adds the credential to a grpc.aio call. grpc.aio files an interceptor under the first interface it matches,
+    so :func:`aio_interceptors` makes one subclass instance per call type."""
+
     def __init__(self, credential: str):
         self.metadata = call_metadata(credential)
 
@@ -261,9 +263,14 @@ class _AioAttach(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClien
         return await cont(self._details(d), requests)
 
 
+_AIO_KINDS = tuple(type(f"_AioAttach{base.__name__}", (_AioAttach, base), {})
+                   for base in (grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
+                                grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor))
+
+
 def aio_interceptors(credential: str | None) -> list[Any]:
-    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)``."""
-    return [_AioAttach(credential)] if credential else []
+    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)``: every call type carries ``credential``."""
+    return [kind(credential) for kind in _AIO_KINDS] if credential else []
 
 
 def init_dir(directory: Path, eavesdroppers: Sequence[str], key: bytes | None = None) -> bytes:
