@@ -175,6 +175,8 @@ class Emulator:
         for u in updates:
             link = self.links.get(u.name)
             if link is None:
+                if not NAME_RE.match(u.name):  # a malformed name first: it can be no link at all
+                    raise BadRequest(f"link name {u.name!r}: use 1-64 letters, digits, '_', '-' (starting alnum)")
                 if u.role == common_pb2.ROLE_UNSPECIFIED or u.remove:
                     raise NotFound(f"no link named {u.name!r} (to create one, set role ROLE_EAVESDROPPER); "
                                    f"links: {', '.join(list(self.links)[:20])}")
