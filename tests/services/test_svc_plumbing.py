@@ -94,3 +94,15 @@ def test_a_settings_spec_makes_the_parser_the_argv_and_the_environment_names(mon
     assert SPEC.parse([]).seed == 7 and "DIFFSEM_MAX_LINKS" in SPEC.environment()
     with pytest.raises(KeyError, match="no option 'snr'"):
         SPEC.argv(snr=1)
+
+
+def test_a_white_box_eavesdropper_needs_the_option_that_says_it_reads_the_transmitter_weights() -> None:
+    from launcher.__main__ import check_eavesdroppers, parse_args
+
+    problem = check_eavesdroppers(parse_args(["-e", "wb:whitebox-inversion:0"]))
+    assert problem is not None and "--eavesdropper-reads-transmitter-weights wb" in problem
+    assert check_eavesdroppers(parse_args(["-e", "wb:whitebox-inversion:0",
+                                           "--eavesdropper-reads-transmitter-weights", "wb"])) is None
+    assert "names no eavesdropper" in check_eavesdroppers(parse_args(
+        ["-e", "eve", "--eavesdropper-reads-transmitter-weights", "wb"]))
+    assert check_eavesdroppers(parse_args(["-e", "eve:feature-classifier:0"])) is None  # black-box: nothing needed
