@@ -372,6 +372,9 @@ class Stack:
             svc.stop(timeout)
 
     def state(self) -> dict[str, Any]:
+        for svc in self.services.values():  # a restarted service keeps its gRPC port but not its metrics port
+            if svc.alive:
+                svc.read_ports()
         return {"urls": self.urls() if "control_panel" in self.services else {},
                 "log_dir": str(self.cfg.log_dir), "auth_dir": str(self.auth_dir),
                 "services": {n: {"pid": s.proc.pid if s.proc else None, "ports": s.ports, "log": str(s.log_path),
