@@ -10,191 +10,149 @@ delay settings never shift the noise a seed gives.
 
 from __future__ import annotations
 
-import math
-import queue
-import threading
-from dataclasses import dataclass, replace
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from channel_emulator.traces import SnrTrace, from_points
+from channel_emulator import schema
+from channel_emulator.traces import SnrTrace, from_points, load_named, parse_csv
 from diffsem.channel import ChannelOutput, apply_link, draw_fading, equalised_noise, noise_variance
 from diffsem.config import LinkConfig, build
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
-from protos.diffsem.v1 import common_pb2
-from services_common.errors import BadRequest, OutOfRange
+from protos.diffsem.v1 import common_pb2, frame_pb2
+from services_common.errors import BadRequest
 from services_common.frames import stable_seed
 
-FADING_NAMES = ("none", "rayleigh", "rician")
-MAX_QUEUE = 1 << 20
+Clock = Callable[[], float]
 
 
-@dataclass(frozen=True)
-class LinkParams:
-    """A link's settings. SNR in dB (Es/N0 per complex symbol); times in ms; probabilities in [0, 1]."""
-
-    seed: int
-    snr_db: float = 20.0
-    fading: str = "none"
-    rician_k: float = 4.0
-    coherence_frames: int = 1
-    loss_prob: float = 0.0
-    erasure_prob: float = 0.0
-    delay_ms: float = 0.0
-    jitter_ms: float = 0.0
-    deadline_ms: float = 0.0
-    snr_offset_db: float | None = None
-    csi: bool = True
-    queue_size: int = 4096
+def trace_of(tr: pb.SnrTrace, trace_dir: Path | None) -> SnrTrace:
+    """An SnrTrace message as a trace: its points, its CSV content or a file named in ``trace_dir`` (exactly one)."""
+    given = [bool(tr.points), bool(tr.csv), bool(tr.name)]
+    if sum(given) != 1:
+        raise BadRequest("an SNR trace needs exactly one of points, csv (content) or name (a file in --trace-dir)")
+    linear = tr.interp == pb.INTERP_LINEAR
+    if tr.points:
+        return from_points([(p.t_s, p.snr_db) for p in tr.points], linear, tr.loop)
+    trace = parse_csv(tr.csv, "SnrTrace.csv") if tr.csv else load_named(trace_dir, tr.name)
+    return replace(trace, linear=trace.linear or linear, loop=trace.loop or tr.loop)
 
 
-def _finite(name: str, v: float) -> float:
-    if not math.isfinite(v):
-        raise BadRequest(f"{name}={v} must be a finite number")
-    return v
-
-
-def _range(name: str, v: float, lo: float, hi: float, unit: str = "") -> float:
-    _finite(name, v)
-    if not lo <= v <= hi:
-        raise OutOfRange(f"{name}={v}{unit} is out of range [{lo}, {hi}]{unit}")
-    return v
-
-
-def merge_settings(p: LinkParams, s: pb.LinkSettings, legit: bool) -> tuple[LinkParams, bool, SnrTrace | None, bool]:
-    """Apply the set fields of ``s`` to ``p`` with validation.
-
-    Returns ``(params, reseed, trace, clear_trace)``; raises BadRequest / OutOfRange naming the bad field.
-    """
-    changes: dict[str, object] = {}
-    if s.HasField("snr_db"):
-        changes["snr_db"] = _range("snr_db", s.snr_db, -100.0, 100.0, " dB")
-    if s.HasField("fading"):
-        if s.fading not in FADING_NAMES:
-            raise BadRequest(f"fading={s.fading!r} is not one of {', '.join(FADING_NAMES)}")
-        changes["fading"] = s.fading
-    if s.HasField("rician_k"):
-        changes["rician_k"] = _range("rician_k", s.rician_k, 0.0, 1e6)
-    if s.HasField("coherence_frames"):
-        if s.coherence_frames < 1:
-            raise OutOfRange("coherence_frames must be >= 1 (1 = a new fading gain every frame)")
-        changes["coherence_frames"] = s.coherence_frames
-    for name, hi in (("loss_prob", 1.0), ("erasure_prob", 1.0), ("delay_ms", 60_000.0), ("jitter_ms", 60_000.0),
-                     ("deadline_ms", 3_600_000.0)):
-        if s.HasField(name):
-            changes[name] = _range(name, getattr(s, name), 0.0, hi)
-    if s.HasField("snr_offset_db"):
-        if legit:
-            raise BadRequest("the legitimate link cannot follow itself: snr_offset_db is for eavesdropper links")
-        changes["snr_offset_db"] = _range("snr_offset_db", s.snr_offset_db, -100.0, 100.0, " dB")
-    if s.clear_offset:
-        changes["snr_offset_db"] = None
-    if s.HasField("csi"):
-        changes["csi"] = s.csi
-    if s.HasField("queue_size"):
-        if not 1 <= s.queue_size <= MAX_QUEUE:
-            raise OutOfRange(f"queue_size={s.queue_size} must be in [1, {MAX_QUEUE}]")
-        changes["queue_size"] = s.queue_size
-    reseed = s.HasField("seed")
-    if reseed:
-        changes["seed"] = int(s.seed)
-    new = replace(p, **changes)
+def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
+            trace_dir: Path | None = None) -> tuple[pb.LinkSettings, SnrTrace | None]:
+    """``current`` with ``update`` applied and validated (the schema's bounds, then the rules between fields);
+    the new trace, if the update sets one. Raises BadRequest / OutOfRange naming the bad field."""
+    new = schema.merged(current, update)
+    if legit and new.HasField("snr_offset_db"):
+        raise BadRequest("the legitimate link cannot follow itself: snr_offset_db is for eavesdropper links")
     build(LinkConfig, snr_db=new.snr_db, fading=new.fading, rician_k=new.rician_k, erasure_prob=new.erasure_prob)
-    trace = None
-    if s.HasField("trace"):
-        tr = s.trace
-        if tr.name or tr.csv:
-            raise BadRequest("SnrTrace.name and SnrTrace.csv are not supported yet; send points")
-        trace = from_points([(p.t_s, p.snr_db) for p in tr.points],
-                            tr.interp == pb.INTERP_LINEAR, tr.loop)
-    return new, reseed, trace, s.clear_trace
+    trace = trace_of(update.trace, trace_dir) if update.HasField("trace") else None
+    return new, trace
 
 
 class Subscriber:
-    """A listener's bounded queue of ``(deliver_at, ReceivedFrame)``; a full queue drops and counts."""
+    """A listener's bounded queue of ``(deliver_at, ReceivedFrame)``, filled from any thread (under the
+    emulator's lock) and read by one coroutine on ``loop``. A full queue drops and counts. ``token``: the
+    credential the listener presented (a reconnect presents the same one)."""
 
-    def __init__(self, name: str, size: int):
-        self.name = name
-        self.queue: queue.Queue = queue.Queue(maxsize=size)
-        self.closed = threading.Event()
+    def __init__(self, name: str, size: int, loop: asyncio.AbstractEventLoop, token: str | None = None):
+        self.name, self.size, self.token = name, size, token
+        self.items: deque[tuple[float, frame_pb2.ReceivedFrame]] = deque()
+        self.closed = False
         self.dropped = 0
+        self._loop = loop
+        self._wake = asyncio.Event()
 
-    def offer(self, item: object) -> bool:
-        try:
-            self.queue.put_nowait(item)
-            return True
-        except queue.Full:
-            self.dropped += 1
-            return False
+    def space(self) -> int:
+        return max(0, self.size - len(self.items))
+
+    def offer(self, items: list[tuple[float, frame_pb2.ReceivedFrame]], dropped: int) -> None:
+        """Queue ``items`` (they fit: see :meth:`space`) and count ``dropped`` frames that did not."""
+        self.items.extend(items)
+        self.dropped += dropped
+        if items:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     def close(self) -> None:
-        self.closed.set()
-        try:
-            self.queue.put_nowait(None)
-        except queue.Full:
-            pass  # the reader checks ``closed`` at least every 0.25 s
+        self.closed = True
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def get(self) -> tuple[float, frame_pb2.ReceivedFrame] | None:
+        """The next item, or None once closed. Called on ``loop`` only."""
+        while not self.items and not self.closed:
+            self._wake.clear()
+            if self.items or self.closed:  # filled between the check and the clear
+                break
+            await self._wake.wait()
+        return None if self.closed else self.items.popleft()
 
 
 class Link:
-    """State of one link; every method is called under the emulator's lock."""
+    """State of one link; every method is called under the emulator's lock. ``settings``: every field set
+    (:func:`channel_emulator.schema.initial` plus updates); ``now``: the emulator clock's time."""
 
-    def __init__(self, name: str, role: int, params: LinkParams, now: float):
-        self.name, self.role, self.params = name, role, params
+    def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float):
+        self.name, self.role, self.settings = name, role, settings
         self.trace: SnrTrace | None = None
         self.trace_start = now
         self.subscriber: Subscriber | None = None
+        self.detached_at: float | None = now  # clock time its listener left (None while one is attached)
         self.counts = {"frames_in": 0, "delivered": 0, "dropped_queue": 0, "lost": 0, "late": 0, "no_listener": 0}
         self.last_gain = complex(1.0, 0.0)
         self.last_deliver_at = 0.0
         self._block_gain: torch.Tensor | None = None
         self._block_left = 0
-        self.reseed(params.seed)
+        self.reseed(settings.seed)
 
     @property
     def legit(self) -> bool:
         return self.role == common_pb2.ROLE_LEGITIMATE
 
     def reseed(self, seed: int) -> None:
-        self.params = replace(self.params, seed=seed)
+        self.settings.seed = seed
         self.noise = torch.Generator().manual_seed(seed)
         self.fade = torch.Generator().manual_seed(stable_seed(seed, "fade"))
         self.aux = torch.Generator().manual_seed(stable_seed(seed, "aux"))
         self._block_left = 0
 
-    def update(self, s: pb.LinkSettings, now: float) -> None:
-        params, reseed, trace, clear = merge_settings(self.params, s, self.legit)
-        if params.fading != self.params.fading or params.coherence_frames != self.params.coherence_frames:
+    def update(self, s: pb.LinkSettings, now: float, trace_dir: Path | None = None) -> None:
+        new, trace = checked(self.settings, s, self.legit, trace_dir)
+        if new.fading != self.settings.fading or new.coherence_frames != self.settings.coherence_frames:
             self._block_left = 0
-        self.params = params
-        if reseed:
-            self.reseed(params.seed)
-        if clear:
+        self.settings = new
+        if s.HasField("seed"):
+            self.reseed(new.seed)
+        if s.clear_trace:
             self.trace = None
         if trace is not None:
             self.trace, self.trace_start = trace, now
 
     def snr_db(self, now: float, legit_snr_db: float) -> float:
         """Current SNR: the trace (if any) or ``snr_db``; with an offset, the legitimate SNR plus the offset."""
-        if self.params.snr_offset_db is not None:
-            return legit_snr_db + self.params.snr_offset_db
+        if self.settings.HasField("snr_offset_db"):
+            return legit_snr_db + self.settings.snr_offset_db
         if self.trace is not None:
             return self.trace.value(now - self.trace_start)
-        return self.params.snr_db
+        return self.settings.snr_db
 
     def config(self, snr_db: float) -> LinkConfig:
-        p = self.params
+        p = self.settings
         return build(LinkConfig, snr_db=snr_db, fading=p.fading, rician_k=p.rician_k, erasure_prob=p.erasure_prob)
 
     def _gains(self, b: int, cfg: LinkConfig) -> torch.Tensor:
         """Fading gains (B,) complex64: per frame (coherence 1, from ``noise`` as the evaluator draws them)
         or held over blocks of ``coherence_frames`` frames (from ``fade``)."""
-        if self.params.coherence_frames <= 1 or cfg.fading == "none":
+        if self.settings.coherence_frames <= 1 or cfg.fading == "none":
             return draw_fading(b, cfg, self.noise)
         out = torch.empty(b, dtype=torch.complex64)
         for i in range(b):
             if self._block_left <= 0 or self._block_gain is None:
                 self._block_gain = draw_fading(1, cfg, self.fade)
-                self._block_left = self.params.coherence_frames
+                self._block_left = self.settings.coherence_frames
             out[i] = self._block_gain[0]
             self._block_left -= 1
         return out
@@ -205,7 +163,7 @@ class Link:
         gain = self._gains(x.shape[0], cfg)
         out = apply_link(x, cfg, self.noise, gain=gain)
         self.last_gain = complex(out.gain[-1].item())
-        p = self.params
+        p = self.settings
         lost = torch.zeros(x.shape[0], dtype=torch.bool)
         if p.loss_prob > 0:
             lost = torch.rand(x.shape[0], generator=self.aux) < p.loss_prob
@@ -217,8 +175,46 @@ class Link:
     def csi(self, snr_db: float) -> tuple[float, float]:
         """(N0, sigma_c^2 = N0/|h|^2 for the current gain) per real latent dimension."""
         n0 = float(noise_variance(snr_db))
-        gain = self._block_gain if (self.params.coherence_frames > 1 and self._block_gain is not None) else None
+        gain = self._block_gain if (self.settings.coherence_frames > 1 and self._block_gain is not None) else None
         h = gain if gain is not None else torch.tensor([self.last_gain], dtype=torch.complex64)
-        if self.params.fading == "none":
+        if self.settings.fading == "none":
             h = torch.ones(1, dtype=torch.complex64)
         return n0, float(equalised_noise(snr_db, h)[0])
+
+    def received(self, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, now: float,
+                 space: int) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
+        """Pass a batch x (B, k) through the link and build the first ``space`` received frames with their delivery
+        times. The whole batch goes through the channel even when not all of it fits, so the link's generators
+        advance the same whether its listener keeps up or not; the frames that do not fit are counted as dropped
+        and cost no message."""
+        out, lost, delay = self.transmit(x, snr_db)
+        csi = self.settings.csi
+        avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
+        n = min(space, len(frames))
+        latent = out.latent[:n].contiguous().numpy()
+        row_bytes = latent.shape[1] * 4
+        data = latent.astype("<f4", copy=False).tobytes()
+        erased, sigma2 = out.erased[:n].sum(dim=1).tolist(), out.sigma_c2[:n].tolist()
+        gains = out.gain[:n].tolist()
+        items = []
+        for i in range(n):
+            f = frames[i]
+            rf = frame_pb2.ReceivedFrame(link=self.name, role=self.role, snr_db=snr_db, has_csi=csi)
+            rf.frame.message_id, rf.frame.seq = f.message_id, f.seq
+            rf.frame.header.CopyFrom(f.header)
+            if bool(lost[i]):
+                rf.dropped = True
+                self.counts["lost"] += 1
+            else:
+                sym = rf.frame.symbols
+                sym.data, sym.dtype = data[i * row_bytes:(i + 1) * row_bytes], common_pb2.DTYPE_FLOAT32
+                sym.shape.append(latent.shape[1])
+                rf.sigma2 = sigma2[i] if csi else avg
+                rf.erased = int(erased[i])
+                if csi:
+                    rf.gain_re, rf.gain_im = gains[i].real, gains[i].imag
+            at = max(now + float(delay[i]), self.last_deliver_at)
+            self.last_deliver_at = at
+            items.append((at, rf))
+        self.counts["dropped_queue"] += len(frames) - n
+        return items

@@ -3,93 +3,160 @@
 ``Send`` passes each batch of frames through every link that has a listener (the core's
 :func:`diffsem.channel.apply_link`, one call per link per batch) and queues the result for that listener.
 ``Listen`` subscribes a listener: the legitimate receiver on the one legitimate link, eavesdroppers on
-links named after them (created on first use). Queues are bounded; a frame that does not fit is counted
-in ``dropped_queue`` for that link only, so a slow listener never blocks the others. A new ``Listen`` with
-the name of a connected listener replaces it (a restarted receiver reattaches). ``GetState`` reports each
-link's current noise (the CSI the transmitter feeds back); ``Configure`` changes links at run time.
+links named after them (created on first use, at most ``max_links`` links). Queues are bounded; a frame that does
+not fit is counted in ``dropped_queue`` for that link only, so a slow listener never blocks the others.
+
+Who may do what (docs/design.md, "Roles"): ``Listen`` as the legitimate link only with the receiver's credential,
+as eavesdropper N only with the eavesdropper credential named N; ``Send`` only the transmitter; ``Configure`` only
+the control panel; ``GetState`` (the CSI) the panel and the transmitter. A second ``Listen`` under an attached name is
+refused with ALREADY_EXISTS unless it presents the same credential (a reconnect: it replaces the old stream).
+
+Serving: the servicer is asynchronous (``grpc.aio``), so a ``Listen`` stream costs a coroutine, not a thread; state
+changes and the channel maths run on the host's thread pool under the emulator's lock, so the event loop (and the
+health service) stay responsive during a large ``Send``. ``Send`` passes the batch through the legitimate link
+itself and hands it to one fan-out thread for the eavesdropper links, in order, so the legitimate link's rate does
+not depend on how many eavesdroppers listen. When the fan-out falls ``FANOUT_BATCHES`` batches behind, eavesdropper
+links drop the new batch (counted in their ``dropped_queue``). ``Configure`` waits for the fan-out to catch up, so
+settings and seeds apply between the same frames on every link. Links whose listener left are removed after
+``grace_s`` of the emulator's clock (injected, so tests need no sleeps).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import torch
 
-from channel_emulator.links import FADING_NAMES, Link, LinkParams, Subscriber
-from diffsem.channel import noise_variance
+from channel_emulator import schema
+from channel_emulator.links import Clock, Link, Subscriber, checked
+from channel_emulator.traces import SnrTrace
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
-from services_common.errors import BadRequest, grpc_errors
+from services_common import auth
+from services_common.errors import AlreadyExists, BadRequest, Exhausted, NotFound, grpc_errors
 from services_common.frames import stable_seed, symbols_of
-from services_common.tensors import to_proto
 
 log = logging.getLogger(__name__)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+T = TypeVar("T")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")  # a link name is a credential name (services_common.auth)
 MAX_FRAMES_PER_SEND = 100_000
 MAX_POWER = 2.0
+FANOUT_BATCHES = 64  # Send batches the eavesdropper fan-out may lag behind before eavesdropper links drop
+LEGIT, EAVESDROPPER = common_pb2.ROLE_LEGITIMATE, common_pb2.ROLE_EAVESDROPPER
 
 
 class Emulator:
-    """Links, listeners and counters; thread-safe (one lock around every state change)."""
+    """Links, listeners and counters; thread-safe (one lock around every state change).
 
-    def __init__(self, legit_name: str = "receiver", legit: LinkParams | None = None,
-                 eve_defaults: LinkParams | None = None, seed: int = 0):
+    ``legit`` / ``eve_defaults``: settings updates over :func:`channel_emulator.schema.initial` for the legitimate
+    link and for each new eavesdropper link. ``clock``: seconds, drives traces and link expiry (default
+    ``time.time``); frame timestamps stay on the wall clock, because they are compared with the transmitter's.
+    ``max_links``: links at most (RESOURCE_EXHAUSTED past it); ``grace_s``: how long a link without a listener
+    stays; ``trace_dir``: the folder ``SnrTrace.name`` resolves in (None: names are refused).
+    """
+
+    def __init__(self, legit_name: str = "receiver", legit: pb.LinkSettings | None = None,
+                 eve_defaults: pb.LinkSettings | None = None, seed: int = 0, clock: Clock = time.time,
+                 max_links: int = 1024, grace_s: float = 300.0, trace_dir: Path | None = None):
+        if max_links < 1 or grace_s < 0:
+            raise BadRequest(f"max_links={max_links} must be >= 1 and grace_s={grace_s} >= 0")
         self.lock = threading.RLock()
-        self.seed = seed
-        self.legit_name = legit_name
-        self.eve_defaults = eve_defaults or LinkParams(seed=0)
+        self.seed, self.legit_name, self.clock = seed, legit_name, clock
+        self.max_links, self.grace_s, self.trace_dir = max_links, grace_s, trace_dir
+        self.eve_defaults, _ = checked(schema.initial(), eve_defaults or pb.LinkSettings(), False)
         self.frames = 0
-        legit = legit or LinkParams(seed=0)
-        first = Link(legit_name, common_pb2.ROLE_LEGITIMATE, replace(legit, seed=stable_seed(seed, legit_name)),
-                     time.time())
-        self.links: dict[str, Link] = {legit_name: first}
+        first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True)
+        first.seed = stable_seed(seed, legit_name)
+        self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock())}
+        self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
+            queue.Queue(maxsize=FANOUT_BATCHES)
+        self._fanout_thread = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
+        self._fanout_thread.start()
+
+    def close(self) -> None:
+        """Stop the fan-out thread (after the batches it holds)."""
+        self.fanout.put(None)
+        self._fanout_thread.join(10)
 
     # ---- links -----------------------------------------------------------------------------------------
     def _check_new(self, name: str, role: int) -> None:
         if not NAME_RE.match(name):
-            raise BadRequest(f"link name {name!r}: use 1-64 letters, digits, '_', '.', '-' (starting alnum)")
-        if role != common_pb2.ROLE_EAVESDROPPER:
+            raise BadRequest(f"link name {name!r}: use 1-64 letters, digits, '_', '-' (starting alnum)")
+        if role != EAVESDROPPER:
             raise BadRequest(f"only the link {self.legit_name!r} is legitimate; new links are eavesdropper links")
 
-    def _new_link(self, name: str, role: int) -> Link:
-        self._check_new(name, role)
-        link = Link(name, role, replace(self.eve_defaults, seed=stable_seed(self.seed, name)), time.time())
+    def _new_link(self, name: str, now: float) -> Link:
+        self._check_new(name, EAVESDROPPER)
+        self._expire(now)
+        if len(self.links) >= self.max_links:
+            raise Exhausted(f"the emulator holds its limit of {self.max_links} links; links without a listener "
+                            f"are removed {self.grace_s:g} s after it left")
+        settings = pb.LinkSettings()
+        settings.CopyFrom(self.eve_defaults)
+        settings.seed = stable_seed(self.seed, name)
+        link = Link(name, EAVESDROPPER, settings, now)
         self.links[name] = link
         return link
+
+    def _expire(self, now: float) -> None:
+        """Remove eavesdropper links whose listener left more than ``grace_s`` ago (never the legitimate one)."""
+        old = [n for n, lk in self.links.items()
+               if not lk.legit and lk.detached_at is not None and now - lk.detached_at >= self.grace_s]
+        for name in old:
+            del self.links[name]
+        if old:
+            log.info("removed %d links without a listener for %g s: %s", len(old), self.grace_s, ", ".join(old[:10]))
 
     def _legit_snr(self, now: float) -> float:
         return self.links[self.legit_name].snr_db(now, 0.0)
 
-    def subscribe(self, role: int, name: str, defaults: pb.LinkSettings | None) -> tuple[Link, Subscriber]:
-        """Attach a listener (replacing one of the same name); create an eavesdropper link on first use."""
-        if role not in (common_pb2.ROLE_LEGITIMATE, common_pb2.ROLE_EAVESDROPPER):
-            raise BadRequest("Listen needs role ROLE_LEGITIMATE or ROLE_EAVESDROPPER")
-        if role == common_pb2.ROLE_LEGITIMATE:
+    def _listen_name(self, role: int, name: str) -> str:
+        if role == LEGIT:
             name = name or self.legit_name
             if name != self.legit_name:
                 raise BadRequest(f"the legitimate link is {self.legit_name!r}, not {name!r}")
+        elif role != EAVESDROPPER:
+            raise BadRequest("Listen needs role ROLE_LEGITIMATE or ROLE_EAVESDROPPER")
         elif not name or name == self.legit_name:
             raise BadRequest(f"an eavesdropper needs its own link name (not empty, not {self.legit_name!r})")
+        return name
+
+    def subscribe(self, role: int, name: str, defaults: pb.LinkSettings | None, loop: asyncio.AbstractEventLoop,
+                  token: str | None = None) -> tuple[Link, Subscriber]:
+        """Attach a listener; create an eavesdropper link on first use (with ``defaults`` over the emulator's).
+
+        A link with a listener is refused (ALREADY_EXISTS) unless the new one presents the same credential
+        ``token``: then it is a reconnect and replaces the old stream. Without authentication there is no token to
+        prove a reconnect, so the old stream must end first.
+        """
+        name = self._listen_name(role, name)
         with self.lock:
+            now = self.clock()
             link = self.links.get(name)
             if link is None:
-                link = self._new_link(name, role)
+                link = self._new_link(name, now)
                 if defaults is not None:
-                    link.update(defaults, time.time())
+                    link.update(defaults, now, self.trace_dir)
             elif link.role != role:
                 raise BadRequest(f"link {name!r} is a {common_pb2.Role.Name(link.role)} link")
-            if link.subscriber is not None:
-                log.info("listener %s replaced by a new subscription", name)
-                link.subscriber.close()
-            link.subscriber = Subscriber(name, link.params.queue_size)
+            old = link.subscriber
+            if old is not None and not old.closed:
+                if token is None or token != old.token:
+                    raise AlreadyExists(f"a listener is attached as {name!r}; only the same credential may reconnect")
+                log.info("listener %s reconnected; its old stream ends", name)
+                old.close()
+            link.subscriber = Subscriber(name, link.settings.queue_size, loop, token)
+            link.detached_at = None
             log.info("listener %s attached (%s)", name, common_pb2.Role.Name(role))
             return link, link.subscriber
 
@@ -99,34 +166,59 @@ class Emulator:
             link = self.links.get(name)
             if link is not None and link.subscriber is sub:
                 link.subscriber = None
+                link.detached_at = self.clock()
                 log.info("listener %s detached", name)
 
-    def configure(self, updates: list[pb.LinkUpdate]) -> None:
-        """Validate every update first, then apply them all (all or nothing)."""
-        now = time.time()
+    def _dry_run(self, updates: list[pb.LinkUpdate], now: float) -> None:
+        """Validate every update on copies; raises on the first bad one. Creations count against ``max_links``."""
+        creating = 0
+        for u in updates:
+            link = self.links.get(u.name)
+            if link is None:
+                if not NAME_RE.match(u.name):  # a malformed name first: it can be no link at all
+                    raise BadRequest(f"link name {u.name!r}: use 1-64 letters, digits, '_', '-' (starting alnum)")
+                if u.role == common_pb2.ROLE_UNSPECIFIED or u.remove:
+                    raise NotFound(f"no link named {u.name!r} (to create one, set role ROLE_EAVESDROPPER); "
+                                   f"links: {', '.join(list(self.links)[:20])}")
+                self._check_new(u.name, u.role)
+                creating += 1
+                checked(self.eve_defaults, u.settings, False, self.trace_dir)
+                continue
+            if u.role not in (common_pb2.ROLE_UNSPECIFIED, link.role):
+                raise BadRequest(f"link {u.name!r} is a {common_pb2.Role.Name(link.role)} link")
+            if u.remove:
+                if link.legit:
+                    raise BadRequest("the legitimate link cannot be removed")
+                continue
+            checked(link.settings, u.settings, link.legit, self.trace_dir)
+        if len(self.links) + creating > self.max_links:
+            raise Exhausted(f"{creating} new links would pass the limit of {self.max_links} links")
+
+    def configure(self, updates: list[pb.LinkUpdate], validate_only: bool = False) -> None:
+        """Validate every update first, then apply them all (all or nothing); ``validate_only`` applies none."""
+        self.fanout.join()  # every link has seen every frame sent before this change
         with self.lock:
-            for u in updates:  # dry run on copies: nothing changes unless every update is valid
-                if u.remove:
-                    if u.name == self.legit_name:
-                        raise BadRequest("the legitimate link cannot be removed")
-                    continue
-                link = self.links.get(u.name)
-                if link is None:
-                    self._check_new(u.name, u.role or common_pb2.ROLE_EAVESDROPPER)
-                    probe = Link(u.name, common_pb2.ROLE_EAVESDROPPER, self.eve_defaults, now)
-                else:
-                    probe = Link(u.name, link.role, link.params, now)
-                probe.update(u.settings, now)
+            now = self.clock()
+            self._expire(now)
+            self._dry_run(updates, now)
+            if validate_only:
+                return
             for u in updates:
                 if u.remove:
-                    link = self.links.pop(u.name, None)
-                    if link is not None and link.subscriber is not None:
+                    link = self.links.pop(u.name)
+                    if link.subscriber is not None:
                         link.subscriber.close()
                     continue
-                link = self.links.get(u.name) or self._new_link(u.name, u.role or common_pb2.ROLE_EAVESDROPPER)
-                link.update(u.settings, now)
-                if link.subscriber is not None and link.subscriber.queue.maxsize != link.params.queue_size:
-                    link.subscriber.queue.maxsize = link.params.queue_size
+                link = self.links.get(u.name) or self._new_link(u.name, now)
+                link.update(u.settings, now, self.trace_dir)
+                if link.subscriber is not None:
+                    link.subscriber.size = link.settings.queue_size
+
+    def set_trace(self, name: str, trace: SnrTrace) -> None:
+        """Give link ``name`` an SNR trace read by the operator at start-up (``--trace LINK=FILE``)."""
+        with self.lock:
+            link = self.links.get(name) or self._new_link(name, self.clock())
+            link.trace, link.trace_start = trace, self.clock()
 
     # ---- traffic ---------------------------------------------------------------------------------------
     def send(self, frames: list[frame_pb2.Frame]) -> tuple[int, int]:
@@ -143,119 +235,143 @@ class Emulator:
         if float(x.pow(2).mean(dim=1).max()) > MAX_POWER:
             raise BadRequest(f"frame power above {MAX_POWER} per real dimension; frames must have power <= 1 "
                              "(a + sigma_self^2)")
-        listeners = 0
         with self.lock:
-            now = time.time()
+            now, wall = self.clock(), time.time()
             legit_snr = self._legit_snr(now)
             self.frames += len(frames)
-            for link in self.links.values():
-                link.counts["frames_in"] += len(frames)
-                sub = link.subscriber
-                if sub is None or sub.closed.is_set():
-                    link.counts["no_listener"] += len(frames)
-                    continue
-                listeners += 1
-                self._deliver(link, sub, frames, x, link.snr_db(now, legit_snr), now)
-        return len(frames), listeners
+            listeners = self._deliver(self.links[self.legit_name], frames, x, legit_snr, wall)
+            try:
+                self.fanout.put_nowait((frames, x, now, wall, legit_snr))
+            except queue.Full:  # the eavesdropper fan-out is behind: their links drop this batch, counted
+                for link in self._eve_links():
+                    link.counts["frames_in"] += len(frames)
+                    attached = link.subscriber is not None and not link.subscriber.closed
+                    link.counts["dropped_queue" if attached else "no_listener"] += len(frames)
+            self._expire(now)
+        return len(frames), listeners + sum(1 for lk in self._eve_links() if lk.subscriber and not lk.subscriber.closed)
 
-    def _deliver(self, link: Link, sub: Subscriber, frames: list[frame_pb2.Frame], x: torch.Tensor,
-                 snr_db: float, now: float) -> None:
-        out, lost, delay = link.transmit(x, snr_db)
-        n0 = out.sigma_c2  # per frame, with CSI
-        avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
-        erased = out.erased.sum(dim=1)
-        for i, f in enumerate(frames):
-            rf = frame_pb2.ReceivedFrame(link=link.name, role=link.role, snr_db=snr_db, has_csi=link.params.csi)
-            rf.frame.message_id, rf.frame.seq = f.message_id, f.seq
-            rf.frame.header.CopyFrom(f.header)
-            if bool(lost[i]):
-                rf.dropped = True
-                link.counts["lost"] += 1
-            else:
-                rf.frame.symbols.CopyFrom(to_proto(out.latent[i]))
-                rf.sigma2 = float(n0[i]) if link.params.csi else avg
-                rf.erased = int(erased[i])
-                if link.params.csi:
-                    rf.gain_re, rf.gain_im = float(out.gain[i].real), float(out.gain[i].imag)
-            at = max(now + float(delay[i]), link.last_deliver_at)
-            link.last_deliver_at = at
-            if not sub.offer((at, rf)):
-                link.counts["dropped_queue"] += 1
+    def _eve_links(self) -> list[Link]:
+        return [lk for lk in self.links.values() if not lk.legit]
+
+    def _deliver(self, link: Link, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, wall: float) -> int:
+        """Pass a batch through one link and queue it for its listener; 1 if it has one, else 0."""
+        link.counts["frames_in"] += len(frames)
+        sub = link.subscriber
+        if sub is None or sub.closed:
+            link.counts["no_listener"] += len(frames)
+            return 0
+        items = link.received(frames, x, snr_db, wall, sub.space())
+        sub.offer(items, len(frames) - len(items))
+        return 1
+
+    def _fanout_loop(self) -> None:
+        """The eavesdropper links' side of every Send, batch by batch in Send order."""
+        while (item := self.fanout.get()) is not None:
+            frames, x, now, wall, legit_snr = item
+            try:
+                with self.lock:
+                    links = self._eve_links()
+                for link in links:  # the lock per link, so a Send never waits for the whole fan-out
+                    with self.lock:
+                        if self.links.get(link.name) is link:
+                            self._deliver(link, frames, x, link.snr_db(now, legit_snr), wall)
+            except Exception:  # noqa: BLE001 - one bad batch must not stop every eavesdropper link
+                log.exception("fan-out of a batch failed")
+            finally:
+                self.fanout.task_done()
+        self.fanout.task_done()
 
     # ---- state -----------------------------------------------------------------------------------------
     def link_state(self, link: Link, now: float, legit_snr: float) -> pb.LinkState:
         snr = link.snr_db(now, legit_snr)
         n0, sigma_c2 = link.csi(snr)
-        p = link.params
         sub = link.subscriber
-        return pb.LinkState(
-            name=link.name, role=link.role, attached=sub is not None and not sub.closed.is_set(), snr_db=snr, n0=n0,
-            sigma_c2=sigma_c2, gain_re=link.last_gain.real, gain_im=link.last_gain.imag, fading=p.fading,
-            rician_k=p.rician_k, coherence_frames=p.coherence_frames, loss_prob=p.loss_prob,
-            erasure_prob=p.erasure_prob, delay_ms=p.delay_ms, jitter_ms=p.jitter_ms, deadline_ms=p.deadline_ms,
-            has_offset=p.snr_offset_db is not None, snr_offset_db=p.snr_offset_db or 0.0,
-            has_trace=link.trace is not None, queue_size=p.queue_size, queue_depth=sub.queue.qsize() if sub else 0,
-            seed=p.seed, csi=p.csi, **link.counts)
+        attached = sub is not None and not sub.closed
+        state = pb.LinkState(
+            name=link.name, role=link.role, attached=attached, snr_db=snr, n0=n0, sigma_c2=sigma_c2,
+            gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_offset=link.settings.HasField("snr_offset_db"),
+            has_trace=link.trace is not None, queue_depth=len(sub.items) if sub else 0,
+            detached_s=0.0 if link.detached_at is None else now - link.detached_at, **link.counts)
+        schema.copy_to_state(link.settings, state)
+        return state
 
     def state(self, name: str = "") -> pb.ChannelState:
         with self.lock:
-            now = time.time()
+            now = self.clock()
+            self._expire(now)
             legit_snr = self._legit_snr(now)
             if name and name not in self.links:
-                raise BadRequest(f"no link named {name!r}; links: {', '.join(self.links)}")
+                raise NotFound(f"no link named {name!r}; links: {', '.join(list(self.links)[:20])}")
             links = [self.links[name]] if name else list(self.links.values())
             return pb.ChannelState(links=[self.link_state(lk, now, legit_snr) for lk in links], frames=self.frames,
                                    time=now)
 
 
 class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
-    """gRPC wiring of :class:`Emulator`."""
+    """gRPC wiring of :class:`Emulator` (async). ``verifier`` checks each caller's credential (key None: off)."""
 
-    def __init__(self, emulator: Emulator):
+    SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChannelEmulator"].full_name
+
+    def __init__(self, emulator: Emulator, verifier: auth.Verifier | None = None):
         self.emu = emulator
+        self.verifier = verifier or auth.Verifier(None)
+
+    def register(self, server: Any) -> None:
+        pb_grpc.add_ChannelEmulatorServicer_to_server(self, server)
+
+    @staticmethod
+    async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+        """Run a call that takes the emulator's lock on the thread pool, so the loop never waits for the lock."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     @grpc_errors
-    def Send(self, request: pb.SendRequest, context: grpc.ServicerContext) -> pb.SendReply:
-        accepted, listeners = self.emu.send(list(request.frames))
+    async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendReply:
+        self.verifier.require(context, [auth.TRANSMITTER])
+        accepted, listeners = await self._off_loop(self.emu.send, list(request.frames))
         return pb.SendReply(accepted=accepted, listeners=listeners)
 
+    def _require_listener(self, context: grpc.aio.ServicerContext, role: int, name: str) -> str | None:
+        """The caller's credential after checking it may listen as ``(role, name)``."""
+        if role == LEGIT:
+            self.verifier.require(context, [auth.RECEIVER], self.emu.legit_name)
+        else:
+            self.verifier.require(context, [auth.EAVESDROPPER], name)
+        return auth.Verifier.token(context.invocation_metadata()) if self.verifier.enabled else None
+
     @grpc_errors
-    def Listen(self, request: pb.ListenRequest, context: grpc.ServicerContext) -> Iterator[frame_pb2.ReceivedFrame]:
+    async def Listen(self, request: pb.ListenRequest,
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[frame_pb2.ReceivedFrame]:
+        token = self._require_listener(context, request.role, request.name)
         defaults = request.defaults if request.HasField("defaults") else None
-        link, sub = self.emu.subscribe(request.role, request.name, defaults)
-        context.add_callback(lambda: self.emu.unsubscribe(link.name, sub))
+        loop = asyncio.get_running_loop()
+        link, sub = await self._off_loop(self.emu.subscribe, request.role, request.name, defaults, loop, token)
         try:
-            while context.is_active() and not sub.closed.is_set():
-                try:
-                    item = sub.queue.get(timeout=0.25)
-                except queue.Empty:
-                    continue
-                if item is None:
-                    break
+            while (item := await sub.get()) is not None:
                 at, rf = item
                 if at > time.time():
-                    sub.closed.wait(at - time.time())
+                    await asyncio.sleep(at - time.time())
                 now = time.time()
                 rf.deliver_time = now
                 rf.queue_drops = sub.dropped
-                deadline = link.params.deadline_ms
-                with self.emu.lock:
-                    if deadline > 0 and (now - rf.frame.header.send_time) * 1000.0 > deadline:
-                        rf.late = True
-                        link.counts["late"] += 1
-                    link.counts["delivered"] += 1
+                deadline = link.settings.deadline_ms
+                if deadline > 0 and (now - rf.frame.header.send_time) * 1000.0 > deadline:
+                    rf.late = True
+                    link.counts["late"] += 1
+                link.counts["delivered"] += 1
                 yield rf
-        finally:
-            self.emu.unsubscribe(link.name, sub)
+        finally:  # cancelled or replaced: detach without waiting here (a cancelled generator must not block)
+            loop.run_in_executor(None, self.emu.unsubscribe, link.name, sub)
 
     @grpc_errors
-    def Configure(self, request: pb.ConfigureRequest, context: grpc.ServicerContext) -> pb.ChannelState:
-        self.emu.configure(list(request.links))
-        return self.emu.state()
+    async def Configure(self, request: pb.ConfigureRequest, context: grpc.aio.ServicerContext) -> pb.ChannelState:
+        self.verifier.require(context, [auth.CONTROL])
+        await self._off_loop(self.emu.configure, list(request.links), request.validate_only)
+        return await self._off_loop(self.emu.state)
 
     @grpc_errors
-    def GetState(self, request: pb.GetStateRequest, context: grpc.ServicerContext) -> pb.ChannelState:
-        return self.emu.state(request.link)
+    async def GetState(self, request: pb.GetStateRequest, context: grpc.aio.ServicerContext) -> pb.ChannelState:
+        self.verifier.require(context, [auth.CONTROL, auth.TRANSMITTER])
+        return await self._off_loop(self.emu.state, request.link)
 
 
-__all__ = ["ChannelEmulatorServicer", "Emulator", "FADING_NAMES"]
+__all__ = ["ChannelEmulatorServicer", "Emulator"]

@@ -4,7 +4,14 @@ A trace is a list of ``(t_s, snr_db)`` points with increasing times, starting wh
 Before the first point the first value holds; after the last one the last value holds, or with ``loop`` the
 trace repeats with period ``t_last`` (``t_last`` must then be > 0).
 
-Files (``--trace LINK=FILE`` or ``SnrTrace.file``):
+Where a trace comes from (the API takes no filesystem paths; docs/notes/services.md has the audit):
+
+- ``SnrTrace.points`` in the request;
+- ``SnrTrace.csv``: CSV content in the request, at most :data:`MAX_CSV_BYTES`;
+- ``SnrTrace.name``: a file in the folder given at start-up (``--trace-dir``), by validated file name;
+- ``--trace LINK=FILE`` at start-up (the operator's path).
+
+Formats:
 
 - JSON: ``{"interp": "linear" | "step", "loop": false, "points": [[0, 20], [10, 0], ...]}``
 - CSV: one ``t_s,snr_db`` pair per line; ``#`` starts a comment; a first line ``# interp=linear`` or
@@ -16,12 +23,15 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from services_common.errors import BadRequest
+from services_common.errors import BadRequest, NotFound
 
 MAX_POINTS = 100_000
+MAX_CSV_BYTES = 1 << 20
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\.(csv|json)$")
 
 
 @dataclass(frozen=True)
@@ -40,9 +50,9 @@ class SnrTrace:
             raise BadRequest(f"an SNR trace needs matching times and values, at most {MAX_POINTS} points")
         for t, v in zip(self.times, self.values, strict=True):
             if not (math.isfinite(t) and math.isfinite(v)):
-                raise BadRequest(f"SNR trace point ({t}, {v}): time and SNR must be finite numbers")
+                raise BadRequest("SNR trace points: time and SNR must be finite numbers")
         if self.times[0] < 0 or any(b <= a for a, b in zip(self.times[:-1], self.times[1:], strict=True)):
-            raise BadRequest(f"SNR trace times must start at >= 0 and strictly increase, got {list(self.times)[:8]}")
+            raise BadRequest("SNR trace times must start at >= 0 and strictly increase")
         if self.loop and self.times[-1] <= 0:
             raise BadRequest("a looping SNR trace needs its last time > 0 (the period)")
 
@@ -65,24 +75,10 @@ def from_points(points: list[tuple[float, float]], linear: bool, loop: bool) -> 
     return SnrTrace(tuple(float(p[0]) for p in points), tuple(float(p[1]) for p in points), linear, loop)
 
 
-def load_trace(path: str | Path) -> SnrTrace:
-    """Read a JSON or CSV trace file (see the module docstring)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BadRequest(f"cannot read SNR trace file {path}: {exc.strerror or exc}") from None
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        try:
-            spec = json.loads(text)
-            interp = spec.get("interp", "step")
-            if interp not in ("step", "linear"):
-                raise BadRequest(f"{path}: interp={interp!r}, use 'step' or 'linear'")
-            return from_points([tuple(p) for p in spec["points"]], interp == "linear", bool(spec.get("loop", False)))
-        except (ValueError, KeyError, TypeError) as exc:
-            if isinstance(exc, BadRequest):
-                raise
-            raise BadRequest(f"{path}: not a trace JSON ({{'points': [[t_s, snr_db], ...]}}): {exc}") from None
+def parse_csv(text: str, what: str = "SNR trace CSV") -> SnrTrace:
+    """Rows ``t_s,snr_db`` (see the module docstring). Errors name the line, never its content."""
+    if len(text.encode()) > MAX_CSV_BYTES:
+        raise BadRequest(f"{what}: {len(text.encode())} bytes, at most {MAX_CSV_BYTES}")
     linear, loop, points = False, False, []
     for n, line in enumerate(text.splitlines(), 1):
         body = line.split("#", 1)
@@ -95,6 +91,51 @@ def load_trace(path: str | Path) -> SnrTrace:
         try:
             t, v = (float(c) for c in row.split(","))
         except ValueError:
-            raise BadRequest(f"{path}:{n}: expected 't_s,snr_db', got {row!r}") from None
+            raise BadRequest(f"{what}, line {n}: expected two numbers 't_s,snr_db'") from None
         points.append((t, v))
+        if len(points) > MAX_POINTS:
+            raise BadRequest(f"{what}: more than {MAX_POINTS} points")
     return from_points(points, linear, loop)
+
+
+def parse_json(text: str, what: str = "SNR trace JSON") -> SnrTrace:
+    """``{"interp": "linear" | "step", "loop": false, "points": [[t_s, snr_db], ...]}``; errors quote no content."""
+    if len(text.encode()) > MAX_CSV_BYTES:
+        raise BadRequest(f"{what}: {len(text.encode())} bytes, at most {MAX_CSV_BYTES}")
+    try:
+        spec = json.loads(text)
+        interp = spec.get("interp", "step")
+        points = [(float(t), float(v)) for t, v in spec["points"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BadRequest(f"{what}: not a trace object {{'points': [[t_s, snr_db], ...]}}") from None
+    if interp not in ("step", "linear"):
+        raise BadRequest(f"{what}: interp must be 'step' or 'linear'")
+    return from_points(points, interp == "linear", bool(spec.get("loop", False)))
+
+
+def load_trace(path: str | Path) -> SnrTrace:
+    """Read a JSON or CSV trace file named by the operator (``--trace LINK=FILE``; never from the API)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"cannot read SNR trace file {path}: {getattr(exc, 'strerror', None) or 'not text'}") from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        return parse_json(text, str(path))
+    return parse_csv(text, str(path))
+
+
+def load_named(trace_dir: Path | None, name: str) -> SnrTrace:
+    """The trace file ``name`` in the emulator's ``--trace-dir``. ``name`` is a file name, never a path: it must
+    match :data:`NAME_RE` and resolve to a regular file directly inside the folder (no links out of it)."""
+    if trace_dir is None:
+        raise BadRequest("SnrTrace.name needs a trace folder: this emulator was started without --trace-dir")
+    if not NAME_RE.match(name):
+        raise BadRequest("SnrTrace.name must be a file name of 1-128 letters, digits, '_', '-' and '.', starting "
+                         "with a letter or digit, ending in .csv or .json (no folders)")
+    folder = trace_dir.resolve()
+    path = (folder / name).resolve()
+    if path.parent != folder or not path.is_file():
+        available = sorted(p.name for p in folder.iterdir() if p.is_file() and NAME_RE.match(p.name))[:20]
+        raise NotFound(f"no trace named {name!r} in the trace folder; available: {', '.join(available) or 'none'}")
+    return load_trace(path)

@@ -18,6 +18,7 @@ from diffsem.errors import DiffSemError
 from eavesdropper.attacks import Attack, make_attack
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2, eavesdropper_pb2_grpc, frame_pb2, telemetry_pb2
+from services_common import auth
 from services_common.errors import BadRequest, NotReady, grpc_errors
 from services_common.frames import received_batch
 from services_common.listener import ListenerLoop
@@ -87,15 +88,23 @@ class Eavesdropper:
         return out
 
     def listen(self, emulator: str, telemetry: str | None, max_batch: int, max_wait_ms: float,
-               defaults: ch_pb.LinkSettings | None) -> ListenerLoop:
+               defaults: ch_pb.LinkSettings | None, credential: str | None = None) -> ListenerLoop:
         return ListenerLoop(emulator, common_pb2.ROLE_EAVESDROPPER, self.name, self.reports, self.attack_name,
-                            telemetry, max_batch, max_wait_ms, defaults).start()
+                            telemetry, max_batch, max_wait_ms, defaults, credential).start()
 
 
 class EavesdropperServicer(eavesdropper_pb2_grpc.EavesdropperServicer):
-    def __init__(self) -> None:
+    """gRPC wiring; UNAVAILABLE until the model is loaded. ``Attack`` and ``Info`` are the control panel's."""
+
+    SERVICE_NAME = eavesdropper_pb2.DESCRIPTOR.services_by_name["Eavesdropper"].full_name
+
+    def __init__(self, verifier: auth.Verifier | None = None) -> None:
         self._eve: Eavesdropper | None = None
         self.loop: ListenerLoop | None = None
+        self.verifier = verifier or auth.Verifier(None)
+
+    def register(self, server: Any) -> None:
+        eavesdropper_pb2_grpc.add_EavesdropperServicer_to_server(self, server)
 
     @property
     def eve(self) -> Eavesdropper:
@@ -109,10 +118,12 @@ class EavesdropperServicer(eavesdropper_pb2_grpc.EavesdropperServicer):
     @grpc_errors
     def Attack(self, request: eavesdropper_pb2.AttackRequest,
                context: grpc.ServicerContext) -> eavesdropper_pb2.AttackReply:
+        self.verifier.require(context, [auth.CONTROL])
         return eavesdropper_pb2.AttackReply(results=self.eve.run(list(request.frames), request.attack))
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
+        self.verifier.require(context, [auth.CONTROL])
         eve = self.eve
         details = {}
         if self.loop is not None:

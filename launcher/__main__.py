@@ -5,6 +5,11 @@ Example (the demo)::
     python -m launcher --checkpoints checkpoints/mnist \\
         --eavesdropper eve:feature-classifier:0 --eavesdropper far-eve:feature-classifier:-10
 
+An attack that reads the transmitter's weights (``whitebox-inversion``) runs only when its eavesdropper is named in
+``--eavesdropper-reads-transmitter-weights``, which hands it the transmitter's checkpoint::
+
+    python -m launcher -e wb:whitebox-inversion:0 --eavesdropper-reads-transmitter-weights wb
+
 ``--ports 0`` makes every port ephemeral (several stacks side by side, tests); ``--state-file`` writes the
 URLs, pids and ports as JSON once everything is healthy.
 """
@@ -37,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--eavesdropper", "-e", type=_eve, action="append", default=[], metavar="NAME[:ATTACK[:OFFSET_DB]]",
                    help="an eavesdropper (repeatable); OFFSET_DB: its SNR relative to the legitimate link")
+    p.add_argument("--eavesdropper-reads-transmitter-weights", action="append", default=[], metavar="NAME",
+                   help="give eavesdropper NAME the transmitter's checkpoint (white-box attacks; repeatable)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--ports", choices=["fixed", "0"], default="fixed",
                    help="fixed: the ports below; 0: every port ephemeral")
@@ -77,21 +84,50 @@ def config_from(args: argparse.Namespace) -> StackConfig:
                        t_star=None if args.no_self_noise else args.t_star, self_noise=args.self_noise,
                        key_file=args.key_file, seed=args.seed, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, receiver_threads=args.receiver_threads, log_dir=args.log_dir,
+                       reads_transmitter_weights=tuple(args.eavesdropper_reads_transmitter_weights),
                        restart=not args.no_restart, **ports)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def reads_transmitter_weights(attack: str) -> bool:
+    """Whether an attack needs the transmitter's checkpoint (its constructor takes ``transmitter_checkpoint``)."""
+    import inspect
+
+    from diffsem.attacks.base import attack_factory
+
+    try:
+        factory = attack_factory(attack)
+        return bool(getattr(factory, "needs_transmitter", False)) or \
+            "transmitter_checkpoint" in inspect.signature(factory).parameters
+    except (TypeError, ValueError, LookupError):
+        return False
+
+
+def check_eavesdroppers(args: argparse.Namespace) -> str | None:
+    """A one-line problem with the eavesdroppers asked for, or None."""
     from eavesdropper.attacks import known_attacks
 
     names = [e.name for e in args.eavesdropper]
     unknown = sorted({e.attack for e in args.eavesdropper} - set(known_attacks()))
     if unknown:
-        print(f"launcher: unknown attack {', '.join(map(repr, unknown))}; known attacks: "
-              f"{', '.join(known_attacks())}", file=sys.stderr)
-        return 2
-    if len(set(names)) != len(names) or {"receiver", "transmitter", "channel_emulator", "control_panel"} & set(names):
-        print("launcher: eavesdropper names must be unique and differ from the service names", file=sys.stderr)
+        return f"unknown attack {', '.join(map(repr, unknown))}; known attacks: {', '.join(known_attacks())}"
+    if len(set(names)) != len(names) or {"receiver", "transmitter", "channel_emulator", "control_panel",
+                                          "control"} & set(names):
+        return "eavesdropper names must be unique and differ from the service names"
+    strays = sorted(set(args.eavesdropper_reads_transmitter_weights) - set(names))
+    if strays:
+        return f"--eavesdropper-reads-transmitter-weights names no eavesdropper: {', '.join(strays)}"
+    for e in args.eavesdropper:
+        if reads_transmitter_weights(e.attack) and e.name not in args.eavesdropper_reads_transmitter_weights:
+            return (f"attack {e.attack!r} of {e.name!r} reads the transmitter's weights; allow it explicitly with "
+                    f"--eavesdropper-reads-transmitter-weights {e.name}")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    problem = check_eavesdroppers(args)
+    if problem:
+        print(f"launcher: {problem}", file=sys.stderr)
         return 2
     if not (args.checkpoints / "bundle.json").exists():
         print(f"launcher: no checkpoint bundle in {args.checkpoints} (bundle.json missing); train one with "

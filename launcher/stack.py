@@ -1,10 +1,19 @@
 """Start, supervise and stop the live stack as local processes.
 
 Start order follows the dependencies: channel emulator, transmitter, control panel (Telemetry), receiver,
-eavesdroppers. Each service binds its port (0 = ephemeral) and writes it to a port file; the stack then
-waits for the gRPC health service to say SERVING (``/healthz`` for the panel). A service that dies is
-restarted on the same port (``restart=True``), so the others reconnect to the same address: a receiver
-killed mid-run reattaches to the emulator and the run completes.
+eavesdroppers. Command lines come from each service's settings spec (``<service>/settings.py``).
+
+Credentials (docs/design.md, "Roles"): the stack writes an authority key and one credential per service into
+``<log dir>/auth`` and gives each service only its own credential file. The verifying services (emulator,
+transmitter, receiver, the panel's telemetry) get the key; an eavesdropper gets only ``control.pins``, the control
+credential's fingerprint, so it can check its callers but never mint or read another role's credential. Settings
+environment variables of the caller (``$DIFFSEM_<OPTION>``, the self-noise key, the auth files) are not passed on:
+each service gets exactly its command line.
+
+Each service binds its port (0 = ephemeral) and writes it to a port file; the stack then waits for the gRPC
+health service to say SERVING (``/healthz`` for the panel). A service that dies is restarted on the same port
+(``restart=True``), so the others reconnect to the same address: a receiver killed mid-run reattaches to the
+emulator and the run completes.
 """
 
 from __future__ import annotations
@@ -22,8 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from channel_emulator.settings import SPEC as EMULATOR
 from diffsem.keyed import KEY_ENV
+from eavesdropper.settings import SPEC as EAVESDROPPER
+from receiver.settings import SPEC as RECEIVER
+from services_common import auth
 from services_common.client import health_status
+from services_common.spec import ENV_PREFIX
+from transmitter.settings import SPEC as TRANSMITTER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +91,7 @@ class StackConfig:
     max_wait_ms: float = 5.0
     queue_size: int = 4096
     receiver_threads: int | None = None
+    reads_transmitter_weights: tuple[str, ...] = ()  # eavesdropper names given the transmitter's checkpoint
     log_dir: Path | None = None
     restart: bool = True
     startup_timeout_s: float = 180.0
@@ -93,9 +109,10 @@ class Service:
     ``key_env`` (transmitter and receiver) sees a keyed self-noise secret in its environment."""
 
     def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str,
-                 key_env: dict[str, str] | None = None):
+                 key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None):
         self.name, self.module, self.args, self.health = name, module, args, health
         self.key_env = key_env
+        self.extra_env = extra_env or {}
         self.port_file = log_dir / f"{name}.port.json"
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -105,9 +122,9 @@ class Service:
 
     def start(self) -> None:
         self.port_file.unlink(missing_ok=True)
-        env = dict(os.environ)
-        env.pop(KEY_ENV, None)
+        env = {k: v for k, v in os.environ.items() if k not in _WITHHELD}
         env.update(self.key_env or {})
+        env.update(self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("DIFFSEM_METRICS_PORT", "0")  # each gRPC service's Prometheus endpoint, ephemeral
@@ -170,6 +187,15 @@ class Service:
             self.proc.wait(5)
 
 
+def _withheld() -> frozenset[str]:
+    """Environment variables no child inherits from the launcher: every service option's, the secrets', the DB's."""
+    names = {o.env for spec in (EMULATOR, TRANSMITTER, RECEIVER, EAVESDROPPER) for o in spec.options}
+    return frozenset(names | {KEY_ENV, auth.CREDENTIAL_ENV, auth.KEY_ENV, auth.PINS_ENV, f"{ENV_PREFIX}DB"})
+
+
+_WITHHELD = _withheld()
+
+
 class StartupError(RuntimeError):
     pass
 
@@ -184,6 +210,8 @@ class Stack:
 
             cfg.log_dir = Path(tempfile.mkdtemp(prefix="diffsem-stack-"))
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        self.auth_dir = cfg.log_dir / "auth"
+        auth.init_dir(self.auth_dir, [e.name for e in cfg.eavesdroppers])
         self.services: dict[str, Service] = {}
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -209,8 +237,8 @@ class Stack:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def _add(self, name: str, module: str, args: list[str], health: str = "grpc",
-             key_env: dict[str, str] | None = None) -> Service:
-        svc = Service(name, module, args, self.cfg.log_dir, health, key_env)  # type: ignore[arg-type]
+             key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None) -> Service:
+        svc = Service(name, module, args, self.cfg.log_dir, health, key_env, extra_env)  # type: ignore[arg-type]
         self.services[name] = svc
         svc.start()
         return svc
@@ -236,47 +264,50 @@ class Stack:
                                    f"{svc.log_tail()}")
             time.sleep(0.1)
 
-    def _common(self) -> list[str]:
-        return ["--host", self.cfg.host]
+    def _auth(self, credential: str, verify: str = "key") -> dict[str, Path]:
+        """Spec values for a service's own credential and how it verifies callers (``key`` or ``pins``)."""
+        out = {"credential_file": self.auth_dir / f"{credential}.credential"}
+        if verify == "key":
+            out["auth_key_file"] = self.auth_dir / "authority.key"
+        else:
+            out["auth_pins_file"] = self.auth_dir / auth.PINS_FILE
+        return out
 
-    def _key(self) -> tuple[list[str], dict[str, str] | None]:
-        """Keyed self-noise: the key option and environment that only the transmitter and receiver get."""
+    def _key(self) -> tuple[Path | None, dict[str, str] | None]:
+        """Keyed self-noise: the key file, or the environment, that only the transmitter and receiver get."""
         if self.cfg.self_noise != "keyed":
-            return [], None
+            return None, None
         if self.cfg.key_file is not None:
-            return ["--key-file", str(self.cfg.key_file)], None
-        return [], {KEY_ENV: os.environ.get(KEY_ENV) or secrets.token_hex(32)}
+            return self.cfg.key_file, None
+        return None, {KEY_ENV: os.environ.get(KEY_ENV) or secrets.token_hex(32)}
 
     def start(self) -> Stack:
         c = self.cfg
         try:
-            emu = self._add("channel_emulator", "channel_emulator", [
-                *self._common(), "--port", str(c.emulator_port), "--snr-db", str(c.snr_db), "--seed", str(c.seed),
-                "--queue-size", str(c.queue_size)])
+            emu = self._add("channel_emulator", "channel_emulator", EMULATOR.argv(
+                host=c.host, port=c.emulator_port, snr_db=c.snr_db, seed=c.seed, queue_size=c.queue_size,
+                auth_key_file=self.auth_dir / "authority.key"))
             self._wait(emu)
-            model = ["--checkpoints", str(c.checkpoints), "--device", c.device]
-            tx_args = [*self._common(), "--port", str(c.transmitter_port), "--emulator", self.address("channel_emulator"),
-                       "--seed", str(c.seed), *model]
-            tx_args += ["--no-self-noise"] if c.t_star is None else ["--t-star", str(c.t_star)]
-            key_args, key_env = self._key()
-            if key_env is not None or key_args:
-                tx_args += ["--self-noise", "keyed", *key_args]
-            tx = self._add("transmitter", "transmitter", tx_args, key_env=key_env)
+            model = dict(checkpoints=c.checkpoints, device=c.device)
+            key_file, key_env = self._key()
+            tx = self._add("transmitter", "transmitter", TRANSMITTER.argv(
+                host=c.host, port=c.transmitter_port, emulator=self.address("channel_emulator"), seed=c.seed,
+                no_self_noise=c.t_star is None, t_star=c.t_star,
+                self_noise="keyed" if key_env is not None or key_file else None, key_file=key_file,
+                **model, **self._auth(auth.TRANSMITTER)), key_env=key_env)
             self._wait_ports(tx)  # its address is known before its model is loaded
             panel = self._add("control_panel", "control_panel", [
-                *self._common(), "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
+                "--host", c.host, "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
                 "--transmitter", self.address("transmitter"), "--emulator", self.address("channel_emulator"),
-                "--db", os.environ.get("DIFFSEM_DB") or str(c.log_dir / "panel.db")],
-                health="http")
+                "--credential-file", str(self.auth_dir / f"{auth.CONTROL}.credential"),
+                "--auth-key-file", str(self.auth_dir / "authority.key")],
+                health="http", extra_env={f"{ENV_PREFIX}DB": os.environ.get(f"{ENV_PREFIX}DB") or str(c.log_dir / "panel.db")})
             self._wait(panel)
-            rx_args = [*self._common(), "--port", str(c.receiver_port), "--emulator", self.address("channel_emulator"),
-                       "--telemetry", self.address("control_panel", "telemetry"), "--mode", c.mode,
-                       "--classifier", c.classifier,
-                       "--steps", str(c.steps), "--max-batch", str(c.max_batch), "--max-wait-ms", str(c.max_wait_ms),
-                       *model]
-            if c.receiver_threads:
-                rx_args += ["--threads", str(c.receiver_threads)]
-            rx = self._add("receiver", "receiver", rx_args + key_args, key_env=key_env)
+            rx = self._add("receiver", "receiver", RECEIVER.argv(
+                host=c.host, port=c.receiver_port, emulator=self.address("channel_emulator"),
+                telemetry=self.address("control_panel", "telemetry"), mode=c.mode, classifier=c.classifier,
+                steps=c.steps, max_batch=c.max_batch, max_wait_ms=c.max_wait_ms, threads=c.receiver_threads,
+                key_file=key_file, **model, **self._auth(auth.RECEIVER)), key_env=key_env)
             eves = [self._start_eve(spec) for spec in c.eavesdroppers]
             for svc in (tx, rx, *eves):
                 self._wait(svc)
@@ -293,12 +324,13 @@ class Stack:
         port = self._eve_port
         if self._eve_port:
             self._eve_port += 1
-        args = [*self._common(), "--port", str(port), "--name", spec.name, "--attack", spec.attack,
-                "--emulator", self.address("channel_emulator"),
-                "--telemetry", self.address("control_panel", "telemetry"),
-                "--checkpoints", str(self.cfg.checkpoints), "--device", self.cfg.device]
-        if spec.snr_offset_db is not None:
-            args += ["--snr-offset-db", str(spec.snr_offset_db)]
+        auth.init_dir(self.auth_dir, [spec.name])  # the same key: every issued credential stays valid
+        reads = spec.name in self.cfg.reads_transmitter_weights
+        args = EAVESDROPPER.argv(
+            host=self.cfg.host, port=port, name=spec.name, attack=spec.attack,
+            emulator=self.address("channel_emulator"), telemetry=self.address("control_panel", "telemetry"),
+            checkpoints=self.cfg.checkpoints, device=self.cfg.device, snr_offset_db=spec.snr_offset_db,
+            transmitter_checkpoint=self.cfg.checkpoints if reads else None, **self._auth(spec.name, "pins"))
         return self._add(spec.name, "eavesdropper", args)
 
     def add_eavesdropper(self, spec: EveSpec, wait: bool = True) -> Service:
@@ -340,8 +372,11 @@ class Stack:
             svc.stop(timeout)
 
     def state(self) -> dict[str, Any]:
+        for svc in self.services.values():  # a restarted service keeps its gRPC port but not its metrics port
+            if svc.alive:
+                svc.read_ports()
         return {"urls": self.urls() if "control_panel" in self.services else {},
-                "log_dir": str(self.cfg.log_dir),
+                "log_dir": str(self.cfg.log_dir), "auth_dir": str(self.auth_dir),
                 "services": {n: {"pid": s.proc.pid if s.proc else None, "ports": s.ports, "log": str(s.log_path),
                                  "restarts": s.restarts} for n, s in self.services.items()}}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import grpc
 import torch
@@ -22,6 +23,7 @@ from diffsem.diffusion import nearest_timestep
 from diffsem.keyed import check_value
 from diffsem.receiver import DiffusionReceiver
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, telemetry_pb2
+from services_common import auth
 from services_common.errors import BadRequest, NotReady, grpc_errors
 from services_common.frames import received_batch
 from services_common.listener import ListenerLoop
@@ -80,17 +82,24 @@ class Receiver:
                                      latency_ms=d.latency_ms, abar_eff=d.abar_eff, report_time=now)
                 for d in self.decode(frames)]
 
-    def listen(self, emulator: str, telemetry: str | None, max_batch: int, max_wait_ms: float) -> ListenerLoop:
+    def listen(self, emulator: str, telemetry: str | None, max_batch: int, max_wait_ms: float,
+               credential: str | None = None) -> ListenerLoop:
         return ListenerLoop(emulator, common_pb2.ROLE_LEGITIMATE, self.name, self.reports, self.method, telemetry,
-                            max_batch, max_wait_ms).start()
+                            max_batch, max_wait_ms, credential=credential).start()
 
 
 class ReceiverServicer(receiver_pb2_grpc.ReceiverServicer):
-    """gRPC wiring; UNAVAILABLE until the model is loaded."""
+    """gRPC wiring; UNAVAILABLE until the model is loaded. ``Decode`` and ``Info`` are the control panel's."""
 
-    def __init__(self) -> None:
+    SERVICE_NAME = receiver_pb2.DESCRIPTOR.services_by_name["Receiver"].full_name
+
+    def __init__(self, verifier: auth.Verifier | None = None) -> None:
         self._rx: Receiver | None = None
         self.loop: ListenerLoop | None = None
+        self.verifier = verifier or auth.Verifier(None)
+
+    def register(self, server: Any) -> None:
+        receiver_pb2_grpc.add_ReceiverServicer_to_server(self, server)
 
     @property
     def rx(self) -> Receiver:
@@ -103,11 +112,13 @@ class ReceiverServicer(receiver_pb2_grpc.ReceiverServicer):
 
     @grpc_errors
     def Decode(self, request: receiver_pb2.DecodeRequest, context: grpc.ServicerContext) -> receiver_pb2.DecodeReply:
+        self.verifier.require(context, [auth.CONTROL])
         return receiver_pb2.DecodeReply(decisions=self.rx.decode(list(request.frames), request.mode,
                                                                   request.classifier))
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
+        self.verifier.require(context, [auth.CONTROL])
         rx = self.rx
         details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta), "classifier": rx.core.classifier,
                    "key_check": check_value(rx.key) if rx.key else ""}

@@ -23,6 +23,11 @@ Usage (the command line writes credentials for deployments)::
 
 Files: a service reads its credential from ``--credential-file`` / ``$DIFFSEM_CREDENTIAL_FILE`` and, where it
 verifies callers, the key from ``--auth-key-file`` / ``$DIFFSEM_AUTH_KEY_FILE``.
+
+**Pins** (``--auth-pins-file`` / ``$DIFFSEM_AUTH_PINS_FILE``): a service that must check its callers but may not hold
+the key (an eavesdropper: the key would let it mint the receiver's credential) gets ``control.pins`` instead, the
+SHA-256 fingerprint of the control credential with its role and name. A fingerprint verifies a presented credential
+but cannot be turned back into one.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ CONTROL, TRANSMITTER, RECEIVER, EAVESDROPPER = "control", "transmitter", "receiv
 ROLES = (CONTROL, TRANSMITTER, RECEIVER, EAVESDROPPER)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")  # no '.', the credential's separator
 KEY_BYTES = 32
-CREDENTIAL_ENV, KEY_ENV = "DIFFSEM_CREDENTIAL_FILE", "DIFFSEM_AUTH_KEY_FILE"
+CREDENTIAL_ENV, KEY_ENV, PINS_ENV = "DIFFSEM_CREDENTIAL_FILE", "DIFFSEM_AUTH_KEY_FILE", "DIFFSEM_AUTH_PINS_FILE"
+PINS_FILE = "control.pins"
 
 
 class AuthError(Exception):
@@ -104,6 +110,24 @@ def read_credential(path: str | Path) -> str:
     return text
 
 
+def fingerprint(credential: str) -> str:
+    """SHA-256 (hex) of a credential: what a pins file holds instead of the credential itself."""
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+def read_pins(path: str | Path) -> dict[str, Identity]:
+    """A pins file: one ``<sha256 hex> <role> <name>`` line per accepted credential."""
+    pins: dict[str, Identity] = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or len(parts[0]) != 64 or parts[1] not in ROLES:
+            raise ValueError(f"{path}:{n}: expected '<sha256 hex> <role> <name>'")  # never echo the content
+        pins[parts[0]] = Identity(parts[1], parts[2])
+    return pins
+
+
 def credential_from(path: str | None) -> str | None:
     """The credential in ``path``, else in ``$DIFFSEM_CREDENTIAL_FILE``, else None."""
     path = path or os.environ.get(CREDENTIAL_ENV)
@@ -117,26 +141,33 @@ def key_from(path: str | None) -> bytes | None:
 
 
 class Verifier:
-    """Checks the credential a call carries against the authority key.
+    """Checks the credential a call carries against the authority key, or against ``pins`` (fingerprint ->
+    identity, for services that may not hold the key).
 
-    ``key=None`` turns authentication off (every caller is anonymous and every rule passes). Only the tests of
-    single services and explicit ``--no-auth`` runs use that; the launcher and compose always set a key.
+    Neither (``key=None``) turns authentication off: every caller is anonymous and every rule passes. Only the tests
+    of single services use that; the launcher and compose always give every service a key or pins.
     """
 
-    def __init__(self, key: bytes | None):
+    def __init__(self, key: bytes | None, pins: dict[str, Identity] | None = None):
         self.key = key
+        self.pins = pins
 
     @property
     def enabled(self) -> bool:
-        return self.key is not None
+        return self.key is not None or self.pins is not None
 
     def identify(self, metadata: Iterable[tuple[str, Any]] | None) -> Identity | None:
         """The caller's identity from call metadata; None when authentication is off."""
-        if self.key is None:
+        if not self.enabled:
             return None
-        token = next((str(v) for k, v in (metadata or ()) if k == METADATA_KEY), None)
+        token = self.token(metadata)
         if token is None:
             raise AuthError(f"no credential: send one in the {METADATA_KEY!r} metadata")
+        if self.key is None:
+            who = (self.pins or {}).get(fingerprint(token))
+            if who is None:
+                raise AuthError("credential is not one this service accepts")
+            return who
         parts = token.split(".")
         if len(parts) != 4 or parts[0] != "v1" or parts[1] not in ROLES:
             raise AuthError("malformed credential: expected v1.<role>.<name>.<signature>")
@@ -144,6 +175,11 @@ class Verifier:
         if not hmac.compare_digest(sig, _sign(self.key, role, name)):
             raise AuthError("credential signature does not verify with this stack's authority key")
         return Identity(role, name)
+
+    @staticmethod
+    def token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+        """The raw credential in call metadata (None without one)."""
+        return next((str(v) for k, v in (metadata or ()) if k == METADATA_KEY), None)
 
     def require(self, context: Any, roles: Sequence[str], name: str | None = None) -> Identity | None:
         """The caller's identity, if its role is in ``roles`` (and its name is ``name`` when given).
@@ -159,6 +195,17 @@ class Verifier:
         if name is not None and who.name != name:
             raise AuthError(f"{who} may act only as {who.name!r}, not as {name!r}", denied=True)
         return who
+
+
+def verifier_from(key_path: str | None, pins_path: str | None, log: Any = None) -> Verifier:
+    """The verifier of a service from its key file or pins file (or their environment variables); logs a WARNING
+    on ``log`` when neither is given, because every caller is then accepted."""
+    pins_path = pins_path or os.environ.get(PINS_ENV)
+    verifier = Verifier(key_from(key_path), read_pins(pins_path) if pins_path else None)
+    if not verifier.enabled and log is not None:
+        log.warning("AUTHENTICATION IS OFF: no --auth-key-file/$%s or --auth-pins-file/$%s, so every caller may "
+                    "use every RPC of this service", KEY_ENV, PINS_ENV)
+    return verifier
 
 
 def call_metadata(credential: str | None) -> tuple[tuple[str, str], ...]:
@@ -192,8 +239,10 @@ def with_credential(ch: grpc.Channel, credential: str | None) -> grpc.Channel:
     return grpc.intercept_channel(ch, _Attach(credential)) if credential else ch
 
 
-class _AioAttach(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                 grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+class _AioAttach:
+    """Adds the credential to a grpc.aio call. grpc.aio files an interceptor under the first interface it matches,
+    so :func:`aio_interceptors` makes one subclass instance per call type."""
+
     def __init__(self, credential: str):
         self.metadata = call_metadata(credential)
 
@@ -214,13 +263,19 @@ class _AioAttach(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClien
         return await cont(self._details(d), requests)
 
 
+_AIO_KINDS = tuple(type(f"_AioAttach{base.__name__}", (_AioAttach, base), {})
+                   for base in (grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
+                                grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor))
+
+
 def aio_interceptors(credential: str | None) -> list[Any]:
-    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)``."""
-    return [_AioAttach(credential)] if credential else []
+    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)``: every call type carries ``credential``."""
+    return [kind(credential) for kind in _AIO_KINDS] if credential else []
 
 
 def init_dir(directory: Path, eavesdroppers: Sequence[str], key: bytes | None = None) -> bytes:
-    """Write ``authority.key`` and one ``<name>.credential`` per service into ``directory`` (files 0600).
+    """Write ``authority.key``, one ``<name>.credential`` per service and ``control.pins`` into ``directory``
+    (files 0600).
 
     Names: ``control``, ``transmitter``, ``receiver`` and each eavesdropper's link name. An existing key is
     reused, so adding an eavesdropper later keeps every issued credential valid.
@@ -234,6 +289,7 @@ def init_dir(directory: Path, eavesdroppers: Sequence[str], key: bytes | None = 
         _write_private(directory / f"{role}.credential", issue(key, role, role))
     for name in eavesdroppers:
         _write_private(directory / f"{name}.credential", issue(key, EAVESDROPPER, name))
+    _write_private(directory / PINS_FILE, f"{fingerprint(issue(key, CONTROL, CONTROL))} {CONTROL} {CONTROL}")
     return key
 
 

@@ -4,6 +4,7 @@
 - :class:`OutOfRange` (a value outside its documented range, e.g. t*) -> OUT_OF_RANGE
 - ``CheckpointError``, ``KeyedNoiseError`` (this service's self-noise key) -> FAILED_PRECONDITION
 - :class:`NotReady` -> UNAVAILABLE
+- :class:`NotFound` -> NOT_FOUND, :class:`AlreadyExists` -> ALREADY_EXISTS, :class:`Exhausted` -> RESOURCE_EXHAUSTED
 - ``services_common.auth.AuthError`` -> UNAUTHENTICATED (no or forged credential) or PERMISSION_DENIED (wrong role)
 - a failing downstream call (``grpc.RpcError``) -> UNAVAILABLE (or its own code when it was a client error)
 - anything else -> INTERNAL, logged with its traceback
@@ -42,12 +43,31 @@ class NotReady(RuntimeError):
     """The service is not ready (model loading, downstream missing). Maps to UNAVAILABLE."""
 
 
+class NotFound(BadRequest):
+    """A well-formed name of something that does not exist (a link). Maps to NOT_FOUND."""
+
+
+class AlreadyExists(BadRequest):
+    """A name already in use by someone else (an attached listener). Maps to ALREADY_EXISTS."""
+
+
+class Exhausted(RuntimeError):
+    """A resource limit is reached (the number of links). Maps to RESOURCE_EXHAUSTED."""
+
+
+_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (OutOfRange, grpc.StatusCode.OUT_OF_RANGE), (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS), (Exhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message for an exception."""
     if isinstance(exc, AuthError):
         return exc.code, str(exc)
-    if isinstance(exc, OutOfRange):
-        return grpc.StatusCode.OUT_OF_RANGE, str(exc)
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code, str(exc)
     if isinstance(exc, CheckpointError | KeyedNoiseError):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, BadRequest | DiffSemError):

@@ -2,9 +2,9 @@
 
 Three daemon threads:
 
-- **subscribe**: a server-streaming ``Listen(role, name)``; on a broken stream (emulator restart, deadline)
-  it resubscribes with back-off. The emulator replaces an older subscription of the same name, so a
-  restarted receiver simply reattaches.
+- **subscribe**: a server-streaming ``Listen(role, name)`` carrying the listener's credential; on a broken stream
+  (emulator restart, deadline) it resubscribes with back-off. The emulator lets the same credential replace its
+  older subscription, so a restarted receiver simply reattaches; a refused credential or name is fatal.
 - **batch**: a dynamic batcher like Triton's: it blocks for the first frame, then collects more until
   ``max_batch`` frames or ``max_wait_ms`` have passed, and calls ``process(frames) -> reports``.
 - **report**: sends reports to the panel's ``Telemetry.Report`` in chunks, with a deadline and retries.
@@ -33,6 +33,8 @@ Process = Callable[[list[frame_pb2.ReceivedFrame]], list[telemetry_pb2.Report]]
 LISTEN_DEADLINE_S = 3600.0   # a subscription is renewed at least this often
 REPORT_CHUNK = 512
 WARN_EVERY_S = 10.0  # the same processing error is logged at most this often per listener
+FATAL = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAUTHENTICATED,
+         grpc.StatusCode.PERMISSION_DENIED)  # retrying cannot help: the name or the credential is wrong
 INBOX_BATCHES = 4  # the inbox holds this many batches; beyond it the stream stalls and the emulator's
                    # bounded per-link queue drops (and counts) what this listener cannot keep up with
 
@@ -43,16 +45,17 @@ def lost_report(rf: frame_pb2.ReceivedFrame, name: str, method: str, error: str 
 
 
 class ListenerLoop:
-    """Subscribe as ``(role, name)`` to ``emulator`` and feed batches to ``process``."""
+    """Subscribe as ``(role, name)`` to ``emulator`` and feed batches to ``process``; every call (Listen, Report)
+    carries ``credential``."""
 
     def __init__(self, emulator: str, role: int, name: str, process: Process, method: str,
                  telemetry: str | None = None, max_batch: int = 64, max_wait_ms: float = 5.0,
-                 defaults: ch_pb.LinkSettings | None = None):
+                 defaults: ch_pb.LinkSettings | None = None, credential: str | None = None):
         self.role, self.name, self.process, self.method = role, name, process, method
         self.max_batch, self.max_wait_s = max(1, max_batch), max(0.0, max_wait_ms) / 1000.0
         self.defaults = defaults
-        self._emulator = channel(emulator)
-        self._telemetry = channel(telemetry) if telemetry else None
+        self._emulator = channel(emulator, credential)
+        self._telemetry = channel(telemetry, credential) if telemetry else None
         self.inbox: queue.Queue[frame_pb2.ReceivedFrame] = queue.Queue(maxsize=INBOX_BATCHES * self.max_batch)
         self.outbox: queue.Queue[list[telemetry_pb2.Report]] = queue.Queue()
         self.stopped = threading.Event()
@@ -113,7 +116,7 @@ class ListenerLoop:
             except grpc.RpcError as exc:
                 if self.stopped.is_set():
                     break
-                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+                if exc.code() in FATAL:
                     self.fatal = f"emulator refused the subscription: {exc.details()}"
                     log.error(self.fatal)
                     self.stopped.set()
@@ -218,7 +221,7 @@ class ListenerLoop:
                 m.REPORTS_OUT.labels(self.name).inc(len(reports))
                 return
             except grpc.RpcError as exc:
-                if attempt == 3 or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                if attempt == 3 or exc.code() in FATAL:
                     self.counts["report_failures"] += len(reports)
                     m.REPORT_FAILURES.labels(self.name).inc(len(reports))
                     log.warning("telemetry refused %d reports: %s %s", len(reports), exc.code().name, exc.details())

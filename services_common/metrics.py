@@ -2,6 +2,8 @@
 
 ``DIFFSEM_METRICS_PORT=9100`` (compose: every container the same port) or ``0`` (ephemeral; the launcher
 reads the bound port from the service's port file, key ``metrics``). Unset: no metrics server.
+``DIFFSEM_METRICS_HOST``: the address it binds (default 127.0.0.1, so a listener on another network, such as the
+eavesdroppers' tap network in compose, never reaches a metrics port unless a deployment opens it on purpose).
 
 The channel emulator's per-link counters (frames in, delivered, queue drops, losses, queue depth) are exported
 by the control panel's ``/metrics``, scraped from the emulator's ``GetState``; the listeners (receiver,
@@ -17,6 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 ENV = "DIFFSEM_METRICS_PORT"
+HOST_ENV = "DIFFSEM_METRICS_HOST"
 
 FRAMES_IN = Counter("diffsem_listener_frames_in", "Frames received from the emulator", ["listener"])
 FRAMES_LOST = Counter("diffsem_listener_frames_lost", "Frames reported lost (link loss or processing failure)",
@@ -35,11 +38,13 @@ ATTACHED = Gauge("diffsem_listener_attached", "1 while subscribed to the emulato
 _port: int | None = None
 
 
-def start_from_env(host: str = "0.0.0.0") -> int | None:
-    """Start the metrics HTTP server once if ``$DIFFSEM_METRICS_PORT`` is set; return its port."""
+def start_from_env() -> int | None:
+    """Start the metrics HTTP server once if ``$DIFFSEM_METRICS_PORT`` is set (on ``$DIFFSEM_METRICS_HOST``, default
+    127.0.0.1); return its port."""
     global _port
     if _port is not None or not os.environ.get(ENV, "").strip():
         return _port
+    host = os.environ.get(HOST_ENV, "").strip() or "127.0.0.1"
     server, _thread = start_http_server(int(os.environ[ENV]), addr=host)
     _port = server.server_port
     log.info("Prometheus metrics on http://%s:%d/metrics", host, _port)

@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import torch
@@ -32,6 +33,7 @@ from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from protos.diffsem.v1 import transmitter_pb2 as pb
 from protos.diffsem.v1 import transmitter_pb2_grpc as pb_grpc
+from services_common import auth
 from services_common.client import DEADLINE_S, SHORT_DEADLINE_S, channel
 from services_common.errors import BadRequest, NotReady, OutOfRange, grpc_errors
 from services_common.frames import header_to_proto
@@ -64,17 +66,17 @@ def images_from_proto(msg: common_pb2.Tensor) -> torch.Tensor:
 
 class Transmitter:
     """Encoder + self-noising + forwarding; thread-safe. ``key``: keyed self-noise with this shared secret
-    (None: the paper's random self-noise)."""
+    (None: the paper's random self-noise); ``credential``: the transmitter's own, for its calls to the emulator."""
 
     def __init__(self, bundle: ModelBundle, emulator: str, legit_link: str = "receiver", t_star: int | None = 300,
-                 seed: int = 0, csi_max_age_s: float = 0.02, key: bytes | None = None):
+                 seed: int = 0, csi_max_age_s: float = 0.02, key: bytes | None = None, credential: str | None = None):
         self.bundle = bundle
         self.key = key
         self.nonces = NonceSource()  # random prefix per process: no (key, nonce) reuse across restarts
         self.abar = bundle.abar
         self.legit_link = legit_link
         self.csi_max_age_s = csi_max_age_s
-        self.channel = channel(emulator)
+        self.channel = channel(emulator, credential)
         self.emulator = ch_grpc.ChannelEmulatorStub(self.channel)
         self.lock = threading.Lock()
         self.t_star = self._check_t(t_star)
@@ -101,9 +103,13 @@ class Transmitter:
         return value
 
     def configure(self, req: pb.TransmitterConfig) -> None:
+        """Apply ``req`` after checking all of it; ``validate_only`` checks and applies nothing."""
+        t_star = self._check_t(req.t_star) if req.HasField("t_star") else self.t_star
+        if req.validate_only:
+            return
         with self.lock:
             if req.HasField("t_star"):
-                self.t_star = self._check_t(req.t_star)
+                self.t_star = t_star
             elif req.disable_self_noise:
                 self.t_star = None
             if req.HasField("seed"):
@@ -149,10 +155,22 @@ class Transmitter:
 
 
 class TransmitterServicer(pb_grpc.TransmitterServicer):
-    """gRPC wiring; answers UNAVAILABLE until :attr:`tx` is set (the model is loaded)."""
+    """gRPC wiring; answers UNAVAILABLE until :attr:`tx` is set (the model is loaded). Every RPC is the control
+    panel's: ``verifier`` refuses any other caller."""
 
-    def __init__(self, tx: Transmitter | None = None):
+    SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Transmitter"].full_name
+
+    def __init__(self, verifier: auth.Verifier | None = None, tx: Transmitter | None = None):
         self._tx = tx
+        self.verifier = verifier or auth.Verifier(None)
+
+    def register(self, server: Any) -> None:
+        pb_grpc.add_TransmitterServicer_to_server(self, server)
+
+    def control(self, context: grpc.ServicerContext) -> Transmitter:
+        """The transmitter, for a caller with the control credential."""
+        self.verifier.require(context, [auth.CONTROL])
+        return self.tx
 
     @property
     def tx(self) -> Transmitter:
@@ -165,25 +183,27 @@ class TransmitterServicer(pb_grpc.TransmitterServicer):
 
     @grpc_errors
     def Transmit(self, request: pb.TransmitRequest, context: grpc.ServicerContext) -> pb.TransmitReply:
-        return self.tx.transmit(request)
+        return self.control(context).transmit(request)
 
     @grpc_errors
     def TransmitStream(self, request_iterator: Iterator[pb.TransmitRequest],
                        context: grpc.ServicerContext) -> Iterator[pb.TransmitReply]:
+        tx = self.control(context)
         for req in request_iterator:
-            yield self.tx.transmit(req)
+            yield tx.transmit(req)
 
     @grpc_errors
     def Configure(self, request: pb.TransmitterConfig, context: grpc.ServicerContext) -> pb.TransmitterState:
-        self.tx.configure(request)
-        return self.tx.state()
+        tx = self.control(context)
+        tx.configure(request)
+        return tx.state()
 
     @grpc_errors
     def GetState(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> pb.TransmitterState:
-        return self.tx.state()
+        return self.control(context).state()
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
-        b = self.tx.bundle
+        b = self.control(context).bundle
         return common_pb2.ServiceInfo(service="transmitter", model_id=b.model_id, device=str(b.device), k=b.cfg.k,
                                       details={"t_star": str(self.tx.t_star), "legit_link": self.tx.legit_link})

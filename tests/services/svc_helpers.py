@@ -78,6 +78,26 @@ class LiveStack:
     def pid(self, service: str) -> int:
         return self.state["services"][service]["pid"]
 
+    def credential(self, role: str, name: str | None = None) -> str:
+        """A credential of this stack (signed with its authority key, as the launcher's are)."""
+        from services_common import auth
+
+        key = auth.read_key(Path(self.state["auth_dir"]) / "authority.key")
+        return auth.issue(key, role, name or role)
+
+    def credential_file(self, role: str, name: str, folder: Path) -> Path:
+        """``credential(role, name)`` in a 0600 file under ``folder`` (for a process the test starts)."""
+        path = folder / f"{name}.credential"
+        path.write_text(self.credential(role, name))
+        path.chmod(0o600)
+        return path
+
+    def channel(self, service: str, role: str = "control", key: str = "grpc", name: str | None = None) -> Any:
+        """A gRPC channel to ``service`` carrying this stack's credential of ``role`` (named ``name``)."""
+        from services_common.client import channel
+
+        return channel(self.address(service, key), self.credential(role, name))
+
     def http(self, timeout: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)
 

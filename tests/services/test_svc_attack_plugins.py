@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
 from svc_helpers import ROOT, LiveStack, child_env, eavesdropper_folder
 
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc
+from services_common.client import channel
 
 EXAMPLE = ROOT / "examples" / "custom_attack"
 
@@ -42,14 +42,16 @@ def _start(live: LiveStack, eve_dir: Path, name: str, attack: str) -> tuple[subp
     proc = subprocess.Popen(
         [sys.executable, "-m", "eavesdropper", "--port", "0", "--port-file", str(port_file), "--name", name,
          "--attack", attack, "--emulator", live.address("channel_emulator"),
-         "--telemetry", live.address("control_panel", "telemetry"), "--checkpoints", str(eve_dir)],
+         "--telemetry", live.address("control_panel", "telemetry"), "--checkpoints", str(eve_dir),
+         "--credential-file", str(live.credential_file("eavesdropper", name, eve_dir)),
+         "--auth-pins-file", str(Path(live.state["auth_dir"]) / "control.pins")],
         cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port_file
 
 
-def _info(port_file: Path) -> Any:
+def _info(live: LiveStack, port_file: Path) -> Any:
     port = json.loads(port_file.read_text())["grpc"]
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+    with channel(f"127.0.0.1:{port}", live.credential("control")) as ch:
         return eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=10)
 
 
@@ -76,10 +78,10 @@ def test_example_plugin_installed_and_attached_live(live: LiveStack, tmp_path: P
         assert plug["role"] == "eavesdropper" and plug["lost"] == 0
         assert plug["labelled"] > 0 and plug["correct"] / plug["labelled"] > 0.3  # far above chance (0.1)
         assert broken["lost"] == broken["reports"]  # every frame of the failing plugin counted as failed
-        info = _info(bad_port)
+        info = _info(live, bad_port)
         assert info.mode == "always-fails" and int(info.details["failed[always-fails]"]) >= 20
         assert bad.poll() is None  # still running
-        assert _info(good_port).mode == "nearest-centroid"
+        assert _info(live, good_port).mode == "nearest-centroid"
     finally:
         for p in (good, bad):
             p.send_signal(signal.SIGTERM)

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from svc_helpers import ROOT, LiveStack, child_env, start_stack, stop_stack
+from svc_helpers import ROOT, LiveStack, child_env, start_stack, stop_stack, wait_until
 
 from diffsem.keyed import KEY_ENV
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, transmitter_pb2_grpc
+from services_common.client import channel
 
 T_STAR, SNR_DB = 700, 20.0
 
@@ -45,7 +46,7 @@ def run(stack: LiveStack, n: int, start: int = 0) -> dict:
 
 
 def test_keyed_receiver_decodes_and_eavesdropper_without_key_does_not(keyed: LiveStack) -> None:
-    with grpc.insecure_channel(keyed.address("transmitter")) as ch:
+    with keyed.channel("transmitter") as ch:
         state = transmitter_pb2_grpc.TransmitterStub(ch).GetState(common_pb2.InfoRequest(), timeout=10)
     assert state.self_noise == "keyed" and len(state.key_check) == 16 and state.t_star == T_STAR
     result = run(keyed, 300)
@@ -64,10 +65,7 @@ def _legit_attached(stack: LiveStack) -> bool:
 
 
 def _wait_detached(stack: LiveStack) -> None:
-    deadline = time.monotonic() + 30
-    while _legit_attached(stack):
-        assert time.monotonic() < deadline, "a stopped receiver still looks attached"
-        time.sleep(0.2)
+    wait_until(lambda: not _legit_attached(stack), 30, "the stopped receiver to detach", poll_s=0.2)
 
 
 def _receiver(stack: LiveStack, tmp_path: Path, key_args: list[str]) -> tuple[subprocess.Popen, str]:
@@ -77,7 +75,9 @@ def _receiver(stack: LiveStack, tmp_path: Path, key_args: list[str]) -> tuple[su
     proc = subprocess.Popen(
         [sys.executable, "-m", "receiver", "--port", "0", "--port-file", str(port_file),
          "--emulator", stack.address("channel_emulator"), "--telemetry", stack.address("control_panel", "telemetry"),
-         "--checkpoints", str(stack.checkpoints), "--threads", "1", *key_args],
+         "--checkpoints", str(stack.checkpoints), "--threads", "1", *key_args,
+         "--credential-file", str(stack.credential_file("receiver", "receiver", tmp_path)),
+         "--auth-key-file", str(Path(stack.state["auth_dir"]) / "authority.key")],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
@@ -86,7 +86,7 @@ def _receiver(stack: LiveStack, tmp_path: Path, key_args: list[str]) -> tuple[su
             pytest.fail("our receiver did not start and attach within 120 s")
         if port_file.exists() and _legit_attached(stack):
             addr = f"127.0.0.1:{json.loads(port_file.read_text())['grpc']}"
-            with grpc.insecure_channel(addr) as ch:
+            with channel(addr, stack.credential("control")) as ch:
                 try:
                     receiver_pb2_grpc.ReceiverStub(ch).Info(common_pb2.InfoRequest(), timeout=5)
                     return proc, addr
@@ -122,7 +122,7 @@ def test_wrong_or_missing_key_loses_frames_with_the_reason(keyed: LiveStack, tmp
     for i, (key_args, reason) in enumerate(((["--key-file", str(wrong)], "different key"), ([], "has no key"))):
         proc, addr = _receiver(keyed, tmp_path, key_args)
         try:
-            with grpc.insecure_channel(addr) as ch, pytest.raises(grpc.RpcError) as err:
+            with channel(addr, keyed.credential("control")) as ch, pytest.raises(grpc.RpcError) as err:
                 receiver_pb2_grpc.ReceiverStub(ch).Decode(receiver_pb2.DecodeRequest(frames=[keyed_frame(keyed)]),
                                                           timeout=30)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in err.value.details()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import numpy as np
 import pytest
@@ -71,3 +73,36 @@ def test_error_mapping() -> None:
     assert status_for(NotReady("loading"))[0] == grpc.StatusCode.UNAVAILABLE
     code, msg = status_for(RuntimeError("boom"))
     assert code == grpc.StatusCode.INTERNAL and "boom" in msg
+
+
+def test_a_service_without_a_key_warns_that_authentication_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    from services_common import auth
+
+    with caplog.at_level("WARNING"):
+        verifier = auth.verifier_from(None, None, logging.getLogger("svc"))
+    assert not verifier.enabled and "AUTHENTICATION IS OFF" in caplog.text
+
+
+def test_a_settings_spec_makes_the_parser_the_argv_and_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from channel_emulator.settings import SPEC
+
+    argv = SPEC.argv(snr_db=3.5, trace=["eve=a.csv"], port=0)
+    assert argv == ["--snr-db", "3.5", "--trace", "eve=a.csv", "--port", "0"]
+    args = SPEC.parse(argv)
+    assert (args.snr_db, args.trace, args.port, args.seed) == (3.5, ["eve=a.csv"], 0, 0)
+    monkeypatch.setenv("DIFFSEM_SEED", "7")
+    assert SPEC.parse([]).seed == 7 and "DIFFSEM_MAX_LINKS" in SPEC.environment()
+    with pytest.raises(KeyError, match="no option 'snr'"):
+        SPEC.argv(snr=1)
+
+
+def test_a_white_box_eavesdropper_needs_the_option_that_says_it_reads_the_transmitter_weights() -> None:
+    from launcher.__main__ import check_eavesdroppers, parse_args
+
+    problem = check_eavesdroppers(parse_args(["-e", "wb:whitebox-inversion:0"]))
+    assert problem is not None and "--eavesdropper-reads-transmitter-weights wb" in problem
+    assert check_eavesdroppers(parse_args(["-e", "wb:whitebox-inversion:0",
+                                           "--eavesdropper-reads-transmitter-weights", "wb"])) is None
+    assert "names no eavesdropper" in check_eavesdroppers(parse_args(
+        ["-e", "eve", "--eavesdropper-reads-transmitter-weights", "wb"]))
+    assert check_eavesdroppers(parse_args(["-e", "eve:feature-classifier:0"])) is None  # black-box: nothing needed

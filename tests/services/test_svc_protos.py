@@ -19,8 +19,19 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
             f"{p.name} is stale: run `python protos/generate.py` and commit the result")
 
 
-def test_imports_use_the_protos_package() -> None:
-    from protos.diffsem.v1 import frame_pb2, transmitter_pb2_grpc
+def test_the_link_schema_travels_as_json_and_its_rules_are_enforced_from_the_proto() -> None:
+    """The panel's JSON form of LinkSettings (protobuf json_format) meets the emulator's one validator."""
+    import pytest
+    from google.protobuf import json_format
 
-    assert frame_pb2.DESCRIPTOR.package == "diffsem.v1"
-    assert transmitter_pb2_grpc.TransmitterStub
+    from channel_emulator.schema import validate
+    from protos.diffsem.v1 import channel_emulator_pb2 as pb
+    from services_common.errors import BadRequest, OutOfRange
+
+    ok = json_format.Parse('{"snr_db": 3, "fading": "rician", "queue_size": 64}', pb.LinkSettings())
+    validate(ok)
+    assert ok.HasField("snr_db") and not ok.HasField("rician_k")  # unset fields keep the link's value
+    with pytest.raises(OutOfRange, match="queue_size=100000 frames is out of range"):
+        validate(json_format.Parse('{"queue_size": 100000}', pb.LinkSettings()))
+    with pytest.raises(BadRequest, match="fading='awgn' is not one of none, rayleigh, rician"):
+        validate(json_format.Parse('{"fading": "awgn"}', pb.LinkSettings()))

@@ -1,7 +1,7 @@
 """The stack under load and faults, on loopback: concurrent clients, an emulator restart, a slow listener.
 
-Its own stack (the session one is shared with tests that expect its link settings to stay put).
-The full-size load and the memory check are ``benchmarks/load.py``.
+It shares the session stack (one stack per configuration): the emulator it kills comes back with the launcher's
+settings, and every listener re-attaches. The full-size load and the memory check are ``benchmarks/load.py``.
 """
 
 from __future__ import annotations
@@ -11,23 +11,19 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from svc_helpers import LiveStack, start_stack, stop_stack
+from svc_helpers import LiveStack, wait_until
 
 CLIENTS, PER_CLIENT = 16, 12  # benchmarks/load.py runs 16 x 200
 
 
-@pytest.fixture(scope="module")
-def stack(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory):
-    live = start_stack(checkpoints, tmp_path_factory.mktemp("reliab"), "-e", "eve:feature-classifier:0",
-                       "--receiver-threads", "1")
-    yield live
-    assert stop_stack(live) == 0, live.out_path.read_text()[-3000:]
+@pytest.fixture()
+def stack(live: LiveStack) -> LiveStack:
+    return live
 
 
 def npy(img: np.ndarray) -> bytes:
@@ -42,14 +38,14 @@ def summary(live: LiveStack) -> dict[str, Any]:
 
 
 def wait_attached(live: LiveStack, names: tuple[str, ...], timeout: float = 60.0) -> float:
-    start = time.monotonic()
-    while True:
+    def attached() -> bool:
         s = summary(live)
         links = s.get("links", {})  # the last known state while the emulator is unreachable: links_error says so
-        if "links_error" not in s and all(links.get(n, {}).get("attached") for n in names):
-            return time.monotonic() - start
-        assert time.monotonic() - start < timeout, links
-        time.sleep(0.1)
+        return "links_error" not in s and all(links.get(n, {}).get("attached") for n in names)
+
+    start = time.monotonic()
+    wait_until(attached, timeout, f"{', '.join(names)} attached", poll_s=0.1)
+    return time.monotonic() - start
 
 
 def test_concurrent_clients_lose_nothing_and_counts_match(stack: LiveStack) -> None:
@@ -93,14 +89,11 @@ def test_emulator_killed_mid_run_everyone_reconnects(stack: LiveStack) -> None:
     before = summary(stack)
     with stack.http() as c:
         run_id = c.post("/api/runs", json={"n": n, "batch_size": 50, "retry_after_s": 3, "max_retries": 5}).json()["id"]
-        while c.get(f"/api/runs/{run_id}").json()["decided"] < 100:
-            time.sleep(0.05)
+        wait_until(lambda: c.get(f"/api/runs/{run_id}").json()["decided"] >= 100, 120, "100 decisions")
         killed = time.monotonic()
         os.kill(old, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while stack.pid("channel_emulator") == old or not stack.state["services"]["channel_emulator"]["ports"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: stack.pid("channel_emulator") != old and stack.state["services"]["channel_emulator"]["ports"],
+                   60, "the emulator's restart")
         wait_attached(stack, ("receiver", "eve"))
         recovered_after = time.monotonic() - killed  # restart + both listeners re-subscribed
         run = stack.wait_run(run_id, timeout=300)
@@ -133,7 +126,8 @@ def test_slow_listener_drops_only_on_its_own_link(stack: LiveStack) -> None:
         return []
 
     loop = ListenerLoop(stack.address("channel_emulator"), common_pb2.ROLE_EAVESDROPPER, "slow", slow, "sleep",
-                        telemetry=None, max_batch=4, defaults=ch_pb.LinkSettings(queue_size=16)).start()
+                        telemetry=None, max_batch=4, defaults=ch_pb.LinkSettings(queue_size=16),
+                        credential=stack.credential("eavesdropper", "slow")).start()
     try:
         wait_attached(stack, ("slow",))
         with stack.http() as c:
@@ -154,13 +148,18 @@ def test_every_grpc_service_exports_prometheus_metrics(stack: LiveStack) -> None
     for name in ("channel_emulator", "transmitter", "receiver", "eve"):
         assert "metrics" in services[name]["ports"], name
     with stack.http() as c:
-        c.post("/api/runs", json={"n": 50, "batch_size": 25})
-    time.sleep(3)
-    text = httpx.get(f"http://127.0.0.1:{services['receiver']['ports']['metrics']}/metrics", timeout=10).text
+        run = stack.wait_run(c.post("/api/runs", json={"n": 50, "batch_size": 25}).json()["id"])
+    assert run["status"] == "done"
+
+    def scrape(name: str) -> str:  # "" until the listener has counted frames
+        text = httpx.get(f"http://127.0.0.1:{services[name]['ports']['metrics']}/metrics", timeout=10).text
+        return text if f'diffsem_listener_frames_in_total{{listener="{name}"}}' in text else ""
+
+    text = wait_until(lambda: scrape("receiver"), 30, "the receiver's frame counter")
     assert 'diffsem_listener_frames_in_total{listener="receiver"}' in text
     assert "diffsem_listener_decode_seconds_bucket" in text and "diffsem_listener_batch_size_bucket" in text
     assert 'diffsem_listener_queue_depth{listener="receiver"}' in text
-    eve = httpx.get(f"http://127.0.0.1:{services['eve']['ports']['metrics']}/metrics", timeout=10).text
+    eve = wait_until(lambda: scrape("eve"), 30, "eve's frame counter")
     assert 'diffsem_listener_frames_in_total{listener="eve"}' in eve
     with stack.http() as c:
         panel = c.get("/metrics").text

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,7 +19,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from PIL import Image
-from svc_helpers import DEFAULT_CHECKPOINTS, ROOT, LiveStack, child_env, huge_png_header, png_bytes
+from svc_helpers import DEFAULT_CHECKPOINTS, ROOT, LiveStack, child_env, huge_png_header, png_bytes, wait_until
 
 from diffsem.bundle import encode_all, load_bundle
 from diffsem.channel import apply_link, draw_fading, equalised_noise
@@ -27,6 +28,9 @@ from diffsem.data import load_split
 from diffsem.evaluate import condition_seed
 from diffsem.pipeline import listener_view, self_noise_frame
 from diffsem.receiver import DiffusionReceiver
+from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc, receiver_pb2_grpc, transmitter_pb2_grpc
+from services_common import auth
+from services_common.client import channel
 
 SNR, T_STAR, SEED, N_RUN, BATCH = 10.0, 300, 0, 200, 100
 
@@ -39,7 +43,8 @@ def reflect(address: str) -> tuple[list[str], DescriptorPool, grpc.Channel]:
     return list(db.get_services()), DescriptorPool(db), ch
 
 
-def dynamic_call(ch: grpc.Channel, pool: DescriptorPool, full_method: str, **fields: Any) -> Any:
+def dynamic_call(ch: grpc.Channel, pool: DescriptorPool, full_method: str, credential: str | None = None,
+                 **fields: Any) -> Any:
     """Call ``package.Service/Method`` with request and response classes built from reflected descriptors."""
     service, method = full_method.split("/")
     md = pool.FindServiceByName(service).FindMethodByName(method)
@@ -47,7 +52,7 @@ def dynamic_call(ch: grpc.Channel, pool: DescriptorPool, full_method: str, **fie
     resp_cls = message_factory.GetMessageClass(md.output_type)
     call = ch.unary_unary(f"/{full_method}", request_serializer=req_cls.SerializeToString,
                           response_deserializer=resp_cls.FromString)
-    return call(req_cls(**fields), timeout=5)
+    return call(req_cls(**fields), timeout=5, metadata=auth.call_metadata(credential))
 
 
 def emulator_state(live: LiveStack) -> dict[str, Any]:
@@ -69,7 +74,7 @@ def test_health_and_reflection_without_our_stubs(live: LiveStack, service: str, 
             serving = resp.DESCRIPTOR.fields_by_name["status"].enum_type.values_by_name["SERVING"].number
             assert resp.status == serving
         if service in ("receiver", "eve"):
-            info = dynamic_call(ch, pool, f"{name}/Info")
+            info = dynamic_call(ch, pool, f"{name}/Info", live.credential("control"))
             assert info.k == 256 and info.model_id
 
 
@@ -140,7 +145,7 @@ def test_bad_uploads_get_a_clear_4xx(live: LiveStack, case: str, payload: bytes 
 def test_unknown_attack_is_refused_with_the_known_names(live: LiveStack) -> None:
     from protos.diffsem.v1 import eavesdropper_pb2, eavesdropper_pb2_grpc
 
-    with grpc.insecure_channel(live.address("eve")) as ch:
+    with live.channel("eve") as ch:
         with pytest.raises(grpc.RpcError) as err:
             eavesdropper_pb2_grpc.EavesdropperStub(ch).Attack(eavesdropper_pb2.AttackRequest(attack="nope"), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -172,7 +177,7 @@ def test_frames_of_wrong_shape_or_dtype_are_invalid_argument(live: LiveStack) ->
         (torch.zeros(256, dtype=torch.float64), "dtype float64, expected float32"),
         (torch.zeros(2, 128), "shape (2, 128)"),
     ]
-    with grpc.insecure_channel(live.address("receiver")) as ch:
+    with live.channel("receiver") as ch:
         stub = receiver_pb2_grpc.ReceiverStub(ch)
         for x, words in bad_rx:
             rf = frame_pb2.ReceivedFrame(frame=frame_pb2.Frame(message_id="m", symbols=to_proto(x), header=header()))
@@ -190,14 +195,14 @@ def test_frames_of_wrong_shape_or_dtype_are_invalid_argument(live: LiveStack) ->
         for clf in ("matched", "channel"):
             decided = stub.Decode(receiver_pb2.DecodeRequest(frames=[ok], mode="direct", classifier=clf), timeout=5)
             assert decided.decisions[0].label in range(10) and decided.decisions[0].classifier == clf
-    with grpc.insecure_channel(live.address("channel_emulator")) as ch:
+    with live.channel("channel_emulator", "transmitter") as ch:
         stub = channel_emulator_pb2_grpc.ChannelEmulatorStub(ch)
         for x, words in ((torch.zeros(256, dtype=torch.float64), "float64"), (torch.zeros(7), "even"),
                          (torch.full((256,), float("nan")), "NaN")):
             with pytest.raises(grpc.RpcError) as err:
                 stub.Send(channel_emulator_pb2.SendRequest(frames=[frame_pb2.Frame(symbols=to_proto(x))]), timeout=5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details()
-    with grpc.insecure_channel(live.address("transmitter")) as ch:
+    with live.channel("transmitter") as ch:
         stub = transmitter_pb2_grpc.TransmitterStub(ch)
         for x, words in ((torch.zeros(2, 28), "expected (B, 1, 28, 28)"), (torch.full((28, 28), 2.0), "[0, 1]"),
                          (torch.zeros(28, 28, dtype=torch.int64), "int64")):
@@ -216,16 +221,13 @@ def test_transmit_stream_answers_each_batch_in_order(live: LiveStack) -> None:
     images, _ = load_split("mnist", "test")
     reqs = [transmitter_pb2.TransmitRequest(images=to_proto(images[i:i + 3]), message_ids=[f"s{i}-{j}" for j in range(3)])
             for i in (0, 3)]
-    with grpc.insecure_channel(live.address("transmitter")) as ch:
+    with live.channel("transmitter") as ch:
         replies = list(transmitter_pb2_grpc.TransmitterStub(ch).TransmitStream(iter(reqs), timeout=20))
     assert [list(r.message_ids) for r in replies] == [list(r.message_ids) for r in reqs]
     seqs = [s for r in replies for s in r.seqs]
     assert seqs == sorted(seqs) and len(set(seqs)) == 6
     with live.http() as c:  # ids the panel never registered: reported, never counted
-        deadline = time.monotonic() + 20
-        while c.get("/api/summary").json()["unmatched_reports"] < 6:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: c.get("/api/summary").json()["unmatched_reports"] >= 6, 20, "6 unmatched reports")
 
 
 # ---- test-set runs: accuracy, and the same decisions as the offline pipeline ---------------------------
@@ -292,14 +294,12 @@ def test_live_decisions_match_the_offline_pipeline(live: LiveStack, seeded_run: 
 def test_listener_disconnect_mid_stream_is_removed_and_nobody_notices(live: LiveStack) -> None:
     from protos.diffsem.v1 import channel_emulator_pb2, channel_emulator_pb2_grpc, common_pb2
 
-    with grpc.insecure_channel(live.address("channel_emulator")) as ch, live.http() as c:
+    probe = channel(live.address("channel_emulator"), live.credential("eavesdropper", "probe"))
+    with probe as ch, live.http() as c:
         stub = channel_emulator_pb2_grpc.ChannelEmulatorStub(ch)
         stream = stub.Listen(channel_emulator_pb2.ListenRequest(role=common_pb2.ROLE_EAVESDROPPER, name="probe"),
                              timeout=60)
-        deadline = time.monotonic() + 20
-        while not emulator_state(live).get("probe", {}).get("attached"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: emulator_state(live).get("probe", {}).get("attached"), 20, "probe attached")
         run_id = c.post("/api/runs", json={"n": 300, "batch_size": 50}).json()["id"]
         first = next(stream)
         assert first.link == "probe" and first.frame.message_id.startswith(run_id)
@@ -319,7 +319,9 @@ def test_attach_and_detach_an_eavesdropper_during_a_run(live: LiveStack, tmp_pat
         proc = subprocess.Popen(
             [sys.executable, "-m", "eavesdropper", "--port", "0", "--port-file", str(port_file), "--name", "eve2",
              "--emulator", live.address("channel_emulator"), "--telemetry", live.address("control_panel", "telemetry"),
-             "--checkpoints", str(live.checkpoints), "--snr-offset-db", "-5"], cwd=ROOT, env=child_env(),
+             "--checkpoints", str(live.checkpoints), "--snr-offset-db", "-5",
+             "--credential-file", str(live.credential_file("eavesdropper", "eve2", tmp_path)),
+             "--auth-pins-file", str(Path(live.state["auth_dir"]) / "control.pins")], cwd=ROOT, env=child_env(),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120
@@ -335,10 +337,8 @@ def test_attach_and_detach_an_eavesdropper_during_a_run(live: LiveStack, tmp_pat
             assert proc.wait(30) == 0
         detached_at = c.get("/api/summary").json()["listeners"]["eve2"]["reports"]
         run = live.wait_run(run_id)
-        deadline = time.monotonic() + 60  # the other eavesdropper may lag behind the receiver a little
-        while c.get(f"/api/runs/{run_id}").json()["listeners"]["eve"]["reports"] < 3000:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: c.get(f"/api/runs/{run_id}").json()["listeners"]["eve"]["reports"] >= 3000, 60,
+                   "eve's 3000 reports")  # the other eavesdropper may lag behind the receiver a little
         summary = c.get("/api/summary").json()
     assert not summary["links"]["eve2"]["attached"]
     assert run["status"] == "done" and run["decided"] == 3000 and run["gave_up"] == 0
@@ -351,9 +351,9 @@ def test_receiver_killed_mid_run_restarts_reattaches_and_the_run_completes(live:
     n = 800
     old_pid = live.pid("receiver")
     with live.http() as c:
-        run_id = c.post("/api/runs", json={"n": n, "batch_size": 50, "retry_after_s": 3}).json()["id"]
-        while c.get(f"/api/runs/{run_id}").json()["decided"] < 100:
-            time.sleep(0.05)
+        # retries outlast a restart on a loaded machine (model loading can take 20 s when the cores are shared)
+        run_id = c.post("/api/runs", json={"n": n, "batch_size": 50, "retry_after_s": 3, "max_retries": 20}).json()["id"]
+        wait_until(lambda: c.get(f"/api/runs/{run_id}").json()["decided"] >= 100, 120, "100 decisions")
         os.kill(old_pid, signal.SIGKILL)
         run = live.wait_run(run_id)
         summary = c.get("/api/summary").json()
@@ -377,12 +377,12 @@ def test_reports_are_joined_once_and_reconstructions_are_served(live: LiveStack)
         report = telemetry_pb2.Report(message_id=sent["message_id"], listener="inverter", has_label=True,
                                       label=int(labels[2]), role=common_pb2.ROLE_EAVESDROPPER, method="test-attack",
                                       reconstruction=to_proto(images[2]))
-        with grpc.insecure_channel(live.address("control_panel", "telemetry")) as ch:
+        with live.channel("control_panel", "eavesdropper", "telemetry", name="inverter") as ch:
             stub = telemetry_pb2_grpc.TelemetryStub(ch)
             first = stub.Report(telemetry_pb2.ReportRequest(reports=[report]), timeout=5)
             again = stub.Report(telemetry_pb2.ReportRequest(reports=[report, report]), timeout=5)
             unknown = stub.Report(telemetry_pb2.ReportRequest(reports=[telemetry_pb2.Report(
-                message_id="never-sent", listener="inverter")]), timeout=5)
+                message_id="never-sent", listener="inverter", role=common_pb2.ROLE_EAVESDROPPER)]), timeout=5)
             with pytest.raises(grpc.RpcError) as err:
                 stub.Report(telemetry_pb2.ReportRequest(reports=[telemetry_pb2.Report(listener="x")]), timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -409,3 +409,59 @@ def test_summary_and_metrics(live: LiveStack) -> None:
     assert 'diffsem_reports_total{listener="receiver",role="legitimate"}' in metrics
     assert 'diffsem_link_dropped_queue_total{link="receiver"} 0.0' in metrics
     assert "diffsem_transmit_seconds_bucket" in metrics
+
+
+# ---- authenticated roles, from the attacker's position -------------------------------------------------
+CONTROL_ONLY = {
+    "transmitter": lambda ch: transmitter_pb2_grpc.TransmitterStub(ch).GetState(common_pb2.InfoRequest(), timeout=5),
+    "receiver": lambda ch: receiver_pb2_grpc.ReceiverStub(ch).Info(common_pb2.InfoRequest(), timeout=5),
+    "eve": lambda ch: eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=5),
+}
+
+
+@pytest.mark.parametrize("service", sorted(CONTROL_ONLY))
+def test_only_the_control_credential_may_call_a_service(live: LiveStack, service: str) -> None:
+    call = CONTROL_ONLY[service]
+    forged = auth.issue(os.urandom(auth.KEY_BYTES), auth.CONTROL, auth.CONTROL)
+    # An eavesdropper holds only the control credential's fingerprint, not the key: any other credential, valid
+    # elsewhere or not, is one it cannot verify (UNAUTHENTICATED); a key holder knows it is another role's.
+    other = grpc.StatusCode.UNAUTHENTICATED if service == "eve" else grpc.StatusCode.PERMISSION_DENIED
+    cases = [(live.credential(auth.EAVESDROPPER, "eve"), other), (live.credential(auth.RECEIVER), other),
+             (live.credential(auth.TRANSMITTER), other),
+             (forged, grpc.StatusCode.UNAUTHENTICATED), (None, grpc.StatusCode.UNAUTHENTICATED)]
+    for credential, code in cases:
+        with channel(live.address(service), credential) as ch, pytest.raises(grpc.RpcError) as err:
+            call(ch)
+        assert err.value.code() == code, (credential and credential.split(".")[1], err.value.details())
+    with live.channel(service) as ch:
+        assert call(ch)  # the panel's own credential
+
+
+def test_nobody_but_the_receiver_listens_as_the_legitimate_link(live: LiveStack) -> None:
+    from protos.diffsem.v1 import channel_emulator_pb2, channel_emulator_pb2_grpc, common_pb2
+
+    req = channel_emulator_pb2.ListenRequest(role=common_pb2.ROLE_LEGITIMATE, name="receiver")
+    for credential, code in ((live.credential(auth.EAVESDROPPER, "eve"), grpc.StatusCode.PERMISSION_DENIED),
+                             (live.credential(auth.CONTROL), grpc.StatusCode.PERMISSION_DENIED),
+                             (auth.issue(os.urandom(auth.KEY_BYTES), auth.RECEIVER, "receiver"),
+                              grpc.StatusCode.UNAUTHENTICATED), (None, grpc.StatusCode.UNAUTHENTICATED)):
+        with channel(live.address("channel_emulator"), credential) as ch, pytest.raises(grpc.RpcError) as err:
+            next(channel_emulator_pb2_grpc.ChannelEmulatorStub(ch).Listen(req, timeout=5))
+        assert err.value.code() == code
+    assert emulator_state(live)["receiver"]["attached"]  # the real receiver kept its link
+
+
+def test_an_eavesdropper_process_holds_no_other_roles_credential(live: LiveStack) -> None:
+    pid = live.pid("eve")
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    auth_dir = Path(live.state["auth_dir"])
+    others = [(auth_dir / f"{n}.credential").read_text().strip() for n in ("control", "transmitter", "receiver")]
+    key = (auth_dir / "authority.key").read_text().strip()
+    given = [Path(a) for a in argv if a.startswith("/") and Path(a).is_file()]
+    assert auth_dir / "eve.credential" in given and auth_dir / "control.pins" in given
+    assert auth_dir / "authority.key" not in given and "DIFFSEM_AUTH_KEY_FILE" not in environ
+    for secret in (*others, key):
+        assert secret not in " ".join(argv) and secret not in environ
+        for path in given:
+            assert secret not in path.read_text(errors="replace"), path

@@ -22,41 +22,70 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from protos.diffsem.v1 import common_pb2 as protos_dot_diffsem_dot_v1_dot_common__pb2
 from protos.diffsem.v1 import frame_pb2 as protos_dot_diffsem_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(protos/diffsem/v1/channel_emulator.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\")\n\nTracePoint\x12\x0b\n\x03t_s\x18\x01 \x01(\x01\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\"\x85\x01\n\x08SnrTrace\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.TracePoint\x12\"\n\x06interp\x18\x02 \x01(\x0e\x32\x12.diffsem.v1.Interp\x12\x0c\n\x04loop\x18\x03 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03\x63sv\x18\x06 \x01(\tJ\x04\x08\x04\x10\x05\"\xce\x04\n\x0cLinkSettings\x12\x13\n\x06snr_db\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06\x66\x61\x64ing\x18\x11 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08rician_k\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x10\x63oherence_frames\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x16\n\tloss_prob\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x19\n\x0c\x65rasure_prob\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x15\n\x08\x64\x65lay_ms\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x16\n\tjitter_ms\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x18\n\x0b\x64\x65\x61\x64line_ms\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\t\x88\x01\x01\x12\x1a\n\rsnr_offset_db\x18\x0b \x01(\x01H\n\x88\x01\x01\x12\x14\n\x0c\x63lear_offset\x18\x0c \x01(\x08\x12#\n\x05trace\x18\r \x01(\x0b\x32\x14.diffsem.v1.SnrTrace\x12\x13\n\x0b\x63lear_trace\x18\x0e \x01(\x08\x12\x10\n\x03\x63si\x18\x0f \x01(\x08H\x0b\x88\x01\x01\x12\x17\n\nqueue_size\x18\x10 \x01(\rH\x0c\x88\x01\x01\x42\t\n\x07_snr_dbB\t\n\x07_fadingB\x0b\n\t_rician_kB\x13\n\x11_coherence_framesB\x0c\n\n_loss_probB\x0f\n\r_erasure_probB\x0b\n\t_delay_msB\x0c\n\n_jitter_msB\x0e\n\x0c_deadline_msB\x07\n\x05_seedB\x10\n\x0e_snr_offset_dbB\x06\n\x04_csiB\r\n\x0b_queue_sizeJ\x04\x08\x02\x10\x03\"v\n\nLinkUpdate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12*\n\x08settings\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings\x12\x0e\n\x06remove\x18\x04 \x01(\x08\"P\n\x10\x43onfigureRequest\x12%\n\x05links\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.LinkUpdate\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"\xaa\x04\n\tLinkState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x10\n\x08\x61ttached\x18\x03 \x01(\x08\x12\x0e\n\x06snr_db\x18\x04 \x01(\x01\x12\n\n\x02n0\x18\x05 \x01(\x01\x12\x10\n\x08sigma_c2\x18\x06 \x01(\x01\x12\x0f\n\x07gain_re\x18\x07 \x01(\x01\x12\x0f\n\x07gain_im\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61\x64ing\x18\t \x01(\t\x12\x10\n\x08rician_k\x18\n \x01(\x01\x12\x18\n\x10\x63oherence_frames\x18\x0b \x01(\r\x12\x11\n\tloss_prob\x18\x0c \x01(\x01\x12\x14\n\x0c\x65rasure_prob\x18\r \x01(\x01\x12\x10\n\x08\x64\x65lay_ms\x18\x0e \x01(\x01\x12\x11\n\tjitter_ms\x18\x0f \x01(\x01\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x10 \x01(\x01\x12\x12\n\nhas_offset\x18\x11 \x01(\x08\x12\x15\n\rsnr_offset_db\x18\x12 \x01(\x01\x12\x11\n\thas_trace\x18\x13 \x01(\x08\x12\x12\n\nqueue_size\x18\x14 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x15 \x01(\r\x12\x11\n\tframes_in\x18\x16 \x01(\x04\x12\x11\n\tdelivered\x18\x17 \x01(\x04\x12\x15\n\rdropped_queue\x18\x18 \x01(\x04\x12\x0c\n\x04lost\x18\x19 \x01(\x04\x12\x0c\n\x04late\x18\x1a \x01(\x04\x12\x13\n\x0bno_listener\x18\x1b \x01(\x04\x12\x0c\n\x04seed\x18\x1c \x01(\x04\x12\x0b\n\x03\x63si\x18\x1d \x01(\x08\"R\n\x0c\x43hannelState\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.diffsem.v1.LinkState\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x0c\n\x04time\x18\x03 \x01(\x01\"\x1f\n\x0fGetStateRequest\x12\x0c\n\x04link\x18\x01 \x01(\t\"0\n\x0bSendRequest\x12!\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x11.diffsem.v1.Frame\"0\n\tSendReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x11\n\tlisteners\x18\x02 \x01(\r\"i\n\rListenRequest\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x08\x64\x65\x66\x61ults\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings*,\n\x06Interp\x12\x0f\n\x0bINTERP_STEP\x10\x00\x12\x11\n\rINTERP_LINEAR\x10\x01\x32\x93\x02\n\x0f\x43hannelEmulator\x12\x36\n\x04Send\x12\x17.diffsem.v1.SendRequest\x1a\x15.diffsem.v1.SendReply\x12@\n\x06Listen\x12\x19.diffsem.v1.ListenRequest\x1a\x19.diffsem.v1.ReceivedFrame0\x01\x12\x43\n\tConfigure\x12\x1c.diffsem.v1.ConfigureRequest\x1a\x18.diffsem.v1.ChannelState\x12\x41\n\x08GetState\x12\x1b.diffsem.v1.GetStateRequest\x1a\x18.diffsem.v1.ChannelStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(protos/diffsem/v1/channel_emulator.proto\x12\ndiffsem.v1\x1a google/protobuf/descriptor.proto\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"z\n\tFieldRule\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x04 \x03(\t\x12\x14\n\x07initial\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nbytes_each\x18\x06 \x01(\x01\x42\n\n\x08_initial\")\n\nTracePoint\x12\x0b\n\x03t_s\x18\x01 \x01(\x01\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\"\x85\x01\n\x08SnrTrace\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.TracePoint\x12\"\n\x06interp\x18\x02 \x01(\x0e\x32\x12.diffsem.v1.Interp\x12\x0c\n\x04loop\x18\x03 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03\x63sv\x18\x06 \x01(\tJ\x04\x08\x04\x10\x05\"\xc0\x07\n\x0cLinkSettings\x12\x39\n\x06snr_db\x18\x01 \x01(\x01\x42$\xa2\xbb\x18 \t\x00\x00\x00\x00\x00\x00Y\xc0\x11\x00\x00\x00\x00\x00\x00Y@\x1a\x03 dB)\x00\x00\x00\x00\x00\x00\x34@H\x00\x88\x01\x01\x12\x31\n\x06\x66\x61\x64ing\x18\x11 \x01(\tB\x1c\xa2\xbb\x18\x18\"\x04none\"\x08rayleigh\"\x06ricianH\x01\x88\x01\x01\x12-\n\x08rician_k\x18\x03 \x01(\x01\x42\x16\xa2\xbb\x18\x12\x11\x00\x00\x00\x00\x80\x84.A)\x00\x00\x00\x00\x00\x00\x10@H\x02\x88\x01\x01\x12>\n\x10\x63oherence_frames\x18\x04 \x01(\rB\x1f\xa2\xbb\x18\x1b\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x80\x84.A)\x00\x00\x00\x00\x00\x00\xf0?H\x03\x88\x01\x01\x12.\n\tloss_prob\x18\x05 \x01(\x01\x42\x16\xa2\xbb\x18\x12\x11\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00H\x04\x88\x01\x01\x12\x31\n\x0c\x65rasure_prob\x18\x06 \x01(\x01\x42\x16\xa2\xbb\x18\x12\x11\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00H\x05\x88\x01\x01\x12\x32\n\x08\x64\x65lay_ms\x18\x07 \x01(\x01\x42\x1b\xa2\xbb\x18\x17\x11\x00\x00\x00\x00\x00L\xed@\x1a\x03 ms)\x00\x00\x00\x00\x00\x00\x00\x00H\x06\x88\x01\x01\x12\x33\n\tjitter_ms\x18\x08 \x01(\x01\x42\x1b\xa2\xbb\x18\x17\x11\x00\x00\x00\x00\x00L\xed@\x1a\x03 ms)\x00\x00\x00\x00\x00\x00\x00\x00H\x07\x88\x01\x01\x12\x35\n\x0b\x64\x65\x61\x64line_ms\x18\t \x01(\x01\x42\x1b\xa2\xbb\x18\x17\x11\x00\x00\x00\x00@wKA\x1a\x03 ms)\x00\x00\x00\x00\x00\x00\x00\x00H\x08\x88\x01\x01\x12 \n\x04seed\x18\n \x01(\x04\x42\r\xa2\xbb\x18\t\x11\x00\x00\x00\x00\x00\x00\xf0\x43H\t\x88\x01\x01\x12\x37\n\rsnr_offset_db\x18\x0b \x01(\x01\x42\x1b\xa2\xbb\x18\x17\t\x00\x00\x00\x00\x00\x00Y\xc0\x11\x00\x00\x00\x00\x00\x00Y@\x1a\x03 dBH\n\x88\x01\x01\x12\x14\n\x0c\x63lear_offset\x18\x0c \x01(\x08\x12#\n\x05trace\x18\r \x01(\x0b\x32\x14.diffsem.v1.SnrTrace\x12\x13\n\x0b\x63lear_trace\x18\x0e \x01(\x08\x12\x1f\n\x03\x63si\x18\x0f \x01(\x08\x42\r\xa2\xbb\x18\t)\x00\x00\x00\x00\x00\x00\xf0?H\x0b\x88\x01\x01\x12J\n\nqueue_size\x18\x10 \x01(\rB1\xa2\xbb\x18-\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00\x00\xc0@\x1a\x07 frames)\x00\x00\x00\x00\x00\x00\xb0@1\x00\x00\x00\x00\x00\x00\x98@H\x0c\x88\x01\x01\x42\t\n\x07_snr_dbB\t\n\x07_fadingB\x0b\n\t_rician_kB\x13\n\x11_coherence_framesB\x0c\n\n_loss_probB\x0f\n\r_erasure_probB\x0b\n\t_delay_msB\x0c\n\n_jitter_msB\x0e\n\x0c_deadline_msB\x07\n\x05_seedB\x10\n\x0e_snr_offset_dbB\x06\n\x04_csiB\r\n\x0b_queue_sizeJ\x04\x08\x02\x10\x03\"v\n\nLinkUpdate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12*\n\x08settings\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings\x12\x0e\n\x06remove\x18\x04 \x01(\x08\"P\n\x10\x43onfigureRequest\x12%\n\x05links\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.LinkUpdate\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"\xea\x04\n\tLinkState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x10\n\x08\x61ttached\x18\x03 \x01(\x08\x12\x0e\n\x06snr_db\x18\x04 \x01(\x01\x12\n\n\x02n0\x18\x05 \x01(\x01\x12\x10\n\x08sigma_c2\x18\x06 \x01(\x01\x12\x0f\n\x07gain_re\x18\x07 \x01(\x01\x12\x0f\n\x07gain_im\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61\x64ing\x18\t \x01(\t\x12\x10\n\x08rician_k\x18\n \x01(\x01\x12\x18\n\x10\x63oherence_frames\x18\x0b \x01(\r\x12\x11\n\tloss_prob\x18\x0c \x01(\x01\x12\x14\n\x0c\x65rasure_prob\x18\r \x01(\x01\x12\x10\n\x08\x64\x65lay_ms\x18\x0e \x01(\x01\x12\x11\n\tjitter_ms\x18\x0f \x01(\x01\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x10 \x01(\x01\x12\x12\n\nhas_offset\x18\x11 \x01(\x08\x12\x15\n\rsnr_offset_db\x18\x12 \x01(\x01\x12\x11\n\thas_trace\x18\x13 \x01(\x08\x12\x12\n\nqueue_size\x18\x14 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x15 \x01(\r\x12\x11\n\tframes_in\x18\x16 \x01(\x04\x12\x11\n\tdelivered\x18\x17 \x01(\x04\x12\x15\n\rdropped_queue\x18\x18 \x01(\x04\x12\x0c\n\x04lost\x18\x19 \x01(\x04\x12\x0c\n\x04late\x18\x1a \x01(\x04\x12\x13\n\x0bno_listener\x18\x1b \x01(\x04\x12\x0c\n\x04seed\x18\x1c \x01(\x04\x12\x0b\n\x03\x63si\x18\x1d \x01(\x08\x12*\n\x08settings\x18\x1e \x01(\x0b\x32\x18.diffsem.v1.LinkSettings\x12\x12\n\ndetached_s\x18\x1f \x01(\x01\"R\n\x0c\x43hannelState\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.diffsem.v1.LinkState\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x0c\n\x04time\x18\x03 \x01(\x01\"\x1f\n\x0fGetStateRequest\x12\x0c\n\x04link\x18\x01 \x01(\t\"0\n\x0bSendRequest\x12!\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x11.diffsem.v1.Frame\"0\n\tSendReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x11\n\tlisteners\x18\x02 \x01(\r\"i\n\rListenRequest\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x08\x64\x65\x66\x61ults\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings*,\n\x06Interp\x12\x0f\n\x0bINTERP_STEP\x10\x00\x12\x11\n\rINTERP_LINEAR\x10\x01\x32\x93\x02\n\x0f\x43hannelEmulator\x12\x36\n\x04Send\x12\x17.diffsem.v1.SendRequest\x1a\x15.diffsem.v1.SendReply\x12@\n\x06Listen\x12\x19.diffsem.v1.ListenRequest\x1a\x19.diffsem.v1.ReceivedFrame0\x01\x12\x43\n\tConfigure\x12\x1c.diffsem.v1.ConfigureRequest\x1a\x18.diffsem.v1.ChannelState\x12\x41\n\x08GetState\x12\x1b.diffsem.v1.GetStateRequest\x1a\x18.diffsem.v1.ChannelState:D\n\x04rule\x12\x1d.google.protobuf.FieldOptions\x18\xb4\x87\x03 \x01(\x0b\x32\x15.diffsem.v1.FieldRuleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.diffsem.v1.channel_emulator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INTERP']._serialized_start=1974
-  _globals['_INTERP']._serialized_end=2018
-  _globals['_TRACEPOINT']._serialized_start=119
-  _globals['_TRACEPOINT']._serialized_end=160
-  _globals['_SNRTRACE']._serialized_start=163
-  _globals['_SNRTRACE']._serialized_end=296
-  _globals['_LINKSETTINGS']._serialized_start=299
-  _globals['_LINKSETTINGS']._serialized_end=889
-  _globals['_LINKUPDATE']._serialized_start=891
-  _globals['_LINKUPDATE']._serialized_end=1009
-  _globals['_CONFIGUREREQUEST']._serialized_start=1011
-  _globals['_CONFIGUREREQUEST']._serialized_end=1091
-  _globals['_LINKSTATE']._serialized_start=1094
-  _globals['_LINKSTATE']._serialized_end=1648
-  _globals['_CHANNELSTATE']._serialized_start=1650
-  _globals['_CHANNELSTATE']._serialized_end=1732
-  _globals['_GETSTATEREQUEST']._serialized_start=1734
-  _globals['_GETSTATEREQUEST']._serialized_end=1765
-  _globals['_SENDREQUEST']._serialized_start=1767
-  _globals['_SENDREQUEST']._serialized_end=1815
-  _globals['_SENDREPLY']._serialized_start=1817
-  _globals['_SENDREPLY']._serialized_end=1865
-  _globals['_LISTENREQUEST']._serialized_start=1867
-  _globals['_LISTENREQUEST']._serialized_end=1972
-  _globals['_CHANNELEMULATOR']._serialized_start=2021
-  _globals['_CHANNELEMULATOR']._serialized_end=2296
+  _globals['_LINKSETTINGS'].fields_by_name['snr_db']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['snr_db']._serialized_options = b'\242\273\030 \t\000\000\000\000\000\000Y\300\021\000\000\000\000\000\000Y@\032\003 dB)\000\000\000\000\000\0004@'
+  _globals['_LINKSETTINGS'].fields_by_name['fading']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['fading']._serialized_options = b'\242\273\030\030\"\004none\"\010rayleigh\"\006rician'
+  _globals['_LINKSETTINGS'].fields_by_name['rician_k']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['rician_k']._serialized_options = b'\242\273\030\022\021\000\000\000\000\200\204.A)\000\000\000\000\000\000\020@'
+  _globals['_LINKSETTINGS'].fields_by_name['coherence_frames']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['coherence_frames']._serialized_options = b'\242\273\030\033\t\000\000\000\000\000\000\360?\021\000\000\000\000\200\204.A)\000\000\000\000\000\000\360?'
+  _globals['_LINKSETTINGS'].fields_by_name['loss_prob']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['loss_prob']._serialized_options = b'\242\273\030\022\021\000\000\000\000\000\000\360?)\000\000\000\000\000\000\000\000'
+  _globals['_LINKSETTINGS'].fields_by_name['erasure_prob']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['erasure_prob']._serialized_options = b'\242\273\030\022\021\000\000\000\000\000\000\360?)\000\000\000\000\000\000\000\000'
+  _globals['_LINKSETTINGS'].fields_by_name['delay_ms']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['delay_ms']._serialized_options = b'\242\273\030\027\021\000\000\000\000\000L\355@\032\003 ms)\000\000\000\000\000\000\000\000'
+  _globals['_LINKSETTINGS'].fields_by_name['jitter_ms']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['jitter_ms']._serialized_options = b'\242\273\030\027\021\000\000\000\000\000L\355@\032\003 ms)\000\000\000\000\000\000\000\000'
+  _globals['_LINKSETTINGS'].fields_by_name['deadline_ms']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['deadline_ms']._serialized_options = b'\242\273\030\027\021\000\000\000\000@wKA\032\003 ms)\000\000\000\000\000\000\000\000'
+  _globals['_LINKSETTINGS'].fields_by_name['seed']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['seed']._serialized_options = b'\242\273\030\t\021\000\000\000\000\000\000\360C'
+  _globals['_LINKSETTINGS'].fields_by_name['snr_offset_db']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['snr_offset_db']._serialized_options = b'\242\273\030\027\t\000\000\000\000\000\000Y\300\021\000\000\000\000\000\000Y@\032\003 dB'
+  _globals['_LINKSETTINGS'].fields_by_name['csi']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['csi']._serialized_options = b'\242\273\030\t)\000\000\000\000\000\000\360?'
+  _globals['_LINKSETTINGS'].fields_by_name['queue_size']._loaded_options = None
+  _globals['_LINKSETTINGS'].fields_by_name['queue_size']._serialized_options = b'\242\273\030-\t\000\000\000\000\000\000\360?\021\000\000\000\000\000\000\300@\032\007 frames)\000\000\000\000\000\000\260@1\000\000\000\000\000\000\230@'
+  _globals['_INTERP']._serialized_start=2566
+  _globals['_INTERP']._serialized_end=2610
+  _globals['_FIELDRULE']._serialized_start=153
+  _globals['_FIELDRULE']._serialized_end=275
+  _globals['_TRACEPOINT']._serialized_start=277
+  _globals['_TRACEPOINT']._serialized_end=318
+  _globals['_SNRTRACE']._serialized_start=321
+  _globals['_SNRTRACE']._serialized_end=454
+  _globals['_LINKSETTINGS']._serialized_start=457
+  _globals['_LINKSETTINGS']._serialized_end=1417
+  _globals['_LINKUPDATE']._serialized_start=1419
+  _globals['_LINKUPDATE']._serialized_end=1537
+  _globals['_CONFIGUREREQUEST']._serialized_start=1539
+  _globals['_CONFIGUREREQUEST']._serialized_end=1619
+  _globals['_LINKSTATE']._serialized_start=1622
+  _globals['_LINKSTATE']._serialized_end=2240
+  _globals['_CHANNELSTATE']._serialized_start=2242
+  _globals['_CHANNELSTATE']._serialized_end=2324
+  _globals['_GETSTATEREQUEST']._serialized_start=2326
+  _globals['_GETSTATEREQUEST']._serialized_end=2357
+  _globals['_SENDREQUEST']._serialized_start=2359
+  _globals['_SENDREQUEST']._serialized_end=2407
+  _globals['_SENDREPLY']._serialized_start=2409
+  _globals['_SENDREPLY']._serialized_end=2457
+  _globals['_LISTENREQUEST']._serialized_start=2459
+  _globals['_LISTENREQUEST']._serialized_end=2564
+  _globals['_CHANNELEMULATOR']._serialized_start=2613
+  _globals['_CHANNELEMULATOR']._serialized_end=2888
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,24 @@
+"""The channel emulator's settings spec: its options, the launcher's argv and its environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services_common.spec import Option, ServiceSpec, server_options
+
+SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
+    *server_options(50052),
+    Option("--seed", "base seed; each link's noise is seeded from it and its name", 0, int),
+    Option("--legit-name", "name of the legitimate link (= the receiver credential's name)", "receiver"),
+    Option("--snr-db", "legitimate link SNR (dB)", 10.0, float),
+    Option("--fading", "fading of every link", "none", choices=("none", "rayleigh", "rician")),
+    Option("--eve-snr-db", "SNR (dB) of a new eavesdropper link", 10.0, float),
+    Option("--queue-size", "per-listener queue bound (frames)", 4096, int),
+    Option("--max-links", "most links at once; past it Listen answers RESOURCE_EXHAUSTED", 1024, int),
+    Option("--link-grace-s", "a link without a listener is removed after this many seconds", 300.0, float),
+    Option("--trace-dir", "folder of SNR trace files that SnrTrace.name may name (none: names are refused)", None,
+           Path),
+    Option("--trace", "SNR trace file for a link (JSON or CSV, see channel_emulator/traces.py)", kind="append",
+           metavar="LINK=FILE"),
+    Option("--threads", "torch CPU threads", 1, int),
+))

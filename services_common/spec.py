@@ -1,0 +1,159 @@
+"""One settings spec per service: it generates the service's argparse, the launcher's argv and the environment
+variable names it documents (docs/design.md, "Service skeleton").
+
+Every option ``--some-thing`` of a service can also be set with ``$DIFFSEM_SOME_THING`` (the command line wins).
+A service adds an option by adding one :class:`Option` to its spec (``<service>/settings.py``); the launcher
+builds command lines with :meth:`ServiceSpec.argv`, which refuses names the spec does not have.
+
+    python -m services_common.spec            # every service's options and environment variables, as Markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "DIFFSEM_"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option. ``kind``: ``value`` (one value), ``flag`` (store_true) or ``append``
+    (repeatable; comma-separated in the environment)."""
+
+    flag: str
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] = str
+    choices: Sequence[str] | None = None
+    kind: Literal["value", "flag", "append"] = "value"
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+    def env_default(self) -> Any:
+        """The default, overridden by the environment variable when it is set."""
+        text = os.environ.get(self.env)
+        if text is None or text == "":
+            return list(self.default or []) if self.kind == "append" else self.default
+        if self.kind == "flag":
+            return text.strip().lower() in ("1", "true", "yes", "on")
+        if self.kind == "append":
+            return [self.type(t) for t in text.split(",") if t]
+        return self.type(text)
+
+    def add_to(self, p: argparse.ArgumentParser) -> None:
+        help_text = f"{self.help} (${self.env})"
+        if self.kind == "flag":
+            p.add_argument(self.flag, action="store_true", default=self.env_default(), help=help_text)
+        else:
+            p.add_argument(self.flag, type=self.type, choices=self.choices, default=self.env_default(),
+                           action="append" if self.kind == "append" else "store", metavar=self.metavar,
+                           help=help_text + ("" if self.default is None else f"; default {self.default}"))
+
+    def argv(self, value: Any) -> list[str]:
+        if self.kind == "flag":
+            return [self.flag] if value else []
+        if value is None:
+            return []
+        if self.kind == "append":
+            return [a for v in value for a in (self.flag, str(v))]
+        return [self.flag, str(value)]
+
+
+def server_options(port: int) -> tuple[Option, ...]:
+    """What every gRPC service of the stack takes: where it binds, its credential and how it verifies callers."""
+    return (
+        Option("--host", "bind address", "127.0.0.1"),
+        Option("--port", "gRPC port (0 = ephemeral)", port, int),
+        Option("--port-file", "write the bound port(s) here as JSON", None, Path),
+        Option("--credential-file", "this service's own credential for its gRPC calls (services_common/auth.py)"),
+        Option("--auth-key-file", "authority key that verifies callers (verifying services only)"),
+        Option("--auth-pins-file", "fingerprints of the accepted callers' credentials (instead of the key)"),
+    )
+
+
+def model_options(checkpoints_help: str = "checkpoint bundle folder") -> tuple[Option, ...]:
+    from diffsem.bundle import checkpoint_dir
+
+    return (Option("--checkpoints", checkpoints_help, checkpoint_dir("mnist"), Path),
+            Option("--device", "auto (CUDA when present), cpu, cuda, cuda:1, ...", "auto"))
+
+
+LISTENER_OPTIONS = (
+    Option("--emulator", "channel emulator address ('' = do not listen)", "127.0.0.1:50052"),
+    Option("--telemetry", "control panel telemetry address ('' = none)", "127.0.0.1:50060"),
+    Option("--max-batch", "dynamic batching: most frames per decode", 64, int),
+    Option("--max-wait-ms", "dynamic batching: longest wait for more frames", 5.0, float),
+)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service's name (its module), description and options."""
+
+    name: str
+    description: str
+    options: tuple[Option, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        dests = [o.dest for o in self.options]
+        dup = sorted({d for d in dests if dests.count(d) > 1})
+        if dup:
+            raise ValueError(f"{self.name}: options defined twice: {dup}")
+
+    def option(self, dest: str) -> Option:
+        for o in self.options:
+            if o.dest == dest:
+                return o
+        raise KeyError(f"{self.name} has no option {dest!r}; it has {', '.join(o.dest for o in self.options)}")
+
+    def parser(self) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog=f"python -m {self.name}", description=self.description)
+        for o in self.options:
+            o.add_to(p)
+        return p
+
+    def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        return self.parser().parse_args(argv)
+
+    def argv(self, **values: Any) -> list[str]:
+        """Command-line arguments for ``values`` (by option dest); KeyError on a name the spec does not have."""
+        return [a for dest, v in values.items() for a in self.option(dest).argv(v)]
+
+    def environment(self) -> dict[str, str]:
+        """Environment variable -> what it sets (the documented names)."""
+        return {o.env: o.help for o in self.options}
+
+
+def all_specs() -> list[ServiceSpec]:
+    from channel_emulator.settings import SPEC as EMULATOR
+    from eavesdropper.settings import SPEC as EAVESDROPPER
+    from receiver.settings import SPEC as RECEIVER
+    from transmitter.settings import SPEC as TRANSMITTER
+
+    return [EMULATOR, TRANSMITTER, RECEIVER, EAVESDROPPER]
+
+
+def markdown() -> str:
+    lines = []
+    for spec in all_specs():
+        lines += [f"### `python -m {spec.name}`", "", "| option | environment | default | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{o.flag}` | `{o.env}` | {'' if o.default is None else f'`{o.default}`'} | {o.help} |"
+                  for o in spec.options]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())

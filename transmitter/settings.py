@@ -1,0 +1,23 @@
+"""The transmitter's settings spec: its options, the launcher's argv and its environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diffsem.keyed import KEY_ENV
+from services_common.spec import Option, ServiceSpec, model_options, server_options
+
+SPEC = ServiceSpec("transmitter", "Run the transmitter service.", (
+    *server_options(50051),
+    *model_options(),
+    Option("--emulator", "channel emulator address", "127.0.0.1:50052"),
+    Option("--t-star", "privacy level t* in [0, T)", 300, int),
+    Option("--no-self-noise", "send plain frames (a = 1)", kind="flag"),
+    Option("--seed", "self-noise generator seed", 0, int),
+    Option("--self-noise", f"keyed: eps_self from a secret shared with the receiver (--key-file, else ${KEY_ENV} in "
+                           "hex)", "random", choices=("random", "keyed")),
+    Option("--key-file", "keyed self-noise secret (raw bytes or hex)", None, Path),
+    Option("--legit-link", "the emulator's legitimate link (CSI feedback)", "receiver"),
+    Option("--csi-max-age-ms", "refresh the CSI when older than this", 20.0, float),
+    Option("--threads", "torch CPU threads", 1, int),
+))
