@@ -59,9 +59,10 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=build /opt/diffsem /opt/diffsem
 COPY scripts/container-entrypoint /usr/local/bin/diffsem-entrypoint
 COPY scripts/compose-credentials /usr/local/bin/diffsem-compose-credentials
-# Unprivileged user. /data and /credentials belong to it, so a fresh named volume mounted there (which takes the
-# image's owner) is writable by compose's init services and readable by the services.
-RUN useradd --create-home --uid 10001 diffsem && mkdir -p /data /credentials && chown diffsem:diffsem /data /credentials
+# Unprivileged user. /data, /credentials and /var/lib/diffsem (the panel's database) belong to it, so a fresh named
+# volume mounted there (which takes the image's owner) is writable by compose's init services and the panel.
+RUN useradd --create-home --uid 10001 diffsem && mkdir -p /data /credentials /var/lib/diffsem \
+    && chown diffsem:diffsem /data /credentials /var/lib/diffsem
 USER diffsem
 WORKDIR /home/diffsem
 

@@ -152,9 +152,13 @@ def test_02b_without_data_a_run_says_what_is_missing_then_the_data_service_fills
     wait_until("the data service to finish", lambda: stack.inspect("data")["State"]["Status"] == "exited", 300)
     logs = stack.compose("logs", "--no-color", "data").stdout
     assert stack.inspect("data")["State"]["ExitCode"] != 0 and "missing" in logs and "Fetch with" in logs, logs[-2000:]
-    run = stack.run_images(10, timeout=120)
-    assert run["status"] == "failed" and "missing" in run["error"] and "Fetch with" in run["error"], run
-    assert "Read-only" not in run["error"]
+    with stack.http() as c:  # refused at once (4xx), or accepted and then failed: either way, the documented message
+        r = c.post("/api/runs", json={"dataset": "mnist", "n": 10})
+        error = r.json()["detail"] if r.status_code != 202 else \
+            wait_until("the run to fail", lambda: (x := c.get(r.json()["url"]).json())["status"] == "failed" and x,
+                       120)["error"]
+    assert r.status_code in (202, 400, 404, 409, 422, 503), r.text
+    assert "missing" in error and "Fetch with" in error and "Read-only" not in error, error
     from diffsem.data import default_data_dir
 
     stack.env["DIFFSEM_DATA_DIR"] = str(default_data_dir())  # where scripts/setup fetched it on the host
