@@ -1,5 +1,6 @@
-"""docker-compose.yml validated with Debian's docker-compose (v1.29) `config`; no Docker daemon needed.
+"""docker-compose.yml's resolved configuration, read with Debian's docker-compose (v1.29) `config`: no engine needed.
 
+These are the fast checks of what each container may read and reach; tests/compose/ runs the stack for real.
 scripts/setup installs docker-compose (apt); without it these tests skip.
 """
 
@@ -17,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed (scripts/setup installs it)")
 CORE = {"channel_emulator", "transmitter", "control_panel", "receiver"}
+INIT = {"credentials", "data"}
+VERIFIERS = {"channel_emulator", "transmitter", "receiver", "control_panel"}  # hold the authority key
 EVES = {"eve-feature": "feature", "eve-inversion": "inversion", "eve-whitebox": "whitebox"}
 
 
@@ -40,8 +43,9 @@ def volume_sources(svc: dict) -> list[str]:
 def test_core_services_one_image_and_grpc_healthchecks():
     cfg = resolved()
     services = cfg["services"]
-    assert CORE <= set(services)
+    assert CORE | INIT | {"tap_gateway"} <= set(services)
     assert len({s["image"] for s in services.values()}) == 1  # one image runs every service
+    assert [n for n, s in services.items() if "build" in s] == ["credentials"]  # ... and is built once
     for name in CORE | set(EVES):
         test = services[name]["healthcheck"]["test"]
         assert test[:4] == ["CMD", "python", "-m", "services_common.healthcheck"], name
@@ -56,10 +60,13 @@ def test_depends_on_waits_for_healthy_services():
     assert services["transmitter"]["depends_on"]["channel_emulator"]["condition"] == "service_healthy"
     rx = services["receiver"]["depends_on"]
     assert rx["channel_emulator"]["condition"] == rx["control_panel"]["condition"] == "service_healthy"
+    gw = services["tap_gateway"]["depends_on"]
+    assert gw["channel_emulator"]["condition"] == gw["control_panel"]["condition"] == "service_healthy"
     for eve in EVES:
-        deps = services[eve]["depends_on"]
-        assert deps["channel_emulator"]["condition"] == deps["control_panel"]["condition"] == "service_healthy"
-
+        assert services[eve]["depends_on"]["tap_gateway"]["condition"] == "service_healthy"
+    for name in CORE | set(EVES):
+        assert services[name]["depends_on"]["credentials"]["condition"] == "service_completed_successfully", name
+    assert not any("data" in (s.get("depends_on") or {}) for s in services.values())  # single images need no data
 
 def test_eavesdroppers_sit_behind_one_profile_each():
     services = resolved()["services"]
@@ -85,16 +92,21 @@ def test_profiles_select_eavesdroppers():
     assert {n for n, s in cfg["services"].items() if "inversion" in s.get("profiles", [])} == {"eve-inversion"}
 
 
-def mounts(svc: dict) -> list[tuple[str, str]]:
+def all_mounts(svc: dict) -> list[tuple[str, str]]:
     return [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2]) for v in svc["volumes"]]
+
+
+def mounts(svc: dict) -> list[tuple[str, str]]:
+    """The host folders and files bound into ``svc`` (named volumes left out)."""
+    return [(src, dst) for src, dst in all_mounts(svc) if src.startswith("/")]
 
 
 def test_no_transmitter_checkpoint_in_black_box_eavesdroppers():
     from diffsem.bundle import EAVESDROPPER_PARTS
 
     services = resolved()["services"]
-    tx_ckpt = set(volume_sources(services["transmitter"]))
-    assert tx_ckpt and tx_ckpt == set(volume_sources(services["receiver"]))
+    tx_ckpt = {src for src, _ in mounts(services["transmitter"])}
+    assert tx_ckpt and tx_ckpt == {src for src, _ in mounts(services["receiver"])}
     (tx_dir,) = tx_ckpt
     allowed = {"bundle.json", "attacks"} | {f"{p}{s}" for p in EAVESDROPPER_PARTS for s in (".safetensors", ".json")}
     for name in ("eve-feature", "eve-inversion"):
@@ -139,7 +151,8 @@ def test_ports_checkpoints_and_data_from_environment():
     assert any((p.get("published") in (18080, "18080") and p.get("host_ip") == "0.0.0.0") if isinstance(p, dict)
                else p.startswith("0.0.0.0:18080:") for p in ports), ports
     assert "/srv/ckpt" in volume_sources(custom["transmitter"])
-    assert "/srv/data" in volume_sources(custom["control_panel"])
+    assert ("/srv/data", "/seed") in mounts(custom["data"])  # seeds the data volume
+    assert ("data", "/data") in all_mounts(custom["control_panel"]) and custom["control_panel"]["volumes"]
     assert custom["control_panel"]["environment"]["DIFFSEM_PANEL_TOKEN"] == "s3cret"
 
 
@@ -165,18 +178,54 @@ def test_self_noise_key_reaches_transmitter_and_receiver_only():
             assert key not in str(svc), name
 
 
-def test_commented_own_attack_example_is_valid(tmp_path: Path):
-    """Uncommenting the `eve-mine` example gives a valid service that mounts only the eavesdropper files."""
-    lines = (ROOT / "docker-compose.yml").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("  # eve-mine:"))
-    block = [line.replace("  # ", "  ", 1) for line in lines[start:] if line.startswith("  # ")]
-    # the example is the file's last block, inside `services:`, so appending it uncommented adds one service
-    text = (ROOT / "docker-compose.yml").read_text() + "\n" + "\n".join(block) + "\n"
-    (tmp_path / "docker-compose.yml").write_text(text)
-    out = subprocess.run([COMPOSE, "-f", str(tmp_path / "docker-compose.yml"), "config"], cwd=tmp_path,
-                         env={k: v for k, v in os.environ.items() if not k.startswith(("DIFFSEM_", "COMPOSE_"))},
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    svc = yaml.safe_load(out.stdout)["services"]["eve-mine"]
-    assert svc["profiles"] == ["mine"] and "my-attack" in svc["command"]
-    assert mounts(svc) == mounts(yaml.safe_load(out.stdout)["services"]["eve-inversion"])
+def test_custom_attack_override_adds_a_black_box_eavesdropper_with_its_own_credential():
+    services = resolved("docker-compose.yml", "docker-compose.custom-attack.yml")["services"]
+    eve = services["eve-custom"]
+    assert eve["profiles"] == ["custom"] and "nearest-centroid" in eve["command"]
+    assert eve["build"]["context"].endswith("examples/custom_attack") and eve["image"] != services["receiver"]["image"]
+    assert eve["networks"] == {"tap": None} or list(eve["networks"]) == ["tap"]
+    names = {Path(src).name for src, _ in mounts(eve)}
+    assert names == {"bundle.json", "eavesdropper.safetensors", "eavesdropper.json", "judge.safetensors", "judge.json"}
+    assert ("custom-attack", "/checkpoints/attacks") in all_mounts(eve)
+    assert ("cred-eve-custom", "/credentials/eve-custom") in all_mounts(services["credentials"])
+    assert "DIFFSEM_AUTH_KEY_FILE" not in eve["environment"]
+    assert services["train-custom"]["network_mode"] == "none"
+
+
+def networks_of(svc: dict) -> set[str]:
+    return set(svc.get("networks") or {"default"})
+
+
+def test_eavesdroppers_reach_only_the_tap_gateway():
+    cfg = resolved()
+    services = cfg["services"]
+    assert cfg["networks"]["tap"]["internal"] is True  # no route off the tap network
+    on_tap = {n for n, s in services.items() if "tap" in networks_of(s)}
+    assert on_tap == set(EVES) | {"tap_gateway"}
+    for name in EVES:
+        assert networks_of(services[name]) == {"tap"}, name
+        cmd = services[name]["command"]
+        assert cmd[cmd.index("--emulator") + 1] == "tap_gateway:50052"
+        assert cmd[cmd.index("--telemetry") + 1] == "tap_gateway:50060"
+        assert "ports" not in services[name]
+    gw = services["tap_gateway"]
+    assert networks_of(gw) == {"control", "tap"}
+    forwards = [gw["command"][i + 1] for i, a in enumerate(gw["command"]) if a == "--forward"]
+    assert forwards == ["50052=channel_emulator:50052", "50060=control_panel:50060"]  # nothing else
+    for name in CORE:
+        assert networks_of(services[name]) == {"control"}, name
+
+
+def test_each_service_mounts_only_its_own_credentials_and_the_key_only_where_it_verifies():
+    services = resolved(COMPOSE_PROFILES="feature,inversion,whitebox")["services"]
+    init = dict((dst, src) for src, dst in all_mounts(services["credentials"]))
+    assert services["credentials"]["network_mode"] == "none"
+    for name in CORE | set(EVES):
+        creds = [(src, dst) for src, dst in all_mounts(services[name]) if dst == "/credentials"]
+        assert creds == [(f"cred-{name}", "/credentials")], (name, creds)
+        assert init[f"/credentials/{name}"] == f"cred-{name}"  # the init service writes exactly that volume
+        env = services[name]["environment"]
+        assert ("DIFFSEM_AUTH_KEY_FILE" in env) == (name in VERIFIERS), name
+        if name != "channel_emulator":
+            assert env["DIFFSEM_CREDENTIAL_FILE"] == "/credentials/credential", name
+    assert "authority" not in {src for n in CORE | set(EVES) for src, _ in all_mounts(services[n])}
