@@ -1,6 +1,6 @@
 """One emulated link per listener: settings, seeded generators, SNR trace, queue, counters.
 
-The channel maths is the core's (:func:`diffsem.channel.apply_link`, :func:`diffsem.channel.draw_fading`,
+The channel maths is the core's (:func:`diffsem.framepath.carry`, :func:`diffsem.channel.draw_fading`,
 :func:`diffsem.channel.equalised_noise`); a link only decides *which* SNR, fading gain and generator a batch
 uses. Each link owns three generators seeded from its seed: ``noise`` (fading with coherence 1, channel
 noise and erasures, consumed exactly as the offline evaluator consumes its per-link generator), ``fade``
@@ -20,12 +20,13 @@ import torch
 
 from channel_emulator import schema
 from channel_emulator.traces import SnrTrace, from_points, load_named, parse_csv
-from diffsem.channel import ChannelOutput, apply_link, draw_fading, equalised_noise, noise_variance
+from diffsem.channel import ChannelOutput, draw_fading, equalised_noise, noise_variance
 from diffsem.config import LinkConfig, build
+from diffsem.framepath import carry
+from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common.errors import BadRequest
-from services_common.frames import stable_seed
 
 Clock = Callable[[], float]
 
@@ -115,8 +116,8 @@ class Link:
     def reseed(self, seed: int) -> None:
         self.settings.seed = seed
         self.noise = torch.Generator().manual_seed(seed)
-        self.fade = torch.Generator().manual_seed(stable_seed(seed, "fade"))
-        self.aux = torch.Generator().manual_seed(stable_seed(seed, "aux"))
+        self.fade = torch.Generator().manual_seed(derive_seed(seed, "fade"))
+        self.aux = torch.Generator().manual_seed(derive_seed(seed, "aux"))
         self._block_left = 0
 
     def update(self, s: pb.LinkSettings, now: float, trace_dir: Path | None = None) -> None:
@@ -161,7 +162,7 @@ class Link:
         """Pass x (B, k) through the link: (channel output, lost (B,) bool, extra delay (B,) seconds)."""
         cfg = self.config(snr_db)
         gain = self._gains(x.shape[0], cfg)
-        out = apply_link(x, cfg, self.noise, gain=gain)
+        out = carry(x, cfg, self.noise, gain=gain)
         self.last_gain = complex(out.gain[-1].item())
         p = self.settings
         lost = torch.zeros(x.shape[0], dtype=torch.bool)

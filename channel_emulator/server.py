@@ -1,7 +1,7 @@
 """The channel emulator service: one broadcast, a separately impaired link per listener.
 
 ``Send`` passes each batch of frames through every link that has a listener (the core's
-:func:`diffsem.channel.apply_link`, one call per link per batch) and queues the result for that listener.
+:func:`diffsem.framepath.carry`, one call per link per batch) and queues the result for that listener.
 ``Listen`` subscribes a listener: the legitimate receiver on the one legitimate link, eavesdroppers on
 links named after them (created on first use, at most ``max_links`` links). Queues are bounded; a frame that does
 not fit is counted in ``dropped_queue`` for that link only, so a slow listener never blocks the others.
@@ -39,12 +39,13 @@ import torch
 from channel_emulator import schema
 from channel_emulator.links import Clock, Link, Subscriber, checked
 from channel_emulator.traces import SnrTrace
+from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common import auth
 from services_common.errors import AlreadyExists, BadRequest, Exhausted, NotFound, grpc_errors
-from services_common.frames import stable_seed, symbols_of
+from services_common.frames import symbols_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,7 +77,7 @@ class Emulator:
         self.eve_defaults, _ = checked(schema.initial(), eve_defaults or pb.LinkSettings(), False)
         self.frames = 0
         first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True)
-        first.seed = stable_seed(seed, legit_name)
+        first.seed = derive_seed(seed, legit_name)
         self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock())}
         self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
             queue.Queue(maxsize=FANOUT_BATCHES)
@@ -103,7 +104,7 @@ class Emulator:
                             f"are removed {self.grace_s:g} s after it left")
         settings = pb.LinkSettings()
         settings.CopyFrom(self.eve_defaults)
-        settings.seed = stable_seed(self.seed, name)
+        settings.seed = derive_seed(self.seed, name)
         link = Link(name, EAVESDROPPER, settings, now)
         self.links[name] = link
         return link

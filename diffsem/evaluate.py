@@ -26,9 +26,6 @@ from diffsem.checkpoints import code_version
 from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, result_key
 from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators, send
 from diffsem.receiver import DiffusionReceiver
-from diffsem.seeds import derive_seed
-
-condition_seed = derive_seed  # TODO(remove after the merge): tests/services/test_svc_stack.py imports this name
 
 DEFAULT_T_STAR = 300
 

@@ -58,4 +58,3 @@ def make_attack(name: str, bundle: ModelBundle, **options: Any) -> ServiceAttack
     return ServiceAttack(load_attack(name, bundle, **options))
 
 
-Attack = ServiceAttack  # TODO(remove after the merge): eavesdropper/server.py imports this name for its type hints

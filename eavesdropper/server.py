@@ -15,7 +15,7 @@ import grpc
 from diffsem.attacks import AttackError, judge_labels
 from diffsem.bundle import ModelBundle
 from diffsem.errors import DiffSemError
-from eavesdropper.attacks import Attack, make_attack
+from eavesdropper.attacks import ServiceAttack, make_attack
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2, eavesdropper_pb2_grpc, frame_pb2, telemetry_pb2
 from services_common import auth
@@ -36,10 +36,10 @@ class Eavesdropper:
         self.attack_name = attack
         self.options = options or {}
         main_ckpt = {"checkpoint": checkpoint} if checkpoint is not None else {}
-        self.attacks: dict[str, Attack] = {attack: make_attack(attack, bundle, **self.options, **main_ckpt)}
+        self.attacks: dict[str, ServiceAttack] = {attack: make_attack(attack, bundle, **self.options, **main_ckpt)}
         self.failures: dict[str, int] = {}
 
-    def _attack(self, name: str) -> Attack:
+    def _attack(self, name: str) -> ServiceAttack:
         if name not in self.attacks:
             try:
                 self.attacks[name] = make_attack(name, self.bundle, **self.options)

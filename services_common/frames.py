@@ -7,7 +7,6 @@ header and the listener's own noise variance into z_t at abar_eff; for keyed sel
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -19,11 +18,6 @@ from services_common.errors import BadRequest
 from services_common.tensors import to_torch
 
 FLOAT32 = (common_pb2.DTYPE_FLOAT32,)
-
-
-def stable_seed(*parts: object) -> int:
-    """A seed from names and numbers that is the same in every process and on every host (63 bits)."""
-    return zlib.crc32(repr(parts).encode()) * 2_654_435_761 % (2**63)
 
 
 def header_to_proto(header: PublicHeader, i: int, model_id: str, send_time: float,

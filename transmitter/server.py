@@ -5,9 +5,9 @@ Per request (a batch of B images) it
 1. encodes the images with the bundle's encoder (``s``, (B, k), unit power);
 2. takes the legitimate link's sigma_c^2 from the emulator's ``GetState`` (cached for ``csi_max_age_s``, so
    an SNR trace is followed within that time);
-3. calls :func:`diffsem.pipeline.self_noise_frame` with its seeded generator (one call per request, in
-   request order, as the offline evaluator does per batch), or, with a key, the keyed variant
-   :func:`diffsem.pipeline.keyed_self_noise_frame` (a fresh nonce per frame, random per-process prefix);
+3. self-noises them with the frame path's transmitter step, :func:`diffsem.framepath.transmit`, and its seeded
+   generator (one call per request, in request order, as the offline evaluator does per batch), or, with a key,
+   keyed self-noise (a fresh nonce per frame, random per-process prefix);
 4. sends the B frames to the emulator in one ``Send`` and replies with their ids and sequence numbers.
 
 Steps 2-4 run under one lock, so the generator's draws and the emulator's see requests in the same order.
@@ -26,8 +26,9 @@ import grpc
 import torch
 
 from diffsem.bundle import ModelBundle
+from diffsem.framepath import KeyedSender, transmit
 from diffsem.keyed import NonceSource, check_value
-from diffsem.pipeline import keyed_self_noise_frame, privacy_level, self_noise_frame
+from diffsem.pipeline import privacy_level
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
@@ -72,7 +73,8 @@ class Transmitter:
                  seed: int = 0, csi_max_age_s: float = 0.02, key: bytes | None = None, credential: str | None = None):
         self.bundle = bundle
         self.key = key
-        self.nonces = NonceSource()  # random prefix per process: no (key, nonce) reuse across restarts
+        # random nonce prefix per process: no (key, nonce) reuse across restarts
+        self.keyed = KeyedSender(key, NonceSource()) if key is not None else None
         self.abar = bundle.abar
         self.legit_link = legit_link
         self.csi_max_age_s = csi_max_age_s
@@ -138,11 +140,7 @@ class Transmitter:
         s = self.bundle.encoder(images.to(self.bundle.device)).float()
         with self.lock:
             sigma_c2 = self.csi()
-            keyed = None
-            if self.key is None:
-                x, header = self_noise_frame(s, self.t_star, self.abar, sigma_c2, self.gen)
-            else:
-                x, header, keyed = keyed_self_noise_frame(s, self.t_star, self.abar, sigma_c2, self.key, self.nonces)
+            x, header, keyed = transmit(s, self.t_star, self.abar, sigma_c2, self.gen, self.keyed)
             x = x.cpu()
             now = time.time()
             seqs = list(range(self.seq, self.seq + b))

@@ -22,12 +22,11 @@ from PIL import Image
 from svc_helpers import DEFAULT_CHECKPOINTS, ROOT, LiveStack, child_env, huge_png_header, png_bytes, wait_until
 
 from diffsem.bundle import encode_all, load_bundle
-from diffsem.channel import apply_link, draw_fading, equalised_noise
 from diffsem.config import LinkConfig
 from diffsem.data import load_split
-from diffsem.evaluate import condition_seed
-from diffsem.pipeline import listener_view, self_noise_frame
+from diffsem.framepath import LEGIT, TX, eve_role, role_generators, send
 from diffsem.receiver import DiffusionReceiver
+from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc, receiver_pb2_grpc, transmitter_pb2_grpc
 from services_common import auth
 from services_common.client import channel
@@ -234,10 +233,10 @@ def test_transmit_stream_answers_each_batch_in_order(live: LiveStack) -> None:
 @pytest.fixture(scope="module")
 def seeded_run(live: LiveStack) -> dict[str, Any]:
     """200 test images through the live stack, with every generator seeded as ``diffsem eval`` seeds them."""
-    seeds = {role: condition_seed(SEED, role, SNR, T_STAR) for role in ("tx", "legit", "eve0.0")}
+    seeds = {role: derive_seed(SEED, role, SNR, T_STAR) for role in (TX, LEGIT, eve_role(0.0))}
     with live.http() as c:
-        r = c.put("/api/channel", json={"t_star": T_STAR, "tx_seed": seeds["tx"], "links": {
-            "receiver": {"snr_db": SNR, "seed": seeds["legit"]}, "eve": {"seed": seeds["eve0.0"]}}})
+        r = c.put("/api/channel", json={"t_star": T_STAR, "tx_seed": seeds[TX], "links": {
+            "receiver": {"snr_db": SNR, "seed": seeds[LEGIT]}, "eve": {"seed": seeds[eve_role(0.0)]}}})
         assert r.status_code == 200, r.text
         run_id = c.post("/api/runs", json={"n": N_RUN, "batch_size": BATCH}).json()["id"]
         run = live.wait_run(run_id)
@@ -246,26 +245,20 @@ def seeded_run(live: LiveStack) -> dict[str, Any]:
 
 
 def offline_decisions(checkpoints: Any) -> dict[str, list[int]]:
-    """The evaluator's loop (diffsem/evaluate.py) for one condition, keeping per-image decisions."""
+    """The evaluator's frame path (diffsem.framepath.send) for one condition, keeping per-image decisions."""
     bundle = load_bundle(checkpoints, device="cpu")
     images, _ = load_split("mnist", "test")
     s_all = encode_all(bundle, images[:N_RUN]).cpu()
     rx = DiffusionReceiver(bundle, steps=1)
-    link = LinkConfig(snr_db=SNR)
-    gens = {role: torch.Generator().manual_seed(condition_seed(SEED, role, SNR, T_STAR))
-            for role in ("tx", "legit", "eve0.0")}
+    links = {LEGIT: LinkConfig(snr_db=SNR), eve_role(0.0): LinkConfig(snr_db=SNR + 0.0)}
+    gens = role_generators(SEED, [TX, *links], SNR, T_STAR)
     legit, eve = [], []
     for i in range(0, N_RUN, BATCH):
-        s = s_all[i:i + BATCH]
-        gain = draw_fading(len(s), link, gens["legit"])
-        x, header = self_noise_frame(s, T_STAR, bundle.abar, equalised_noise(SNR, gain), gens["tx"])
-        out = apply_link(x, link, gens["legit"], gain=gain)
-        z, level = listener_view(out.latent, header, out.sigma_c2)
-        legit += rx.decode(z, level, "selfref").labels.tolist()
-        out_e = apply_link(x, LinkConfig(snr_db=SNR + 0.0), gens["eve0.0"])
-        z_e, level_e = listener_view(out_e.latent, header, out_e.sigma_c2)
+        sent = send(s_all[i:i + BATCH], T_STAR, bundle.abar, links, gens)
+        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, "selfref").labels.tolist()
+        e = sent.views[eve_role(0.0)]
         with torch.no_grad():
-            eve += bundle.eavesdropper(z_e, level_e).argmax(1).tolist()
+            eve += bundle.eavesdropper(e.z, e.abar_eff).argmax(1).tolist()
     return {"receiver": legit, "eve": eve}
 
 
