@@ -89,16 +89,13 @@ def config_from(args: argparse.Namespace) -> StackConfig:
 
 
 def reads_transmitter_weights(attack: str) -> bool:
-    """Whether an attack needs the transmitter's checkpoint (its constructor takes ``transmitter_checkpoint``)."""
-    import inspect
-
-    from diffsem.attacks.base import attack_factory
+    """Whether an attack declares that it needs the transmitter's weights (``Attack.needs_transmitter``)."""
+    from diffsem.attacks.base import attack_class
+    from diffsem.errors import ConfigError
 
     try:
-        factory = attack_factory(attack)
-        return bool(getattr(factory, "needs_transmitter", False)) or \
-            "transmitter_checkpoint" in inspect.signature(factory).parameters
-    except (TypeError, ValueError, LookupError):
+        return attack_class(attack).needs_transmitter
+    except ConfigError:  # a broken plugin: its eavesdropper reports the error when it starts
         return False
 
 
