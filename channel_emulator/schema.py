@@ -86,13 +86,3 @@ def merged(current: pb.LinkSettings, update: pb.LinkSettings) -> pb.LinkSettings
     if update.clear_offset:
         out.ClearField("snr_offset_db")
     return out
-
-
-def copy_to_state(s: pb.LinkSettings, state: pb.LinkState, skip: tuple[str, ...] = ("snr_db",)) -> None:
-    """Fill ``state.settings`` and the older LinkState fields of the same names (``skip``: fields LinkState uses
-    for a live value, such as the current SNR)."""
-    state.settings.CopyFrom(s)
-    names = pb.LinkState.DESCRIPTOR.fields_by_name
-    for field in FIELDS:
-        if field.name in names and field.name not in skip:
-            setattr(state, field.name, getattr(s, field.name))

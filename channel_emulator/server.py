@@ -290,10 +290,9 @@ class Emulator:
         attached = sub is not None and not sub.closed
         state = pb.LinkState(
             name=link.name, role=link.role, attached=attached, snr_db=snr, n0=n0, sigma_c2=sigma_c2,
-            gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_offset=link.settings.HasField("snr_offset_db"),
-            has_trace=link.trace is not None, queue_depth=len(sub.items) if sub else 0,
+            gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_trace=link.trace is not None,
+            queue_depth=len(sub.items) if sub else 0, settings=link.settings,
             detached_s=0.0 if link.detached_at is None else now - link.detached_at, **link.counts)
-        schema.copy_to_state(link.settings, state)
         return state
 
     def state(self, name: str = "") -> pb.ChannelState:

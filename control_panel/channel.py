@@ -104,12 +104,13 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+COUNTERS = ("queue_depth", "frames_in", "delivered", "dropped_queue", "lost", "late", "no_listener")
+
+
 def link_json(lk: ch_pb.LinkState) -> dict[str, Any]:
-    return {"role": common_pb2.Role.Name(lk.role).removeprefix("ROLE_").lower(), "attached": lk.attached,
-            "snr_db": lk.snr_db, "sigma_c2": _finite_or_none(lk.sigma_c2), "fading": lk.fading,
-            "rician_k": lk.rician_k, "coherence_frames": lk.coherence_frames, "loss_prob": lk.loss_prob,
-            "erasure_prob": lk.erasure_prob, "delay_ms": lk.delay_ms, "jitter_ms": lk.jitter_ms,
-            "deadline_ms": lk.deadline_ms, "snr_offset_db": lk.snr_offset_db if lk.has_offset else None,
-            "trace": lk.has_trace, "seed": lk.seed, "csi": lk.csi, "queue_size": lk.queue_size,
-            "queue_depth": lk.queue_depth, "frames_in": lk.frames_in, "delivered": lk.delivered,
-            "dropped_queue": lk.dropped_queue, "lost": lk.lost, "late": lk.late, "no_listener": lk.no_listener}
+    """A link's settings (from ``LinkState.settings``, the schema's fields) plus its live state and counters."""
+    settings = {f.name: v for f, v in lk.settings.ListFields() if f.message_type is None and not f.name.startswith("clear_")}
+    return {**settings, "snr_offset_db": settings.get("snr_offset_db"),
+            "role": common_pb2.Role.Name(lk.role).removeprefix("ROLE_").lower(), "attached": lk.attached,
+            "snr_db": lk.snr_db, "sigma_c2": _finite_or_none(lk.sigma_c2), "trace": lk.has_trace,
+            **{name: getattr(lk, name) for name in COUNTERS}}

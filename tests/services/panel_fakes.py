@@ -41,7 +41,8 @@ class FakeEmulator(ch_grpc.ChannelEmulatorServicer):
 
     def GetState(self, request: Any, context: Any) -> ch_pb.ChannelState:
         return ch_pb.ChannelState(links=[ch_pb.LinkState(name=n, role=lk["role"], attached=True, snr_db=lk["snr_db"],
-                                                         fading="none") for n, lk in self.links.items()])
+                                                         settings=ch_pb.LinkSettings(fading="none"))
+                                       for n, lk in self.links.items()])
 
     def Configure(self, request: ch_pb.ConfigureRequest, context: Any) -> ch_pb.ChannelState:
         for u in request.links:
