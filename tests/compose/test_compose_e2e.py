@@ -292,6 +292,7 @@ def test_09_a_killed_receiver_comes_back_and_the_counts_stay_consistent(stack: S
 
 # ---- a missing checkpoint: a clear line and an unhealthy container, no crash loop --------------------------------
 def test_09b_a_missing_checkpoint_gives_one_clear_line_and_no_restart_loop(stack: Stack, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)  # an empty but readable folder: the service's uid must see that bundle.json is missing
     stack.compose("up", "-d", "--no-deps", "transmitter", env={"DIFFSEM_CHECKPOINTS": str(tmp_path)})
     wait_until("the refusal in the log",
                lambda: "refused its configuration" in stack.compose("logs", "--no-color", "transmitter").stdout, 300)
