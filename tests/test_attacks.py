@@ -152,8 +152,9 @@ def test_attacks_json_is_strict_and_the_loader_reads_old_and_new(mnist_bundle: M
     text = path.read_text()
     assert "Infinity" not in text and json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict {c}"))
     assert read_attack_results(path)["rows"][0]["eve_offset_db"] == float("inf")
-    old = read_attack_results(DEFAULT_CHECKPOINTS.parent / "docs" / "results" / "mnist-attacks-keyed" / "attacks.json")
-    assert float("inf") in old["config"]["eve_offsets_db"]
+    legacy = tmp_path / "legacy.json"  # as written before: a bare Infinity
+    legacy.write_text(json.dumps({k: v for k, v in res.items() if k not in ("gallery", "originals")}))
+    assert "Infinity" in legacy.read_text() and read_attack_results(legacy) == read_attack_results(path)
 
 
 def test_a_plugin_must_be_an_attack_named_as_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
