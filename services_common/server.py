@@ -131,6 +131,9 @@ class ServiceHost:
         self.run(self.server.stop(grace_s))
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        # Wait for the loop to stop: a process that exits while grpc's poller still has callbacks on a running loop
+        # prints an EBADF traceback (seen on a refused start-up in a container).
+        self._thread.join(grace_s + 5)
 
     def wait_for_signal(self, grace_s: float = 3.0) -> None:
         """Block until SIGTERM or SIGINT (or :meth:`stop`), then shut down gracefully."""

@@ -48,9 +48,13 @@ def _accuracy(bundle: ModelBundle, labels_or_rec: tuple, truth: torch.Tensor) ->
     return float((lab == truth).float().mean())
 
 
+BUILTINS = {"feature-classifier", "inversion-decoder", "whitebox-inversion", "adaptive-diffusion"}
+
+
 def test_builtins_are_known_and_declare_what_they_need() -> None:
-    assert {"feature-classifier", "inversion-decoder", "whitebox-inversion", "adaptive-diffusion"} <= set(known_attacks())
-    assert [n for n in known_attacks() if attack_class(n).needs_transmitter] == ["whitebox-inversion"]
+    assert BUILTINS <= set(known_attacks())
+    # built-ins only: a plugin the suite pip-installs meanwhile is listed but not importable in this process
+    assert [n for n in sorted(BUILTINS) if attack_class(n).needs_transmitter] == ["whitebox-inversion"]
     assert default_zoo(transmitter=False) == ["adaptive-diffusion", "feature-classifier", "inversion-decoder"]
     assert default_zoo(transmitter=True) == ["adaptive-diffusion", "feature-classifier", "inversion-decoder",
                                              "whitebox-inversion"]
