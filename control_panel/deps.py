@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from control_panel.state import PanelState
@@ -18,6 +18,8 @@ def get_state(request: Request) -> PanelState:
 
 
 Panel = Annotated[PanelState, Depends(get_state)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="how many records")]  # paging of the run and sweep lists
+Offset = Annotated[int, Query(ge=0, description="records to skip, newest first")]
 
 
 def require_token(state: Panel,

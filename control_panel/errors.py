@@ -7,15 +7,24 @@ answers with the status from :data:`HTTP_OF_GRPC`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 
 from diffsem.errors import DataError
+
+T = TypeVar("T")
+
+
+def found(value: T | None, what: str) -> T:
+    """``value``, or a 404 that says ``no <what>``: the one way a route answers for something that is not there."""
+    if value is None:
+        raise HTTPException(404, f"no {what}")
+    return value
 
 HTTP_OF_GRPC: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,

@@ -32,6 +32,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from control_panel.errors import TooBusy, Upstream, UpstreamError
+from control_panel.jobs import cancel, cancel_all, save, track
 from control_panel.ledger import Ledger, RunWatch, Tally
 from control_panel.store import Store
 from diffsem.data import DATASETS, load_split
@@ -173,9 +174,7 @@ class RunManager:
 
     async def delete(self, run_id: str) -> str:
         """Cancel a run in flight ("cancelling"), or delete a finished one with its messages ("deleted")."""
-        run = self.active.get(run_id)
-        if run is not None and run.task is not None:
-            run.task.cancel()
+        if cancel(self.active, run_id):
             return "cancelling"
         if not self.store.delete_doc(KIND, run_id):
             raise HTTPException(404, f"no run {run_id!r}")
@@ -183,34 +182,27 @@ class RunManager:
         return "deleted"
 
     def stop(self) -> None:
-        for run in self.active.values():
-            if run.task is not None:
-                run.task.cancel()
+        cancel_all(self.active.values())
 
     def _save(self, run: Run) -> None:
-        with self.store.transaction():
-            self.store.save_doc(KIND, run.id, run.doc(), run.created)
+        save(self.store, KIND, run)
 
     # ---- execution -----------------------------------------------------------------------------------------
     async def _execute(self, run: Run, images: torch.Tensor, labels: torch.Tensor) -> None:
         watch = self.ledger.watch(run.id)
+        run.status, run.started = "running", time.time()
         try:
-            run.status, run.started = "running", time.time()
-            self._save(run)
-            await self._stream(run, watch, images, labels)
-            await self._settle(run, watch)
-            run.status = "done"
-        except asyncio.CancelledError:
-            run.status = "cancelled"
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported through GET /api/runs/{id}
-            log.exception("run %s failed", run.id)
-            run.status, run.error = "failed", str(exc)
+            await track(run, self._complete(run, watch, images, labels), "run")
         finally:
             run.finished = time.time()
             self._save(run)
             self.ledger.unwatch(run.id)
             self.active.pop(run.id, None)
+
+    async def _complete(self, run: Run, watch: RunWatch, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self._save(run)
+        await self._stream(run, watch, images, labels)
+        await self._settle(run, watch)
 
     async def _transmit(self, ids: list[str], images: torch.Tensor) -> None:
         """Send uint8 images as float32 in [0, 1], the values ``load_split`` gives (k / 255)."""

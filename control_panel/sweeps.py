@@ -19,6 +19,7 @@ from fastapi import HTTPException
 from pydantic import Field
 
 from control_panel.errors import Upstream, UpstreamError
+from control_panel.jobs import cancel, cancel_all, save, track
 from control_panel.ledger import Ledger
 from control_panel.runs import RunManager, RunRequest
 from control_panel.store import Store
@@ -92,9 +93,7 @@ class SweepManager:
 
     def delete(self, sweep_id: str) -> str:
         """Cancel a sweep in flight ("cancelling"), or delete a finished one's record ("deleted")."""
-        sweep = self.active.get(sweep_id)
-        if sweep is not None and sweep.task is not None:
-            sweep.task.cancel()
+        if cancel(self.active, sweep_id):
             return "cancelling"
         with self.store.transaction():
             if not self.store.delete_doc(KIND, sweep_id):
@@ -102,27 +101,20 @@ class SweepManager:
         return "deleted"
 
     def stop(self) -> None:
-        for sweep in self.active.values():
-            if sweep.task is not None:
-                sweep.task.cancel()
+        cancel_all(self.active.values())
 
     def _save(self, sweep: Sweep) -> None:
-        with self.store.transaction():
-            self.store.save_doc(KIND, sweep.id, sweep.doc(), sweep.created)
+        save(self.store, KIND, sweep)
+
+    async def _steps(self, sweep: Sweep, run_req: RunRequest) -> None:
+        for t in sweep.t_stars:
+            await self._step(sweep, run_req, t)
 
     async def _execute(self, sweep: Sweep, run_req: RunRequest) -> None:
         before = await self.tx.call("GetState", common_pb2.InfoRequest(), timeout=SHORT_DEADLINE_S)
         sweep.restored_t_star = before.t_star if before.HasField("t_star") else None
         try:
-            for t in sweep.t_stars:
-                await self._step(sweep, run_req, t)
-            sweep.status = "done"
-        except asyncio.CancelledError:
-            sweep.status = "cancelled"
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported through GET /api/sweeps/{id}
-            log.exception("sweep %s failed", sweep.id)
-            sweep.status, sweep.error = "failed", str(exc)
+            await track(sweep, self._steps(sweep, run_req), "sweep")
         finally:
             sweep.current, sweep.finished = None, time.time()
             self.runs.reserved -= 1

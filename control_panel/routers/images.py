@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from PIL import Image
 
 from control_panel.deps import Authorized, Panel
+from control_panel.errors import found
 from diffsem.imageio import ImageError, ImageTooLarge, load_image
 from protos.diffsem.v1 import transmitter_pb2
 from services_common.client import DEADLINE_S
@@ -91,17 +92,14 @@ async def transmit(state: Panel,
 
 @router.get("/api/messages/{message_id}")
 async def get_message(state: Panel, message_id: str) -> dict[str, Any]:
-    msg = state.ledger.message_json(message_id)
-    if msg is None:
-        raise HTTPException(404, f"no message {message_id!r} (unknown, or pruned by the retention setting)")
-    return msg
+    return found(state.ledger.message_json(message_id),
+                 f"message {message_id!r} (unknown, or pruned by the retention setting)")
 
 
 @router.get("/api/reconstructions/{message_id}/{listener}.png", responses={200: {"content": {"image/png": {}}}})
 async def reconstruction(state: Panel, message_id: str, listener: str) -> Response:
-    img = state.ledger.reconstructions.get((message_id, listener))
-    if img is None:
-        raise HTTPException(404, f"no reconstruction of {message_id!r} by {listener!r}")
+    img = found(state.ledger.reconstructions.get((message_id, listener)),
+                f"reconstruction of {message_id!r} by {listener!r}")
     buf = io.BytesIO()
     Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(buf, format="PNG")
     return Response(buf.getvalue(), media_type="image/png")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from control_panel.deps import Authorized, Panel
+from control_panel.deps import Authorized, Limit, Offset, Panel
+from control_panel.errors import found
 from control_panel.export import decisions_json, on_loop
+from control_panel.jobs import accepted
 from control_panel.runs import RunRequest
 
 router = APIRouter(tags=["runs"])
@@ -21,23 +23,18 @@ async def start_run(state: Panel, req: RunRequest) -> dict[str, Any]:
     """Stream a slice of a test set through the stack; poll ``GET /api/runs/{id}`` until its status is one of
     done, failed, cancelled or interrupted. ``done`` means every listener attached at the start has reported
     each frame, or has been counted as having missed them after ``report_deadline_s`` of silence."""
-    run = await state.runs.start(req)
-    return {"id": run.id, "url": f"/api/runs/{run.id}", "status": run.status}
+    return accepted(await state.runs.start(req), "runs")
 
 
 @router.get("/api/runs")
-async def list_runs(state: Panel, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+async def list_runs(state: Panel, limit: Limit = 50, offset: Offset = 0) -> list[dict[str, Any]]:
     """The newest runs first, ``limit`` at a time."""
     return state.runs.list(limit, offset)
 
 
 @router.get("/api/runs/{run_id}")
 async def get_run(state: Panel, run_id: str) -> dict[str, Any]:
-    run = state.runs.get(run_id)
-    if run is None:
-        raise HTTPException(404, f"no run {run_id!r}")
-    return state.runs.as_json(run)
+    return state.runs.as_json(found(state.runs.get(run_id), f"run {run_id!r}"))
 
 
 @router.get("/api/runs/{run_id}/decisions", response_model=None,
@@ -46,9 +43,7 @@ async def run_decisions(state: Panel, run_id: str) -> StreamingResponse:
     """Per image of the run, in order: ground truth and each listener's label (null: none, lost or pruned).
 
     ``{"id", "start", "truth": [...], "listeners": {name: [...]}}``, streamed from the database."""
-    run = state.runs.get(run_id)
-    if run is None:
-        raise HTTPException(404, f"no run {run_id!r}")
+    run = found(state.runs.get(run_id), f"run {run_id!r}")
     chunks = decisions_json(state.store.path, state.store.conn, run.id, run.req.start, run.req.n)
     return StreamingResponse(on_loop(chunks), media_type="application/json")
 

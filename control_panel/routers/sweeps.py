@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter
 
-from control_panel.deps import Authorized, Panel
+from control_panel.deps import Authorized, Limit, Offset, Panel
+from control_panel.errors import found
+from control_panel.jobs import accepted
 from control_panel.sweeps import SweepRequest
 
 router = APIRouter(tags=["sweeps"])
@@ -18,23 +20,19 @@ async def start_sweep(state: Panel, req: SweepRequest) -> dict[str, Any]:
     """Step t* over ``t_stars``, running ``n`` test images at each level; poll ``GET /api/sweeps/{id}``.
 
     Every level is checked by the transmitter first (422 for a t* outside [0, T)); t* is set back at the end."""
-    sweep = await state.sweeps.start(req)
-    return {"id": sweep.id, "url": f"/api/sweeps/{sweep.id}", "status": sweep.status}
+    return accepted(await state.sweeps.start(req), "sweeps")
 
 
 @router.get("/api/sweeps")
-async def list_sweeps(state: Panel, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-                      offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+async def list_sweeps(state: Panel, limit: Limit = 20, offset: Offset = 0) -> list[dict[str, Any]]:
+    """The newest sweeps first, ``limit`` at a time."""
     return state.sweeps.list(limit, offset)
 
 
 @router.get("/api/sweeps/{sweep_id}")
 async def get_sweep(state: Panel, sweep_id: str) -> dict[str, Any]:
     """Status, the t* being measured, and per finished level: t*, a, the run's id and each listener's accuracy."""
-    sweep = state.sweeps.get(sweep_id)
-    if sweep is None:
-        raise HTTPException(404, f"no sweep {sweep_id!r}")
-    return sweep
+    return found(state.sweeps.get(sweep_id), f"sweep {sweep_id!r}")
 
 
 @router.delete("/api/sweeps/{sweep_id}", dependencies=Authorized)
