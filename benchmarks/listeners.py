@@ -1,5 +1,5 @@
 """Many listeners on one channel emulator: does the legitimate link keep its rate, lose nothing, and does health
-answer? (docs/notes/services.md, "256 listeners").
+answer? (BENCHMARKS.md, "256 listeners on one emulator").
 
 The emulator runs as its own process (``python -m channel_emulator``, authentication on). This process opens the
 legitimate ``Listen`` stream, ``extra`` eavesdropper streams of which ``reading`` read every frame and the rest never

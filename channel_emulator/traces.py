@@ -4,7 +4,7 @@ A trace is a list of ``(t_s, snr_db)`` points with increasing times, starting wh
 Before the first point the first value holds; after the last one the last value holds, or with ``loop`` the
 trace repeats with period ``t_last`` (``t_last`` must then be > 0).
 
-Where a trace comes from (the API takes no filesystem paths; docs/notes/services.md has the audit):
+Where a trace comes from (the API takes no filesystem paths; docs/design.md §8 has the audit):
 
 - ``SnrTrace.points`` in the request;
 - ``SnrTrace.csv``: CSV content in the request, at most :data:`MAX_CSV_BYTES`;

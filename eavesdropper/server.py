@@ -1,7 +1,7 @@
 """The eavesdropper service: subscribes to its own link under a name and runs an attack chosen by name.
 
 Each result (label guess and/or reconstruction) goes to the panel's ``Telemetry`` by message id. An attack that
-returns only reconstructions is scored by the independent judge's label of them, as offline (DESIGN.md §4).
+returns only reconstructions is scored by the independent judge's label of them, as offline (docs/design.md §4).
 ``Attack`` runs the configured attack, or another registered one by name, on frames given directly.
 """
 
