@@ -99,6 +99,10 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     assert page.locator("#chart-tstar .uplot").count() == 1
     legend = page.inner_text("#chart-tstar")
     assert "receiver" in legend and "eve" in legend
+    page.reload()  # the newest sweep is shown on load too, whoever started it
+    page.wait_for_selector("#chart-tstar .uplot", timeout=10_000)
+    assert "2/2 levels" in page.inner_text("#sweepout")
+    page.fill("#token", TOKEN)
 
     # Upload an image: original, receiver label and the eavesdropper's result appear.
     from diffsem.data import load_split
