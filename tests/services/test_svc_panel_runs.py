@@ -33,9 +33,10 @@ def test_a_run_is_done_only_when_every_listener_reported_or_was_counted_missed(t
     try:
         with p.http() as c:
             run_id = c.post("/api/runs", json={"n": 50, "batch_size": 25, "report_deadline_s": 2}).json()["id"]
-            waiting = wait_until(lambda: (r := c.get(f"/api/runs/{run_id}").json())["decided"] == 50 and r, 30,
-                                 "the receiver's 50 decisions")
-            assert waiting["status"] == "running" and waiting["pending"] == ["eve"], waiting
+            # synchronise on the state "the receiver has reported everything, eve nothing": the run must not be done
+            waiting = wait_until(lambda: (r := c.get(f"/api/runs/{run_id}").json())["decided"] == 50
+                                 and r["pending"] == ["eve"] and r, 30, "the receiver's 50 decisions counted")
+            assert waiting["status"] == "running", waiting
             run = wait_until(lambda: finished(c, run_id), 30, "the deadline of the silent eavesdropper")
         assert run["status"] == "done" and run["expected"] == ["eve", "receiver"]
         assert run["pending"] == [] and run["missed"] == {"eve": 50}
