@@ -1,20 +1,19 @@
-"""Authenticated roles on the gRPC plane: signed per-role credentials in call metadata (docs/design.md, "Roles").
+"""Authenticated roles on the gRPC plane: signed per-role credentials in call metadata (docs/design.md §8).
 
 A **credential** is ``v1.<role>.<name>.<signature>``, where the signature is HMAC-SHA256 over
 ``v1.<role>.<name>`` with the stack's **authority key**. It names who is calling: the panel (``control``),
 the ``transmitter``, the legitimate ``receiver`` or one ``eavesdropper`` under its own link name.
 
 - Every client call carries its service's credential in the metadata key :data:`METADATA_KEY`
-  (:func:`client_interceptor`, or :func:`call_metadata` for a single call).
+  (:func:`with_credential` and :func:`aio_interceptors`, or :func:`call_metadata` for a single call).
 - A callee that holds the authority key verifies it (:class:`Verifier`) and checks its rules
-  (:meth:`Verifier.require`). Only the verifying services (emulator, transmitter, receiver, eavesdropper and the
-  panel's telemetry) hold the key; a credential holder cannot mint another role's credential.
+  (:meth:`Verifier.require`). Only the emulator, the transmitter, the receiver and the panel hold the key; an
+  eavesdropper checks the panel's calls with pins (below), so it cannot mint another role's credential.
 - Health and reflection stay open: orchestrators probe them without a credential.
 
 Why signed tokens rather than mutual TLS: a token is one short string per service that the launcher, compose
 and a cluster can hand out as a file or a Secret; verification is one HMAC per call; and it works unchanged
-through the TCP gateway that separates eavesdroppers from the control network. The air interface is broadcast
-by design, so the frames themselves need no confidentiality from the transport.
+through the TCP gateway that separates eavesdroppers from the control network (docs/design.md §8 says more).
 
 Usage (the command line writes credentials for deployments)::
 
