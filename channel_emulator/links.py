@@ -27,6 +27,7 @@ from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common.errors import BadRequest
+from services_common.tensors import rows_to_proto
 
 Clock = Callable[[], float]
 
@@ -192,9 +193,7 @@ class Link:
         csi = self.settings.csi
         avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
         n = min(space, len(frames))
-        latent = out.latent[:n].contiguous().numpy()
-        row_bytes = latent.shape[1] * 4
-        data = latent.astype("<f4", copy=False).tobytes()
+        rows = rows_to_proto(out.latent[:n])
         erased, sigma2 = out.erased[:n].sum(dim=1).tolist(), out.sigma_c2[:n].tolist()
         gains = out.gain[:n].tolist()
         items = []
@@ -207,9 +206,7 @@ class Link:
                 rf.dropped = True
                 self.counts["lost"] += 1
             else:
-                sym = rf.frame.symbols
-                sym.data, sym.dtype = data[i * row_bytes:(i + 1) * row_bytes], common_pb2.DTYPE_FLOAT32
-                sym.shape.append(latent.shape[1])
+                rf.frame.symbols.CopyFrom(rows[i])
                 rf.sigma2 = sigma2[i] if csi else avg
                 rf.erased = int(erased[i])
                 if csi:

@@ -31,15 +31,29 @@ def dtype_name(dtype: int) -> str:
         return f"unknown({dtype})"
 
 
-def to_proto(value: np.ndarray | torch.Tensor) -> common_pb2.Tensor:
-    """Any supported array or tensor -> Tensor message (bytes are little-endian, C order)."""
+def _encoded(value: np.ndarray | torch.Tensor) -> tuple[np.ndarray, int, bytes]:
+    """(array, dtype code, little-endian C-order bytes) of an array or tensor."""
     arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
     key = (arr.dtype.kind, arr.dtype.itemsize)
     if key not in _PROTO_OF:
         raise BadRequest(f"cannot send dtype {arr.dtype}; supported: {', '.join(str(d) for d in _NP_OF.values())}")
     code = _PROTO_OF[key]
-    data = np.ascontiguousarray(arr, dtype=_NP_OF[code]).tobytes()
+    return arr, code, np.ascontiguousarray(arr, dtype=_NP_OF[code]).tobytes()
+
+
+def to_proto(value: np.ndarray | torch.Tensor) -> common_pb2.Tensor:
+    """Any supported array or tensor -> Tensor message (bytes are little-endian, C order)."""
+    arr, code, data = _encoded(value)
     return common_pb2.Tensor(data=data, shape=list(arr.shape), dtype=code)
+
+
+def rows_to_proto(batch: np.ndarray | torch.Tensor) -> list[common_pb2.Tensor]:
+    """A batch (B, ...) -> one Tensor message per row, each as :func:`to_proto` of that row would give. The batch is
+    converted once, not row by row (the per-frame hot path of the transmitter and the emulator)."""
+    arr, code, data = _encoded(batch)
+    step = len(data) // len(arr) if len(arr) else 0
+    return [common_pb2.Tensor(data=data[i * step:(i + 1) * step], shape=list(arr.shape[1:]), dtype=code)
+            for i in range(len(arr))]
 
 
 def to_numpy(msg: common_pb2.Tensor, what: str = "tensor", dtypes: Sequence[int] | None = None,

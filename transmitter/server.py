@@ -38,7 +38,7 @@ from services_common import auth
 from services_common.client import DEADLINE_S, SHORT_DEADLINE_S, channel
 from services_common.errors import BadRequest, NotReady, OutOfRange, grpc_errors
 from services_common.frames import header_to_proto
-from services_common.tensors import to_proto, to_torch
+from services_common.tensors import rows_to_proto, to_torch
 
 log = logging.getLogger(__name__)
 IMAGE_DTYPES = (common_pb2.DTYPE_FLOAT32, common_pb2.DTYPE_UINT8)
@@ -144,7 +144,8 @@ class Transmitter:
             x = x.cpu()
             now = time.time()
             seqs = list(range(self.seq, self.seq + b))
-            frames = [frame_pb2.Frame(message_id=ids[i], seq=seqs[i], symbols=to_proto(x[i]),
+            rows = rows_to_proto(x)
+            frames = [frame_pb2.Frame(message_id=ids[i], seq=seqs[i], symbols=rows[i],
                                       header=header_to_proto(header, i, self.bundle.model_id, now, keyed))
                       for i in range(b)]
             self.emulator.Send(ch_pb.SendRequest(frames=frames), timeout=DEADLINE_S)
