@@ -6,7 +6,7 @@
 links named after them (created on first use, at most ``max_links`` links). Queues are bounded; a frame that does
 not fit is counted in ``dropped_queue`` for that link only, so a slow listener never blocks the others.
 
-Who may do what (docs/design.md, "Roles"): ``Listen`` as the legitimate link only with the receiver's credential,
+Who may do what (docs/design.md §8): ``Listen`` as the legitimate link only with the receiver's credential,
 as eavesdropper N only with the eavesdropper credential named N; ``Send`` only the transmitter; ``Configure`` only
 the control panel; ``GetState`` (the CSI) the panel and the transmitter. A second ``Listen`` under an attached name is
 refused with ALREADY_EXISTS unless it presents the same credential (a reconnect: it replaces the old stream).

@@ -2,7 +2,7 @@
 
 Each link's JSON is converted with protobuf's ``json_format.ParseDict`` (field names as in the proto, snake_case
 or camelCase; enums by name, e.g. ``"interp": "INTERP_LINEAR"``): the panel keeps no list of fields, and the
-channel emulator is the one validator of their values (docs/design.md, "One link schema"). Traces come as
+channel emulator is the one validator of their values (docs/design.md §5). Traces come as
 points or CSV content (``trace.points`` / ``trace.csv``) or by name from the emulator's trace folder, never a path.
 
 The change is atomic across the emulator and the transmitter: both check it with ``validate_only`` before either

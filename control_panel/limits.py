@@ -1,4 +1,4 @@
-"""The panel's HTTP limits (docs/design.md, "Bounded resources"), each answered with a status that says why.
+"""The panel's HTTP limits (docs/design.md §8, "Bounded HTTP side"), each answered with a status that says why.
 
 - **body sizes** (:class:`LimitsMiddleware`): the upload limit plus the multipart overhead on ``POST /api/transmit``,
   ``max_json_bytes`` on every other body; 413 naming the limit, from the declared ``Content-Length`` before reading,

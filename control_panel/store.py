@@ -1,6 +1,6 @@
 """The panel's durable state: one SQLite database (WAL) with messages, reports, tallies, runs and sweeps.
 
-Why SQLite (docs/design.md, "Panel storage"): embedded, no server to run, durable across restarts, and the
+Why SQLite (docs/design.md §5, "Durable results"): embedded, no server to run, durable across restarts, and the
 process's memory is bounded by SQLite's page cache whatever the number of rows. The panel writes through ONE
 connection, from its event loop only; an export opens its own read-only connection in a worker thread (WAL lets
 readers run beside the writer). ``synchronous=NORMAL`` in WAL mode makes a commit an append to the log without an

@@ -3,7 +3,7 @@
 Start order follows the dependencies: channel emulator, transmitter, control panel (Telemetry), receiver,
 eavesdroppers. Command lines come from each service's settings spec (``<service>/settings.py``).
 
-Credentials (docs/design.md, "Roles"): the stack writes an authority key and one credential per service into
+Credentials (docs/design.md §8): the stack writes an authority key and one credential per service into
 ``<log dir>/auth`` and gives each service only its own credential file. The verifying services (emulator,
 transmitter, receiver, the panel's telemetry) get the key; an eavesdropper gets only ``control.pins``, the control
 credential's fingerprint, so it can check its callers but never mint or read another role's credential. Settings

@@ -1,4 +1,4 @@
-"""``python -m services_common.gateway``: the tap network's only way out (docs/design.md, "Network segmentation").
+"""``python -m services_common.gateway``: the tap network's only way out (docs/design.md §8, "Networks").
 
 Eavesdroppers live alone on compose's internal ``tap`` network. This gateway, on both ``tap`` and ``control``,
 forwards exactly the TCP ports it is given, byte for byte, and nothing else: in compose, the channel emulator's

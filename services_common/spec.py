@@ -1,5 +1,5 @@
 """One settings spec per service: it generates the service's argparse, the launcher's argv and the environment
-variable names it documents (docs/design.md, "Service skeleton").
+variable names it documents (docs/design.md §5, "One service skeleton").
 
 Every option ``--some-thing`` of a service can also be set with ``$DIFFSEM_SOME_THING`` (the command line wins).
 A service adds an option by adding one :class:`Option` to its spec (``<service>/settings.py``); the launcher
