@@ -20,7 +20,6 @@ pyproject.toml like any plugin. What an attack needs is declared on its class, n
 
 from __future__ import annotations
 
-import tomllib
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from diffsem.errors import CheckpointError, ConfigError, DiffSemError
 
 ENTRY_POINT_GROUP = "diffsem.attacks"
 AttackResult = tuple[torch.Tensor | None, torch.Tensor | None]
-_SOURCE_PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 class AttackError(DiffSemError):
@@ -74,20 +72,8 @@ class Attack:
         raise NotImplementedError
 
 
-def _source_entry_points() -> dict[str, EntryPoint]:
-    """The group as this source tree's pyproject.toml declares it: a checkout whose installed metadata is older than
-    its pyproject.toml (``pip install -e .`` not rerun) still finds the built-ins."""
-    if not _SOURCE_PYPROJECT.is_file():
-        return {}
-    project = tomllib.loads(_SOURCE_PYPROJECT.read_text()).get("project", {})
-    if project.get("name") != "diffsem":
-        return {}
-    group = project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
-    return {name: EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in group.items()}
-
-
 def _entry_points() -> dict[str, EntryPoint]:
-    return _source_entry_points() | {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def known_attacks() -> list[str]:
