@@ -39,7 +39,8 @@ class ChannelPatch(BaseModel):
 
 
 def _finite(value: Any, where: str) -> None:
-    """Refuse NaN and infinities anywhere, as numbers or as the strings protobuf's JSON would take for them."""
+    """Refuse NaN and infinities anywhere, as numbers or as the strings protobuf's JSON would take for them. The
+    emulator refuses them too, but json_format meets a bare NaN first and answers "use quoted NaN", which misleads."""
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, v in items:
         _finite(v, f"{where}.{key}")
