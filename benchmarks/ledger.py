@@ -9,7 +9,8 @@
    messages/s with the database on disk (WAL) and in memory (``--db :memory:``, the same code without a file), and
    the panel's resident memory (VmRSS) at each mark.
 2. **Live stack**: the whole stack from the launcher, a run of ``--live-n`` MNIST test images with the panel's
-   database on disk, then the same with ``:memory:``; images/s end to end and the ratio.
+   database on disk, then the same with ``:memory:``, alternated ``--repeats`` times so that load drifting on a shared
+   machine hits both alike; images/s end to end, the median of each and the ratio of medians.
 
 Prints a Markdown table and one JSON line.
 """
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -98,6 +100,7 @@ def main() -> None:
     p.add_argument("--memory-messages", type=int, default=100_000, help="messages for the :memory: comparison")
     p.add_argument("--live-n", type=int, default=2000)
     p.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"))
+    p.add_argument("--repeats", type=int, default=3, help="alternated on-disk / :memory: live runs")
     p.add_argument("--skip-live", action="store_true")
     args = p.parse_args()
     marks = [int(m) for m in args.marks.split(",")]
@@ -107,8 +110,8 @@ def main() -> None:
         result["disk"] = capacity(folder, str(folder / "panel.db"), args.messages, marks)
         result["memory"] = capacity(folder, ":memory:", args.memory_messages, [args.memory_messages])
         if not args.skip_live:
-            result["live"] = [live(args.checkpoints, str(folder / "live.db"), args.live_n),
-                              live(args.checkpoints, ":memory:", args.live_n)]
+            result["live"] = [live(args.checkpoints, db, args.live_n) for _ in range(args.repeats)
+                              for db in (str(folder / f"live-{time.monotonic_ns()}.db"), ":memory:")]
     result["loadavg_end"] = os.getloadavg()
     d, m = result["disk"], result["memory"]
     print("| metric | value |\n|---|---|")
@@ -117,9 +120,11 @@ def main() -> None:
     print(f"| panel capacity, SQLite :memory: | {m['messages_per_s']} messages/s over {m['messages']} messages |")
     print(f"| panel RSS idle / at marks | {d['rss_idle_mb']} MB / {d['rss_mb']} MB (database {d.get('db_mb')} MB) |")
     if "live" in result:
-        a, b = result["live"]
-        print(f"| live stack, {a['n']} images | on disk {a['images_per_s']} images/s, :memory: {b['images_per_s']} "
-              f"images/s (ratio {a['images_per_s'] / b['images_per_s']:.3f}) |")
+        disk = [r["images_per_s"] for r in result["live"] if r["db"] != ":memory:"]
+        mem = [r["images_per_s"] for r in result["live"] if r["db"] == ":memory:"]
+        print(f"| live stack, {args.live_n} images, on disk / :memory: | {disk} / {mem} images/s; medians "
+              f"{statistics.median(disk)} / {statistics.median(mem)} (ratio "
+              f"{statistics.median(disk) / statistics.median(mem):.3f}) |")
     print(json.dumps(result))
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import grpc
-import torch
+import numpy as np
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,7 +35,7 @@ from control_panel.errors import TooBusy, Upstream, UpstreamError
 from control_panel.jobs import cancel, cancel_all, save, track
 from control_panel.ledger import Ledger, RunWatch, Tally
 from control_panel.store import Store
-from diffsem.data import DATASETS, load_split
+from diffsem.data import DATASETS, load_arrays
 from protos.diffsem.v1 import transmitter_pb2
 from services_common.client import DEADLINE_S
 from services_common.tensors import to_proto
@@ -115,7 +115,7 @@ class RunManager:
         self.max_active = max_active
         self.active: dict[str, Run] = {}
         self.reserved = 0  # slots held by privacy sweeps between their steps
-        self._data: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._data: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.interrupted = store.interrupt(KIND, "the control panel stopped while this run was in flight")
 
     # ---- admission -----------------------------------------------------------------------------------------
@@ -126,15 +126,15 @@ class RunManager:
                           "has finished", retry_after_s=5)
         self.reserved += 1
 
-    async def dataset(self, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(images, labels)``, images kept as uint8 (N, 1, 28, 28): a quarter of the float32 split's memory."""
+    async def dataset(self, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, labels)``: images uint8 (N, 1, 28, 28), labels (N,)."""
         key = (name, split)
         if key not in self._data:
-            images, labels = await asyncio.to_thread(load_split, name, split)
-            self._data[key] = ((images * 255).round().to(torch.uint8), labels)  # exact: the files hold k/255
+            images, labels = await asyncio.to_thread(load_arrays, name, split)
+            self._data[key] = (images[:, None], labels)  # uint8 as stored: a quarter of the float32 split's memory
         return self._data[key]
 
-    async def check(self, req: RunRequest) -> tuple[torch.Tensor, torch.Tensor]:
+    async def check(self, req: RunRequest) -> tuple[np.ndarray, np.ndarray]:
         """The slice's uint8 images and labels; 422 when it is outside the split (a missing data set: 503)."""
         images, labels = await self.dataset(req.dataset, req.split)
         if req.start + req.n > len(images):
@@ -188,7 +188,7 @@ class RunManager:
         save(self.store, KIND, run)
 
     # ---- execution -----------------------------------------------------------------------------------------
-    async def _execute(self, run: Run, images: torch.Tensor, labels: torch.Tensor) -> None:
+    async def _execute(self, run: Run, images: np.ndarray, labels: np.ndarray) -> None:
         watch = self.ledger.watch(run.id)
         run.status, run.started = "running", time.time()
         try:
@@ -199,14 +199,14 @@ class RunManager:
             self.ledger.unwatch(run.id)
             self.active.pop(run.id, None)
 
-    async def _complete(self, run: Run, watch: RunWatch, images: torch.Tensor, labels: torch.Tensor) -> None:
+    async def _complete(self, run: Run, watch: RunWatch, images: np.ndarray, labels: np.ndarray) -> None:
         self._save(run)
         await self._stream(run, watch, images, labels)
         await self._settle(run, watch)
 
-    async def _transmit(self, ids: list[str], images: torch.Tensor) -> None:
+    async def _transmit(self, ids: list[str], images: np.ndarray) -> None:
         """Send uint8 images as float32 in [0, 1], the values ``load_split`` gives (k / 255)."""
-        req = transmitter_pb2.TransmitRequest(images=to_proto(images.float().div_(255)), message_ids=ids)
+        req = transmitter_pb2.TransmitRequest(images=to_proto(images.astype(np.float32) / 255), message_ids=ids)
         for attempt in range(5):
             try:
                 await self.tx.call("Transmit", req, timeout=DEADLINE_S)
@@ -216,7 +216,7 @@ class RunManager:
                     raise RuntimeError(f"transmitter refused a batch: {exc.code.name}: {exc.details}") from None
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    async def _stream(self, run: Run, watch: RunWatch, images: torch.Tensor, labels: torch.Tensor) -> None:
+    async def _stream(self, run: Run, watch: RunWatch, images: np.ndarray, labels: np.ndarray) -> None:
         req = run.req
         n, bs = len(images), req.batch_size
         window = req.window or max(4 * bs, 64)
@@ -253,7 +253,7 @@ class RunManager:
                 self._save(run)
                 last_save = now
 
-    async def _resend(self, run: Run, overdue: list[int], ids: list[str], images: torch.Tensor,
+    async def _resend(self, run: Run, overdue: list[int], ids: list[str], images: np.ndarray,
                       sent_at: dict[int, float], tries: dict[int, int]) -> None:
         again = []
         for i in overdue:

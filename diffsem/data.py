@@ -24,11 +24,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from diffsem.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the control panel reads the files without it
+    import torch
 
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -189,9 +192,9 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-def load_split(name: str, split: str, data_dir: Path | None = None,
-               spec: DatasetSpec | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load a split as ``(images, labels)``: images float32 (N, 1, 28, 28) in [0, 1], labels int64 (N,)."""
+def load_arrays(name: str, split: str, data_dir: Path | None = None,
+                spec: DatasetSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load a split as NumPy ``(images, labels)``: images uint8 (N, 28, 28) in [0, 255], labels (N,) as stored."""
     if split not in SPLIT_FILES:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
     spec = spec or get_spec(name)
@@ -201,6 +204,15 @@ def load_split(name: str, split: str, data_dir: Path | None = None,
     labels = read_idx(folder / spec.filename(lab_stem))
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels in the {split} split")
+    return images, labels
+
+
+def load_split(name: str, split: str, data_dir: Path | None = None,
+               spec: DatasetSpec | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a split as ``(images, labels)``: images float32 (N, 1, 28, 28) in [0, 1], labels int64 (N,)."""
+    import torch
+
+    images, labels = load_arrays(name, split, data_dir, spec)
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
 
@@ -211,6 +223,8 @@ def transmitter_split(n_train: int, aux_fraction: float = 1 / 6, seed: int = 0) 
     The transmitter trains on the first part; eavesdroppers get the rest as their auxiliary data, so no
     attacker ever trains on an image the transmitter's models saw.
     """
+    import torch
+
     perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
     n_aux = int(round(n_train * aux_fraction))
     return perm[n_aux:], perm[:n_aux]

@@ -15,3 +15,7 @@ class DataError(DiffSemError):
 
 class CheckpointError(DiffSemError):
     """A checkpoint that is missing, unreadable, or does not match the requested configuration."""
+
+
+class KeyedNoiseError(DiffSemError):
+    """A missing, too short or wrong self-noise key (the message never contains the key)."""

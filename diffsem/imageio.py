@@ -1,4 +1,6 @@
-"""Uploaded images -> the model's input: one 28x28 grayscale image in [0, 1], shape (1, 28, 28) float32.
+"""Uploaded images -> the model's input: one 28x28 grayscale image in [0, 1], a NumPy array (1, 28, 28) float32.
+
+NumPy and Pillow only (no torch): the control panel preprocesses uploads and stays light.
 
 Accepted formats, recognised by their first bytes (never by the file name):
 
@@ -33,7 +35,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from diffsem.errors import DiffSemError
@@ -61,7 +62,7 @@ class ImageTooLarge(ImageError):
 class Preprocessed:
     """image: (1, 28, 28) float32 in [0, 1]. info: what was done (format, original size, inverted, resized)."""
 
-    image: torch.Tensor
+    image: np.ndarray
     info: dict[str, object] = field(default_factory=dict)
 
 
@@ -192,6 +193,6 @@ def load_image(data: bytes, max_bytes: int = MAX_BYTES, max_side: int = MAX_SIDE
     resized = x.shape != (SIDE, SIDE)
     if resized:
         x = normalise_digit(x)
-    image = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).clamp(0, 1).unsqueeze(0)
+    image = np.clip(np.ascontiguousarray(x, dtype=np.float32), 0, 1)[None]
     return Preprocessed(image, {"format": fmt, "original_size": list(size), "inverted": inverted,
                                 "resized": resized})

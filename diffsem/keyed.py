@@ -24,15 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffsem.errors import DiffSemError
+from diffsem.errors import KeyedNoiseError  # defined with the other errors so torch-free callers can catch it
 
 KEY_ENV = "DIFFSEM_SELF_NOISE_KEY"
 CHECK_LABEL = b"diffsem-key-check"
 MIN_KEY_BYTES = 16
-
-
-class KeyedNoiseError(DiffSemError):
-    """A missing, too short or wrong self-noise key (the message never contains the key)."""
 
 
 def load_key(path: str | Path | None = None, env: str = KEY_ENV) -> bytes:

@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from diffsem.errors import CheckpointError, DiffSemError
-from diffsem.keyed import KeyedNoiseError
+from diffsem.errors import CheckpointError, DiffSemError, KeyedNoiseError
 from services_common.auth import AuthError
 
 log = logging.getLogger(__name__)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from protos.diffsem.v1 import common_pb2
 from services_common.errors import BadRequest
+
+if TYPE_CHECKING:  # torch is imported only where a tensor is made, so the control panel never loads it
+    import torch
 
 _NP_OF = {
     common_pb2.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -33,7 +36,7 @@ def dtype_name(dtype: int) -> str:
 
 def _encoded(value: np.ndarray | torch.Tensor) -> tuple[np.ndarray, int, bytes]:
     """(array, dtype code, little-endian C-order bytes) of an array or tensor."""
-    arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)  # a torch.Tensor
     key = (arr.dtype.kind, arr.dtype.itemsize)
     if key not in _PROTO_OF:
         raise BadRequest(f"cannot send dtype {arr.dtype}; supported: {', '.join(str(d) for d in _NP_OF.values())}")
@@ -88,4 +91,6 @@ def to_numpy(msg: common_pb2.Tensor, what: str = "tensor", dtypes: Sequence[int]
 def to_torch(msg: common_pb2.Tensor, what: str = "tensor", dtypes: Sequence[int] | None = None,
              shape: Sequence[int | None] | None = None) -> torch.Tensor:
     """Tensor message -> torch tensor on the CPU (see :func:`to_numpy`)."""
+    import torch
+
     return torch.from_numpy(to_numpy(msg, what, dtypes, shape))

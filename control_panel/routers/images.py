@@ -76,7 +76,7 @@ async def transmit(state: Panel,
     wait = timeout_s or state.settings.transmit_timeout_s
     try:
         reply = await state.tx.call("Transmit", transmitter_pb2.TransmitRequest(
-            images=to_proto(pre.image.unsqueeze(0)), message_ids=[mid]), DEADLINE_S)
+            images=to_proto(pre.image[None]), message_ids=[mid]), DEADLINE_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pending.done.wait(), timeout=wait)
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,8 +23,8 @@ def digit() -> np.ndarray:
 
 def test_28x28_png_round_trips_exactly(digit: np.ndarray) -> None:
     out = load_image(png_bytes(digit))
-    assert out.image.shape == (1, 28, 28) and out.image.dtype.is_floating_point
-    np.testing.assert_array_equal(out.image[0].numpy(), digit.astype(np.float32) / 255.0)
+    assert out.image.shape == (1, 28, 28) and out.image.dtype == np.float32
+    np.testing.assert_array_equal(out.image[0], digit.astype(np.float32) / 255.0)
 
 
 def test_large_dark_on_light_rgba_is_inverted_and_normalised(digit: np.ndarray) -> None:
@@ -32,7 +34,7 @@ def test_large_dark_on_light_rgba_is_inverted_and_normalised(digit: np.ndarray) 
     Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
     out = load_image(buf.getvalue())
     assert out.info["inverted"] and out.info["resized"] and out.info["original_size"] == [168, 168]
-    x = out.image[0].numpy()
+    x = out.image[0]
     ys, xs = np.indices(x.shape)
     assert abs((ys * x).sum() / x.sum() - 13.5) < 1.5 and abs((xs * x).sum() / x.sum() - 13.5) < 1.5
     rows = np.flatnonzero((x > 0.1).any(axis=1))
@@ -80,3 +82,12 @@ def test_byte_limit_and_npy_limits() -> None:
     np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (20000, 20000)})
     with pytest.raises(ImageTooLarge, match="20000x20000"):
         load_image(header.getvalue())  # the header alone: no pixel data is ever read
+
+
+def test_the_control_panel_never_loads_torch() -> None:
+    """The panel only routes bytes and counts (docs/design.md §5); torch alone would cost it about 220 MB resident."""
+    code = ("import sys, control_panel.__main__, control_panel.app, control_panel.state, control_panel.routers.images\n"
+            "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+            "print(' '.join(loaded[:5]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"the panel imported {out.stdout.strip()}"
