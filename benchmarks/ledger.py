@@ -7,7 +7,8 @@
    that report every message at once as a receiver and one eavesdropper (``tests/services/panel_fakes.py``), so the
    panel's bookkeeping is the bottleneck. Test-set runs of 10,000 images until ``--messages`` messages; reported:
    messages/s with the database on disk (WAL) and in memory (``--db :memory:``, the same code without a file), and
-   the panel's resident memory (VmRSS) at each mark.
+   the panel's resident memory (VmRSS) at each mark; then the on-disk panel is SIGKILLed and restarted on its
+   database: the time until it serves the counts again, and whether every count survived.
 2. **Live stack**: the whole stack from the launcher, a run of ``--live-n`` MNIST test images with the panel's
    database on disk, then the same with ``:memory:``, alternated ``--repeats`` times so that load drifting on a shared
    machine hits both alike; images/s end to end, the median of each and the ratio of medians.
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "services")]  # the packages and the panel's test stand-ins
 
 import httpx  # noqa: E402
-from panel_fakes import start_panel  # noqa: E402
+from panel_fakes import PanelUnderTest, start_panel  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
 from diffsem.bundle import checkpoint_dir  # noqa: E402
@@ -78,9 +79,28 @@ def capacity(folder: Path, db: str, messages: int, marks: list[int]) -> dict[str
                 "eve_reports": summary["listeners"]["eve"]["reports"]}
         if db != ":memory:":
             out["db_mb"] = round(sum(f.stat().st_size for f in Path(db).parent.glob(Path(db).name + "*")) / 2**20, 1)
+            out["restart"] = restart(folder, p, summary)
         return out
     finally:
         p.close()
+
+
+def restart(folder: Path, p: PanelUnderTest, before: dict[str, Any]) -> dict[str, Any]:
+    """SIGKILL the panel and start it on the same database: seconds from the kill until ``/api/summary`` answers, and
+    whether every count came back."""
+    p.stop(kill=True)
+    killed = time.perf_counter()
+    p2 = start_panel(folder, db=p.db, emulator=p.emulator, transmitter=p.transmitter)
+    try:
+        with p2.http(timeout=120) as c:
+            after = c.get("/api/summary").json()
+        seconds = time.perf_counter() - killed
+        same = after["messages"] == before["messages"] and all(
+            after["listeners"][k]["reports"] == v["reports"] and after["listeners"][k]["correct"] == v["correct"]
+            for k, v in before["listeners"].items())
+        return {"seconds": round(seconds, 2), "messages": after["messages"], "counts_survived": same}
+    finally:
+        p2.close()
 
 
 def live(checkpoints: Path, db: str, n: int) -> dict[str, Any]:
@@ -118,6 +138,9 @@ def main() -> None:
     print(f"| panel capacity, SQLite on disk (WAL) | {d['messages_per_s']} messages/s over {d['messages']} messages "
           f"(2 reports each) |")
     print(f"| panel capacity, SQLite :memory: | {m['messages_per_s']} messages/s over {m['messages']} messages |")
+    r = d["restart"]
+    print(f"| panel SIGKILL + restart at {r['messages']} messages | counts served again after {r['seconds']} s "
+          f"(every count survived: {r['counts_survived']}) |")
     print(f"| panel RSS idle / at marks | {d['rss_idle_mb']} MB / {d['rss_mb']} MB (database {d.get('db_mb')} MB) |")
     if "live" in result:
         disk = [r["images_per_s"] for r in result["live"] if r["db"] != ":memory:"]

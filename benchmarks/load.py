@@ -1,7 +1,7 @@
 """The live stack under load and faults, on loopback (issue 5's numbers).
 
     .venv/bin/python benchmarks/load.py [--checkpoints checkpoints/mnist] [--clients 16] [--per-client 200]
-        [--eavesdroppers 1] [--rss-frames 1000,10000] [--skip-restart] [--skip-rss]
+        [--eavesdroppers 1] [--rss-frames 1000,10000] [--skip-restart] [--skip-rss] [--max-uploads N]
 
 One script run starts the stack with the local launcher (every port ephemeral, one feature-classifier
 eavesdropper at the legitimate SNR per --eavesdroppers) and measures:
@@ -168,11 +168,13 @@ def main() -> None:
     p.add_argument("--skip-restart", action="store_true")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--receiver-threads", type=int, default=None)
+    p.add_argument("--max-uploads", type=int, default=None, help="the panel's bound on uploads in flight (default 16)")
     args = p.parse_args()
     eves = [f"eve{i}" for i in range(args.eavesdroppers)]
     cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device="cpu",
                                 eavesdroppers=[EveSpec(e, "feature-classifier", 0.0) for e in eves],
-                                receiver_threads=args.receiver_threads)
+                                receiver_threads=args.receiver_threads,
+                                panel_args=() if args.max_uploads is None else ("--max-uploads", str(args.max_uploads)))
     images, labels = load_split("mnist", "test")
     imgs = images[:, 0].numpy()
     labs = labels.numpy()

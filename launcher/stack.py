@@ -92,6 +92,7 @@ class StackConfig:
     queue_size: int = 4096
     receiver_threads: int | None = None
     reads_transmitter_weights: tuple[str, ...] = ()  # eavesdropper names given the transmitter's checkpoint
+    panel_args: tuple[str, ...] = ()  # more `python -m control_panel` options, e.g. its limits (benchmarks/load.py)
     log_dir: Path | None = None
     restart: bool = True
     startup_timeout_s: float = 180.0
@@ -300,7 +301,7 @@ class Stack:
                 "--host", c.host, "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
                 "--transmitter", self.address("transmitter"), "--emulator", self.address("channel_emulator"),
                 "--credential-file", str(self.auth_dir / f"{auth.CONTROL}.credential"),
-                "--auth-key-file", str(self.auth_dir / "authority.key")],
+                "--auth-key-file", str(self.auth_dir / "authority.key"), *c.panel_args],
                 health="http", extra_env={f"{ENV_PREFIX}DB": os.environ.get(f"{ENV_PREFIX}DB") or str(c.log_dir / "panel.db")})
             self._wait(panel)
             rx = self._add("receiver", "receiver", RECEIVER.argv(
