@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,9 +117,17 @@ def ensure_base_image(engine: Engine) -> None:
     assert done.returncode == 0, done.stderr[-5000:]
 
 
+def wheels_complete() -> bool:
+    """Whether wheels/ alone satisfies pyproject.toml's runtime dependencies (pip resolves offline, installs nothing)."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+                           "--no-index", "--find-links", str(ROOT / "wheels"), *deps], capture_output=True, timeout=300)
+    return done.returncode == 0
+
+
 def ensure_wheels() -> None:
-    """scripts/wheels when wheels/ has no torch wheel yet."""
-    if list((ROOT / "wheels").glob("torch-2.13.0*.whl")):
+    """scripts/wheels when wheels/ cannot serve every runtime dependency (a fresh clone, or a new pin)."""
+    if wheels_complete():
         return
     done = subprocess.run([str(ROOT / "scripts" / "wheels")], cwd=ROOT, env=dict(os.environ) | {"PYTHON": sys.executable},
                           capture_output=True, text=True, timeout=1800)
