@@ -1,0 +1,186 @@
+"""The ``ofdm`` PHY on Sionna: a frame on an OFDM resource grid over a 3GPP TDL/CDL channel (docs/design.md §3, OFDM).
+
+Per frame: the k real values become k/2 complex symbols (:func:`diffsem.channel.to_symbols`) on the grid's data REs
+(``ResourceGridMapper``, Kronecker pilots on ``pilot_symbols``); the channel H[symbol, subcarrier] of the frame's time
+(``TDL``/``CDL`` -> ``cir_to_ofdm_channel``) multiplies each RE (``ApplyOFDMChannel``); ``AWGN`` adds N0 per RE;
+the receiver estimates H from the pilots (``LSChannelEstimator`` with linear interpolation) or knows it (perfect
+CSI), and ``LMMSEEqualizer`` gives x_hat and its noise variance no_eff per RE. After unpacking, sigma_c^2 of both
+real values of a symbol is that RE's no_eff (same units as the flat case's N0 / |h|^2).
+
+Frame timing. A link's frames are back to back: frame i occupies OFDM symbols [i S, (i+1) S) of one continuous
+channel, S = ``ofdm_symbols``, each of duration (1 + CP/N) / subcarrier spacing (CP = N * 144/2048, rounded: the
+normal cyclic prefix). At 30 kHz and 14 symbols a frame is a 0.5 ms slot, so a feedback delay of d frames is CSI
+d x 0.5 ms old. Sionna's TDL/CDL draw a fresh realisation (path phases, angles, Doppler directions) on each call,
+so the link draws one continuous channel per window of :data:`WINDOW_FRAMES` frames: within a window the channel
+evolves with its Doppler; each window is an independent realisation (the user moved on), which costs time
+continuity at one frame boundary in WINDOW_FRAMES. TDL keeps Sionna's average path gain (E|H|^2 = 1 over
+realisations); CDL's single-antenna gain is not unit, so a CDL window is scaled to unit mean energy.
+
+Randomness. The link's generator seeds, on construction, a second generator for the channel process (one draw),
+then draws the AWGN and the erasures, so a batch's noise does not depend on when a window was drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sionna.phy.channel import AWGN, ApplyOFDMChannel, cir_to_ofdm_channel, subcarrier_frequencies
+from sionna.phy.channel.tr38901 import CDL, TDL, PanelArray
+from sionna.phy.mimo import StreamManagement
+from sionna.phy.ofdm import LMMSEEqualizer, LSChannelEstimator, ResourceGrid, ResourceGridMapper
+
+from diffsem.channel import ChannelOutput, from_symbols, noise_variance, to_symbols
+from diffsem.config import LinkConfig
+from diffsem.phy.blocks import seeded
+from diffsem.phy.grid import CsiFeedback, GridLayout, check_link, quantise_csi
+
+WINDOW_FRAMES = 256  # frames of one continuous channel realisation
+NORMAL_CP = 144 / 2048  # the normal cyclic prefix as a fraction of the FFT size
+
+
+@dataclass
+class OfdmDraw:
+    """The channel of ``n`` consecutive frames of a link: h (n, S, F) complex64 (OFDM symbols x subcarriers),
+    n0 (the AWGN level of these frames, per complex symbol), the index of the first frame, csi (n, k/2) float32 the
+    true N0 / |H|^2 at each carried RE, and past: the link's last ``feedback_delay`` csi rows (k/2,) before them."""
+
+    h: torch.Tensor
+    n0: float
+    first_frame: int
+    csi: torch.Tensor
+    past: list[torch.Tensor]
+
+
+class OfdmLink:
+    """One ``ofdm`` link: its grid, its 3GPP channel, its clock (frames drawn so far) and its CSI history.
+
+    Use in frame order: :meth:`draw` the next frames' channel, then (legitimate link) :meth:`feedback` for them,
+    then :meth:`carry` the transmitted frames over it. A link is stateful: consecutive calls continue its channel.
+    """
+
+    def __init__(self, link: LinkConfig, generator: torch.Generator, k: int):
+        if link.phy != "ofdm":
+            raise ValueError("OfdmLink needs a LinkConfig with phy='ofdm'")
+        check_link(link, k)
+        self.cfg, self.gen, self.layout = link, generator, GridLayout.of(link, k)
+        self.units = self.layout.units(link.feedback, link.subband_size)
+        self.n_units = self.layout.n_units(link.feedback, link.subband_size)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        self.channel_gen = torch.Generator().manual_seed(seed)
+        self.rg = ResourceGrid(num_ofdm_symbols=link.ofdm_symbols, fft_size=link.fft_size,
+                               subcarrier_spacing=link.subcarrier_spacing_khz * 1e3, num_tx=1, num_streams_per_tx=1,
+                               cyclic_prefix_length=round(link.fft_size * NORMAL_CP), pilot_pattern="kronecker",
+                               pilot_ofdm_symbol_indices=list(self.layout.pilot_symbols), device="cpu")
+        # Fixed QPSK pilots (Sionna's are drawn from its global generator): both ends know them.
+        self.rg.pilot_pattern.pilots = torch.full(self.rg.pilot_pattern.pilots.shape, complex(1, 1) / math.sqrt(2),
+                                                  dtype=torch.complex64)
+        self.mapper = ResourceGridMapper(self.rg, device="cpu")
+        self.apply = ApplyOFDMChannel(add_awgn=False, device="cpu")
+        self.estimator = LSChannelEstimator(self.rg, interpolation_type="lin", device="cpu")
+        self.equalizer = LMMSEEqualizer(self.rg, StreamManagement(np.ones([1, 1]), 1), device="cpu")
+        self.model = _channel_model(link, self.channel_gen)
+        self.freqs = subcarrier_frequencies(link.fft_size, link.subcarrier_spacing_khz * 1e3, device="cpu")
+        self.frame = 0
+        self._window: tuple[int, torch.Tensor] | None = None
+        self._history: deque[torch.Tensor] = deque(maxlen=max(link.feedback_delay, 1))
+
+    @property
+    def frame_seconds(self) -> float:
+        """Duration of one frame (S OFDM symbols with their cyclic prefixes), seconds."""
+        return self.cfg.ofdm_symbols * self.rg.ofdm_symbol_duration
+
+    def _window_h(self, w: int) -> torch.Tensor:
+        """(WINDOW_FRAMES, S, F) complex64: the channel of window ``w`` (drawn once, when first needed)."""
+        if self._window is None or self._window[0] != w:
+            s = self.cfg.ofdm_symbols
+            a, tau = self.model(1, WINDOW_FRAMES * s, 1.0 / self.rg.ofdm_symbol_duration)
+            h = cir_to_ofdm_channel(self.freqs, a, tau, normalize=False).reshape(WINDOW_FRAMES, s, self.cfg.fft_size)
+            if self.cfg.channel_model.startswith("CDL"):
+                h = h / h.abs().pow(2).mean().sqrt()
+            self._window = (w, h.to(torch.complex64))
+        return self._window[1]
+
+    def draw(self, n: int, snr_db: float | None = None) -> OfdmDraw:
+        """The channel of the link's next ``n`` frames (advances its clock); ``snr_db`` overrides the config's."""
+        parts, f = [], self.frame
+        while f < self.frame + n:
+            w, off = divmod(f, WINDOW_FRAMES)
+            take = min(WINDOW_FRAMES - off, self.frame + n - f)
+            parts.append(self._window_h(w)[off:off + take])
+            f += take
+        h = torch.cat(parts)
+        n0 = float(noise_variance(self.cfg.snr_db if snr_db is None else snr_db))
+        pos = self.layout.positions
+        csi = (n0 / h[:, pos[:, 0], pos[:, 1]].abs().pow(2).clamp_min(1e-12)).to(torch.float32)
+        out = OfdmDraw(h, n0, self.frame, csi, list(self._history))
+        self._history.extend(csi[-self._history.maxlen:])
+        self.frame += n
+        return out
+
+    def _group(self, csi: torch.Tensor) -> torch.Tensor:
+        """(n, k/2) per-RE levels -> (n, U) mean level per feedback unit."""
+        total = torch.zeros(csi.shape[0], self.n_units).index_add_(1, self.units, csi)
+        count = torch.bincount(self.units, minlength=self.n_units).clamp_min(1)
+        return total / count
+
+    def feedback(self, draw: OfdmDraw) -> CsiFeedback:
+        """The transmitter's CSI for the drawn frames: frame i gets the measurement of frame i - ``feedback_delay``
+        grouped per unit and quantised. Frames before the link's first measurement get N0 (average SNR, no CSI)."""
+        d = self.cfg.feedback_delay
+        past = draw.past[len(draw.past) - d:] if d else []
+        fill = [torch.full((1, draw.csi.shape[1]), draw.n0)] * (d - len(past))
+        seen = torch.cat([*fill, *(p[None] for p in past), draw.csi])
+        return CsiFeedback(quantise_csi(self._group(seen[: draw.csi.shape[0]])), self.units)
+
+    def latest_feedback(self) -> CsiFeedback:
+        """(1, U) feedback for the next frame to be sent (live: the transmitter asks before it sends): the
+        measurement of frame ``self.frame - feedback_delay`` (delay 0 reads as 1: the next frame is not drawn yet)."""
+        full = len(self._history) == self._history.maxlen
+        level = (self._group(self._history[0][None]) if full
+                 else torch.full((1, self.n_units), float(noise_variance(self.cfg.snr_db))))
+        return CsiFeedback(quantise_csi(level), self.units)
+
+    def carry(self, x: torch.Tensor, draw: OfdmDraw) -> ChannelOutput:
+        """Send real latents x (B, k) over the drawn channel (B frames): map, H, AWGN, estimate, LMMSE, unpack.
+
+        Output: latent (B, k), sigma_c2 (B, k) = no_eff per RE (both reals of a symbol), gain (B,) mean H over the
+        carried REs, erased (B, k), csi (B, k/2) true N0 / |H|^2. Draws the AWGN, then the erasures."""
+        b, ns = x.shape[0], self.layout.n_symbols
+        c = to_symbols(x.detach().to("cpu", torch.float32))
+        data = torch.zeros(b, self.rg.num_data_symbols, dtype=torch.complex64)
+        data[:, :ns] = c
+        grid = self.mapper(data[:, None, None])
+        h = draw.h[:, None, None, None, None]
+        y = seeded(AWGN, self.gen)(self.apply(grid, h), draw.n0)
+        no = torch.tensor(draw.n0, dtype=torch.float32)
+        if self.cfg.estimator == "ls":
+            h_hat, err_var = self.estimator(y, no)
+        else:
+            h_hat, err_var = h, torch.zeros((), dtype=torch.float32)
+        x_hat, no_eff = self.equalizer(y, h_hat, err_var, no)
+        x_hat, no_eff = x_hat[:, 0, 0, :ns], no_eff[:, 0, 0, :ns].to(torch.float32)
+        erased_sym = torch.zeros(x_hat.shape, dtype=torch.bool)
+        if self.cfg.erasure_prob > 0:
+            erased_sym = torch.rand(x_hat.shape, generator=self.gen) < self.cfg.erasure_prob
+            x_hat = torch.where(erased_sym, torch.zeros_like(x_hat), x_hat)
+        pos = self.layout.positions
+        return ChannelOutput(latent=from_symbols(x_hat).to(x.device), sigma_c2=no_eff.repeat_interleave(2, -1).to(x.device),
+                             gain=draw.h[:, pos[:, 0], pos[:, 1]].mean(dim=1),
+                             erased=erased_sym.repeat_interleave(2, dim=-1).to(x.device), csi=draw.csi)
+
+
+def _channel_model(link: LinkConfig, generator: torch.Generator) -> TDL | CDL:
+    """The link's 3GPP model (SISO, downlink), drawing from the link's channel generator."""
+    family, model = link.channel_model.split("-")
+    speed = link.speed_kmh / 3.6
+    common = {"delay_spread": link.delay_spread_ns * 1e-9, "carrier_frequency": link.carrier_ghz * 1e9,
+              "min_speed": speed, "max_speed": speed}
+    if family == "TDL":
+        return seeded(TDL, generator, model=model, **common)
+    array = PanelArray(num_rows_per_panel=1, num_cols_per_panel=1, polarization="single", polarization_type="V",
+                       antenna_pattern="omni", carrier_frequency=link.carrier_ghz * 1e9, device="cpu")
+    return seeded(CDL, generator, model=model, ut_array=array, bs_array=array, direction="downlink", **common)
