@@ -1,0 +1,92 @@
+"""One link's ``ofdm`` physical layer in the emulator: the core's stateful :class:`diffsem.phy.OfdmLink`, the frames
+drawn ahead for the transmitter's CSI feedback, and the recent per-subcarrier SNR the dashboard draws.
+
+The maths is the core's (docs/design.md §3, OFDM): :func:`diffsem.phy.make_link` builds the link from the link's
+generator, ``draw`` gives a batch's channel, ``feedback`` the transmitter's delayed, quantised CSI of it and
+``carry`` passes frames over it. What this module adds is the split across two calls. Offline, one batch is
+drawn, fed back and carried in one go (:func:`diffsem.framepath.send`). Live, the transmitter first asks for the
+feedback of its next B frames (:meth:`OfdmState.feedback`: the channel of those frames is drawn then and kept),
+and its ``Send`` carries them over exactly that channel (:meth:`OfdmState.carry`). One ``Feedback`` of B frames
+followed by a ``Send`` of B frames therefore draws what the offline path draws, in the same order. Frames sent
+without feedback asked first are drawn when they arrive; drawn-ahead frames that are never sent are skipped
+(the link's clock has moved past them), at most :data:`MAX_AHEAD` of them are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import torch
+
+from diffsem.channel import ChannelOutput
+from diffsem.config import LinkConfig
+from diffsem.phy import CsiFeedback, make_link
+
+MAX_AHEAD = 8192  # frames drawn for feedback but not sent yet
+STRIP_FRAMES = 32  # recent frames kept for the per-subcarrier SNR picture
+
+
+class OfdmState:
+    """The ``ofdm`` side of one emulated link. ``cfg``: the link's core settings (snr_db is per batch, not used);
+    ``generator``: the link's own generator (the OfdmLink takes its channel seed from it, then its noise); ``k``:
+    real values per frame."""
+
+    def __init__(self, cfg: LinkConfig, generator: torch.Generator, k: int):
+        self.cfg, self.k = cfg, k
+        self.link = make_link(cfg, generator, k)
+        self.ahead: deque = deque()  # OfdmDraw pieces, oldest first
+        self.strip: deque[list[float]] = deque(maxlen=STRIP_FRAMES)
+        self.last_csi = math.nan  # mean N0 / |H|^2 over the last drawn frame's carried REs
+
+    def same_link(self, cfg: LinkConfig) -> bool:
+        """Whether ``cfg`` is this link's channel (only the SNR, which each batch sets, may differ)."""
+        return self.cfg.model_copy(update={"snr_db": cfg.snr_db}) == cfg
+
+    def _draw(self, n: int, snr_db: float):  # -> OfdmDraw (Sionna's types are imported lazily)
+        draw = self.link.draw(n, snr_db)
+        snr = draw.h.abs().pow(2).mean(dim=1) / draw.n0  # (n, F): per subcarrier, over the frame's OFDM symbols
+        self.strip.extend((10.0 * torch.log10(snr.clamp_min(1e-12))).tolist())
+        self.last_csi = float(draw.csi[-1].mean())
+        return draw
+
+    def feedback(self, n: int, snr_db: float) -> CsiFeedback:
+        """The transmitter's CSI for the next ``n`` frames (their channel is drawn now and kept for :meth:`carry`)."""
+        draw = self._draw(n, snr_db)
+        self.ahead.append(draw)
+        while sum(d.h.shape[0] for d in self.ahead) > MAX_AHEAD:
+            self.ahead.popleft()
+        return self.link.feedback(draw)
+
+    def _take(self, n: int, snr_db: float) -> list:
+        """The channel of the next ``n`` frames to carry: drawn-ahead pieces first, then fresh draws."""
+        pieces, left = [], n
+        while left and self.ahead:
+            d = self.ahead.popleft()
+            m = d.h.shape[0]
+            if m > left:  # split the piece: the rest stays ahead
+                rest = type(d)(d.h[left:], d.n0, d.first_frame + left, d.csi[left:], [])
+                self.ahead.appendleft(rest)
+                d = type(d)(d.h[:left], d.n0, d.first_frame, d.csi[:left], d.past)
+                m = left
+            pieces.append(d)
+            left -= m
+        if left:
+            pieces.append(self._draw(left, snr_db))
+        return pieces
+
+    def carry(self, x: torch.Tensor, snr_db: float) -> ChannelOutput:
+        """Frames x (B, k) over the link's next B frames of channel."""
+        outs, i = [], 0
+        for d in self._take(x.shape[0], snr_db):
+            m = d.h.shape[0]
+            outs.append(self.link.carry(x[i:i + m], d))
+            i += m
+        if len(outs) == 1:
+            return outs[0]
+        return ChannelOutput(*(torch.cat([getattr(o, f) for o in outs]) for f in
+                               ("latent", "sigma_c2", "gain", "erased", "csi")))
+
+    def snr_picture(self) -> list[float]:
+        """The recent frames' SNR per subcarrier in dB, row-major (frames x fft_size), oldest first."""
+        return [v for row in self.strip for v in row]
