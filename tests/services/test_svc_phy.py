@@ -147,3 +147,26 @@ def test_feedback_is_the_transmitters_and_the_legitimate_links_only(emu: Emu) ->
     flat = emu.tx.Feedback(pb.FeedbackRequest(frames=4), timeout=5)
     assert flat.phy == "flat" and flat.sigma_c2 == pytest.approx(0.1) and not flat.codes
     wait_until(lambda: emu.links()["receiver"].frames_in == 0, 1, "no frame sent by asking for feedback")
+
+
+def test_the_launchers_phy_options_start_the_emulator_with_an_ofdm_legitimate_link() -> None:
+    """``python -m launcher --phy ofdm --channel-model CDL-C ...``: the emulator's argv carries them, and the emulator
+    it starts checks them as any link setting and runs its legitimate link (and new eavesdropper links) on them."""
+    from channel_emulator.__main__ import make_servicer
+    from channel_emulator.settings import SPEC
+    from launcher.__main__ import config_from, parse_args
+    from services_common.auth import Verifier
+
+    cfg = config_from(parse_args(["--phy", "ofdm", "--channel-model", "CDL-C", "--speed-kmh", "30",
+                                  "--feedback-delay", "4"]))
+    argv = SPEC.argv(**cfg.phy)
+    assert argv == ["--phy", "ofdm", "--channel-model", "CDL-C", "--speed-kmh", "30.0", "--feedback-delay", "4"]
+    emu = make_servicer(SPEC.parse(argv), Verifier(None)).emu
+    try:
+        s = emu.links["receiver"].settings
+        assert (s.phy, s.channel_model, s.speed_kmh, s.feedback_delay) == ("ofdm", "CDL-C", 30.0, 4)
+        assert emu.eve_defaults.phy == "ofdm"
+        with pytest.raises(Exception, match="channel_model='TDL-Q' is not one of"):
+            make_servicer(SPEC.parse(["--phy", "ofdm", "--channel-model", "TDL-Q"]), Verifier(None))
+    finally:
+        emu.close()
