@@ -17,6 +17,7 @@ from diffsem.bundle import checkpoint_dir, load_bundle
 from diffsem.config import DECODE_MODES, FadingName, LinkConfig, ModelConfig, PhyName, build
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
 from diffsem.errors import DiffSemError
+from diffsem.phy import check_link
 from diffsem.pipeline import DEEP_FADE_POLICIES
 
 
@@ -224,6 +225,7 @@ def _eval(args: argparse.Namespace) -> None:
              "seed": args.seed, "modes": modes, "phy": _phy_settings(args), "deep_fade": args.deep_fade,
              "aging_speeds": args.aging_speeds, "aging_delays": args.aging_delays, "aging_snrs": args.aging_snrs}
     ec = build(EvalConfig, **{k: v for k, v in given.items() if v is not None})
+    check_link(build(LinkConfig, **ec.phy), bundle.cfg.k)  # the grid must carry the bundle's frames
     attacks = _attack_zoo(args, bundle, folder) if args.attacks else {}  # fail fast, before the sweep
     images, labels = load_split(args.dataset, "test", args.data_dir)
     res = evaluate(bundle, ec, images[:ec.n], labels[:ec.n])
