@@ -11,10 +11,12 @@ Frame timing. A link's frames are back to back: frame i occupies OFDM symbols [i
 channel, S = ``ofdm_symbols``, each of duration (1 + CP/N) / subcarrier spacing (CP = N * 144/2048, rounded: the
 normal cyclic prefix). At 30 kHz and 14 symbols a frame is a 0.5 ms slot, so a feedback delay of d frames is CSI
 d x 0.5 ms old. Sionna's TDL/CDL draw a fresh realisation (path phases, angles, Doppler directions) on each call,
-so the link draws one continuous channel per window of :data:`WINDOW_FRAMES` frames: within a window the channel
-evolves with its Doppler; each window is an independent realisation (the user moved on), which costs time
-continuity at one frame boundary in WINDOW_FRAMES. TDL keeps Sionna's average path gain (E|H|^2 = 1 over
-realisations); CDL's single-antenna gain is not unit, so a CDL window is scaled to unit mean energy.
+so the link draws one continuous channel per window of :data:`WINDOW_FRAMES` frames (32 ms at 0.5 ms a frame,
+about one coherence time at 3 km/h and 3.5 GHz), preceded by ``feedback_delay`` lead-in frames of the same
+realisation: within a window the channel evolves with its Doppler and frame i's feedback is the same realisation
+d frames earlier; each window is an independent realisation (the user moved on), so a long evaluation averages
+over many fades. TDL keeps Sionna's average path gain (E|H|^2 = 1 over realisations, LOS included); CDL's
+single-antenna gain is not unit, so a CDL window is scaled to unit mean energy.
 
 Randomness. The link's generator seeds, on construction, a second generator for the channel process (one draw),
 then draws the AWGN and the erasures, so a batch's noise does not depend on when a window was drawn.
@@ -23,7 +25,6 @@ then draws the AWGN and the erasures, so a batch's noise does not depend on when
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ from diffsem.config import LinkConfig
 from diffsem.phy.blocks import seeded
 from diffsem.phy.grid import CsiFeedback, GridLayout, check_link, quantise_csi
 
-WINDOW_FRAMES = 256  # frames of one continuous channel realisation
+WINDOW_FRAMES = 64  # frames of one continuous channel realisation
 NORMAL_CP = 144 / 2048  # the normal cyclic prefix as a fraction of the FFT size
 
 
@@ -46,13 +47,13 @@ NORMAL_CP = 144 / 2048  # the normal cyclic prefix as a fraction of the FFT size
 class OfdmDraw:
     """The channel of ``n`` consecutive frames of a link: h (n, S, F) complex64 (OFDM symbols x subcarriers),
     n0 (the AWGN level of these frames, per complex symbol), the index of the first frame, csi (n, k/2) float32 the
-    true N0 / |H|^2 at each carried RE, and past: the link's last ``feedback_delay`` csi rows (k/2,) before them."""
+    true N0 / |H|^2 at each carried RE, and stale (n, k/2) the same ``feedback_delay`` frames earlier."""
 
     h: torch.Tensor
     n0: float
     first_frame: int
     csi: torch.Tensor
-    past: list[torch.Tensor]
+    stale: torch.Tensor
 
 
 class OfdmLink:
@@ -86,7 +87,6 @@ class OfdmLink:
         self.freqs = subcarrier_frequencies(link.fft_size, link.subcarrier_spacing_khz * 1e3, device="cpu")
         self.frame = 0
         self._window: tuple[int, torch.Tensor] | None = None
-        self._history: deque[torch.Tensor] = deque(maxlen=max(link.feedback_delay, 1))
 
     @property
     def frame_seconds(self) -> float:
@@ -94,30 +94,39 @@ class OfdmLink:
         return self.cfg.ofdm_symbols * self.rg.ofdm_symbol_duration
 
     def _window_h(self, w: int) -> torch.Tensor:
-        """(WINDOW_FRAMES, S, F) complex64: the channel of window ``w`` (drawn once, when first needed)."""
+        """(d + WINDOW_FRAMES, S, F) complex64: window ``w``'s channel after d = ``feedback_delay`` lead-in frames
+        (drawn once, when first needed; windows are drawn in order from the channel generator)."""
         if self._window is None or self._window[0] != w:
-            s = self.cfg.ofdm_symbols
-            a, tau = self.model(1, WINDOW_FRAMES * s, 1.0 / self.rg.ofdm_symbol_duration)
-            h = cir_to_ofdm_channel(self.freqs, a, tau, normalize=False).reshape(WINDOW_FRAMES, s, self.cfg.fft_size)
+            s, frames = self.cfg.ofdm_symbols, self.cfg.feedback_delay + WINDOW_FRAMES
+            a, tau = self.model(1, frames * s, 1.0 / self.rg.ofdm_symbol_duration)
+            h = cir_to_ofdm_channel(self.freqs, a, tau, normalize=False).reshape(frames, s, self.cfg.fft_size)
             if self.cfg.channel_model.startswith("CDL"):
                 h = h / h.abs().pow(2).mean().sqrt()
             self._window = (w, h.to(torch.complex64))
         return self._window[1]
 
+    def _frames(self, first: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channels (n, S, F) of frames [first, first + n) and of each one ``feedback_delay`` frames earlier."""
+        now, before, f, d = [], [], first, self.cfg.feedback_delay
+        while f < first + n:
+            w, off = divmod(f, WINDOW_FRAMES)
+            take = min(WINDOW_FRAMES - off, first + n - f)
+            h = self._window_h(w)
+            now.append(h[d + off:d + off + take])
+            before.append(h[off:off + take])
+            f += take
+        return torch.cat(now), torch.cat(before)
+
+    def _csi(self, h: torch.Tensor, n0: float) -> torch.Tensor:
+        """(n, k/2) float32: N0 / |H|^2 at each carried RE of channels h (n, S, F)."""
+        pos = self.layout.positions
+        return (n0 / h[:, pos[:, 0], pos[:, 1]].abs().pow(2).clamp_min(1e-12)).to(torch.float32)
+
     def draw(self, n: int, snr_db: float | None = None) -> OfdmDraw:
         """The channel of the link's next ``n`` frames (advances its clock); ``snr_db`` overrides the config's."""
-        parts, f = [], self.frame
-        while f < self.frame + n:
-            w, off = divmod(f, WINDOW_FRAMES)
-            take = min(WINDOW_FRAMES - off, self.frame + n - f)
-            parts.append(self._window_h(w)[off:off + take])
-            f += take
-        h = torch.cat(parts)
+        h, before = self._frames(self.frame, n)
         n0 = float(noise_variance(self.cfg.snr_db if snr_db is None else snr_db))
-        pos = self.layout.positions
-        csi = (n0 / h[:, pos[:, 0], pos[:, 1]].abs().pow(2).clamp_min(1e-12)).to(torch.float32)
-        out = OfdmDraw(h, n0, self.frame, csi, list(self._history))
-        self._history.extend(csi[-self._history.maxlen:])
+        out = OfdmDraw(h, n0, self.frame, self._csi(h, n0), self._csi(before, n0))
         self.frame += n
         return out
 
@@ -129,20 +138,15 @@ class OfdmLink:
 
     def feedback(self, draw: OfdmDraw) -> CsiFeedback:
         """The transmitter's CSI for the drawn frames: frame i gets the measurement of frame i - ``feedback_delay``
-        grouped per unit and quantised. Frames before the link's first measurement get N0 (average SNR, no CSI)."""
-        d = self.cfg.feedback_delay
-        past = draw.past[len(draw.past) - d:] if d else []
-        fill = [torch.full((1, draw.csi.shape[1]), draw.n0)] * (d - len(past))
-        seen = torch.cat([*fill, *(p[None] for p in past), draw.csi])
-        return CsiFeedback(quantise_csi(self._group(seen[: draw.csi.shape[0]])), self.units)
+        (the same realisation; at that frame's channel and this draw's N0), grouped per unit and quantised."""
+        return CsiFeedback(quantise_csi(self._group(draw.stale)), self.units)
 
-    def latest_feedback(self) -> CsiFeedback:
-        """(1, U) feedback for the next frame to be sent (live: the transmitter asks before it sends): the
-        measurement of frame ``self.frame - feedback_delay`` (delay 0 reads as 1: the next frame is not drawn yet)."""
-        full = len(self._history) == self._history.maxlen
-        level = (self._group(self._history[0][None]) if full
-                 else torch.full((1, self.n_units), float(noise_variance(self.cfg.snr_db))))
-        return CsiFeedback(quantise_csi(level), self.units)
+    def latest_feedback(self, snr_db: float | None = None) -> CsiFeedback:
+        """(1, U) feedback for the next frame to be sent (live: what the transmitter asks for before it sends);
+        does not advance the clock."""
+        _, before = self._frames(self.frame, 1)
+        n0 = float(noise_variance(self.cfg.snr_db if snr_db is None else snr_db))
+        return CsiFeedback(quantise_csi(self._group(self._csi(before, n0))), self.units)
 
     def carry(self, x: torch.Tensor, draw: OfdmDraw) -> ChannelOutput:
         """Send real latents x (B, k) over the drawn channel (B frames): map, H, AWGN, estimate, LMMSE, unpack.
