@@ -8,13 +8,16 @@ drawn, fed back and carried in one go (:func:`diffsem.framepath.send`). Live, th
 feedback of its next B frames (:meth:`OfdmState.feedback`: the channel of those frames is drawn then and kept),
 and its ``Send`` carries them over exactly that channel (:meth:`OfdmState.carry`). One ``Feedback`` of B frames
 followed by a ``Send`` of B frames therefore draws what the offline path draws, in the same order. Frames sent
-without feedback asked first are drawn when they arrive; drawn-ahead frames that are never sent are skipped
-(the link's clock has moved past them), at most :data:`MAX_AHEAD` of them are kept.
+without feedback asked first are drawn when they arrive; drawn-ahead frames that are still unsent when the next
+``Feedback`` comes (the transmitter's request failed after asking) are skipped: the link's clock has moved past them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+import threading
 from collections import deque
 
 import torch
@@ -23,8 +26,26 @@ from diffsem.channel import ChannelOutput
 from diffsem.config import LinkConfig
 from diffsem.phy import CsiFeedback, make_link
 
-MAX_AHEAD = 8192  # frames drawn for feedback but not sent yet
 STRIP_FRAMES = 32  # recent frames kept for the per-subcarrier SNR picture
+log = logging.getLogger(__name__)
+_warm = threading.Event()
+
+
+def warm_up() -> None:
+    """Import Sionna and run one small ofdm batch on a throwaway link, on a background thread, once per process.
+
+    The first ofdm batch of a process costs about 4 s (Sionna's import, its blocks' first calls); without this, the
+    transmitter's first ``Feedback`` after a switch to ofdm would pay it. Started when an ofdm link is configured."""
+    if _warm.is_set():
+        return
+    _warm.set()
+
+    def run() -> None:
+        link = OfdmState(LinkConfig(phy="ofdm"), torch.Generator().manual_seed(0), 256)
+        link.carry(torch.zeros(2, 256), 10.0)
+        log.info("ofdm PHY warmed up")
+
+    threading.Thread(target=run, name="ofdm-warm-up", daemon=True).start()
 
 
 class OfdmState:
@@ -52,10 +73,9 @@ class OfdmState:
 
     def feedback(self, n: int, snr_db: float) -> CsiFeedback:
         """The transmitter's CSI for the next ``n`` frames (their channel is drawn now and kept for :meth:`carry`)."""
+        self.ahead.clear()  # frames drawn for an earlier request and never sent are skipped: the clock moved on
         draw = self._draw(n, snr_db)
         self.ahead.append(draw)
-        while sum(d.h.shape[0] for d in self.ahead) > MAX_AHEAD:
-            self.ahead.popleft()
         return self.link.feedback(draw)
 
     def _take(self, n: int, snr_db: float) -> list:
@@ -65,10 +85,8 @@ class OfdmState:
             d = self.ahead.popleft()
             m = d.h.shape[0]
             if m > left:  # split the piece: the rest stays ahead
-                rest = type(d)(d.h[left:], d.n0, d.first_frame + left, d.csi[left:], [])
-                self.ahead.appendleft(rest)
-                d = type(d)(d.h[:left], d.n0, d.first_frame, d.csi[:left], d.past)
-                m = left
+                self.ahead.appendleft(_frames(d, left, m))
+                d, m = _frames(d, 0, left), left
             pieces.append(d)
             left -= m
         if left:
@@ -90,3 +108,11 @@ class OfdmState:
     def snr_picture(self) -> list[float]:
         """The recent frames' SNR per subcarrier in dB, row-major (frames x fft_size), oldest first."""
         return [v for row in self.strip for v in row]
+
+
+def _frames(draw, start: int, stop: int):  # OfdmDraw -> OfdmDraw (Sionna's types are imported lazily)
+    """Frames [start, stop) of a draw: every per-frame tensor field sliced, the first frame index moved."""
+    n = draw.h.shape[0]
+    sliced = {f.name: getattr(draw, f.name)[start:stop] for f in dataclasses.fields(draw)
+              if isinstance(getattr(draw, f.name), torch.Tensor) and getattr(draw, f.name).shape[:1] == (n,)}
+    return dataclasses.replace(draw, first_frame=draw.first_frame + start, **sliced)

@@ -38,6 +38,7 @@ import torch
 
 from channel_emulator import schema
 from channel_emulator.links import Clock, Link, Subscriber, checked
+from channel_emulator.phy import warm_up
 from channel_emulator.traces import SnrTrace
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -81,6 +82,8 @@ class Emulator:
         first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True, k=k)
         first.seed = derive_seed(seed, legit_name)
         self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock(), k)}
+        if "ofdm" in (first.phy, self.eve_defaults.phy):
+            warm_up()
         self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
             queue.Queue(maxsize=FANOUT_BATCHES)
         self._fanout_thread = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
@@ -216,6 +219,8 @@ class Emulator:
                 link.update(u.settings, now, self.trace_dir)
                 if link.subscriber is not None:
                     link.subscriber.size = link.settings.queue_size
+                if link.settings.phy == "ofdm":
+                    warm_up()
 
     def set_trace(self, name: str, trace: SnrTrace) -> None:
         """Give link ``name`` an SNR trace read by the operator at start-up (``--trace LINK=FILE``)."""

@@ -25,7 +25,7 @@ from diffsem.pipeline import Feedback
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import transmitter_pb2 as pb
-from services_common.client import SHORT_DEADLINE_S
+from services_common.client import DEADLINE_S, SHORT_DEADLINE_S
 from services_common.errors import BadRequest, NotReady
 from services_common.frames import csi_of
 
@@ -84,7 +84,7 @@ class CsiSource:
     def _ofdm(self, b: int) -> Feedback:
         try:
             reply = self.emulator.Feedback(ch_pb.FeedbackRequest(link=self.legit_link, frames=b),
-                                           timeout=SHORT_DEADLINE_S)
+                                           timeout=DEADLINE_S)  # it draws B frames' channel: not a state query
         except grpc.RpcError as exc:
             raise NotReady(f"channel emulator unreachable for CSI feedback: {exc.details()}") from None
         if reply.phy != "ofdm":  # switched to flat since the cached state

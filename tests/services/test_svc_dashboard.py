@@ -2,9 +2,9 @@
 
 Loads the page from a launched stack (token configured), enters the token, starts a run and sees the
 accuracies and the progress bar move, changes a link's SNR, switches the legitimate link to ofdm, runs a live
-privacy sweep and sees accuracy plotted against t* and the ofdm link's SNR per subcarrier as a heat strip, uploads an image and sees the receiver's and the eavesdropper's results; then checks that
-the API docs at /docs render every operation from the panel's own files. Screenshots go to out/test-artifacts/
-(gitignored).
+privacy sweep and sees accuracy plotted against t* and the ofdm link's SNR per subcarrier as a heat strip,
+uploads an image and sees the receiver's and the eavesdropper's results; then checks that the API docs at /docs
+render every operation from the panel's own files. Screenshots go to out/test-artifacts/ (gitignored).
 """
 
 from __future__ import annotations

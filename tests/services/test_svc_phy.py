@@ -170,3 +170,22 @@ def test_the_launchers_phy_options_start_the_emulator_with_an_ofdm_legitimate_li
             make_servicer(SPEC.parse(["--phy", "ofdm", "--channel-model", "TDL-Q"]), Verifier(None))
     finally:
         emu.close()
+
+
+def test_frames_drawn_ahead_are_carried_in_pieces_and_skipped_when_never_sent(emu: Emu) -> None:
+    """A Send smaller or larger than the feedback asked for takes the drawn frames first, then draws; a second
+    Feedback skips frames drawn for a request that never sent them."""
+    configure(emu, seed=3, **OFDM)
+    rx = Reader(emu, LEGIT, "receiver")
+    attached(emu, "receiver")
+    sizes = [(8, [5, 3]), (4, [6]), (6, []), (6, [6])]
+    sent = 0
+    for asked, sends in sizes:
+        emu.tx.Feedback(pb.FeedbackRequest(frames=asked), timeout=30)
+        for n in sends:
+            emu.tx.Send(pb.SendRequest(frames=frames(n, start=sent)[1]), timeout=30)
+            sent += n
+    rx.wait(sent)
+    assert [rf.frame.seq for rf in rx.got] == list(range(sent))
+    assert all(len(rf.sigma2_re) == 128 for rf in rx.got)
+    assert len(emu.links()["receiver"].subcarrier_snr_db) == 12 * min(32, 8 + 4 + 2 + 6 + 6)
