@@ -13,8 +13,16 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
+import torch
 from svc_helpers import LiveStack
 
+from diffsem.bundle import encode_all, load_bundle
+from diffsem.config import LinkConfig
+from diffsem.data import load_split
+from diffsem.framepath import LEGIT, TX, eve_role, role_generators, send
+from diffsem.phy import make_link
+from diffsem.receiver import DiffusionReceiver
+from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import common_pb2, transmitter_pb2, transmitter_pb2_grpc
 
 OFDM = {"phy": "ofdm", "channel_model": "TDL-A", "delay_spread_ns": 100, "speed_kmh": 3}
@@ -41,12 +49,44 @@ def test_bad_phy_settings_get_a_422_and_change_nothing(live: LiveStack, body: di
 @pytest.fixture()
 def ofdm_receiver(live: LiveStack) -> Iterator[None]:
     with live.http() as c:
-        r = c.put("/api/channel", json={"links": {"receiver": OFDM}})
+        r = c.put("/api/channel", json={"links": {"receiver": OFDM, "eve": OFDM}})
         assert r.status_code == 200 and r.json()["links"]["receiver"]["phy"] == "ofdm", r.text
         try:
             yield
         finally:
-            assert c.put("/api/channel", json={"links": {"receiver": {"phy": "flat"}}}).status_code == 200
+            flat = {"phy": "flat"}
+            assert c.put("/api/channel", json={"links": {"receiver": flat, "eve": flat}}).status_code == 200
+
+
+SEED, SNR, T_STAR, N, BATCH = 0, 10.0, 300, 100, 50
+
+
+def test_a_seeded_ofdm_run_gives_the_offline_frame_paths_decisions(live: LiveStack, ofdm_receiver: None) -> None:
+    """Both links on ofdm, every generator seeded as ``diffsem eval`` seeds it: the transmitter's per-RE feedback,
+    drawn ahead by the emulator, and each link's own TDL-A channel are the offline frame path's, draw for draw."""
+    seeds = {role: derive_seed(SEED, role, SNR, T_STAR) for role in (TX, LEGIT, eve_role(0.0))}
+    with live.http() as c:
+        r = c.put("/api/channel", json={"t_star": T_STAR, "tx_seed": seeds[TX], "links": {
+            "receiver": {"snr_db": SNR, "seed": seeds[LEGIT]}, "eve": {"seed": seeds[eve_role(0.0)]}}})
+        assert r.status_code == 200, r.text
+        run = live.wait_run(c.post("/api/runs", json={"n": N, "batch_size": BATCH}).json()["id"])
+        live_dec = c.get(f"/api/runs/{run['id']}/decisions").json()["listeners"]
+    assert run["retransmits"] == 0
+    bundle = load_bundle(live.checkpoints, device="cpu")
+    images, _ = load_split("mnist", "test")
+    s_all = encode_all(bundle, images[:N]).cpu()
+    cfg = LinkConfig(snr_db=SNR, **OFDM)
+    gens = role_generators(SEED, [TX, LEGIT, eve_role(0.0)], SNR, T_STAR)
+    links = {role: make_link(cfg, gens[role], bundle.cfg.k) for role in (LEGIT, eve_role(0.0))}
+    rx, legit, eve = DiffusionReceiver(bundle, steps=1), [], []
+    for i in range(0, N, BATCH):
+        sent = send(s_all[i:i + BATCH], T_STAR, bundle.abar, links, gens)
+        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, "selfref").labels.tolist()
+        e = sent.views[eve_role(0.0)]
+        with torch.no_grad():
+            eve += bundle.eavesdropper(e.z, e.abar_eff).argmax(1).tolist()
+    assert live_dec["receiver"] == legit
+    assert live_dec["eve"] == eve
 
 
 def test_a_run_over_an_ofdm_legitimate_link_shapes_self_noise_per_re(live: LiveStack, ofdm_receiver: None) -> None:
