@@ -19,12 +19,16 @@ import logging
 import math
 import threading
 from collections import deque
+from typing import TYPE_CHECKING
 
 import torch
 
 from diffsem.channel import ChannelOutput
 from diffsem.config import LinkConfig
 from diffsem.phy import CsiFeedback, make_link
+
+if TYPE_CHECKING:  # importing it imports Sionna; make_link does that when the first ofdm link is built
+    from diffsem.phy.ofdm import OfdmDraw
 
 STRIP_FRAMES = 32  # recent frames kept for the per-subcarrier SNR picture
 log = logging.getLogger(__name__)
@@ -56,7 +60,7 @@ class OfdmState:
     def __init__(self, cfg: LinkConfig, generator: torch.Generator, k: int):
         self.cfg, self.k = cfg, k
         self.link = make_link(cfg, generator, k)
-        self.ahead: deque = deque()  # OfdmDraw pieces, oldest first
+        self.ahead: deque[OfdmDraw] = deque()  # drawn for the transmitter's feedback, not sent yet; oldest first
         self.strip: deque[list[float]] = deque(maxlen=STRIP_FRAMES)
         self.last_csi = math.nan  # mean N0 / |H|^2 over the last drawn frame's carried REs
 
@@ -64,7 +68,7 @@ class OfdmState:
         """Whether ``cfg`` is this link's channel (only the SNR, which each batch sets, may differ)."""
         return self.cfg.model_copy(update={"snr_db": cfg.snr_db}) == cfg
 
-    def _draw(self, n: int, snr_db: float):  # -> OfdmDraw (Sionna's types are imported lazily)
+    def _draw(self, n: int, snr_db: float) -> OfdmDraw:
         draw = self.link.draw(n, snr_db)
         snr = draw.h.abs().pow(2).mean(dim=1) / draw.n0  # (n, F): per subcarrier, over the frame's OFDM symbols
         self.strip.extend((10.0 * torch.log10(snr.clamp_min(1e-12))).tolist())
@@ -78,7 +82,7 @@ class OfdmState:
         self.ahead.append(draw)
         return self.link.feedback(draw)
 
-    def _take(self, n: int, snr_db: float) -> list:
+    def _take(self, n: int, snr_db: float) -> list[OfdmDraw]:
         """The channel of the next ``n`` frames to carry: drawn-ahead pieces first, then fresh draws."""
         pieces, left = [], n
         while left and self.ahead:
@@ -102,15 +106,15 @@ class OfdmState:
             i += m
         if len(outs) == 1:
             return outs[0]
-        return ChannelOutput(*(torch.cat([getattr(o, f) for o in outs]) for f in
-                               ("latent", "sigma_c2", "gain", "erased", "csi")))
+        return ChannelOutput(**{f.name: torch.cat([getattr(o, f.name) for o in outs])
+                                for f in dataclasses.fields(ChannelOutput) if getattr(outs[0], f.name) is not None})
 
     def snr_picture(self) -> list[float]:
         """The recent frames' SNR per subcarrier in dB, row-major (frames x fft_size), oldest first."""
         return [v for row in self.strip for v in row]
 
 
-def _frames(draw, start: int, stop: int):  # OfdmDraw -> OfdmDraw (Sionna's types are imported lazily)
+def _frames(draw: OfdmDraw, start: int, stop: int) -> OfdmDraw:
     """Frames [start, stop) of a draw: every per-frame tensor field sliced, the first frame index moved."""
     n = draw.h.shape[0]
     sliced = {f.name: getattr(draw, f.name)[start:stop] for f in dataclasses.fields(draw)
