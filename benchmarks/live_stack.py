@@ -118,9 +118,11 @@ def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, labels: torch.
     """1 + 2: a run seeded like `diffsem eval` against the evaluator and its loop; then (agreement, throughput)."""
     seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT, eve_role(0.0))}
     phy = phy_settings(args)
-    if phy:  # warm the ofdm path (Sionna's first calls, ~4 s) before the seeded run, which reseeds every link
+    if phy:
         c.put("/api/channel", json={"links": {"receiver": phy, "eve": phy}}).raise_for_status()
-        c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
+    # one image warms every service's first call (and Sionna's, ~4 s, on ofdm) before the seeded, timed run,
+    # which reseeds every link and the transmitter
+    c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
     r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": {
         "receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT], **phy}, "eve": {"seed": seeds[eve_role(0.0)], **phy}}})
     r.raise_for_status()
