@@ -23,7 +23,15 @@ from diffsem.framepath import LEGIT, TX, eve_role, role_generators, send
 from diffsem.phy import make_link
 from diffsem.receiver import DiffusionReceiver
 from diffsem.seeds import derive_seed
-from protos.diffsem.v1 import common_pb2, transmitter_pb2, transmitter_pb2_grpc
+from protos.diffsem.v1 import (
+    common_pb2,
+    frame_pb2,
+    receiver_pb2,
+    receiver_pb2_grpc,
+    transmitter_pb2,
+    transmitter_pb2_grpc,
+)
+from services_common.tensors import to_proto
 
 OFDM = {"phy": "ofdm", "channel_model": "TDL-A", "delay_spread_ns": 100, "speed_kmh": 3}
 
@@ -128,6 +136,27 @@ def test_malformed_feedback_is_invalid_argument_and_the_previous_csi_stays(live:
             assert state.sigma_c2_feedback == pytest.approx(0.05, rel=0.07)  # quantised to 0.5 dB
         finally:
             assert not tx.Feedback(transmitter_pb2.CsiFeedback(clear=True), timeout=5).csi_pinned
+
+
+def test_a_receiver_refuses_per_re_csi_or_noise_of_the_wrong_length(live: LiveStack) -> None:
+    """Frames given to Decode directly: header CSI codes and per-RE noise need one value per complex symbol; the
+    right lengths decode (and a frame carrying both decodes the same as the ofdm listeners see it)."""
+    def frame(csi: bytes = b"", sigma2_re: list[float] | None = None) -> frame_pb2.ReceivedFrame:
+        header = frame_pb2.PublicHeader(t_star=300, a=0.5, sigma_self2=0.3, csi=csi)
+        return frame_pb2.ReceivedFrame(frame=frame_pb2.Frame(message_id="m", symbols=to_proto(torch.zeros(256)),
+                                                             header=header), sigma2=0.1, sigma2_re=sigma2_re or [])
+    cases = [(frame(csi=bytes(5)), "header csi needs k/2 = 128 codes, got 5"),
+             (frame(sigma2_re=[0.1] * 64), "sigma2_re needs k/2 = 128 finite variances"),
+             (frame(sigma2_re=[math.nan] * 128), "sigma2_re needs k/2 = 128 finite variances")]
+    with live.channel("receiver") as ch:
+        stub = receiver_pb2_grpc.ReceiverStub(ch)
+        for rf, words in cases:
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Decode(receiver_pb2.DecodeRequest(frames=[rf], mode="direct"), timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details()
+        ok = frame(csi=bytes([60]) * 128, sigma2_re=[0.1] * 128)
+        decided = stub.Decode(receiver_pb2.DecodeRequest(frames=[ok], mode="direct"), timeout=5).decisions[0]
+    assert decided.label in range(10) and 0 < decided.abar_eff < 1
 
 
 def _npy() -> bytes:
