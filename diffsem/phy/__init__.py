@@ -17,7 +17,7 @@ Settings: :class:`diffsem.config.LinkConfig` (``phy``, ``channel_model``, ``dela
   :class:`~diffsem.phy.ofdm.OfdmLink` owning ``generator`` (stateful: its channel continues across calls).
 - ``OfdmLink`` (per link; call in frame order):
   - ``draw(n, snr_db=None) -> OfdmDraw``: the channel of the next n frames (h (n, S, F) complex64, n0, csi
-    (n, k/2) true N0/|H|^2 per carried RE); advances the link's clock (frame i starts at i x ``frame_seconds``).
+    (n, k/2) expected N0 (1 + e)/|H|^2 per carried RE); advances the link's clock (frame i starts at i x ``frame_seconds``).
   - ``carry(x (B, k), draw) -> ChannelOutput``: latent (B, k), sigma_c2 (B, k) (LMMSE no_eff per RE, both reals of a
     symbol), gain (B,) mean H, erased (B, k), csi (B, k/2).
   - ``feedback(draw) -> CsiFeedback``: the transmitter's CSI for those frames (frame i gets frame i - delay),
