@@ -24,6 +24,7 @@ Settings: :class:`diffsem.config.LinkConfig` (``phy``, ``channel_model``, ``dela
     grouped per RE / subband / frame and quantised (uint8 codes, 0.5 dB steps).
   - ``latest_feedback() -> CsiFeedback``: (1, U) feedback for the next frame (live: the transmitter's request).
   - ``units`` (k/2,) int64, ``n_units``, ``layout`` (:class:`~diffsem.phy.grid.GridLayout`), ``frame_seconds``.
+- ``OfdmDraw.subcarrier_snr_db() -> (n, F)``: per-subcarrier SNR of each frame in dB (the dashboard's heat strip).
 - ``CsiFeedback(codes (B, U) uint8, units (k/2,) int64)``, ``.sigma_c2() -> (B, k)``; ``quantise_csi`` /
   ``dequantise_csi`` map sigma^2 <-> codes (:mod:`diffsem.phy.grid`).
 - The frame path takes these as links: ``diffsem.framepath.send(..., links={name: LinkConfig | OfdmLink | None},

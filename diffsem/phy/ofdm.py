@@ -56,6 +56,11 @@ class OfdmDraw:
     csi: torch.Tensor
     stale: torch.Tensor
 
+    def subcarrier_snr_db(self) -> torch.Tensor:
+        """(n, F) float32: each frame's SNR per subcarrier, 10 log10(mean over OFDM symbols of |H|^2 / N0), dB
+        (what a dashboard draws as a heat strip)."""
+        return (10 * torch.log10(self.h.abs().pow(2).mean(dim=1) / self.n0)).to(torch.float32)
+
 
 class OfdmLink:
     """One ``ofdm`` link: its grid, its 3GPP channel, its clock (frames drawn so far) and its CSI history.
