@@ -63,7 +63,7 @@ class OfdmDraw:
 
 
 class OfdmLink:
-    """One ``ofdm`` link: its grid, its 3GPP channel, its clock (frames drawn so far) and its CSI history.
+    """One ``ofdm`` link: its grid, its 3GPP channel and its clock (frames drawn so far).
 
     Use in frame order: :meth:`draw` the next frames' channel, then (legitimate link) :meth:`feedback` for them,
     then :meth:`carry` the transmitted frames over it. A link is stateful: consecutive calls continue its channel.
