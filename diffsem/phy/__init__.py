@@ -22,7 +22,8 @@ Settings: :class:`diffsem.config.LinkConfig` (``phy``, ``channel_model``, ``dela
     symbol), gain (B,) mean H, erased (B, k), csi (B, k/2).
   - ``feedback(draw) -> CsiFeedback``: the transmitter's CSI for those frames (frame i gets frame i - delay),
     grouped per RE / subband / frame and quantised (uint8 codes, 0.5 dB steps).
-  - ``latest_feedback() -> CsiFeedback``: (1, U) feedback for the next frame (live: the transmitter's request).
+  - ``latest_feedback(snr_db=None) -> CsiFeedback``: (1, U) feedback for the next frame, without advancing the clock
+    (live: what the emulator hands the transmitter before it sends).
   - ``units`` (k/2,) int64, ``n_units``, ``layout`` (:class:`~diffsem.phy.grid.GridLayout`), ``frame_seconds``.
 - ``OfdmDraw.subcarrier_snr_db() -> (n, F)``: per-subcarrier SNR of each frame in dB (the dashboard's heat strip).
 - ``CsiFeedback(codes (B, U) uint8, units (k/2,) int64)``, ``.sigma_c2() -> (B, k)``; ``quantise_csi`` /
