@@ -59,8 +59,8 @@ class ChannelOutput:
         (B, k) on an ofdm link (the LMMSE equaliser's per-RE noise variance; both reals of a symbol share it).
     gain: (B,) complex64, the fading gains h (ofdm: the mean channel over the frame's carried REs).
     erased: (B, k) bool, real dimensions lost to erasure (delivered as 0).
-    csi: ofdm only, (B, k/2) float32: the true N0 / |H|^2 at each carried RE, the legitimate receiver's CSI
-        measurement that feedback reports (docs/design.md §3, OFDM); None on a flat link.
+    csi: ofdm only, (B, k/2) float32: the receiver's expected noise N0 (1 + e) / |H|^2 at each carried RE from the
+        true channel (e: its estimator's error per unit N0), what feedback reports (docs/design.md §3); None if flat.
     """
 
     latent: torch.Tensor

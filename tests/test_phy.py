@@ -155,3 +155,14 @@ def test_erase_policy_zeroes_deep_faded_dims_and_reports_the_kept_level() -> Non
     level = sent.header.a / (sent.header.a + sent.header.sigma_self2 + v.channel.sigma_c2)
     dropped = level < 0.5 * level.max(dim=1, keepdim=True).values
     assert torch.all(v.z[dropped] == 0) and torch.all(v.abar_eff >= level.min(dim=1).values)
+
+
+def test_ls_feedback_predicts_the_receivers_noise_and_the_subcarrier_snr_strip() -> None:
+    link = make_link(OFDM, torch.Generator().manual_seed(9), K)
+    draw = link.draw(300)
+    out = link.carry(_latents(300, 9), draw)
+    ratio = out.sigma_c2[:, 0::2] / draw.csi  # LMMSE's no_eff against the fed-back N0 (1 + e) / |H|^2
+    assert abs(float(ratio.median()) - 1) < 0.05
+    strip = draw.subcarrier_snr_db()
+    assert strip.shape == (300, 12)
+    assert torch.allclose(strip, 10 * torch.log10(draw.h.abs().pow(2).mean(dim=1) / draw.n0), atol=1e-4)

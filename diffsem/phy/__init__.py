@@ -17,13 +17,15 @@ Settings: :class:`diffsem.config.LinkConfig` (``phy``, ``channel_model``, ``dela
   :class:`~diffsem.phy.ofdm.OfdmLink` owning ``generator`` (stateful: its channel continues across calls).
 - ``OfdmLink`` (per link; call in frame order):
   - ``draw(n, snr_db=None) -> OfdmDraw``: the channel of the next n frames (h (n, S, F) complex64, n0, csi
-    (n, k/2) true N0/|H|^2 per carried RE); advances the link's clock (frame i starts at i x ``frame_seconds``).
+    (n, k/2) expected N0 (1 + e)/|H|^2 per carried RE); advances the link's clock (frame i starts at i x ``frame_seconds``).
   - ``carry(x (B, k), draw) -> ChannelOutput``: latent (B, k), sigma_c2 (B, k) (LMMSE no_eff per RE, both reals of a
     symbol), gain (B,) mean H, erased (B, k), csi (B, k/2).
   - ``feedback(draw) -> CsiFeedback``: the transmitter's CSI for those frames (frame i gets frame i - delay),
     grouped per RE / subband / frame and quantised (uint8 codes, 0.5 dB steps).
-  - ``latest_feedback() -> CsiFeedback``: (1, U) feedback for the next frame (live: the transmitter's request).
+  - ``latest_feedback(snr_db=None) -> CsiFeedback``: (1, U) feedback for the next frame, without advancing the clock
+    (live: what the emulator hands the transmitter before it sends).
   - ``units`` (k/2,) int64, ``n_units``, ``layout`` (:class:`~diffsem.phy.grid.GridLayout`), ``frame_seconds``.
+- ``OfdmDraw.subcarrier_snr_db() -> (n, F)``: per-subcarrier SNR of each frame in dB (the dashboard's heat strip).
 - ``CsiFeedback(codes (B, U) uint8, units (k/2,) int64)``, ``.sigma_c2() -> (B, k)``; ``quantise_csi`` /
   ``dequantise_csi`` map sigma^2 <-> codes (:mod:`diffsem.phy.grid`).
 - The frame path takes these as links: ``diffsem.framepath.send(..., links={name: LinkConfig | OfdmLink | None},

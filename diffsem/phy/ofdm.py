@@ -47,7 +47,8 @@ NORMAL_CP = 144 / 2048  # the normal cyclic prefix as a fraction of the FFT size
 class OfdmDraw:
     """The channel of ``n`` consecutive frames of a link: h (n, S, F) complex64 (OFDM symbols x subcarriers),
     n0 (the AWGN level of these frames, per complex symbol), the index of the first frame, csi (n, k/2) float32 the
-    true N0 / |H|^2 at each carried RE, and stale (n, k/2) the same ``feedback_delay`` frames earlier."""
+    receiver's expected noise N0 (1 + e) / |H|^2 at each carried RE (e: estimation error per unit N0, 0 with perfect
+    CSI), and stale (n, k/2) the same ``feedback_delay`` frames earlier."""
 
     h: torch.Tensor
     n0: float
@@ -55,9 +56,14 @@ class OfdmDraw:
     csi: torch.Tensor
     stale: torch.Tensor
 
+    def subcarrier_snr_db(self) -> torch.Tensor:
+        """(n, F) float32: each frame's SNR per subcarrier, 10 log10(mean over OFDM symbols of |H|^2 / N0), dB
+        (what a dashboard draws as a heat strip)."""
+        return (10 * torch.log10(self.h.abs().pow(2).mean(dim=1) / self.n0)).to(torch.float32)
+
 
 class OfdmLink:
-    """One ``ofdm`` link: its grid, its 3GPP channel, its clock (frames drawn so far) and its CSI history.
+    """One ``ofdm`` link: its grid, its 3GPP channel and its clock (frames drawn so far).
 
     Use in frame order: :meth:`draw` the next frames' channel, then (legitimate link) :meth:`feedback` for them,
     then :meth:`carry` the transmitted frames over it. A link is stateful: consecutive calls continue its channel.
@@ -84,9 +90,20 @@ class OfdmLink:
         self.estimator = LSChannelEstimator(self.rg, interpolation_type="lin", device="cpu")
         self.equalizer = LMMSEEqualizer(self.rg, StreamManagement(np.ones([1, 1]), 1), device="cpu")
         self.model = _channel_model(link, self.channel_gen)
+        self.err_factor = self._estimation_error()
         self.freqs = subcarrier_frequencies(link.fft_size, link.subcarrier_spacing_khz * 1e3, device="cpu")
         self.frame = 0
         self._window: tuple[int, torch.Tensor] | None = None
+
+    def _estimation_error(self) -> torch.Tensor:
+        """(k/2,) float32: the estimator's error variance at each carried RE per unit N0 (Sionna's LS err_var after
+        interpolation, no/|pilot|^2 at the pilots; it does not depend on y); zero with perfect CSI."""
+        if self.cfg.estimator != "ls":
+            return torch.zeros(self.layout.n_symbols)
+        y = torch.zeros(1, 1, 1, self.cfg.ofdm_symbols, self.cfg.fft_size, dtype=torch.complex64)
+        _, err_var = self.estimator(y, torch.tensor(1.0))
+        pos = self.layout.positions
+        return err_var[0, 0, 0, 0, 0][pos[:, 0], pos[:, 1]].to(torch.float32)
 
     @property
     def frame_seconds(self) -> float:
@@ -118,9 +135,11 @@ class OfdmLink:
         return torch.cat(now), torch.cat(before)
 
     def _csi(self, h: torch.Tensor, n0: float) -> torch.Tensor:
-        """(n, k/2) float32: N0 / |H|^2 at each carried RE of channels h (n, S, F)."""
+        """(n, k/2) float32: the legitimate receiver's expected post-equalisation noise at each carried RE of
+        channels h (n, S, F), N0 (1 + e) / |H|^2 with e its estimator's error per unit N0 (0 with perfect CSI)."""
         pos = self.layout.positions
-        return (n0 / h[:, pos[:, 0], pos[:, 1]].abs().pow(2).clamp_min(1e-12)).to(torch.float32)
+        gain2 = h[:, pos[:, 0], pos[:, 1]].abs().pow(2).clamp_min(1e-12)
+        return (n0 * (1.0 + self.err_factor) / gain2).to(torch.float32)
 
     def draw(self, n: int, snr_db: float | None = None) -> OfdmDraw:
         """The channel of the link's next ``n`` frames (advances its clock); ``snr_db`` overrides the config's."""
@@ -152,7 +171,7 @@ class OfdmLink:
         """Send real latents x (B, k) over the drawn channel (B frames): map, H, AWGN, estimate, LMMSE, unpack.
 
         Output: latent (B, k), sigma_c2 (B, k) = no_eff per RE (both reals of a symbol), gain (B,) mean H over the
-        carried REs, erased (B, k), csi (B, k/2) true N0 / |H|^2. Draws the AWGN, then the erasures."""
+        carried REs, erased (B, k), csi (B, k/2) = draw.csi. Draws the AWGN, then the erasures."""
         b, ns = x.shape[0], self.layout.n_symbols
         c = to_symbols(x.detach().to("cpu", torch.float32))
         data = torch.zeros(b, self.rg.num_data_symbols, dtype=torch.complex64)
