@@ -3,7 +3,7 @@
 // links[name].subcarrier_snr_db (rows of dB values, docs/design.md §5). Flat links have no strip.
 "use strict";
 
-const SNR_STRIP = {lo: -10, hi: 40, cell: 10};  // colour scale in dB; pixels per subcarrier and per frame
+const SNR_STRIP = {lo: -10, hi: 40, width: 360, row: 5};  // colour scale in dB; strip width, pixels per frame
 
 function snrColour(db) {  // blue (deep fade) -> green -> yellow (strong), clipped to the scale
   const t = Math.min(1, Math.max(0, (db - SNR_STRIP.lo) / (SNR_STRIP.hi - SNR_STRIP.lo)));
@@ -11,10 +11,10 @@ function snrColour(db) {  // blue (deep fade) -> green -> yellow (strong), clipp
 }
 
 function drawSnrStrip(canvas, rows) {
-  const f = rows[0].length, c = SNR_STRIP.cell;
-  canvas.width = f * c; canvas.height = rows.length * c;
+  const f = rows[0].length, c = Math.max(2, Math.min(20, Math.floor(SNR_STRIP.width / f))), r = SNR_STRIP.row;
+  canvas.width = f * c; canvas.height = rows.length * r;
   const g = canvas.getContext("2d");
-  rows.forEach((row, i) => row.forEach((db, j) => { g.fillStyle = snrColour(db); g.fillRect(j * c, i * c, c, c); }));
+  rows.forEach((row, i) => row.forEach((db, j) => { g.fillStyle = snrColour(db); g.fillRect(j * c, i * r, c, r); }));
 }
 
 function drawSnrStrips(links) {

@@ -108,7 +108,7 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     assert "2/2 levels" in page.inner_text("#sweepout")
     assert page.locator("#chart-tstar .uplot").count() == 1
     page.wait_for_selector("#snr-strips canvas[data-name=receiver]", timeout=10_000)
-    assert page.eval_on_selector("#snr-strips canvas[data-name=receiver]", "c => [c.width, c.height]") == [120, 320]
+    assert page.eval_on_selector("#snr-strips canvas[data-name=receiver]", "c => [c.width, c.height]") == [240, 160]
     legend = page.inner_text("#chart-tstar")
     assert "receiver" in legend and "eve" in legend
     page.reload()  # the newest sweep is shown on load too, whoever started it
