@@ -15,9 +15,10 @@ One script run starts the stack with the local launcher (every port ephemeral) a
 3. **Latency**: p50/p99 of ``POST /api/transmit`` (one 28x28 PNG, label included) on the idle stack.
 4. **Fan-out**: ``fanout`` eavesdroppers attached, a run of ``fanout_n`` images; drops per link.
 
-``--phy ofdm`` puts the legitimate and the eavesdropper link on the ofdm PHY (each its own TDL/CDL channel, seeded
-as the evaluator seeds it): the transmitter then shapes self-noise per RE from the emulator's delayed feedback, and
-the offline side is the evaluator with the same ``phy`` settings (``EvalConfig.phy``).
+``--phy ofdm`` starts the stack with ofdm links (the launcher's ``--phy`` options: every eavesdropper link, the
+fan-out's too, draws its own TDL/CDL channel; the agreement run seeds each as the evaluator seeds it): the
+transmitter then shapes self-noise per RE from the emulator's delayed feedback, and the offline side is the
+evaluator with the same ``phy`` settings (``EvalConfig.phy``).
 
 Prints a Markdown table and one JSON line.
 """
@@ -213,7 +214,7 @@ def main() -> None:
                                "threads": torch.get_num_threads()}
     cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
                                 classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
-                                seed=args.seed, max_batch=args.max_batch,
+                                seed=args.seed, max_batch=args.max_batch, phy=phy_settings(args),
                                 eavesdroppers=[EveSpec("eve", "feature-classifier", 0.0)], log_dir=args.log_dir)
     t0 = time.monotonic()
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:

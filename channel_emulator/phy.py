@@ -70,8 +70,7 @@ class OfdmState:
 
     def _draw(self, n: int, snr_db: float) -> OfdmDraw:
         draw = self.link.draw(n, snr_db)
-        snr = draw.h.abs().pow(2).mean(dim=1) / draw.n0  # (n, F): per subcarrier, over the frame's OFDM symbols
-        self.strip.extend((10.0 * torch.log10(snr.clamp_min(1e-12))).tolist())
+        self.strip.extend(draw.subcarrier_snr_db().clamp(-100.0, 100.0).tolist())  # finite for JSON
         self.last_csi = float(draw.csi[-1].mean())
         return draw
 
