@@ -7,7 +7,8 @@ The channel maths is the core's (:func:`diffsem.framepath.carry`, :func:`diffsem
 :func:`link_config` converts by name and the core checks them (with :func:`diffsem.phy.check_link` for the grid).
 
 Each link owns three generators seeded from its seed: ``noise`` (fading with coherence 1, channel
-noise and erasures, consumed exactly as the offline evaluator consumes its per-link generator), ``fade``
+noise and erasures, consumed exactly as the offline evaluator consumes its per-link generator; an ofdm link first
+draws its channel process's seed from it, as :func:`diffsem.phy.make_link` does offline), ``fade``
 (gains of coherence blocks longer than one frame) and ``aux`` (frame loss and delay jitter), so loss and
 delay settings never shift the noise a seed gives.
 """
