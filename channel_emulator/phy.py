@@ -25,6 +25,7 @@ import torch
 
 from diffsem.channel import ChannelOutput
 from diffsem.config import LinkConfig
+from diffsem.framepath import carry
 from diffsem.phy import CsiFeedback, make_link
 
 if TYPE_CHECKING:  # importing it imports Sionna; make_link does that when the first ofdm link is built
@@ -32,24 +33,27 @@ if TYPE_CHECKING:  # importing it imports Sionna; make_link does that when the f
 
 STRIP_FRAMES = 32  # recent frames kept for the per-subcarrier SNR picture
 log = logging.getLogger(__name__)
-_warm = threading.Event()
+_warmed: set[str] = set()
 
 
-def warm_up() -> None:
-    """Import Sionna and run one small ofdm batch on a throwaway link, on a background thread, once per process.
-
-    The first ofdm batch of a process costs about 4 s (Sionna's import, its blocks' first calls); without this, the
-    transmitter's first ``Feedback`` after a switch to ofdm would pay it. Started when an ofdm link is configured."""
-    if _warm.is_set():
+def warm_up(phy: str) -> None:
+    """Import Sionna and pass two frames over a throwaway ``phy`` link, on a background thread, once per process and
+    PHY. A process's first batch otherwise pays Sionna's import and its blocks' first calls (about 3 s for flat, 4 s
+    for ofdm) inside a ``Send`` or ``Feedback``, with the event loop starved meanwhile. The emulator starts the flat
+    warm-up when it starts and the ofdm one when an ofdm link is configured."""
+    if phy in _warmed:
         return
-    _warm.set()
+    _warmed.add(phy)
 
     def run() -> None:
-        link = OfdmState(LinkConfig(phy="ofdm"), torch.Generator().manual_seed(0), 256)
-        link.carry(torch.zeros(2, 256), 10.0)
-        log.info("ofdm PHY warmed up")
+        cfg, x = LinkConfig(phy=phy), torch.zeros(2, 256)
+        if phy == "ofdm":
+            OfdmState(cfg, torch.Generator().manual_seed(0), 256).carry(x, 10.0)
+        else:
+            carry(x, cfg, torch.Generator().manual_seed(0))
+        log.info("%s PHY warmed up", phy)
 
-    threading.Thread(target=run, name="ofdm-warm-up", daemon=True).start()
+    threading.Thread(target=run, name=f"{phy}-warm-up", daemon=True).start()
 
 
 class OfdmState:

@@ -82,8 +82,8 @@ class Emulator:
         first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True, k=k)
         first.seed = derive_seed(seed, legit_name)
         self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock(), k)}
-        if "ofdm" in (first.phy, self.eve_defaults.phy):
-            warm_up()
+        for phy in {first.phy, self.eve_defaults.phy}:
+            warm_up(phy)
         self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
             queue.Queue(maxsize=FANOUT_BATCHES)
         self._fanout_thread = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
@@ -219,8 +219,7 @@ class Emulator:
                 link.update(u.settings, now, self.trace_dir)
                 if link.subscriber is not None:
                     link.subscriber.size = link.settings.queue_size
-                if link.settings.phy == "ofdm":
-                    warm_up()
+                warm_up(link.settings.phy)
 
     def set_trace(self, name: str, trace: SnrTrace) -> None:
         """Give link ``name`` an SNR trace read by the operator at start-up (``--trace LINK=FILE``)."""
