@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from channel_emulator.server import ChannelEmulatorServicer, Emulator
 from channel_emulator.settings import SPEC
 from channel_emulator.traces import load_trace
+from diffsem.phy import load as load_phy
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from services_common.auth import Verifier
 from services_common.errors import BadRequest
@@ -22,6 +23,7 @@ def phy_settings(args: Namespace) -> pb.LinkSettings:
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
+    load_phy()  # the links' channel runs on Sionna: import it now, not on the first frame
     legit = pb.LinkSettings(snr_db=args.snr_db, fading=args.fading, queue_size=args.queue_size)
     eve = pb.LinkSettings(snr_db=args.eve_snr_db, fading=args.fading, queue_size=args.queue_size)
     for settings in (legit, eve):

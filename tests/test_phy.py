@@ -6,6 +6,10 @@ one-generator-per-role rule for OFDM links."""
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +170,21 @@ def test_ls_feedback_predicts_the_receivers_noise_and_the_subcarrier_snr_strip()
     strip = draw.subcarrier_snr_db()
     assert strip.shape == (300, 12)
     assert torch.allclose(strip, 10 * torch.log10(draw.h.abs().pow(2).mean(dim=1) / draw.n0), atol=1e-4)
+
+
+def test_cdl_links_carry_frames_with_unit_energy_windows() -> None:
+    link = make_link(OFDM.model_copy(update={"channel_model": "CDL-C", "speed_kmh": 30.0}), torch.Generator(), K)
+    draw = link.draw(WINDOW_FRAMES)
+    out = link.carry(_latents(WINDOW_FRAMES, 10), draw)
+    assert abs(float(draw.h.abs().pow(2).mean()) - 1) < 0.05 and out.latent.shape == (WINDOW_FRAMES, K)  # + lead-in
+    assert torch.isfinite(out.sigma_c2).all()
+
+
+def test_sionna_is_imported_only_under_diffsem_phy_and_only_when_a_link_is_used() -> None:
+    root = Path(__file__).resolve().parent.parent
+    users = [p.relative_to(root) for p in root.rglob("*.py") if ".venv" not in p.parts
+             and re.search(r"^\s*(import|from) sionna", p.read_text(), re.MULTILINE)]
+    assert users and all(p.parts[:2] == ("diffsem", "phy") for p in users), users
+    probe = "import sys, diffsem.framepath, diffsem.evaluate, diffsem.phy; print('sionna' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]

@@ -35,6 +35,7 @@ Settings: :class:`diffsem.config.LinkConfig` (``phy``, ``channel_model``, ``dela
   derived from ``csi``, so the wire carries t*, a and the codes (U bytes per frame; U = k/2 per RE, ceil(F /
   subband_size) per subband, 1 per frame) and a listener rebuilds it with ``header_from_csi(t_star, a, csi)``.
 - Listener deep-fade policies: ``diffsem.pipeline.DEEP_FADE_POLICIES`` (``mean``, ``erase``, ``min``).
+- ``load()``: import Sionna now (the channel emulator calls it at start-up, so no frame waits ~3.5 s for it).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from diffsem.phy.grid import CsiFeedback, GridLayout, check_link, dequantise_csi
 if TYPE_CHECKING:
     from diffsem.phy.ofdm import OfdmDraw, OfdmLink
 
-__all__ = ["CsiFeedback", "GridLayout", "OfdmDraw", "OfdmLink", "check_link", "dequantise_csi", "make_link",
+__all__ = ["CsiFeedback", "GridLayout", "OfdmDraw", "OfdmLink", "check_link", "dequantise_csi", "load", "make_link",
            "quantise_csi"]
 
 
@@ -63,6 +64,12 @@ def make_link(link: LinkConfig, generator: torch.Generator, k: int) -> LinkConfi
     from diffsem.phy.ofdm import OfdmLink
 
     return OfdmLink(link, generator, k)
+
+
+def load() -> None:
+    """Import the Sionna-backed modules now (about 3.5 s on a cold start), e.g. when a service starts, so that the
+    first frame a link carries does not pay for it."""
+    from diffsem.phy import flat, ofdm  # noqa: F401
 
 
 def __getattr__(name: str) -> object:
