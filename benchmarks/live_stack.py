@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/live_stack.py [--checkpoints checkpoints/mnist] [--n 1000] [--mode selfref]
         [--snr-db 10] [--t-star 300] [--batch-size 500] [--uploads 100] [--fanout 8] [--fanout-n 2000]
+        [--phy ofdm --channel-model TDL-A --delay-spread-ns 100 --speed-kmh 3 --feedback-delay 1]
 
 One script run starts the stack with the local launcher (every port ephemeral) and measures:
 
@@ -13,6 +14,11 @@ One script run starts the stack with the local launcher (every port ephemeral) a
    (encode, self-noise, channel, listener view, decode in the same mode, same batches) timed in this process.
 3. **Latency**: p50/p99 of ``POST /api/transmit`` (one 28x28 PNG, label included) on the idle stack.
 4. **Fan-out**: ``fanout`` eavesdroppers attached, a run of ``fanout_n`` images; drops per link.
+
+``--phy ofdm`` starts the stack with ofdm links (the launcher's ``--phy`` options: every eavesdropper link, the
+fan-out's too, draws its own TDL/CDL channel; the agreement run seeds each as the evaluator seeds it): the
+transmitter then shapes self-noise per RE from the emulator's delayed feedback, and the offline side is the
+evaluator with the same ``phy`` settings (``EvalConfig.phy``).
 
 Prints a Markdown table and one JSON line.
 """
@@ -41,6 +47,7 @@ from diffsem.config import LinkConfig, result_key  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
 from diffsem.evaluate import EvalConfig, evaluate  # noqa: E402
 from diffsem.framepath import LEGIT, TX, carry, eve_role, role_generators, send, view  # noqa: E402
+from diffsem.phy import make_link  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
 from diffsem.seeds import derive_seed  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
@@ -49,8 +56,9 @@ from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tuple[list[int], list[int], float]:
     """The evaluator's loop for one (SNR, t*) with per-image decisions; returns (legit, eve, images/s)."""
     rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
-    link = LinkConfig(snr_db=args.snr_db)
+    cfg = LinkConfig(snr_db=args.snr_db, **phy_settings(args))
     gens = role_generators(args.seed, [TX, LEGIT, eve_role(0.0)], args.snr_db, args.t_star)
+    link, eve_link = (make_link(cfg, gens[role], bundle.cfg.k) for role in (LEGIT, eve_role(0.0)))
     legit, eve, batches = [], [], []
     t0 = time.perf_counter()
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
@@ -60,10 +68,18 @@ def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tupl
         batches.append(sent)
     rate = len(images) / (time.perf_counter() - t0)
     for sent in batches:  # the eavesdropper's own link and generator; not part of the timed pipeline
-        v = view(carry(sent.x, link, gens[eve_role(0.0)]), sent.header)
+        v = view(carry(sent.x, eve_link, gens[eve_role(0.0)]), sent.header)
         with torch.no_grad():
             eve += bundle.eavesdropper(v.z.to(bundle.device), v.abar_eff.to(bundle.device)).argmax(1).cpu().tolist()
     return legit, eve, rate
+
+
+def phy_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The LinkConfig PHY fields of every link ({} for flat): the same names in the live LinkSettings."""
+    if args.phy == "flat":
+        return {}
+    return {"phy": "ofdm", "channel_model": args.channel_model, "delay_spread_ns": args.delay_spread_ns,
+            "speed_kmh": args.speed_kmh, "feedback_delay": args.feedback_delay}
 
 
 def png(img: torch.Tensor) -> bytes:
@@ -89,6 +105,11 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--fanout-n", type=int, default=2000)
     ap.add_argument("--fanout-batch", type=int, default=100)
     ap.add_argument("--max-batch", type=int, default=64, help="receiver dynamic batching")
+    ap.add_argument("--phy", choices=["flat", "ofdm"], default="flat", help="the legitimate and eavesdropper links")
+    ap.add_argument("--channel-model", default="TDL-A")
+    ap.add_argument("--delay-spread-ns", type=float, default=100.0)
+    ap.add_argument("--speed-kmh", type=float, default=3.0)
+    ap.add_argument("--feedback-delay", type=int, default=1)
     ap.add_argument("--log-dir", type=Path, default=None)
     return ap.parse_args()
 
@@ -97,8 +118,14 @@ def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, labels: torch.
               args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """1 + 2: a run seeded like `diffsem eval` against the evaluator and its loop; then (agreement, throughput)."""
     seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT, eve_role(0.0))}
+    phy = phy_settings(args)
+    if phy:
+        c.put("/api/channel", json={"links": {"receiver": phy, "eve": phy}}).raise_for_status()
+    # one image warms every service's first call (and Sionna's, ~4 s, on ofdm) before the seeded, timed run,
+    # which reseeds every link and the transmitter
+    c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
     r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": {
-        "receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT]}, "eve": {"seed": seeds[eve_role(0.0)]}}})
+        "receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT], **phy}, "eve": {"seed": seeds[eve_role(0.0)], **phy}}})
     r.raise_for_status()
     run = wait_run(c, c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size,
                                                   "window": 2 * args.batch_size}).json()["id"])
@@ -109,7 +136,7 @@ def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, labels: torch.
     modes = ["direct"] if args.mode == "direct" else ["direct", args.mode]
     ev = evaluate(bundle, EvalConfig(n=args.n, snrs=[args.snr_db], t_stars=[args.t_star], eve_offsets=[0.0],
                                      modes=modes, classifiers=[args.classifier], steps=args.steps, seed=args.seed,
-                                     batch_size=args.batch_size, default_t_star=args.t_star), images, labels)
+                                     batch_size=args.batch_size, default_t_star=args.t_star, phy=phy), images, labels)
     row = next(rw for rw in ev["rows"] if rw["t_star"] == args.t_star)
     acc = lambda xs: float(np.mean([a == t for a, t in zip(xs, truth, strict=True)]))  # noqa: E731
     same = lambda xs, ys: float(np.mean([a == b for a, b in zip(xs, ys, strict=True)]))  # noqa: E731
@@ -156,7 +183,7 @@ def fanout(c: httpx.Client, stack: Stack, args: argparse.Namespace) -> dict[str,
 
 def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     a, t, u = results["agreement"], results["throughput"], results["upload_latency_ms"]
-    print(f"device {results['device']}, {results['threads']} torch threads, mode {args.mode}, n={args.n}, "
+    print(f"device {results['device']}, {results['threads']} torch threads, PHY {results['phy']}, mode {args.mode}, n={args.n}, "
           f"SNR {args.snr_db} dB, t*={args.t_star}, batch {args.batch_size}, stack startup {results['startup_s']} s")
     print("| measure | value |\n|---|---|")
     print(f"| live receiver accuracy | {a['live_accuracy']:.4f} |")
@@ -180,13 +207,14 @@ def main() -> None:
     bundle = load_bundle(args.checkpoints, device=args.device)
     images, labels = load_split(bundle.cfg.dataset, "test")
     images, labels = images[:args.n], labels[:args.n]
-    results: dict[str, Any] = {"n": args.n, "mode": args.mode, "classifier": args.classifier, "snr_db": args.snr_db,
+    results: dict[str, Any] = {"n": args.n, "phy": phy_settings(args) or {"phy": "flat"}, "mode": args.mode,
+                               "classifier": args.classifier, "snr_db": args.snr_db,
                                "t_star": args.t_star, "batch_size": args.batch_size, "model_id": bundle.model_id,
                                "device": str(bundle.device), "host": platform.machine(),
                                "threads": torch.get_num_threads()}
     cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
                                 classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
-                                seed=args.seed, max_batch=args.max_batch,
+                                seed=args.seed, max_batch=args.max_batch, phy=phy_settings(args),
                                 eavesdroppers=[EveSpec("eve", "feature-classifier", 0.0)], log_dir=args.log_dir)
     t0 = time.monotonic()
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:

@@ -8,17 +8,28 @@ from collections.abc import Sequence
 from channel_emulator.server import ChannelEmulatorServicer, Emulator
 from channel_emulator.settings import SPEC
 from channel_emulator.traces import load_trace
+from diffsem.phy import load as load_phy
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from services_common.auth import Verifier
 from services_common.errors import BadRequest
 from services_common.server import serve
 
 
+def phy_settings(args: Namespace) -> pb.LinkSettings:
+    """The physical layer the command line gives every link (the emulator checks it as any link setting)."""
+    return pb.LinkSettings(phy=args.phy, channel_model=args.channel_model, delay_spread_ns=args.delay_spread_ns,
+                           speed_kmh=args.speed_kmh, estimator=args.estimator, feedback=args.feedback,
+                           feedback_delay=args.feedback_delay)
+
+
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
+    load_phy()  # the links' channel runs on Sionna: import it now, not on the first frame
     legit = pb.LinkSettings(snr_db=args.snr_db, fading=args.fading, queue_size=args.queue_size)
     eve = pb.LinkSettings(snr_db=args.eve_snr_db, fading=args.fading, queue_size=args.queue_size)
+    for settings in (legit, eve):
+        settings.MergeFrom(phy_settings(args))
     emu = Emulator(args.legit_name, legit, eve, args.seed, max_links=args.max_links, grace_s=args.link_grace_s,
-                   trace_dir=args.trace_dir)
+                   trace_dir=args.trace_dir, k=args.k)
     for spec in args.trace:
         name, sep, path = spec.partition("=")
         if not sep:
@@ -28,7 +39,8 @@ def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorService
 
 
 def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -> str:
-    return f"legitimate link {args.legit_name!r} at {args.snr_db:.1f} dB, at most {args.max_links} links"
+    phy = f"ofdm {args.channel_model}" if args.phy == "ofdm" else "flat"
+    return f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,9 +1,14 @@
 """One emulated link per listener: settings, seeded generators, SNR trace, queue, counters.
 
 The channel maths is the core's (:func:`diffsem.framepath.carry`, :func:`diffsem.channel.draw_fading`,
-:func:`diffsem.channel.equalised_noise`); a link only decides *which* SNR, fading gain and generator a batch
-uses. Each link owns three generators seeded from its seed: ``noise`` (fading with coherence 1, channel
-noise and erasures, consumed exactly as the offline evaluator consumes its per-link generator), ``fade``
+:func:`diffsem.channel.equalised_noise`, and for an ``ofdm`` link :class:`diffsem.phy.OfdmLink` through
+:mod:`channel_emulator.phy`); a link only decides *which* SNR, fading gain and generator a batch uses. The
+``LinkSettings`` fields that the core's :class:`~diffsem.config.LinkConfig` has are named alike, so
+:func:`link_config` converts by name and the core checks them (with :func:`diffsem.phy.check_link` for the grid).
+
+Each link owns three generators seeded from its seed: ``noise`` (fading with coherence 1, channel
+noise and erasures, consumed exactly as the offline evaluator consumes its per-link generator; an ofdm link first
+draws its channel process's seed from it, as :func:`diffsem.phy.make_link` does offline), ``fade``
 (gains of coherence blocks longer than one frame) and ``aux`` (frame loss and delay jitter), so loss and
 delay settings never shift the noise a seed gives.
 """
@@ -11,6 +16,7 @@ delay settings never shift the noise a seed gives.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,10 +25,12 @@ from pathlib import Path
 import torch
 
 from channel_emulator import schema
+from channel_emulator.phy import OfdmState
 from channel_emulator.traces import SnrTrace, from_points, load_named, parse_csv
 from diffsem.channel import ChannelOutput, draw_fading, equalised_noise, noise_variance
 from diffsem.config import LinkConfig, build
 from diffsem.framepath import carry
+from diffsem.phy import CsiFeedback, check_link
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import common_pb2, frame_pb2
@@ -44,14 +52,26 @@ def trace_of(tr: pb.SnrTrace, trace_dir: Path | None) -> SnrTrace:
     return replace(trace, linear=trace.linear or linear, loop=trace.loop or tr.loop)
 
 
+def link_config(p: pb.LinkSettings, snr_db: float, k: int | None = None) -> LinkConfig:
+    """The core's settings of a link at ``snr_db`` (every LinkConfig field from the LinkSettings field of that name);
+    with ``k``, also the cross-field check that the link carries frames of k real values. Raises ConfigError."""
+    values = {name: getattr(p, name) for name in LinkConfig.model_fields}
+    values.update(snr_db=snr_db, pilot_symbols=tuple(p.pilot_symbols))
+    cfg = build(LinkConfig, **values)
+    if k is not None:
+        check_link(cfg, k)
+    return cfg
+
+
 def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
-            trace_dir: Path | None = None) -> tuple[pb.LinkSettings, SnrTrace | None]:
-    """``current`` with ``update`` applied and validated (the schema's bounds, then the rules between fields);
-    the new trace, if the update sets one. Raises BadRequest / OutOfRange naming the bad field."""
+            trace_dir: Path | None = None, k: int = 256) -> tuple[pb.LinkSettings, SnrTrace | None]:
+    """``current`` with ``update`` applied and validated (the schema's bounds, then the core's rules between fields,
+    the OFDM grid against frames of ``k`` real values); the new trace, if the update sets one. Raises BadRequest /
+    OutOfRange / ConfigError naming the bad field."""
     new = schema.merged(current, update)
     if legit and new.HasField("snr_offset_db"):
         raise BadRequest("the legitimate link cannot follow itself: snr_offset_db is for eavesdropper links")
-    build(LinkConfig, snr_db=new.snr_db, fading=new.fading, rician_k=new.rician_k, erasure_prob=new.erasure_prob)
+    link_config(new, new.snr_db, k)
     trace = trace_of(update.trace, trace_dir) if update.HasField("trace") else None
     return new, trace
 
@@ -97,8 +117,9 @@ class Link:
     """State of one link; every method is called under the emulator's lock. ``settings``: every field set
     (:func:`channel_emulator.schema.initial` plus updates); ``now``: the emulator clock's time."""
 
-    def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float):
-        self.name, self.role, self.settings = name, role, settings
+    def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float, k: int = 256):
+        self.name, self.role, self.settings, self.k = name, role, settings, k
+        self.ofdm: OfdmState | None = None  # built on the first batch of an ofdm link
         self.trace: SnrTrace | None = None
         self.trace_start = now
         self.subscriber: Subscriber | None = None
@@ -120,9 +141,10 @@ class Link:
         self.fade = torch.Generator().manual_seed(derive_seed(seed, "fade"))
         self.aux = torch.Generator().manual_seed(derive_seed(seed, "aux"))
         self._block_left = 0
+        self.ofdm = None  # its channel is seeded from ``noise``: a new seed, a new channel
 
     def update(self, s: pb.LinkSettings, now: float, trace_dir: Path | None = None) -> None:
-        new, trace = checked(self.settings, s, self.legit, trace_dir)
+        new, trace = checked(self.settings, s, self.legit, trace_dir, self.k)
         if new.fading != self.settings.fading or new.coherence_frames != self.settings.coherence_frames:
             self._block_left = 0
         self.settings = new
@@ -142,8 +164,22 @@ class Link:
         return self.settings.snr_db
 
     def config(self, snr_db: float) -> LinkConfig:
-        p = self.settings
-        return build(LinkConfig, snr_db=snr_db, fading=p.fading, rician_k=p.rician_k, erasure_prob=p.erasure_prob)
+        return link_config(self.settings, snr_db)
+
+    def phy(self, snr_db: float) -> OfdmState | None:
+        """The link's ofdm state (rebuilt when its channel settings changed), or None on a flat link."""
+        cfg = self.config(snr_db)
+        if cfg.phy != "ofdm":
+            self.ofdm = None
+            return None
+        if self.ofdm is None or not self.ofdm.same_link(cfg):
+            self.ofdm = OfdmState(cfg, self.noise, self.k)
+        return self.ofdm
+
+    def feedback(self, n: int, snr_db: float) -> CsiFeedback | None:
+        """The transmitter's CSI of the link's next ``n`` frames (ofdm; drawn now), or None on a flat link."""
+        ofdm = self.phy(snr_db)
+        return None if ofdm is None else ofdm.feedback(n, snr_db)
 
     def _gains(self, b: int, cfg: LinkConfig) -> torch.Tensor:
         """Fading gains (B,) complex64: per frame (coherence 1, from ``noise`` as the evaluator draws them)
@@ -161,9 +197,14 @@ class Link:
 
     def transmit(self, x: torch.Tensor, snr_db: float) -> tuple[ChannelOutput, torch.Tensor, torch.Tensor]:
         """Pass x (B, k) through the link: (channel output, lost (B,) bool, extra delay (B,) seconds)."""
-        cfg = self.config(snr_db)
-        gain = self._gains(x.shape[0], cfg)
-        out = carry(x, cfg, self.noise, gain=gain)
+        ofdm = self.phy(snr_db)
+        if ofdm is not None:
+            if x.shape[1] != self.k:
+                raise BadRequest(f"frames of {x.shape[1]} real values; the ofdm link {self.name!r} carries k={self.k}")
+            out = ofdm.carry(x, snr_db)
+        else:
+            cfg = self.config(snr_db)
+            out = carry(x, cfg, self.noise, gain=self._gains(x.shape[0], cfg))
         self.last_gain = complex(out.gain[-1].item())
         p = self.settings
         lost = torch.zeros(x.shape[0], dtype=torch.bool)
@@ -175,8 +216,12 @@ class Link:
         return out, lost, delay
 
     def csi(self, snr_db: float) -> tuple[float, float]:
-        """(N0, sigma_c^2 = N0/|h|^2 for the current gain) per real latent dimension."""
+        """(N0, sigma_c^2 = N0/|h|^2 for the current gain) per real latent dimension; on an ofdm link the mean
+        N0/|H|^2 over the last frame's carried REs (N0 before its first frame)."""
         n0 = float(noise_variance(snr_db))
+        if self.settings.phy == "ofdm":
+            last = self.ofdm.last_csi if self.ofdm is not None else math.nan
+            return n0, n0 if math.isnan(last) else last
         gain = self._block_gain if (self.settings.coherence_frames > 1 and self._block_gain is not None) else None
         h = gain if gain is not None else torch.tensor([self.last_gain], dtype=torch.complex64)
         if self.settings.fading == "none":
@@ -194,7 +239,9 @@ class Link:
         avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
         n = min(space, len(frames))
         rows = rows_to_proto(out.latent[:n])
-        erased, sigma2 = out.erased[:n].sum(dim=1).tolist(), out.sigma_c2[:n].tolist()
+        per_re = out.sigma_c2.dim() == 2  # ofdm: the LMMSE noise per RE, one value per complex symbol
+        erased = out.erased[:n].sum(dim=1).tolist()
+        sigma2 = out.sigma_c2[:n, 0::2].tolist() if per_re else out.sigma_c2[:n].tolist()
         gains = out.gain[:n].tolist()
         items = []
         for i in range(n):
@@ -207,7 +254,11 @@ class Link:
                 self.counts["lost"] += 1
             else:
                 rf.frame.symbols.CopyFrom(rows[i])
-                rf.sigma2 = sigma2[i] if csi else avg
+                if csi and per_re:
+                    rf.sigma2_re.extend(sigma2[i])
+                    rf.sigma2 = sum(sigma2[i]) / len(sigma2[i])
+                else:
+                    rf.sigma2 = sigma2[i] if csi else avg
                 rf.erased = int(erased[i])
                 if csi:
                     rf.gain_re, rf.gain_im = gains[i].real, gains[i].imag

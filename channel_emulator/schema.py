@@ -20,6 +20,15 @@ def rule_of(field: FieldDescriptor) -> pb.FieldRule:
     return field.GetOptions().Extensions[pb.rule]
 
 
+def is_repeated(field: FieldDescriptor) -> bool:
+    return bool(field.is_repeated)
+
+
+def is_set(s: pb.LinkSettings, field: FieldDescriptor) -> bool:
+    """A field given in ``s``: present, or for a repeated field non-empty (an empty list means "keep")."""
+    return len(getattr(s, field.name)) > 0 if is_repeated(field) else s.HasField(field.name)
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -51,10 +60,11 @@ def check_field(field: FieldDescriptor, value: object) -> None:
 
 
 def validate(s: pb.LinkSettings) -> None:
-    """Check every set field of ``s`` against its rule."""
+    """Check every set field of ``s`` against its rule (each element of a repeated one)."""
     for field in FIELDS:
-        if s.HasField(field.name):
-            check_field(field, getattr(s, field.name))
+        if is_set(s, field):
+            for value in getattr(s, field.name) if is_repeated(field) else [getattr(s, field.name)]:
+                check_field(field, value)
 
 
 def initial() -> pb.LinkSettings:
@@ -64,6 +74,8 @@ def initial() -> pb.LinkSettings:
         rule = rule_of(field)
         if rule.choices:
             setattr(s, field.name, rule.choices[0])
+        elif is_repeated(field):
+            getattr(s, field.name).extend(int(v) for v in rule.initials)
         elif rule.HasField("initial"):
             value = rule.initial
             if field.type == FieldDescriptor.TYPE_BOOL:
@@ -80,8 +92,10 @@ def merged(current: pb.LinkSettings, update: pb.LinkSettings) -> pb.LinkSettings
     validate(update)
     out = pb.LinkSettings()
     for field in FIELDS:
-        src = update if update.HasField(field.name) else current
-        if src.HasField(field.name):
+        src = update if is_set(update, field) else current
+        if is_repeated(field):
+            getattr(out, field.name).extend(getattr(src, field.name))
+        elif src.HasField(field.name):
             setattr(out, field.name, getattr(src, field.name))
     if update.clear_offset:
         out.ClearField("snr_offset_db")

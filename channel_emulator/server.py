@@ -38,6 +38,7 @@ import torch
 
 from channel_emulator import schema
 from channel_emulator.links import Clock, Link, Subscriber, checked
+from channel_emulator.phy import warm_up
 from channel_emulator.traces import SnrTrace
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -63,22 +64,26 @@ class Emulator:
     link and for each new eavesdropper link. ``clock``: seconds, drives traces and link expiry (default
     ``time.time``); frame timestamps stay on the wall clock, because they are compared with the transmitter's.
     ``max_links``: links at most (RESOURCE_EXHAUSTED past it); ``grace_s``: how long a link without a listener
-    stays; ``trace_dir``: the folder ``SnrTrace.name`` resolves in (None: names are refused).
+    stays; ``trace_dir``: the folder ``SnrTrace.name`` resolves in (None: names are refused); ``k``: real values
+    per frame, which an ofdm link's grid must carry (checked when it is configured).
     """
 
     def __init__(self, legit_name: str = "receiver", legit: pb.LinkSettings | None = None,
                  eve_defaults: pb.LinkSettings | None = None, seed: int = 0, clock: Clock = time.time,
-                 max_links: int = 1024, grace_s: float = 300.0, trace_dir: Path | None = None):
-        if max_links < 1 or grace_s < 0:
-            raise BadRequest(f"max_links={max_links} must be >= 1 and grace_s={grace_s} >= 0")
+                 max_links: int = 1024, grace_s: float = 300.0, trace_dir: Path | None = None, k: int = 256):
+        if max_links < 1 or grace_s < 0 or k < 2 or k % 2:
+            raise BadRequest(f"max_links={max_links} must be >= 1, grace_s={grace_s} >= 0 and k={k} even and >= 2")
+        self.k = k
         self.lock = threading.RLock()
         self.seed, self.legit_name, self.clock = seed, legit_name, clock
         self.max_links, self.grace_s, self.trace_dir = max_links, grace_s, trace_dir
-        self.eve_defaults, _ = checked(schema.initial(), eve_defaults or pb.LinkSettings(), False)
+        self.eve_defaults, _ = checked(schema.initial(), eve_defaults or pb.LinkSettings(), False, k=k)
         self.frames = 0
-        first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True)
+        first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True, k=k)
         first.seed = derive_seed(seed, legit_name)
-        self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock())}
+        self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock(), k)}
+        for phy in {first.phy, self.eve_defaults.phy}:
+            warm_up(phy)
         self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
             queue.Queue(maxsize=FANOUT_BATCHES)
         self._fanout_thread = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
@@ -105,7 +110,7 @@ class Emulator:
         settings = pb.LinkSettings()
         settings.CopyFrom(self.eve_defaults)
         settings.seed = derive_seed(self.seed, name)
-        link = Link(name, EAVESDROPPER, settings, now)
+        link = Link(name, EAVESDROPPER, settings, now, self.k)
         self.links[name] = link
         return link
 
@@ -183,7 +188,7 @@ class Emulator:
                                    f"links: {', '.join(list(self.links)[:20])}")
                 self._check_new(u.name, u.role)
                 creating += 1
-                checked(self.eve_defaults, u.settings, False, self.trace_dir)
+                checked(self.eve_defaults, u.settings, False, self.trace_dir, self.k)
                 continue
             if u.role not in (common_pb2.ROLE_UNSPECIFIED, link.role):
                 raise BadRequest(f"link {u.name!r} is a {common_pb2.Role.Name(link.role)} link")
@@ -191,7 +196,7 @@ class Emulator:
                 if link.legit:
                     raise BadRequest("the legitimate link cannot be removed")
                 continue
-            checked(link.settings, u.settings, link.legit, self.trace_dir)
+            checked(link.settings, u.settings, link.legit, self.trace_dir, self.k)
         if len(self.links) + creating > self.max_links:
             raise Exhausted(f"{creating} new links would pass the limit of {self.max_links} links")
 
@@ -214,6 +219,7 @@ class Emulator:
                 link.update(u.settings, now, self.trace_dir)
                 if link.subscriber is not None:
                     link.subscriber.size = link.settings.queue_size
+                warm_up(link.settings.phy)
 
     def set_trace(self, name: str, trace: SnrTrace) -> None:
         """Give link ``name`` an SNR trace read by the operator at start-up (``--trace LINK=FILE``)."""
@@ -282,6 +288,24 @@ class Emulator:
                 self.fanout.task_done()
         self.fanout.task_done()
 
+    def feedback(self, name: str, n: int) -> pb.FeedbackReply:
+        """The transmitter's CSI of the legitimate link for its next ``n`` frames (ofdm: drawn now, carried by the
+        next Send; flat: the current sigma_c^2)."""
+        name = name or self.legit_name
+        if name != self.legit_name:
+            raise BadRequest(f"CSI feedback is the legitimate link's ({self.legit_name!r}), not {name!r}'s")
+        if not 1 <= n <= MAX_FRAMES_PER_SEND:
+            raise BadRequest(f"feedback for frames={n}; ask for 1 to {MAX_FRAMES_PER_SEND}")
+        with self.lock:
+            link = self.links[name]
+            snr = self._legit_snr(self.clock())
+            fb = link.feedback(n, snr)
+            if fb is None:
+                return pb.FeedbackReply(phy="flat", frames=n, sigma_c2=link.csi(snr)[1])
+            codes = fb.codes[:, fb.units]  # one code per complex symbol: the wire needs no unit map
+            return pb.FeedbackReply(phy="ofdm", frames=n, codes=codes.numpy().tobytes(),
+                                    sigma_c2=float(fb.sigma_c2().mean()))
+
     # ---- state -----------------------------------------------------------------------------------------
     def link_state(self, link: Link, now: float, legit_snr: float) -> pb.LinkState:
         snr = link.snr_db(now, legit_snr)
@@ -293,6 +317,8 @@ class Emulator:
             gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_trace=link.trace is not None,
             queue_depth=len(sub.items) if sub else 0, settings=link.settings,
             detached_s=0.0 if link.detached_at is None else now - link.detached_at, **link.counts)
+        if link.ofdm is not None and link.settings.phy == "ofdm":
+            state.subcarrier_snr_db.extend(link.ofdm.snr_picture())
         return state
 
     def state(self, name: str = "") -> pb.ChannelState:
@@ -372,6 +398,11 @@ class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
     async def GetState(self, request: pb.GetStateRequest, context: grpc.aio.ServicerContext) -> pb.ChannelState:
         self.verifier.require(context, [auth.CONTROL, auth.TRANSMITTER])
         return await self._off_loop(self.emu.state, request.link)
+
+    @grpc_errors
+    async def Feedback(self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext) -> pb.FeedbackReply:
+        self.verifier.require(context, [auth.TRANSMITTER])
+        return await self._off_loop(self.emu.feedback, request.link, request.frames)
 
 
 __all__ = ["ChannelEmulatorServicer", "Emulator"]

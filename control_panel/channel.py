@@ -110,8 +110,16 @@ COUNTERS = ("queue_depth", "frames_in", "delivered", "dropped_queue", "lost", "l
 
 def link_json(lk: ch_pb.LinkState) -> dict[str, Any]:
     """A link's settings (from ``LinkState.settings``, the schema's fields) plus its live state and counters."""
-    settings = {f.name: v for f, v in lk.settings.ListFields() if f.message_type is None and not f.name.startswith("clear_")}
+    settings = {f.name: list(v) if f.is_repeated else v for f, v in lk.settings.ListFields()
+                if f.message_type is None and not f.name.startswith("clear_")}
     return {**settings, "snr_offset_db": settings.get("snr_offset_db"),
             "role": common_pb2.Role.Name(lk.role).removeprefix("ROLE_").lower(), "attached": lk.attached,
             "snr_db": lk.snr_db, "sigma_c2": _finite_or_none(lk.sigma_c2), "trace": lk.has_trace,
-            **{name: getattr(lk, name) for name in COUNTERS}}
+            **{name: getattr(lk, name) for name in COUNTERS}, "subcarrier_snr_db": subcarrier_snr(lk)}
+
+
+def subcarrier_snr(lk: ch_pb.LinkState) -> list[list[float]]:
+    """An ofdm link's recent frames' SNR per subcarrier (dB) as rows (frames x fft_size), oldest first; [] if flat."""
+    f = lk.settings.fft_size or 1
+    v = [round(x, 2) for x in lk.subcarrier_snr_db]
+    return [v[i:i + f] for i in range(0, len(v) - f + 1, f)]

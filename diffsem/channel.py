@@ -39,58 +39,50 @@ def from_symbols(c: torch.Tensor) -> torch.Tensor:
 
 
 def draw_fading(n: int, link: LinkConfig, generator: torch.Generator) -> torch.Tensor:
-    """Draw ``n`` block-fading gains (complex64, shape (n,)) with E|h|^2 = 1.
+    """Draw ``n`` block-fading gains (complex64, shape (n,)) with E|h|^2 = 1, on Sionna
+    (:func:`diffsem.phy.flat.draw_gains`).
 
     ``none``: h = 1. ``rayleigh``: h ~ CN(0, 1). ``rician``: a line-of-sight part of power K/(K+1) plus
     CN(0, 1/(K+1)) scatter, K = ``link.rician_k`` (linear).
     """
-    if link.fading == "none":
-        return torch.ones(n, dtype=torch.complex64)
-    scatter = torch.complex(torch.randn(n, generator=generator), torch.randn(n, generator=generator)) / math.sqrt(2)
-    if link.fading == "rayleigh":
-        return scatter
-    k = link.rician_k
-    return (math.sqrt(k / (k + 1)) + math.sqrt(1 / (k + 1)) * scatter).to(torch.complex64)
+    from diffsem.phy.flat import draw_gains  # Sionna's import is slow: only when a channel is used
+
+    return draw_gains(n, link, generator)
 
 
 @dataclass
 class ChannelOutput:
-    """What a receiver with CSI gets back from :func:`apply_link`.
+    """What a receiver with CSI gets back from a link.
 
     latent: (B, k) float32, the equalised received latent in real units.
-    sigma_c2: (B,) float32, noise variance per real dimension after equalisation (N0 / |h|^2).
-    gain: (B,) complex64, the fading gains h.
+    sigma_c2: noise variance per real dimension after equalisation, float32: (B,) on a flat link (N0 / |h|^2),
+        (B, k) on an ofdm link (the LMMSE equaliser's per-RE noise variance; both reals of a symbol share it).
+    gain: (B,) complex64, the fading gains h (ofdm: the mean channel over the frame's carried REs).
     erased: (B, k) bool, real dimensions lost to erasure (delivered as 0).
+    csi: ofdm only, (B, k/2) float32: the receiver's expected noise N0 (1 + e) / |H|^2 at each carried RE from the
+        true channel (e: its estimator's error per unit N0), what feedback reports (docs/design.md §3); None if flat.
     """
 
     latent: torch.Tensor
     sigma_c2: torch.Tensor
     gain: torch.Tensor
     erased: torch.Tensor
+    csi: torch.Tensor | None = None
 
 
 def apply_link(x: torch.Tensor, link: LinkConfig, generator: torch.Generator,
                gain: torch.Tensor | None = None) -> ChannelOutput:
-    """Send real latents ``x`` (B, k), at most unit power per real dim, over one link.
+    """Send real latents ``x`` (B, k), at most unit power per real dim, over one ``flat`` link (Sionna's AWGN and
+    flat fading, :func:`diffsem.phy.flat.apply_flat`; ``ofdm`` links are stateful: :class:`diffsem.phy.OfdmLink`).
 
     All randomness comes from ``generator`` on the CPU, so a seed gives bit-identical noise on any host.
     ``gain`` (B,) overrides the fading draw (the emulator holds one gain per coherence block).
     """
-    b = x.shape[0]
-    c = to_symbols(x.detach().to("cpu", torch.float32))
-    h = draw_fading(b, link, generator) if gain is None else gain.to(torch.complex64)
-    n0 = float(noise_variance(link.snr_db))
-    noise = torch.complex(torch.randn(c.shape, generator=generator), torch.randn(c.shape, generator=generator))
-    received = h[:, None] * c + noise * math.sqrt(n0 / 2.0)
-    equalised = received / h[:, None]
-    erased_sym = torch.zeros(c.shape, dtype=torch.bool)
-    if link.erasure_prob > 0:
-        erased_sym = torch.rand(c.shape, generator=generator) < link.erasure_prob
-        equalised = torch.where(erased_sym, torch.zeros_like(equalised), equalised)
-    latent = from_symbols(equalised).to(x.device)
-    sigma_c2 = equalised_noise(link.snr_db, h)
-    erased = erased_sym.repeat_interleave(2, dim=-1)
-    return ChannelOutput(latent=latent, sigma_c2=sigma_c2.to(x.device), gain=h, erased=erased.to(x.device))
+    if link.phy != "flat":
+        raise ValueError("apply_link carries flat links; an ofdm link is a diffsem.phy.OfdmLink")
+    from diffsem.phy.flat import apply_flat
+
+    return apply_flat(x, link, generator, gain)
 
 
 def equalised_noise(snr_db: float, gain: torch.Tensor) -> torch.Tensor:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import torch
 
 from diffsem.bundle import checkpoint_dir, load_bundle
-from diffsem.config import DECODE_MODES, FadingName, ModelConfig, build
+from diffsem.config import DECODE_MODES, FadingName, LinkConfig, ModelConfig, PhyName, build
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
 from diffsem.errors import DiffSemError
+from diffsem.phy import check_link
+from diffsem.pipeline import DEEP_FADE_POLICIES
 
 
 def _floats(text: str) -> list[float]:
@@ -31,6 +33,34 @@ def _ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+PHY_FLAGS = {"channel_model": str, "delay_spread_ns": float, "carrier_ghz": float, "speed_kmh": float, "fft_size": int,
+             "subcarrier_spacing_khz": float, "ofdm_symbols": int, "pilot_symbols": _ints, "estimator": str,
+             "feedback": str, "subband_size": int, "feedback_delay": int}
+
+
+def _add_phy_args(p: argparse.ArgumentParser) -> None:
+    """The PHY of every link (diffsem.config.LinkConfig; docs/design.md §3): flat (the paper's) or ofdm."""
+    g = p.add_argument_group("physical layer (every link; defaults: LinkConfig's)")
+    g.add_argument("--phy", choices=list(get_args(PhyName)), default="flat")
+    for name, kind in PHY_FLAGS.items():
+        g.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                       help=f"ofdm: LinkConfig.{name} (default {LinkConfig.model_fields[name].default})")
+    g.add_argument("--deep-fade", default="mean", choices=list(DEEP_FADE_POLICIES),
+                   help="listeners' policy for per-RE levels on ofdm links (docs/design.md §3)")
+
+
+def _phy_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The LinkConfig PHY fields given on the command line ({} for the flat default)."""
+    given = {name: getattr(args, name) for name in PHY_FLAGS if getattr(args, name) is not None}
+    if given and args.phy != "ofdm":
+        raise DiffSemError(f"--{next(iter(given)).replace('_', '-')} needs --phy ofdm")
+    settings = {"phy": args.phy, **given} if args.phy != "flat" else {}
+    if "pilot_symbols" in settings:
+        settings["pilot_symbols"] = tuple(settings["pilot_symbols"])
+    build(LinkConfig, **settings)  # one-line ConfigError on a bad value
+    return settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--transmitter-checkpoint", type=Path, default=None,
                    help="enables whitebox-inversion in --attacks (it reads the transmitter's encoder)")
     e.add_argument("--whitebox-steps", type=int, default=100)
+    _add_phy_args(e)
+    e.add_argument("--aging-speeds", type=_floats, default=None, help="CSI aging sweep (ofdm): UE speeds km/h, e.g. 3,30,120")
+    e.add_argument("--aging-delays", type=_ints, default=None, help="CSI aging sweep: feedback delays in frames, e.g. 1,4")
+    e.add_argument("--aging-snrs", type=_floats, default=None, help="CSI aging sweep: legitimate SNRs dB (default 10)")
 
     att = sub.add_parser("attack", help="eavesdropper attacks: list, train, eval").add_subparsers(dest="action", required=True)
     att.add_parser("list", help="print the installed attacks (built-ins and plugins)")
@@ -110,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     ae.add_argument("--seed", type=int, default=0, help="seeds every noise draw; the same seed gives the same tables")
     ae.add_argument("--out", type=Path, default=Path("out/attacks"))
     ae.add_argument("--device", default="auto")
+    _add_phy_args(ae)
     return p
 
 
@@ -155,7 +190,7 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
 
     res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
                            tuple(m.strip() for m in args.self_noise.split(",")), seed=args.seed, decode=decode,
-                           fading=args.fading)
+                           fading=args.fading, phy=_phy_settings(args))
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -187,8 +222,10 @@ def _eval(args: argparse.Namespace) -> None:
         raise DiffSemError(f"checkpoint is for data set {bundle.cfg.dataset!r} but --dataset {args.dataset!r} was given")
     given = {"n": args.n, "snrs": args.snrs, "t_stars": args.t_stars, "default_t_star": args.default_t_star,
              "eve_offsets": args.eve_offsets, "steps": args.steps, "eta": args.eta, "fading": args.fading,
-             "seed": args.seed, "modes": modes}
+             "seed": args.seed, "modes": modes, "phy": _phy_settings(args), "deep_fade": args.deep_fade,
+             "aging_speeds": args.aging_speeds, "aging_delays": args.aging_delays, "aging_snrs": args.aging_snrs}
     ec = build(EvalConfig, **{k: v for k, v in given.items() if v is not None})
+    check_link(build(LinkConfig, **ec.phy), bundle.cfg.k)  # the grid must carry the bundle's frames
     attacks = _attack_zoo(args, bundle, folder) if args.attacks else {}  # fail fast, before the sweep
     images, labels = load_split(args.dataset, "test", args.data_dir)
     res = evaluate(bundle, ec, images[:ec.n], labels[:ec.n])

@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from diffsem.errors import ConfigError
 
 DatasetName = Literal["mnist", "fashion-mnist"]
 FadingName = Literal["none", "rayleigh", "rician"]
+PhyName = Literal["flat", "ofdm"]
+EstimatorName = Literal["ls", "perfect"]
+FeedbackName = Literal["re", "subband", "frame"]
+CHANNEL_MODELS: tuple[str, ...] = tuple(f"{f}-{m}" for f in ("TDL", "CDL") for m in "ABCDE")
+SUBCARRIER_SPACINGS_KHZ: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 240.0)  # 3GPP numerologies mu = 0..4
+MAX_DELAY_SPREAD_NS = 5000.0  # 38.901 Table 7.7.3-1 tops out at 1000 ns ("very long"); 5 us is absurd beyond doubt
+MAX_SPEED_KMH = 500.0  # high-speed train
 DECODE_MODES: tuple[str, ...] = ("direct", "denoise", "selfref")
 CLASSIFIERS: tuple[str, ...] = ("matched", "channel")
 CHANNEL_TRAINING_SNR_DB = (0.0, 20.0)  # the 'channel' classifier's training range: plain semcom, no self-noise
@@ -82,12 +89,32 @@ class ModelConfig(_Strict):
 
 
 class LinkConfig(_Strict):
-    """One listener's channel: SNR in dB (Es/N0 per complex symbol), fading and erasure."""
+    """One listener's channel: SNR in dB (Es/N0 per complex symbol), fading and erasure, and its physical layer.
+
+    ``phy="flat"`` is the paper's setting: one block-fading gain per frame (``fading``), perfect CSI, zero forcing.
+    ``phy="ofdm"`` maps a frame onto an OFDM resource grid over a 3GPP TDL/CDL channel (docs/design.md §3, OFDM);
+    its fields (``channel_model`` ... ``feedback_delay``) are ignored by the flat PHY. ``fading`` and ``rician_k``
+    are ignored by the OFDM PHY (the 3GPP model decides the fading). Cross-field checks that need the frame size
+    k (grid capacity) are :func:`diffsem.phy.check_link`.
+    """
 
     snr_db: float = 20.0
     fading: FadingName = "none"
     rician_k: float = 4.0
     erasure_prob: float = 0.0
+    phy: PhyName = "flat"
+    channel_model: str = "TDL-A"
+    delay_spread_ns: float = 100.0
+    carrier_ghz: float = 3.5
+    speed_kmh: float = 3.0
+    fft_size: int = 12
+    subcarrier_spacing_khz: float = 30.0
+    ofdm_symbols: int = 14
+    pilot_symbols: tuple[int, ...] = (2, 11)
+    estimator: EstimatorName = "ls"
+    feedback: FeedbackName = "re"
+    subband_size: int = 4
+    feedback_delay: int = 1
 
     @field_validator("snr_db")
     @classmethod
@@ -109,6 +136,65 @@ class LinkConfig(_Strict):
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"erasure_prob={v} must be in [0, 1]")
         return v
+
+    @field_validator("channel_model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if v not in CHANNEL_MODELS:
+            raise ValueError(f"unknown channel_model {v!r}; use one of {', '.join(CHANNEL_MODELS)}")
+        return v
+
+    @field_validator("delay_spread_ns")
+    @classmethod
+    def _delay_spread(cls, v: float) -> float:
+        if not (math.isfinite(v) and 0 < v <= MAX_DELAY_SPREAD_NS):
+            raise ValueError(f"delay_spread_ns={v} must be in (0, {MAX_DELAY_SPREAD_NS:g}] ns (38.901: 10-1000 ns)")
+        return v
+
+    @field_validator("carrier_ghz")
+    @classmethod
+    def _carrier(cls, v: float) -> float:
+        if not (math.isfinite(v) and 0.5 <= v <= 100.0):
+            raise ValueError(f"carrier_ghz={v} must be in [0.5, 100] GHz (the 38.901 models' range)")
+        return v
+
+    @field_validator("speed_kmh")
+    @classmethod
+    def _speed(cls, v: float) -> float:
+        if not (math.isfinite(v) and 0 <= v <= MAX_SPEED_KMH):
+            raise ValueError(f"speed_kmh={v} must be in [0, {MAX_SPEED_KMH:g}] km/h")
+        return v
+
+    @field_validator("subcarrier_spacing_khz")
+    @classmethod
+    def _scs(cls, v: float) -> float:
+        if v not in SUBCARRIER_SPACINGS_KHZ:
+            raise ValueError(f"subcarrier_spacing_khz={v} must be one of {', '.join(f'{s:g}' for s in SUBCARRIER_SPACINGS_KHZ)}")
+        return v
+
+    @field_validator("fft_size", "ofdm_symbols", "subband_size")
+    @classmethod
+    def _positive(cls, v: int, info: ValidationInfo) -> int:
+        if not 1 <= v <= 4096:
+            raise ValueError(f"{info.field_name}={v} must be an integer in [1, 4096]")
+        return v
+
+    @field_validator("feedback_delay")
+    @classmethod
+    def _delay(cls, v: int) -> int:
+        if not 0 <= v <= 64:
+            raise ValueError(f"feedback_delay={v} must be in [0, 64] frames")
+        return v
+
+    @model_validator(mode="after")
+    def _pilots(self) -> LinkConfig:
+        p = self.pilot_symbols
+        if not p or len(set(p)) != len(p) or not all(0 <= i < self.ofdm_symbols for i in p):
+            raise ValueError(f"pilot_symbols={list(p)} must be distinct OFDM symbol indices in [0, {self.ofdm_symbols})"
+                             " and at least one")
+        if len(p) >= self.ofdm_symbols:
+            raise ValueError(f"pilot_symbols={list(p)} leave no OFDM symbol of {self.ofdm_symbols} for data")
+        return self
 
 
 class PrivacyConfig(_Strict):

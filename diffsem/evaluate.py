@@ -25,6 +25,8 @@ from diffsem.bundle import ModelBundle, encode_all
 from diffsem.checkpoints import code_version
 from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, result_key
 from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators, send
+from diffsem.phy import make_link
+from diffsem.pipeline import DEEP_FADE_POLICIES
 from diffsem.receiver import DiffusionReceiver
 
 DEFAULT_T_STAR = 300
@@ -46,13 +48,33 @@ class EvalConfig(BaseModel):
     batch_size: int = 500
     modes: list[str] = ["direct", "denoise", "selfref"]
     classifiers: list[str] = list(CLASSIFIERS)
+    phy: dict[str, Any] = {}  # LinkConfig PHY fields for every link (e.g. {"phy": "ofdm", "speed_kmh": 3.0})
+    deep_fade: str = "mean"  # every listener's policy for per-dim levels (diffsem.pipeline.DEEP_FADE_POLICIES)
+    aging_speeds: list[float] = []  # CSI aging sweep: UE speeds (km/h) x feedback delays (frames) at aging_snrs
+    aging_delays: list[int] = []
+    aging_snrs: list[float] = [10.0]
 
-    @field_validator("snrs", "eve_offsets")
+    @field_validator("snrs", "eve_offsets", "aging_snrs")
     @classmethod
     def _finite(cls, values: list[float]) -> list[float]:
         for v in values:
             LinkConfig(snr_db=v)  # raises with a clear message on NaN/inf
         return values
+
+    @field_validator("phy")
+    @classmethod
+    def _phy(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if {"snr_db", "fading"} & set(values):
+            raise ValueError("phy settings must not set snr_db or fading (use snrs and fading)")
+        LinkConfig(**values)
+        return values
+
+    @field_validator("deep_fade")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        if v not in DEEP_FADE_POLICIES:
+            raise ValueError(f"deep_fade={v!r}: use one of {', '.join(DEEP_FADE_POLICIES)}")
+        return v
 
 
 def _eve_hits(bundle: ModelBundle, v: View, labels: torch.Tensor) -> int:
@@ -61,19 +83,24 @@ def _eve_hits(bundle: ModelBundle, v: View, labels: torch.Tensor) -> int:
 
 
 def _condition(bundle: ModelBundle, receiver: DiffusionReceiver, ec: EvalConfig, s_all: torch.Tensor,
-               labels: torch.Tensor, snr: float, t_star: int | None) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """One (SNR, t*) row, and the first eavesdropper's first 8 latents (for the eve-view figure)."""
-    links = {LEGIT: LinkConfig(snr_db=snr, fading=ec.fading)}
+               labels: torch.Tensor, snr: float, t_star: int | None,
+               phy: dict[str, Any] | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """One (SNR, t*) row, and the first eavesdropper's first 8 latents (for the eve-view figure). ``phy``
+    overrides ``ec.phy`` (the CSI aging sweep). Each link is made once per condition, so an ofdm link's channel
+    runs on across the batches as one stream of frames."""
+    settings = {"fading": ec.fading, **(ec.phy if phy is None else phy)}
+    cfgs = {LEGIT: build(LinkConfig, snr_db=snr, **settings)}
     if t_star is not None:  # the plain system has no eavesdropper columns
-        links |= {eve_role(o): LinkConfig(snr_db=snr + o, fading=ec.fading) for o in ec.eve_offsets}
-    gens = role_generators(ec.seed, [TX, *links], snr, t_star)
+        cfgs |= {eve_role(o): build(LinkConfig, snr_db=snr + o, **settings) for o in ec.eve_offsets}
+    gens = role_generators(ec.seed, [TX, *cfgs], snr, t_star)
+    links = {name: make_link(cfg, gens[name], bundle.cfg.k) for name, cfg in cfgs.items()}
     modes = ["direct"] if t_star is None else ec.modes
     hits: dict[str, int] = {}
     eve_hits = dict.fromkeys(ec.eve_offsets, 0)
     abar_sum, sample = 0.0, None
     for i in range(0, len(s_all), ec.batch_size):
         s, y = s_all[i:i + ec.batch_size], labels[i:i + ec.batch_size]
-        sent = send(s, t_star, bundle.abar, links, gens)
+        sent = send(s, t_star, bundle.abar, links, gens, policy=ec.deep_fade)
         legit = sent.views[LEGIT]
         abar_sum += float(legit.abar_eff.sum())
         for (clf, mode), res in receiver.decode_many(legit.z, legit.abar_eff, modes, ec.classifiers).items():
@@ -89,6 +116,18 @@ def _condition(bundle: ModelBundle, receiver: DiffusionReceiver, ec: EvalConfig,
     if t_star is not None:
         row["eve"] = {str(o): eve_hits[o] / n for o in ec.eve_offsets}
     return row, sample
+
+
+def _aging(bundle: ModelBundle, receiver: DiffusionReceiver, ec: EvalConfig, s_all: torch.Tensor,
+           labels: torch.Tensor) -> list[dict[str, Any]]:
+    """CSI aging rows at the default t*: one per (SNR in aging_snrs, UE speed, feedback delay) on the ofdm PHY."""
+    conds = [(snr, v, d) for snr in ec.aging_snrs for v in ec.aging_speeds for d in ec.aging_delays]
+    rows = []
+    for snr, speed, delay in tqdm(conds, desc="CSI aging") if conds else []:
+        phy = {**ec.phy, "phy": "ofdm", "speed_kmh": speed, "feedback_delay": delay}
+        row, _ = _condition(bundle, receiver, ec, s_all, labels, snr, ec.default_t_star, phy)
+        rows.append({**row, "speed_kmh": speed, "feedback_delay": delay})
+    return rows
 
 
 def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
@@ -108,6 +147,7 @@ def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: 
         rows.append(row)
         if sample is not None and snr == max(ec.snrs):
             samples[t_star] = sample
+    aging = _aging(bundle, receiver, ec, s_all, labels)
     eve_view = None
     if samples:
         eve_view = {"t_stars": list(samples), "latents": torch.stack(list(samples.values())).tolist(),
@@ -119,6 +159,6 @@ def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: 
         "clean_accuracy_by_classifier": {c: float((clean[(c, "direct")].labels == labels).float().mean())
                                          for c in ec.classifiers}, "rows": rows,
         "unet_evals_per_image": {"direct": 0, "denoise": ec.steps, "selfref": ec.steps},
-        "seconds": round(time.time() - started, 1), "eve_view": eve_view,
+        "seconds": round(time.time() - started, 1), "eve_view": eve_view, "aging": aging,
         "abar": {str(t): float(abar[t]) for t in t_stars},
     }

@@ -67,6 +67,51 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _phy_text(phy: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in phy.items())
+
+
+def _aging_lines(res: dict[str, Any]) -> list[str]:
+    """The CSI aging table: accuracy (%) per UE speed (rows) and feedback delay (columns), per SNR and system."""
+    aging = res.get("aging") or []
+    if not aging:
+        return []
+    ec = res["config"]
+    delays = sorted({r["feedback_delay"] for r in aging})
+    keys = [k for k in _columns(ec) if k in aging[0]["acc"]]
+    lines = [f"## CSI aging (t* = {ec['default_t_star']}, feedback delay in frames)", ""]
+    for snr in sorted({r["snr_db"] for r in aging}):
+        lines += [f"SNR {snr:g} dB:", "", "| speed km/h | " + " | ".join(f"{_label(k)} d={d}" for k in keys for d in delays)
+                  + " | " + " | ".join(f"abar_eff d={d}" for d in delays) + " |",
+                  "|" + "---|" * (1 + (len(keys) + 1) * len(delays))]
+        for v in sorted({r["speed_kmh"] for r in aging}):
+            by_d = {r["feedback_delay"]: r for r in aging if r["snr_db"] == snr and r["speed_kmh"] == v}
+            lines.append(f"| {v:g} | " + " | ".join(_pct(by_d[d]["acc"][k]) for k in keys for d in delays) + " | "
+                         + " | ".join(f"{by_d[d]['abar_eff']:.4f}" for d in delays) + " |")
+        lines.append("")
+    return lines
+
+
+def plot_aging(res: dict[str, Any], path: Path) -> None:
+    """Accuracy of self-noise + direct against UE speed, one line per feedback delay and SNR."""
+    aging = res.get("aging") or []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for snr in sorted({r["snr_db"] for r in aging}):
+        for d in sorted({r["feedback_delay"] for r in aging}):
+            pts = sorted((r["speed_kmh"], 100 * r["acc"]["direct"]) for r in aging
+                         if r["snr_db"] == snr and r["feedback_delay"] == d)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{snr:g} dB, delay {d} frame{'s' * (d != 1)}")
+    ax.set_xscale("log")
+    ax.set_xlabel("UE speed (km/h)")
+    ax.set_ylabel("legitimate accuracy, self-noise + direct (%)")
+    ax.set_title(f"CSI aging, t* = {res['config']['default_t_star']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def markdown(res: dict[str, Any]) -> str:
     ec, rows = res["config"], res["rows"]
     offs = [str(o) for o in ec["eve_offsets"]]
@@ -79,6 +124,8 @@ def markdown(res: dict[str, Any]) -> str:
              "Columns: receiver accuracy (%) per system; `[channel clf]` = the classifier trained only over the "
              "channel's SNR range (the paper's baseline); `eve` = the core's eavesdropper at that SNR offset; "
              "gap = best legitimate system − eavesdropper, in points.", ""]
+    if ec.get("phy"):
+        lines += [f"PHY (every link): {_phy_text(ec['phy'])}; deep-fade policy: {ec.get('deep_fade', 'mean')}.", ""]
     plain_by_snr = {r["snr_db"]: r["acc"] for r in rows if r["t_star"] is None}
     for t in sorted({r["t_star"] for r in rows if r["t_star"] is not None}):
         head = "| SNR dB | abar_eff | " + " | ".join(_label(c) for c in cols) + " | " \
@@ -92,6 +139,7 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {r['snr_db']:g} | {r['abar_eff']:.4f} | " + " | ".join(_pct(acc.get(c)) for c in cols)
                          + " | " + " | ".join(_pct(r["eve"][o]) for o in offs) + f" | {gaps} |")
         lines.append("")
+    lines += _aging_lines(res)
     h = headline(res)
     lines += ["## Headline checks", "", f"- clean accuracy: {_pct(h['clean_accuracy'])}%"]
     for fam, fh in h["families"].items():
@@ -198,4 +246,7 @@ def write_all(res: dict[str, Any], out: Path) -> dict[str, Path]:
     plot_vs_snr(res, paths["acc_vs_snr"])
     plot_vs_tstar(res, paths["acc_vs_tstar"])
     plot_eve_view(res, paths["eve_view"])
+    if res.get("aging"):
+        paths["aging"] = out / "acc_vs_aging.png"
+        plot_aging(res, paths["aging"])
     return paths

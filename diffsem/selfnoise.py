@@ -8,6 +8,9 @@ sigma_c^2 (channel-state feedback), the transmitter sends
 so its power a + sigma_self^2 is at most 1. A listener whose own channel adds sigma^2 receives
 y = sqrt(a) s + sqrt(sigma_self^2 + sigma^2) eps, and y / sqrt(a + sigma_self^2 + sigma^2) is exactly a
 diffusion latent z_t at abar_eff = a / (a + sigma_self^2 + sigma^2).
+
+Variances are one value per frame (B,) on a flat link, or one per real latent dim (B, k) on an ofdm link (per
+resource element, docs/design.md §3, per-RE self-noise); every function here broadcasts both.
 """
 
 from __future__ import annotations
@@ -27,17 +30,23 @@ def abar_eff(a: float | torch.Tensor, s2_self: float | torch.Tensor, s2_channel:
     return a / (a + torch.as_tensor(s2_self, dtype=torch.float64) + torch.as_tensor(s2_channel, dtype=torch.float64))
 
 
+def per_row(v: torch.Tensor) -> torch.Tensor:
+    """A level per frame (B,) or scalar as a column (B, 1) that broadcasts over k; a level per dim (B, k) as is."""
+    return v if v.dim() == 2 else v.reshape(-1, 1)
+
+
 def apply_self_noise(s: torch.Tensor, a: float, s2_self: torch.Tensor, eps_self: torch.Tensor) -> torch.Tensor:
     """Transmit signal x = sqrt(a) s + sigma_self eps_self.
 
-    s: (B, k) unit-power latents. s2_self: (B,) or scalar. eps_self: (B, k) standard normal.
+    s: (B, k) unit-power latents. s2_self: scalar, (B,) or (B, k). eps_self: (B, k) standard normal.
     Returns (B, k) with power a + sigma_self^2 <= 1 per real dim.
     """
-    std = torch.as_tensor(s2_self, dtype=s.dtype, device=s.device).sqrt().reshape(-1, 1)
+    std = per_row(torch.as_tensor(s2_self, dtype=s.dtype, device=s.device).sqrt())
     return a ** 0.5 * s + std * eps_self
 
 
 def normalise_received(y: torch.Tensor, a: float, s2_self: torch.Tensor, s2_channel: torch.Tensor) -> torch.Tensor:
-    """Scale a received latent (B, k) to unit total variance, i.e. to z_t at :func:`abar_eff`."""
+    """Scale a received latent (B, k) to unit total variance, i.e. to z_t at :func:`abar_eff`; per dim when
+    either variance is (B, k)."""
     total = torch.as_tensor(a) + torch.as_tensor(s2_self) + torch.as_tensor(s2_channel)
-    return y / total.to(y.dtype).to(y.device).sqrt().reshape(-1, 1)
+    return y / per_row(total.to(y.dtype).to(y.device).sqrt())

@@ -57,6 +57,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--classifier", choices=CLASSIFIERS, default="matched", help="receiver classifier")
     p.add_argument("--steps", type=int, default=1, help="receiver reverse steps")
     p.add_argument("--snr-db", type=float, default=10.0, help="legitimate link SNR (dB)")
+    phy = p.add_argument_group("physical layer", "of the legitimate link and of new eavesdropper links (each draws "
+                               "its own channel); change it live with PUT /api/channel")
+    phy.add_argument("--phy", choices=["flat", "ofdm"], default="flat")
+    phy.add_argument("--channel-model", default=None, help="ofdm: TDL-A..E or CDL-A..E (default TDL-A)")
+    phy.add_argument("--delay-spread-ns", type=float, default=None, help="ofdm: RMS delay spread (default 100)")
+    phy.add_argument("--speed-kmh", type=float, default=None, help="ofdm: UE speed, sets the Doppler (default 3)")
+    phy.add_argument("--estimator", choices=["ls", "perfect"], default=None, help="ofdm: CSI from pilots or perfect")
+    phy.add_argument("--feedback", choices=["re", "subband", "frame"], default=None, help="ofdm: CSI feedback unit")
+    phy.add_argument("--feedback-delay", type=int, default=None, help="ofdm: feedback delay in frames (default 1)")
     p.add_argument("--t-star", type=int, default=300, help="privacy level t*")
     p.add_argument("--no-self-noise", action="store_true")
     p.add_argument("--self-noise", choices=["random", "keyed"], default="random",
@@ -80,12 +89,20 @@ def config_from(args: argparse.Namespace) -> StackConfig:
         ports = {k: 0 for k in ports}
     return StackConfig(checkpoints=args.checkpoints, device=args.device, host=args.host,
                        eavesdroppers=args.eavesdropper, mode=args.mode, classifier=args.classifier, steps=args.steps,
-                       snr_db=args.snr_db,
+                       snr_db=args.snr_db, phy=phy_options(args),
                        t_star=None if args.no_self_noise else args.t_star, self_noise=args.self_noise,
                        key_file=args.key_file, seed=args.seed, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, receiver_threads=args.receiver_threads, log_dir=args.log_dir,
                        reads_transmitter_weights=tuple(args.eavesdropper_reads_transmitter_weights),
                        restart=not args.no_restart, **ports)
+
+
+PHY_OPTIONS = ("phy", "channel_model", "delay_spread_ns", "speed_kmh", "estimator", "feedback", "feedback_delay")
+
+
+def phy_options(args: argparse.Namespace) -> dict[str, object]:
+    """The PHY options given on the command line, for the emulator's argv (the emulator validates them)."""
+    return {name: getattr(args, name) for name in PHY_OPTIONS if getattr(args, name) is not None}
 
 
 def reads_transmitter_weights(attack: str) -> bool:

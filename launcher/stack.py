@@ -83,6 +83,9 @@ class StackConfig:
     classifier: str = "matched"
     steps: int = 1
     snr_db: float = 10.0
+    # the emulator's PHY options for the legitimate link and new eavesdropper links, by its option names
+    # (phy="ofdm", channel_model, delay_spread_ns, speed_kmh, estimator, feedback, feedback_delay); empty: flat
+    phy: dict[str, Any] = field(default_factory=dict)
     t_star: int | None = 300
     self_noise: str = "random"  # or "keyed": see key_file
     key_file: Path | None = None  # keyed: the shared secret; None: $DIFFSEM_SELF_NOISE_KEY, else a fresh random key
@@ -103,6 +106,15 @@ class StackConfig:
         ports = dict(http_port=0, transmitter_port=0, emulator_port=0, receiver_port=0, telemetry_port=0,
                      eve_base_port=0)
         return cls(**(ports | kw))
+
+
+def bundle_k(checkpoints: Path) -> int | None:
+    """The frame size k of a checkpoint bundle (for the emulator's ofdm grid check); None if it is unreadable (the
+    services that load it say why)."""
+    try:
+        return int(json.loads((checkpoints / "bundle.json").read_text())["config"]["k"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class Service:
@@ -287,7 +299,7 @@ class Stack:
         try:
             emu = self._add("channel_emulator", "channel_emulator", EMULATOR.argv(
                 host=c.host, port=c.emulator_port, snr_db=c.snr_db, seed=c.seed, queue_size=c.queue_size,
-                auth_key_file=self.auth_dir / "authority.key"))
+                auth_key_file=self.auth_dir / "authority.key", k=bundle_k(c.checkpoints), **c.phy))
             self._wait(emu)
             model = dict(checkpoints=c.checkpoints, device=c.device)
             key_file, key_env = self._key()

@@ -2,7 +2,10 @@
 
 The maths is the core's: :func:`diffsem.pipeline.listener_view` turns a received latent, the frame's public
 header and the listener's own noise variance into z_t at abar_eff; for keyed self-noise the key holder uses
-:func:`diffsem.pipeline.keyed_listener_view` instead. This module only unpacks messages.
+:func:`diffsem.pipeline.keyed_listener_view` instead. On an ofdm legitimate link the header carries the
+transmitter's quantised CSI, one code per complex symbol, from which :func:`diffsem.pipeline.header_from_csi`
+rebuilds sigma_self^2 per real dim, and an ofdm link delivers its noise per RE, so the view is per dim with the
+listener's deep-fade policy (docs/design.md §3, per-RE self-noise). This module only unpacks messages.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from diffsem.pipeline import KeyedInfo, PublicHeader, keyed_listener_view, listener_view
+from diffsem.phy import CsiFeedback
+from diffsem.pipeline import KeyedInfo, PublicHeader, header_from_csi, keyed_listener_view, listener_view
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common.errors import BadRequest
 from services_common.tensors import to_torch
@@ -22,14 +26,33 @@ FLOAT32 = (common_pb2.DTYPE_FLOAT32,)
 
 def header_to_proto(header: PublicHeader, i: int, model_id: str, send_time: float,
                     keyed: KeyedInfo | None = None) -> frame_pb2.PublicHeader:
-    """Frame ``i`` of a batch's public header (sigma_self2 and the keyed nonce are per frame)."""
-    msg = frame_pb2.PublicHeader(model_id=model_id, a=float(header.a),
-                                 sigma_self2=float(header.sigma_self2.reshape(-1)[i]), send_time=send_time)
+    """Frame ``i`` of a batch's public header (sigma_self2 and the keyed nonce are per frame; with per-RE CSI the
+    header carries its codes, one per complex symbol, and sigma_self2 holds their self-noise's mean)."""
+    s2 = header.sigma_self2[i] if header.sigma_self2.dim() == 2 else header.sigma_self2.reshape(-1)[i]
+    msg = frame_pb2.PublicHeader(model_id=model_id, a=float(header.a), sigma_self2=float(s2.mean()),
+                                 send_time=send_time)
+    if header.csi is not None:
+        msg.csi = symbol_codes(header.csi)[i].numpy().tobytes()
     if header.t_star is not None:
         msg.t_star = int(header.t_star)
     if keyed is not None:
         msg.key_nonce, msg.key_check = keyed.nonces[i], keyed.check
     return msg
+
+
+def symbol_codes(csi: CsiFeedback) -> torch.Tensor:
+    """(B, k/2) uint8: each complex symbol's CSI code (the feedback unit of a symbol resolved, as the wire has it)."""
+    return csi.codes[:, csi.units]
+
+
+def csi_of(rows: list[bytes], k: int, what: str = "CSI") -> CsiFeedback:
+    """Per-symbol CSI codes from the wire (one bytes row of k/2 codes per frame) as the core's feedback;
+    BadRequest naming ``what`` when a row is not k/2 bytes long."""
+    bad = [len(r) for r in rows if len(r) != k // 2]
+    if bad:
+        raise BadRequest(f"{what}: {bad[0]} codes in a frame; one per complex symbol, k/2 = {k // 2}, expected")
+    codes = torch.frombuffer(bytearray(b"".join(rows)), dtype=torch.uint8).reshape(len(rows), k // 2)
+    return CsiFeedback(codes, torch.arange(k // 2))
 
 
 def symbols_of(frame: frame_pb2.Frame, k: int | None = None, what: str = "frame") -> torch.Tensor:
@@ -52,46 +75,74 @@ class ReceivedBatch:
     headers: list[frame_pb2.PublicHeader]
 
 
+def _check_frame(rf: frame_pb2.ReceivedFrame, k: int, model_id: str | None) -> None:
+    """BadRequest naming the frame when it cannot be viewed (dropped, another model, bad variances or header)."""
+    mid = rf.frame.message_id
+    if rf.dropped:
+        raise BadRequest(f"frame {mid}: dropped on the link, it has no symbols")
+    if model_id and rf.frame.header.model_id and rf.frame.header.model_id != model_id:
+        raise BadRequest(f"frame {mid}: sent with model {rf.frame.header.model_id!r}, this listener runs {model_id!r}")
+    if not (rf.sigma2 >= 0 and rf.sigma2 < float("inf")):
+        raise BadRequest(f"frame {mid}: sigma2={rf.sigma2} must be a finite variance >= 0")
+    if rf.sigma2_re and (len(rf.sigma2_re) != k // 2 or not all(0 <= v < float("inf") for v in rf.sigma2_re)):
+        raise BadRequest(f"frame {mid}: sigma2_re needs k/2 = {k // 2} finite variances >= 0, "
+                         f"got {len(rf.sigma2_re)} values")
+    h = rf.frame.header
+    if not (0.0 < h.a <= 1.0) or not (0.0 <= h.sigma_self2 <= 1.0):
+        raise BadRequest(f"frame {mid}: header a={h.a}, sigma_self2={h.sigma_self2} must lie in (0, 1] and [0, 1]")
+    if h.key_check and len(h.key_nonce) != 16:
+        raise BadRequest(f"frame {mid}: keyed header needs a 16-byte nonce, got {len(h.key_nonce)}")
+    if h.csi and len(h.csi) != k // 2:
+        raise BadRequest(f"frame {mid}: header csi needs k/2 = {k // 2} codes, got {len(h.csi)}")
+
+
+def _own_noise(frames: list[frame_pb2.ReceivedFrame], k: int) -> torch.Tensor:
+    """The listeners' own noise per real dim (B, k): per RE where the link gave it, else the frame's sigma2."""
+    rows = [torch.tensor(list(rf.sigma2_re), dtype=torch.float32).repeat_interleave(2) if rf.sigma2_re
+            else torch.full((k,), rf.sigma2, dtype=torch.float32) for rf in frames]
+    return torch.stack(rows)
+
+
+def _header_of(frames: list[frame_pb2.ReceivedFrame], t_star: int | None, a: float, k: int) -> PublicHeader:
+    """The core's header of a group of frames that share t*, a and whether they carry CSI codes."""
+    if frames[0].frame.header.csi:
+        return header_from_csi(t_star, a, csi_of([rf.frame.header.csi for rf in frames], k, "header csi"))
+    return PublicHeader(t_star, a, torch.tensor([rf.frame.header.sigma_self2 for rf in frames], dtype=torch.float32))
+
+
 def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str | None = None,
-                   key: bytes | None = None, key_holder: bool = False) -> ReceivedBatch:
+                   key: bytes | None = None, key_holder: bool = False, policy: str = "mean") -> ReceivedBatch:
     """Stack delivered (not dropped) frames and compute each one's view with the core's ``listener_view``.
 
-    Frames with different public headers (t* changed mid-stream) are grouped by (t*, a, keyed). A ``key_holder``
-    (the legitimate receiver) removes keyed self-noise with ``key``; a missing or wrong key raises
-    :class:`diffsem.keyed.KeyedNoiseError`. Anyone else sees keyed self-noise as the random noise it looks like.
+    Frames with different public headers (t* changed mid-stream, a link switched between flat and ofdm) are grouped
+    by (t*, a, keyed, CSI codes or not). A ``key_holder`` (the legitimate receiver) removes keyed self-noise with
+    ``key``; a missing or wrong key raises :class:`diffsem.keyed.KeyedNoiseError`. Anyone else sees keyed
+    self-noise as the random noise it looks like. ``policy``: the deep-fade policy of per-dim levels
+    (:data:`diffsem.pipeline.DEEP_FADE_POLICIES`).
     """
     if not frames:
         raise BadRequest("no frames to decode")
     for rf in frames:
-        if rf.dropped:
-            raise BadRequest(f"frame {rf.frame.message_id}: dropped on the link, it has no symbols")
-        if model_id and rf.frame.header.model_id and rf.frame.header.model_id != model_id:
-            raise BadRequest(f"frame {rf.frame.message_id}: sent with model {rf.frame.header.model_id!r}, "
-                             f"this listener runs {model_id!r}")
-        if not (rf.sigma2 >= 0 and rf.sigma2 < float("inf")):
-            raise BadRequest(f"frame {rf.frame.message_id}: sigma2={rf.sigma2} must be a finite variance >= 0")
-        h = rf.frame.header
-        if not (0.0 < h.a <= 1.0) or not (0.0 <= h.sigma_self2 <= 1.0):
-            raise BadRequest(f"frame {rf.frame.message_id}: header a={h.a}, sigma_self2={h.sigma_self2} "
-                             "must lie in (0, 1] and [0, 1]")
+        _check_frame(rf, k, model_id)
     y = torch.stack([symbols_of(rf.frame, k, "received frame") for rf in frames])
     sigma2 = torch.tensor([rf.sigma2 for rf in frames], dtype=torch.float32)
     z = torch.empty_like(y)
     abar_eff = torch.empty(len(frames), dtype=torch.float32)
-    groups: dict[tuple[int | None, float, str], list[int]] = defaultdict(list)
+    groups: dict[tuple[int | None, float, str, bool], list[int]] = defaultdict(list)
     for i, rf in enumerate(frames):
         h = rf.frame.header
-        if h.key_check and len(h.key_nonce) != 16:
-            raise BadRequest(f"frame {rf.frame.message_id}: keyed header needs a 16-byte nonce, got {len(h.key_nonce)}")
-        groups[(h.t_star if h.HasField("t_star") else None, h.a, h.key_check if key_holder else "")].append(i)
-    for (t_star, a, check), idx in groups.items():
-        s2_self = torch.tensor([frames[i].frame.header.sigma_self2 for i in idx], dtype=torch.float32)
-        header = PublicHeader(t_star, a, s2_self)
+        groups[(h.t_star if h.HasField("t_star") else None, h.a, h.key_check if key_holder else "",
+                bool(h.csi))].append(i)
+    for (t_star, a, check, _), idx in groups.items():
+        group = [frames[i] for i in idx]
+        header = _header_of(group, t_star, a, k)
+        per_dim = header.csi is not None or any(rf.sigma2_re for rf in group)
+        own = _own_noise(group, k) if per_dim else sigma2[idx]
         if check:
-            info = KeyedInfo([frames[i].frame.header.key_nonce for i in idx], check)
-            z_g, level = keyed_listener_view(y[idx], header, sigma2[idx], info, key)
+            info = KeyedInfo([rf.frame.header.key_nonce for rf in group], check)
+            z_g, level = keyed_listener_view(y[idx], header, own, info, key, policy)
         else:
-            z_g, level = listener_view(y[idx], header, sigma2[idx])
+            z_g, level = listener_view(y[idx], header, own, policy)
         z[idx] = z_g
         abar_eff[idx] = level
     return ReceivedBatch(y, sigma2, z, abar_eff, [rf.frame.header for rf in frames])

@@ -32,6 +32,9 @@ def test_invalid_config_is_a_config_error(cls, values, needle):
     (["eval", "--n", "10", "--k", "128"], "k=256 but k=128 was requested"),
     (["eval", "--dataset", "fashion-mnist", "--checkpoints", "checkpoints/mnist", "--n", "10"], "fashion-mnist"),
     (["eval", "--modes", "direct,magic"], "subset of direct, denoise, selfref"),
+    (["eval", "--n", "10", "--phy", "ofdm", "--speed-kmh", "-1"], "speed_kmh=-1.0 must be in [0, 500] km/h"),
+    (["eval", "--n", "10", "--phy", "ofdm", "--fft-size", "8"], "has 96 data REs; a frame of k=256 real values needs 128"),
+    (["eval", "--n", "10", "--channel-model", "TDL-A"], "--channel-model needs --phy ofdm"),
 ])
 def test_cli_reports_bad_input_in_one_line(args, needle, repo_root):
     done = subprocess.run([sys.executable, "-m", "diffsem.cli", *args], capture_output=True, text=True,

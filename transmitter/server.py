@@ -3,8 +3,9 @@
 Per request (a batch of B images) it
 
 1. encodes the images with the bundle's encoder (``s``, (B, k), unit power);
-2. takes the legitimate link's sigma_c^2 from the emulator's ``GetState`` (cached for ``csi_max_age_s``, so
-   an SNR trace is followed within that time);
+2. takes the legitimate link's CSI (:mod:`transmitter.csi`): on a flat link sigma_c^2 from the emulator's
+   ``GetState`` (cached for ``csi_max_age_s``, so an SNR trace is followed within that time), on an ofdm link the
+   per-RE feedback of the batch's frames from the emulator's ``Feedback``, or CSI pinned with ``Feedback``;
 3. self-noises them with the frame path's transmitter step, :func:`diffsem.framepath.transmit`, and its seeded
    generator (one call per request, in request order, as the offline evaluator does per batch), or, with a key,
    keyed self-noise (a fresh nonce per frame, random per-process prefix);
@@ -35,10 +36,11 @@ from protos.diffsem.v1 import common_pb2, frame_pb2
 from protos.diffsem.v1 import transmitter_pb2 as pb
 from protos.diffsem.v1 import transmitter_pb2_grpc as pb_grpc
 from services_common import auth
-from services_common.client import DEADLINE_S, SHORT_DEADLINE_S, channel
+from services_common.client import DEADLINE_S, channel
 from services_common.errors import BadRequest, NotReady, OutOfRange, grpc_errors
 from services_common.frames import header_to_proto
 from services_common.tensors import rows_to_proto, to_torch
+from transmitter.csi import CsiSource
 
 log = logging.getLogger(__name__)
 IMAGE_DTYPES = (common_pb2.DTYPE_FLOAT32, common_pb2.DTYPE_UINT8)
@@ -77,14 +79,13 @@ class Transmitter:
         self.keyed = KeyedSender(key, NonceSource()) if key is not None else None
         self.abar = bundle.abar
         self.legit_link = legit_link
-        self.csi_max_age_s = csi_max_age_s
         self.channel = channel(emulator, credential)
         self.emulator = ch_grpc.ChannelEmulatorStub(self.channel)
+        self.csi = CsiSource(self.emulator, legit_link, bundle.cfg.k, csi_max_age_s)
         self.lock = threading.Lock()
         self.t_star = self._check_t(t_star)
         self.gen = torch.Generator().manual_seed(seed)
         self.seq = 0
-        self._csi = (0.0, -1e9)  # (sigma_c2, monotonic time)
 
     def _check_t(self, t_star: int | None) -> int | None:
         if t_star is not None and not 0 <= t_star < len(self.abar):
@@ -92,17 +93,10 @@ class Transmitter:
                              f"(the model has T={len(self.abar)} diffusion steps)")
         return t_star
 
-    def csi(self, force: bool = False) -> float:
-        """The legitimate link's sigma_c^2 per real dim, from the emulator (cached ``csi_max_age_s``)."""
-        value, at = self._csi
-        if force or time.monotonic() - at > self.csi_max_age_s:
-            try:
-                state = self.emulator.GetState(ch_pb.GetStateRequest(link=self.legit_link), timeout=SHORT_DEADLINE_S)
-            except grpc.RpcError as exc:
-                raise NotReady(f"channel emulator unreachable for CSI feedback: {exc.details()}") from None
-            value = state.links[0].sigma_c2
-            self._csi = (value, time.monotonic())
-        return value
+    def feedback(self, req: pb.CsiFeedback) -> None:
+        """CSI given directly (or cleared): checked whole before it replaces the previous one."""
+        with self.lock:
+            self.csi.pin(req)
 
     def configure(self, req: pb.TransmitterConfig) -> None:
         """Apply ``req`` after checking all of it; ``validate_only`` checks and applies nothing."""
@@ -119,8 +113,9 @@ class Transmitter:
             log.info("configured: t_star=%s", self.t_star)
 
     def state(self) -> pb.TransmitterState:
-        msg = pb.TransmitterState(a=privacy_level(self.t_star, self.abar), sigma_c2_feedback=self._csi[0],
-                                  csi_age_s=time.monotonic() - self._csi[1], frames=self.seq,
+        msg = pb.TransmitterState(a=privacy_level(self.t_star, self.abar), sigma_c2_feedback=self.csi.sigma_c2,
+                                  csi_age_s=self.csi.age_s, frames=self.seq, csi_pinned=self.csi.pinned is not None,
+                                  csi_values=self.csi.values,
                                   model_id=self.bundle.model_id, num_train_timesteps=len(self.abar),
                                   self_noise="keyed" if self.key else "random",
                                   key_check=check_value(self.key) if self.key else "")
@@ -139,8 +134,8 @@ class Transmitter:
             raise BadRequest(f"message ids must be 1-{MAX_ID_LEN} characters")
         s = self.bundle.encoder(images.to(self.bundle.device)).float()
         with self.lock:
-            sigma_c2 = self.csi()
-            x, header, keyed = transmit(s, self.t_star, self.abar, sigma_c2, self.gen, self.keyed)
+            fb = self.csi.for_frames(b)
+            x, header, keyed = transmit(s, self.t_star, self.abar, fb, self.gen, self.keyed)
             x = x.cpu()
             now = time.time()
             seqs = list(range(self.seq, self.seq + b))
@@ -150,7 +145,7 @@ class Transmitter:
                       for i in range(b)]
             self.emulator.Send(ch_pb.SendRequest(frames=frames), timeout=DEADLINE_S)
             self.seq += b
-        return pb.TransmitReply(message_ids=ids, seqs=seqs, header=frames[0].header, sigma_c2_feedback=sigma_c2)
+        return pb.TransmitReply(message_ids=ids, seqs=seqs, header=frames[0].header, sigma_c2_feedback=self.csi.sigma_c2)
 
 
 class TransmitterServicer(pb_grpc.TransmitterServicer):
@@ -195,6 +190,12 @@ class TransmitterServicer(pb_grpc.TransmitterServicer):
     def Configure(self, request: pb.TransmitterConfig, context: grpc.ServicerContext) -> pb.TransmitterState:
         tx = self.control(context)
         tx.configure(request)
+        return tx.state()
+
+    @grpc_errors
+    def Feedback(self, request: pb.CsiFeedback, context: grpc.ServicerContext) -> pb.TransmitterState:
+        tx = self.control(context)
+        tx.feedback(request)
         return tx.state()
 
     @grpc_errors

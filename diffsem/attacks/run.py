@@ -23,11 +23,12 @@ from tqdm.auto import tqdm
 from diffsem.attacks.base import Attack, attack_checkpoint_path, attack_class, judge_labels, load_attack, save_attack
 from diffsem.attacks.builtin import query_encoder
 from diffsem.checkpoints import code_version
-from diffsem.config import FadingName, LinkConfig
+from diffsem.config import FadingName, LinkConfig, build
 from diffsem.data import load_split, transmitter_split
 from diffsem.errors import ConfigError
 from diffsem.framepath import LEGIT, TX, KeyedSender, Sent, View, eve_role, role_generators, send
 from diffsem.keyed import NonceSource
+from diffsem.phy import make_link
 from diffsem.pipeline import PublicHeader
 from diffsem.seeds import derive_seed
 
@@ -76,14 +77,17 @@ def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: Any, b
 
 
 def _send_setting(bundle: Any, s: torch.Tensor, snr_db: float, mode: str, t_star: int | None,
-                  offsets: Sequence[float], fading: FadingName, seed: int) -> Sent:
+                  offsets: Sequence[float], fading: FadingName, seed: int, phy: dict[str, Any] | None = None) -> Sent:
     """One setting's frames through the frame path: the legitimate link and one link per eavesdropper offset (``inf``:
     a noiseless tap), each with its own generator seeded by (seed, role, SNR, t*), so random and keyed self-noise see
-    the same channel noise and adding an offset moves no other listener's noise."""
-    links: dict[str, LinkConfig | None] = {LEGIT: LinkConfig(snr_db=snr_db, fading=fading)}
+    the same channel noise and adding an offset moves no other listener's noise. ``phy``: LinkConfig PHY fields of
+    every link (an ofdm eavesdropper gets its own, independent channel realisation from its own generator)."""
+    settings = {"fading": fading, **(phy or {})}
+    cfgs: dict[str, LinkConfig | None] = {LEGIT: build(LinkConfig, snr_db=snr_db, **settings)}
     for off in offsets:
-        links[eve_role(off)] = None if off == math.inf else LinkConfig(snr_db=snr_db + off, fading=fading)
-    gens = role_generators(seed, [TX, *links], snr_db, t_star)
+        cfgs[eve_role(off)] = None if off == math.inf else build(LinkConfig, snr_db=snr_db + off, **settings)
+    gens = role_generators(seed, [TX, *cfgs], snr_db, t_star)
+    links = {name: None if cfg is None else make_link(cfg, gens[name], bundle.cfg.k) for name, cfg in cfgs.items()}
     keyed = None
     if mode == "keyed":
         keyed = KeyedSender(EVAL_KEY, NonceSource(derive_seed(seed, "nonce", snr_db, t_star).to_bytes(8, "big")))
@@ -116,7 +120,8 @@ def _attack_rows(bundle: Any, attacks: dict[str, Attack], eve: View, header: Pub
 def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor,
                      t_stars: list[int | None], offsets: Sequence[float], snrs_db: Sequence[float] = (20.0,),
                      self_noise: tuple[str, ...] = ("random", "keyed"), seed: int = 0,
-                     decode: str = "direct", fading: FadingName = "none") -> dict[str, Any]:
+                     decode: str = "direct", fading: FadingName = "none",
+                     phy: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every attack at every (legitimate SNR dB, self-noise mode, t* (None: no self-noise), eavesdropper offset dB).
 
     images (N, 1, 28, 28) in [0, 1], labels (N,). An offset of ``inf`` is a noiseless eavesdropper channel. Each row
@@ -136,7 +141,7 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
     gallery: dict[str, torch.Tensor] = {}
     settings = [(snr, mode, t) for snr in snrs_db for mode in self_noise for t in t_stars]
     for snr_db, mode, t_star in tqdm(settings, desc="attack settings", unit="setting"):
-        sent = _send_setting(bundle, s, snr_db, mode, t_star, offsets, fading, seed)
+        sent = _send_setting(bundle, s, snr_db, mode, t_star, offsets, fading, seed, phy)
         legit = sent.views[LEGIT]
         decided = receiver.decode(legit.z.to(bundle.device), legit.abar_eff.to(bundle.device), decode).labels.cpu()
         legit_acc = float((decided == labels).float().mean())
@@ -150,7 +155,7 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
                 gallery |= {f"{name} | {mode} t*={t_star}": rec for name, rec in recs.items()}
     config = {"dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(images), "snrs_db": list(snrs_db),
               "self_noise": list(self_noise), "t_stars": list(t_stars), "eve_offsets_db": list(offsets), "seed": seed,
-              "decode": decode, "fading": fading, "attacks": list(attacks), "code_version": code_version(),
+              "decode": decode, "fading": fading, "phy": phy or {}, "attacks": list(attacks), "code_version": code_version(),
               "seconds": round(time.time() - started, 1)}
     return {"config": config, "rows": rows, "gallery": gallery, "originals": images[:8]}
 

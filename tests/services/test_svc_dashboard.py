@@ -1,10 +1,10 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by playwright (pip), no downloads.
 
 Loads the page from a launched stack (token configured), enters the token, starts a run and sees the
-accuracies and the progress bar move, changes a link's SNR, runs a live privacy sweep and sees accuracy
-plotted against t*, uploads an image and sees the receiver's and the eavesdropper's results; then checks that
-the API docs at /docs render every operation from the panel's own files. Screenshots go to out/test-artifacts/
-(gitignored).
+accuracies and the progress bar move, changes a link's SNR, switches the legitimate link to ofdm, runs a live
+privacy sweep and sees accuracy plotted against t* and the ofdm link's SNR per subcarrier as a heat strip,
+uploads an image and sees the receiver's and the eavesdropper's results; then checks that the API docs at /docs
+render every operation from the panel's own files. Screenshots go to out/test-artifacts/ (gitignored).
 """
 
 from __future__ import annotations
@@ -90,6 +90,16 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     page.wait_for_function(
         "document.querySelector('#links tbody tr[data-name=eve]').cells[2].textContent === '-3'", timeout=10_000)
 
+    # Link view: the legitimate link switched to ofdm from the form; once frames flow (the sweep below) its SNR per
+    # subcarrier of recent frames shows as a heat strip, one row per frame and one column per subcarrier.
+    page.select_option("#link-select", "receiver")
+    page.fill("#chan input[name=snr]", "")
+    page.select_option("#chan select[name=phy]", "ofdm")
+    page.click("#chan button")
+    page.wait_for_function(
+        "document.querySelector('#links tbody tr[data-name=receiver]').cells[3].textContent === 'ofdm TDL-A'",
+        timeout=10_000)
+
     # Live privacy sweep: one button steps t* while test images flow; the chart plots each listener against t*.
     page.fill("#sweep input[name=t_stars]", "0,600")
     page.fill("#sweep input[name=n]", "100")
@@ -97,6 +107,8 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     page.wait_for_function("document.querySelector('#sweepout').dataset.status === 'done'", timeout=300_000)
     assert "2/2 levels" in page.inner_text("#sweepout")
     assert page.locator("#chart-tstar .uplot").count() == 1
+    page.wait_for_selector("#snr-strips canvas[data-name=receiver]", timeout=10_000)
+    assert page.eval_on_selector("#snr-strips canvas[data-name=receiver]", "c => [c.width, c.height]") == [240, 160]
     legend = page.inner_text("#chart-tstar")
     assert "receiver" in legend and "eve" in legend
     page.reload()  # the newest sweep is shown on load too, whoever started it

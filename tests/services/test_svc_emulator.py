@@ -243,10 +243,11 @@ def test_unknown_link_is_not_found_and_validate_only_applies_nothing(emu: Emu) -
 
 
 def test_every_link_setting_has_bounds_in_the_schema_and_the_queue_bound_states_its_memory(emu: Emu) -> None:
-    scalar = [f for f in pb.LinkSettings.DESCRIPTOR.fields if f.has_presence and f.message_type is None]
+    scalar = [f for f in pb.LinkSettings.DESCRIPTOR.fields
+              if (f.has_presence or schema.is_repeated(f)) and f.message_type is None]
     assert {f.name for f in scalar} == {f.name for f in schema.FIELDS}  # every setting has a rule
     state = emu.links()["receiver"]
-    assert all(state.settings.HasField(f.name) for f in schema.FIELDS if f.name != "snr_offset_db")
+    assert all(schema.is_set(state.settings, f) for f in schema.FIELDS if f.name != "snr_offset_db")
     with pytest.raises(grpc.RpcError) as err:
         emu.control.Configure(pb.ConfigureRequest(links=[pb.LinkUpdate(name="receiver", settings=pb.LinkSettings(
             queue_size=1 << 20))]), timeout=5)

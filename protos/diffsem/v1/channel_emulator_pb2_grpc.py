@@ -55,6 +55,11 @@ class ChannelEmulatorStub:
                 request_serializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.GetStateRequest.SerializeToString,
                 response_deserializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.ChannelState.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/diffsem.v1.ChannelEmulator/Feedback',
+                request_serializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.FeedbackReply.FromString,
+                _registered_method=True)
 
 
 class ChannelEmulatorServicer:
@@ -84,6 +89,13 @@ class ChannelEmulatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """The transmitter only: it asks before each Send, and that Send's frames go over the channel drawn here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChannelEmulatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +118,11 @@ def add_ChannelEmulatorServicer_to_server(servicer, server):
                     servicer.GetState,
                     request_deserializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.GetStateRequest.FromString,
                     response_serializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.ChannelState.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.FeedbackRequest.FromString,
+                    response_serializer=protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.FeedbackReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +233,33 @@ class ChannelEmulator:
             '/diffsem.v1.ChannelEmulator/GetState',
             protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.GetStateRequest.SerializeToString,
             protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.ChannelState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/diffsem.v1.ChannelEmulator/Feedback',
+            protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.FeedbackRequest.SerializeToString,
+            protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2.FeedbackReply.FromString,
             options,
             channel_credentials,
             insecure,

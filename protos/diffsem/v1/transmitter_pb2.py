@@ -26,7 +26,7 @@ from protos.diffsem.v1 import common_pb2 as protos_dot_diffsem_dot_v1_dot_common
 from protos.diffsem.v1 import frame_pb2 as protos_dot_diffsem_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/diffsem/v1/transmitter.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"J\n\x0fTransmitRequest\x12\"\n\x06images\x18\x01 \x01(\x0b\x32\x12.diffsem.v1.Tensor\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\"w\n\rTransmitReply\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\x0c\n\x04seqs\x18\x02 \x03(\x04\x12(\n\x06header\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.PublicHeader\x12\x19\n\x11sigma_c2_feedback\x18\x04 \x01(\x01\"\x82\x01\n\x11TransmitterConfig\x12\x13\n\x06t_star\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\x12\x64isable_self_noise\x18\x02 \x01(\x08\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x42\t\n\x07_t_starB\x07\n\x05_seed\"\xd1\x01\n\x10TransmitterState\x12\x13\n\x06t_star\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\t\n\x01\x61\x18\x02 \x01(\x01\x12\x19\n\x11sigma_c2_feedback\x18\x03 \x01(\x01\x12\x11\n\tcsi_age_s\x18\x04 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x05 \x01(\x04\x12\x10\n\x08model_id\x18\x06 \x01(\t\x12\x1b\n\x13num_train_timesteps\x18\x07 \x01(\x05\x12\x12\n\nself_noise\x18\x08 \x01(\t\x12\x11\n\tkey_check\x18\t \x01(\tB\t\n\x07_t_star2\xe6\x02\n\x0bTransmitter\x12\x42\n\x08Transmit\x12\x1b.diffsem.v1.TransmitRequest\x1a\x19.diffsem.v1.TransmitReply\x12L\n\x0eTransmitStream\x12\x1b.diffsem.v1.TransmitRequest\x1a\x19.diffsem.v1.TransmitReply(\x01\x30\x01\x12H\n\tConfigure\x12\x1d.diffsem.v1.TransmitterConfig\x1a\x1c.diffsem.v1.TransmitterState\x12\x41\n\x08GetState\x12\x17.diffsem.v1.InfoRequest\x1a\x1c.diffsem.v1.TransmitterState\x12\x38\n\x04Info\x12\x17.diffsem.v1.InfoRequest\x1a\x17.diffsem.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#protos/diffsem/v1/transmitter.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"J\n\x0fTransmitRequest\x12\"\n\x06images\x18\x01 \x01(\x0b\x32\x12.diffsem.v1.Tensor\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\"w\n\rTransmitReply\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\x0c\n\x04seqs\x18\x02 \x03(\x04\x12(\n\x06header\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.PublicHeader\x12\x19\n\x11sigma_c2_feedback\x18\x04 \x01(\x01\"\x82\x01\n\x11TransmitterConfig\x12\x13\n\x06t_star\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\x12\x64isable_self_noise\x18\x02 \x01(\x08\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x42\t\n\x07_t_starB\x07\n\x05_seed\",\n\x0b\x43siFeedback\x12\x0e\n\x06sigma2\x18\x01 \x03(\x01\x12\r\n\x05\x63lear\x18\x02 \x01(\x08\"\xf9\x01\n\x10TransmitterState\x12\x13\n\x06t_star\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\t\n\x01\x61\x18\x02 \x01(\x01\x12\x19\n\x11sigma_c2_feedback\x18\x03 \x01(\x01\x12\x11\n\tcsi_age_s\x18\x04 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x05 \x01(\x04\x12\x10\n\x08model_id\x18\x06 \x01(\t\x12\x1b\n\x13num_train_timesteps\x18\x07 \x01(\x05\x12\x12\n\nself_noise\x18\x08 \x01(\t\x12\x11\n\tkey_check\x18\t \x01(\t\x12\x12\n\ncsi_pinned\x18\n \x01(\x08\x12\x12\n\ncsi_values\x18\x0b \x01(\rB\t\n\x07_t_star2\xa9\x03\n\x0bTransmitter\x12\x42\n\x08Transmit\x12\x1b.diffsem.v1.TransmitRequest\x1a\x19.diffsem.v1.TransmitReply\x12L\n\x0eTransmitStream\x12\x1b.diffsem.v1.TransmitRequest\x1a\x19.diffsem.v1.TransmitReply(\x01\x30\x01\x12H\n\tConfigure\x12\x1d.diffsem.v1.TransmitterConfig\x1a\x1c.diffsem.v1.TransmitterState\x12\x41\n\x08GetState\x12\x17.diffsem.v1.InfoRequest\x1a\x1c.diffsem.v1.TransmitterState\x12\x41\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x17.diffsem.v1.CsiFeedback\x1a\x1c.diffsem.v1.TransmitterState\x12\x38\n\x04Info\x12\x17.diffsem.v1.InfoRequest\x1a\x17.diffsem.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSMITREPLY']._serialized_end=309
   _globals['_TRANSMITTERCONFIG']._serialized_start=312
   _globals['_TRANSMITTERCONFIG']._serialized_end=442
-  _globals['_TRANSMITTERSTATE']._serialized_start=445
-  _globals['_TRANSMITTERSTATE']._serialized_end=654
-  _globals['_TRANSMITTER']._serialized_start=657
-  _globals['_TRANSMITTER']._serialized_end=1015
+  _globals['_CSIFEEDBACK']._serialized_start=444
+  _globals['_CSIFEEDBACK']._serialized_end=488
+  _globals['_TRANSMITTERSTATE']._serialized_start=491
+  _globals['_TRANSMITTERSTATE']._serialized_end=740
+  _globals['_TRANSMITTER']._serialized_start=743
+  _globals['_TRANSMITTER']._serialized_end=1168
 # @@protoc_insertion_point(module_scope)

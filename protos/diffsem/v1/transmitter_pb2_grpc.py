@@ -55,6 +55,11 @@ class TransmitterStub:
                 request_serializer=protos_dot_diffsem_dot_v1_dot_common__pb2.InfoRequest.SerializeToString,
                 response_deserializer=protos_dot_diffsem_dot_v1_dot_transmitter__pb2.TransmitterState.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/diffsem.v1.Transmitter/Feedback',
+                request_serializer=protos_dot_diffsem_dot_v1_dot_transmitter__pb2.CsiFeedback.SerializeToString,
+                response_deserializer=protos_dot_diffsem_dot_v1_dot_transmitter__pb2.TransmitterState.FromString,
+                _registered_method=True)
         self.Info = channel.unary_unary(
                 '/diffsem.v1.Transmitter/Info',
                 request_serializer=protos_dot_diffsem_dot_v1_dot_common__pb2.InfoRequest.SerializeToString,
@@ -90,6 +95,12 @@ class TransmitterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Info(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -117,6 +128,11 @@ def add_TransmitterServicer_to_server(servicer, server):
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
                     request_deserializer=protos_dot_diffsem_dot_v1_dot_common__pb2.InfoRequest.FromString,
+                    response_serializer=protos_dot_diffsem_dot_v1_dot_transmitter__pb2.TransmitterState.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=protos_dot_diffsem_dot_v1_dot_transmitter__pb2.CsiFeedback.FromString,
                     response_serializer=protos_dot_diffsem_dot_v1_dot_transmitter__pb2.TransmitterState.SerializeToString,
             ),
             'Info': grpc.unary_unary_rpc_method_handler(
@@ -232,6 +248,33 @@ class Transmitter:
             target,
             '/diffsem.v1.Transmitter/GetState',
             protos_dot_diffsem_dot_v1_dot_common__pb2.InfoRequest.SerializeToString,
+            protos_dot_diffsem_dot_v1_dot_transmitter__pb2.TransmitterState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/diffsem.v1.Transmitter/Feedback',
+            protos_dot_diffsem_dot_v1_dot_transmitter__pb2.CsiFeedback.SerializeToString,
             protos_dot_diffsem_dot_v1_dot_transmitter__pb2.TransmitterState.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,209 @@
+"""The ``ofdm`` PHY on Sionna: a frame on an OFDM resource grid over a 3GPP TDL/CDL channel (docs/design.md §3, OFDM).
+
+Per frame: the k real values become k/2 complex symbols (:func:`diffsem.channel.to_symbols`) on the grid's data REs
+(``ResourceGridMapper``, Kronecker pilots on ``pilot_symbols``); the channel H[symbol, subcarrier] of the frame's time
+(``TDL``/``CDL`` -> ``cir_to_ofdm_channel``) multiplies each RE (``ApplyOFDMChannel``); ``AWGN`` adds N0 per RE;
+the receiver estimates H from the pilots (``LSChannelEstimator`` with linear interpolation) or knows it (perfect
+CSI), and ``LMMSEEqualizer`` gives x_hat and its noise variance no_eff per RE. After unpacking, sigma_c^2 of both
+real values of a symbol is that RE's no_eff (same units as the flat case's N0 / |h|^2).
+
+Frame timing. A link's frames are back to back: frame i occupies OFDM symbols [i S, (i+1) S) of one continuous
+channel, S = ``ofdm_symbols``, each of duration (1 + CP/N) / subcarrier spacing (CP = N * 144/2048, rounded: the
+normal cyclic prefix). At 30 kHz and 14 symbols a frame is a 0.5 ms slot, so a feedback delay of d frames is CSI
+d x 0.5 ms old. Sionna's TDL/CDL draw a fresh realisation (path phases, angles, Doppler directions) on each call,
+so the link draws one continuous channel per window of :data:`WINDOW_FRAMES` frames (32 ms at 0.5 ms a frame,
+about one coherence time at 3 km/h and 3.5 GHz), preceded by ``feedback_delay`` lead-in frames of the same
+realisation: within a window the channel evolves with its Doppler and frame i's feedback is the same realisation
+d frames earlier; each window is an independent realisation (the user moved on), so a long evaluation averages
+over many fades. TDL keeps Sionna's average path gain (E|H|^2 = 1 over realisations, LOS included); CDL's
+single-antenna gain is not unit, so a CDL window is scaled to unit mean energy.
+
+Randomness. The link's generator seeds, on construction, a second generator for the channel process (one draw),
+then draws the AWGN and the erasures, so a batch's noise does not depend on when a window was drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sionna.phy.channel import AWGN, ApplyOFDMChannel, cir_to_ofdm_channel, subcarrier_frequencies
+from sionna.phy.channel.tr38901 import CDL, TDL, PanelArray
+from sionna.phy.mimo import StreamManagement
+from sionna.phy.ofdm import LMMSEEqualizer, LSChannelEstimator, ResourceGrid, ResourceGridMapper
+
+from diffsem.channel import ChannelOutput, from_symbols, noise_variance, to_symbols
+from diffsem.config import LinkConfig
+from diffsem.phy.blocks import seeded
+from diffsem.phy.grid import CsiFeedback, GridLayout, check_link, quantise_csi
+
+WINDOW_FRAMES = 64  # frames of one continuous channel realisation
+NORMAL_CP = 144 / 2048  # the normal cyclic prefix as a fraction of the FFT size
+
+
+@dataclass
+class OfdmDraw:
+    """The channel of ``n`` consecutive frames of a link: h (n, S, F) complex64 (OFDM symbols x subcarriers),
+    n0 (the AWGN level of these frames, per complex symbol), the index of the first frame, csi (n, k/2) float32 the
+    receiver's expected noise N0 (1 + e) / |H|^2 at each carried RE (e: estimation error per unit N0, 0 with perfect
+    CSI), and stale (n, k/2) the same ``feedback_delay`` frames earlier."""
+
+    h: torch.Tensor
+    n0: float
+    first_frame: int
+    csi: torch.Tensor
+    stale: torch.Tensor
+
+    def subcarrier_snr_db(self) -> torch.Tensor:
+        """(n, F) float32: each frame's SNR per subcarrier, 10 log10(mean over OFDM symbols of |H|^2 / N0), dB
+        (what a dashboard draws as a heat strip)."""
+        return (10 * torch.log10(self.h.abs().pow(2).mean(dim=1) / self.n0)).to(torch.float32)
+
+
+class OfdmLink:
+    """One ``ofdm`` link: its grid, its 3GPP channel and its clock (frames drawn so far).
+
+    Use in frame order: :meth:`draw` the next frames' channel, then (legitimate link) :meth:`feedback` for them,
+    then :meth:`carry` the transmitted frames over it. A link is stateful: consecutive calls continue its channel.
+    """
+
+    def __init__(self, link: LinkConfig, generator: torch.Generator, k: int):
+        if link.phy != "ofdm":
+            raise ValueError("OfdmLink needs a LinkConfig with phy='ofdm'")
+        check_link(link, k)
+        self.cfg, self.gen, self.layout = link, generator, GridLayout.of(link, k)
+        self.units = self.layout.units(link.feedback, link.subband_size)
+        self.n_units = self.layout.n_units(link.feedback, link.subband_size)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        self.channel_gen = torch.Generator().manual_seed(seed)
+        self.rg = ResourceGrid(num_ofdm_symbols=link.ofdm_symbols, fft_size=link.fft_size,
+                               subcarrier_spacing=link.subcarrier_spacing_khz * 1e3, num_tx=1, num_streams_per_tx=1,
+                               cyclic_prefix_length=round(link.fft_size * NORMAL_CP), pilot_pattern="kronecker",
+                               pilot_ofdm_symbol_indices=list(self.layout.pilot_symbols), device="cpu")
+        # Fixed QPSK pilots (Sionna's are drawn from its global generator): both ends know them.
+        self.rg.pilot_pattern.pilots = torch.full(self.rg.pilot_pattern.pilots.shape, complex(1, 1) / math.sqrt(2),
+                                                  dtype=torch.complex64)
+        self.mapper = ResourceGridMapper(self.rg, device="cpu")
+        self.apply = ApplyOFDMChannel(add_awgn=False, device="cpu")
+        self.estimator = LSChannelEstimator(self.rg, interpolation_type="lin", device="cpu")
+        self.equalizer = LMMSEEqualizer(self.rg, StreamManagement(np.ones([1, 1]), 1), device="cpu")
+        self.model = _channel_model(link, self.channel_gen)
+        self.err_factor = self._estimation_error()
+        self.freqs = subcarrier_frequencies(link.fft_size, link.subcarrier_spacing_khz * 1e3, device="cpu")
+        self.frame = 0
+        self._window: tuple[int, torch.Tensor] | None = None
+
+    def _estimation_error(self) -> torch.Tensor:
+        """(k/2,) float32: the estimator's error variance at each carried RE per unit N0 (Sionna's LS err_var after
+        interpolation, no/|pilot|^2 at the pilots; it does not depend on y); zero with perfect CSI."""
+        if self.cfg.estimator != "ls":
+            return torch.zeros(self.layout.n_symbols)
+        y = torch.zeros(1, 1, 1, self.cfg.ofdm_symbols, self.cfg.fft_size, dtype=torch.complex64)
+        _, err_var = self.estimator(y, torch.tensor(1.0))
+        pos = self.layout.positions
+        return err_var[0, 0, 0, 0, 0][pos[:, 0], pos[:, 1]].to(torch.float32)
+
+    @property
+    def frame_seconds(self) -> float:
+        """Duration of one frame (S OFDM symbols with their cyclic prefixes), seconds."""
+        return self.cfg.ofdm_symbols * self.rg.ofdm_symbol_duration
+
+    def _window_h(self, w: int) -> torch.Tensor:
+        """(d + WINDOW_FRAMES, S, F) complex64: window ``w``'s channel after d = ``feedback_delay`` lead-in frames
+        (drawn once, when first needed; windows are drawn in order from the channel generator)."""
+        if self._window is None or self._window[0] != w:
+            s, frames = self.cfg.ofdm_symbols, self.cfg.feedback_delay + WINDOW_FRAMES
+            a, tau = self.model(1, frames * s, 1.0 / self.rg.ofdm_symbol_duration)
+            h = cir_to_ofdm_channel(self.freqs, a, tau, normalize=False).reshape(frames, s, self.cfg.fft_size)
+            if self.cfg.channel_model.startswith("CDL"):
+                h = h / h.abs().pow(2).mean().sqrt()
+            self._window = (w, h.to(torch.complex64))
+        return self._window[1]
+
+    def _frames(self, first: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channels (n, S, F) of frames [first, first + n) and of each one ``feedback_delay`` frames earlier."""
+        now, before, f, d = [], [], first, self.cfg.feedback_delay
+        while f < first + n:
+            w, off = divmod(f, WINDOW_FRAMES)
+            take = min(WINDOW_FRAMES - off, first + n - f)
+            h = self._window_h(w)
+            now.append(h[d + off:d + off + take])
+            before.append(h[off:off + take])
+            f += take
+        return torch.cat(now), torch.cat(before)
+
+    def _csi(self, h: torch.Tensor, n0: float) -> torch.Tensor:
+        """(n, k/2) float32: the legitimate receiver's expected post-equalisation noise at each carried RE of
+        channels h (n, S, F), N0 (1 + e) / |H|^2 with e its estimator's error per unit N0 (0 with perfect CSI)."""
+        pos = self.layout.positions
+        gain2 = h[:, pos[:, 0], pos[:, 1]].abs().pow(2).clamp_min(1e-12)
+        return (n0 * (1.0 + self.err_factor) / gain2).to(torch.float32)
+
+    def draw(self, n: int, snr_db: float | None = None) -> OfdmDraw:
+        """The channel of the link's next ``n`` frames (advances its clock); ``snr_db`` overrides the config's."""
+        h, before = self._frames(self.frame, n)
+        n0 = float(noise_variance(self.cfg.snr_db if snr_db is None else snr_db))
+        out = OfdmDraw(h, n0, self.frame, self._csi(h, n0), self._csi(before, n0))
+        self.frame += n
+        return out
+
+    def _group(self, csi: torch.Tensor) -> torch.Tensor:
+        """(n, k/2) per-RE levels -> (n, U) mean level per feedback unit."""
+        total = torch.zeros(csi.shape[0], self.n_units).index_add_(1, self.units, csi)
+        count = torch.bincount(self.units, minlength=self.n_units).clamp_min(1)
+        return total / count
+
+    def feedback(self, draw: OfdmDraw) -> CsiFeedback:
+        """The transmitter's CSI for the drawn frames: frame i gets the measurement of frame i - ``feedback_delay``
+        (the same realisation; at that frame's channel and this draw's N0), grouped per unit and quantised."""
+        return CsiFeedback(quantise_csi(self._group(draw.stale)), self.units)
+
+    def latest_feedback(self, snr_db: float | None = None) -> CsiFeedback:
+        """(1, U) feedback for the next frame to be sent (live: what the transmitter asks for before it sends);
+        does not advance the clock."""
+        _, before = self._frames(self.frame, 1)
+        n0 = float(noise_variance(self.cfg.snr_db if snr_db is None else snr_db))
+        return CsiFeedback(quantise_csi(self._group(self._csi(before, n0))), self.units)
+
+    def carry(self, x: torch.Tensor, draw: OfdmDraw) -> ChannelOutput:
+        """Send real latents x (B, k) over the drawn channel (B frames): map, H, AWGN, estimate, LMMSE, unpack.
+
+        Output: latent (B, k), sigma_c2 (B, k) = no_eff per RE (both reals of a symbol), gain (B,) mean H over the
+        carried REs, erased (B, k), csi (B, k/2) = draw.csi. Draws the AWGN, then the erasures."""
+        b, ns = x.shape[0], self.layout.n_symbols
+        c = to_symbols(x.detach().to("cpu", torch.float32))
+        data = torch.zeros(b, self.rg.num_data_symbols, dtype=torch.complex64)
+        data[:, :ns] = c
+        grid = self.mapper(data[:, None, None])
+        h = draw.h[:, None, None, None, None]
+        y = seeded(AWGN, self.gen)(self.apply(grid, h), draw.n0)
+        no = torch.tensor(draw.n0, dtype=torch.float32)
+        if self.cfg.estimator == "ls":
+            h_hat, err_var = self.estimator(y, no)
+        else:
+            h_hat, err_var = h, torch.zeros((), dtype=torch.float32)
+        x_hat, no_eff = self.equalizer(y, h_hat, err_var, no)
+        x_hat, no_eff = x_hat[:, 0, 0, :ns], no_eff[:, 0, 0, :ns].to(torch.float32)
+        erased_sym = torch.zeros(x_hat.shape, dtype=torch.bool)
+        if self.cfg.erasure_prob > 0:
+            erased_sym = torch.rand(x_hat.shape, generator=self.gen) < self.cfg.erasure_prob
+            x_hat = torch.where(erased_sym, torch.zeros_like(x_hat), x_hat)
+        pos = self.layout.positions
+        return ChannelOutput(latent=from_symbols(x_hat).to(x.device), sigma_c2=no_eff.repeat_interleave(2, -1).to(x.device),
+                             gain=draw.h[:, pos[:, 0], pos[:, 1]].mean(dim=1),
+                             erased=erased_sym.repeat_interleave(2, dim=-1).to(x.device), csi=draw.csi)
+
+
+def _channel_model(link: LinkConfig, generator: torch.Generator) -> TDL | CDL:
+    """The link's 3GPP model (SISO, downlink), drawing from the link's channel generator."""
+    family, model = link.channel_model.split("-")
+    speed = link.speed_kmh / 3.6
+    common = {"delay_spread": link.delay_spread_ns * 1e-9, "carrier_frequency": link.carrier_ghz * 1e9,
+              "min_speed": speed, "max_speed": speed}
+    if family == "TDL":
+        return seeded(TDL, generator, model=model, **common)
+    array = PanelArray(num_rows_per_panel=1, num_cols_per_panel=1, polarization="single", polarization_type="V",
+                       antenna_pattern="omni", carrier_frequency=link.carrier_ghz * 1e9, device="cpu")
+    return seeded(CDL, generator, model=model, ut_array=array, bs_array=array, direction="downlink", **common)

@@ -1,0 +1,190 @@
+"""The OFDM PHY's contracts (docs/design.md §3, OFDM and per-RE self-noise), measured statistically: the SNR
+convention per resource element, the mapper's layout, Doppler time correlation across frames, the delayed and
+quantised CSI feedback, the per-RE self-noise level at the legitimate receiver, and the frame path's
+one-generator-per-role rule for OFDM links."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffsem.config import LinkConfig, ModelConfig, build
+from diffsem.diffusion import alphas_cumprod
+from diffsem.errors import ConfigError
+from diffsem.framepath import LEGIT, TX, role_generators, send
+from diffsem.models import power_normalise
+from diffsem.phy import GridLayout, check_link, dequantise_csi, make_link, quantise_csi
+from diffsem.phy.grid import CSI_STEP_DB
+from diffsem.phy.ofdm import WINDOW_FRAMES
+
+K = 256
+ABAR = alphas_cumprod(ModelConfig())
+OFDM = LinkConfig(snr_db=10.0, phy="ofdm")
+PERFECT = OFDM.model_copy(update={"estimator": "perfect", "feedback_delay": 0})
+
+
+def _db(x: float) -> float:
+    return 10 * math.log10(x)
+
+
+def _latents(n: int, seed: int = 0) -> torch.Tensor:
+    return power_normalise(torch.randn(n, K, generator=torch.Generator().manual_seed(seed)))
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"channel_model": "TDL-F"}, "unknown channel_model 'TDL-F'; use one of TDL-A"),
+    ({"delay_spread_ns": 0.0}, "delay_spread_ns=0.0 must be in (0, 5000] ns"),
+    ({"delay_spread_ns": 1e6}, "delay_spread_ns=1000000.0 must be in (0, 5000] ns"),
+    ({"speed_kmh": -1.0}, "speed_kmh=-1.0 must be in [0, 500] km/h"),
+    ({"pilot_symbols": (2, 14)}, "must be distinct OFDM symbol indices in [0, 14)"),
+    ({"subcarrier_spacing_khz": 20.0}, "must be one of 15, 30, 60, 120, 240"),
+])
+def test_bad_phy_settings_get_one_line_errors(values: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=None) as err:
+        build(LinkConfig, phy="ofdm", **values)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_grid_too_small_for_the_frame_says_how_many_data_res_it_has_and_needs() -> None:
+    small = LinkConfig(phy="ofdm", fft_size=12, ofdm_symbols=12, pilot_symbols=(2, 9))
+    with pytest.raises(ConfigError, match="has 120 data REs; a frame of k=256 real values needs 128"):
+        check_link(small, K)
+    check_link(OFDM, K)
+    check_link(small.model_copy(update={"phy": "flat"}), K)  # a flat link carries any frame
+
+
+def test_layout_matches_sionnas_resource_grid_mapper() -> None:
+    link = make_link(OFDM, torch.Generator().manual_seed(0), K)
+    assert link.rg.num_data_symbols == link.layout.data_res == 144
+    ids = torch.arange(1, link.rg.num_data_symbols + 1).to(torch.complex64)
+    grid = link.mapper(ids[None, None, None])[0, 0, 0]  # (S, F)
+    pos = link.layout.positions
+    assert torch.equal(grid[pos[:, 0], pos[:, 1]].real.long(), torch.arange(1, K // 2 + 1))
+
+
+def test_per_re_snr_convention_and_reported_noise_with_perfect_csi() -> None:
+    x = _latents(1000, 1)
+    link = make_link(PERFECT, torch.Generator().manual_seed(2), K)
+    draw = link.draw(len(x))
+    out = link.carry(x, draw)
+    pos = link.layout.positions
+    h = draw.h[:, pos[:, 0], pos[:, 1]]
+    raw = h * (torch.complex(out.latent[:, 0::2], out.latent[:, 1::2]) - torch.complex(x[:, 0::2], x[:, 1::2])) / math.sqrt(2)
+    assert abs(_db(1.0 / float(raw.abs().pow(2).mean())) - 10.0) < 0.05  # 128,000 symbols at Es/N0 = 10 dB
+    # LMMSE's no_eff per RE is N0 / |H|^2 for both real values of the symbol, and the feedback measures the same.
+    expected = (0.1 / h.abs().pow(2)).repeat_interleave(2, dim=-1)
+    assert torch.allclose(out.sigma_c2, expected.float(), rtol=1e-3)
+    assert torch.allclose(out.csi, expected[:, 0::2].float(), rtol=1e-3)
+
+
+def test_tdl_channel_has_unit_average_power_and_doppler_time_correlation() -> None:
+    def corr(speed: float, lag: int, windows: int) -> tuple[float, float]:
+        link = make_link(OFDM.model_copy(update={"speed_kmh": speed}), torch.Generator().manual_seed(3), K)
+        h = link.draw(windows * WINDOW_FRAMES).h[:, 0, 0].reshape(windows, -1)  # one RE, continuous within a window
+        a, b = h[:, :-lag], h[:, lag:]
+        return float((a.conj() * b).mean().abs() / h.abs().pow(2).mean()), float(h.abs().pow(2).mean())
+
+    slow, power = corr(3.0, 1, 32)
+    fast, _ = corr(120.0, 4, 16)
+    assert slow > 0.99  # 3 km/h, 0.5 ms apart: the channel barely moves
+    assert fast < 0.6  # 120 km/h, 2 ms apart: J0(2 pi 389 Hz 2 ms) ~ -0.18, stale
+    assert 0.6 < power < 1.4  # 32 independent TDL-A realisations around E|H|^2 = 1 (standard error 0.18)
+
+
+def test_feedback_is_the_measurement_of_frame_i_minus_delay_grouped_and_quantised() -> None:
+    link = make_link(OFDM.model_copy(update={"feedback_delay": 2}), torch.Generator().manual_seed(4), K)
+    first, second = link.draw(5), link.draw(3)
+    fb1, fb2 = link.feedback(first), link.feedback(second)
+    assert torch.equal(fb1.codes[:2], quantise_csi(first.stale[:2]))  # the window's lead-in frames
+    assert torch.equal(fb1.codes[2:], quantise_csi(first.csi[:3]))
+    assert torch.equal(fb2.codes, quantise_csi(torch.cat([first.csi[3:], second.csi[:1]])))
+    assert torch.equal(link.latest_feedback().codes, quantise_csi(second.csi[1:2]))
+    # Across a window boundary the feedback still comes from the same realisation, one frame earlier.
+    edges = [make_link(OFDM, torch.Generator().manual_seed(i), K).draw(WINDOW_FRAMES + 1) for i in range(8)]
+    same = [float((10 * (e.csi[-1] / e.stale[-1]).log10()).abs().mean()) for e in edges]
+    other = [float((10 * (e.csi[-1] / e.csi[-2]).log10()).abs().mean()) for e in edges]
+    assert sum(same) / len(same) < 0.2 and sum(other) / len(other) > 2.0  # dB: 0.5 ms apart vs independent realisations
+    levels = torch.logspace(-3, 2, 50)
+    assert (10 * torch.log10(dequantise_csi(quantise_csi(levels)) / levels)).abs().max() <= CSI_STEP_DB / 2 + 1e-4
+    sub = make_link(OFDM.model_copy(update={"feedback": "subband", "subband_size": 4}), torch.Generator(), K)
+    assert sub.n_units == 3 and sub.feedback(sub.draw(2)).codes.shape == (2, 3)
+    assert torch.equal(GridLayout.of(OFDM, K).units("subband", 4)[:12], torch.arange(12) // 4)
+
+
+def test_legitimate_receiver_sees_z_t_at_a_per_re_where_compensation_holds() -> None:
+    s = _latents(1000, 5)
+    gens = role_generators(0, [TX, LEGIT], "per-re")
+    link = make_link(PERFECT, gens[LEGIT], K)
+    sent = send(s, 300, ABAR, {LEGIT: link}, gens)
+    a = sent.header.a
+    v = sent.views[LEGIT]
+    held = (v.channel.sigma_c2 < 0.8 * (1 - a))  # REs whose fade the self-noise compensates, with quantisation room
+    assert 0.5 < float(held.float().mean()) < 1.0
+    total = a + sent.header.sigma_self2 + v.channel.sigma_c2
+    level = a / total
+    assert abs(float(level[held].mean()) / a - 1) < 0.01  # compensation: abar_eff = a per RE (0.5 dB CSI steps)
+    noise = v.z - level.sqrt() * s
+    assert abs(float(noise[held].pow(2).mean()) / (1 - a) - 1) < 0.02  # z_t's noise variance 1 - a
+    assert float(sent.x.pow(2).mean()) <= 1.0 + 0.01  # transmit power stays at most 1 per real dim
+
+
+def test_ofdm_links_own_their_generators_adding_an_eavesdropper_moves_nothing_else() -> None:
+    s = _latents(64, 6)
+
+    def run(with_far: bool) -> dict:
+        gens = role_generators(1, [TX, LEGIT, "eve", "far"], 10.0)
+        links = {LEGIT: make_link(OFDM, gens[LEGIT], K), "eve": make_link(OFDM, gens["eve"], K)}
+        if with_far:
+            links["far"] = make_link(OFDM.model_copy(update={"snr_db": 0.0}), gens["far"], K)
+        return send(s, 300, ABAR, links, gens).views
+
+    one, two = run(False), run(True)
+    for name in (LEGIT, "eve"):
+        assert torch.equal(one[name].z, two[name].z)
+    # The eavesdropper's own generator gives it an independent channel realisation.
+    assert not torch.allclose(two[LEGIT].channel.gain, two["eve"].channel.gain)
+
+
+def test_erase_policy_zeroes_deep_faded_dims_and_reports_the_kept_level() -> None:
+    s = _latents(200, 7)
+    gens = role_generators(2, [TX, LEGIT], "erase")
+    sent = send(s, 300, ABAR, {LEGIT: make_link(OFDM, gens[LEGIT], K)}, gens, policy="erase")
+    v = sent.views[LEGIT]
+    level = sent.header.a / (sent.header.a + sent.header.sigma_self2 + v.channel.sigma_c2)
+    dropped = level < 0.5 * level.max(dim=1, keepdim=True).values
+    assert torch.all(v.z[dropped] == 0) and torch.all(v.abar_eff >= level.min(dim=1).values)
+
+
+def test_ls_feedback_predicts_the_receivers_noise_and_the_subcarrier_snr_strip() -> None:
+    link = make_link(OFDM, torch.Generator().manual_seed(9), K)
+    draw = link.draw(300)
+    out = link.carry(_latents(300, 9), draw)
+    ratio = out.sigma_c2[:, 0::2] / draw.csi  # LMMSE's no_eff against the fed-back N0 (1 + e) / |H|^2
+    assert abs(float(ratio.median()) - 1) < 0.05
+    strip = draw.subcarrier_snr_db()
+    assert strip.shape == (300, 12)
+    assert torch.allclose(strip, 10 * torch.log10(draw.h.abs().pow(2).mean(dim=1) / draw.n0), atol=1e-4)
+
+
+def test_cdl_links_carry_frames_with_unit_energy_windows() -> None:
+    link = make_link(OFDM.model_copy(update={"channel_model": "CDL-C", "speed_kmh": 30.0}), torch.Generator(), K)
+    draw = link.draw(WINDOW_FRAMES)
+    out = link.carry(_latents(WINDOW_FRAMES, 10), draw)
+    assert abs(float(draw.h.abs().pow(2).mean()) - 1) < 0.05 and out.latent.shape == (WINDOW_FRAMES, K)  # + lead-in
+    assert torch.isfinite(out.sigma_c2).all()
+
+
+def test_sionna_is_imported_only_under_diffsem_phy_and_only_when_a_link_is_used() -> None:
+    root = Path(__file__).resolve().parent.parent
+    users = [p.relative_to(root) for p in root.rglob("*.py") if ".venv" not in p.parts
+             and re.search(r"^\s*(import|from) sionna", p.read_text(), re.MULTILINE)]
+    assert users and all(p.parts[:2] == ("diffsem", "phy") for p in users), users
+    probe = "import sys, diffsem.framepath, diffsem.evaluate, diffsem.phy; print('sionna' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
