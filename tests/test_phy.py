@@ -188,3 +188,20 @@ def test_sionna_is_imported_only_under_diffsem_phy_and_only_when_a_link_is_used(
     probe = "import sys, diffsem.framepath, diffsem.evaluate, diffsem.phy; print('sionna' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=root)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_ofdm_eval_is_reproducible_and_writes_the_csi_aging_table_and_plot(mnist_bundle, tmp_path: Path) -> None:
+    from diffsem.data import load_split
+    from diffsem.evaluate import EvalConfig, evaluate
+    from diffsem.report import write_all
+
+    images, labels = load_split("mnist", "test")
+    ec = EvalConfig(n=64, snrs=[10.0], t_stars=[300], eve_offsets=[0.0], modes=["direct"], classifiers=["matched"],
+                    phy={"phy": "ofdm", "speed_kmh": 3.0}, aging_speeds=[3.0, 120.0], aging_delays=[1], batch_size=32)
+    a = evaluate(mnist_bundle, ec, images[:64], labels[:64])
+    b = evaluate(mnist_bundle, ec, images[:64], labels[:64])
+    assert a["rows"] == b["rows"] and a["aging"] == b["aging"]
+    assert [(r["speed_kmh"], r["feedback_delay"]) for r in a["aging"]] == [(3.0, 1), (120.0, 1)]
+    assert a["aging"][0]["acc"]["direct"] == next(r for r in a["rows"] if r["t_star"] == 300)["acc"]["direct"]
+    paths = write_all(a, tmp_path)
+    assert paths["aging"].stat().st_size > 0 and "## CSI aging" in paths["table"].read_text()
