@@ -13,9 +13,11 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
+from google.protobuf.descriptor import FieldDescriptor
 from svc_helpers import wait_until
 from test_svc_emulator import EVE, LEGIT, Emu, Reader, attached, frames, start_emulator
 
+from channel_emulator.schema import FIELDS, rule_of
 from diffsem.config import LinkConfig
 from diffsem.phy import make_link
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -189,3 +191,24 @@ def test_frames_drawn_ahead_are_carried_in_pieces_and_skipped_when_never_sent(em
     assert [rf.frame.seq for rf in rx.got] == list(range(sent))
     assert all(len(rf.sigma2_re) == 128 for rf in rx.got)
     assert len(emu.links()["receiver"].subcarrier_snr_db) == 12 * min(32, 8 + 4 + 2 + 6 + 6)
+
+
+BETWEEN = {"ofdm_symbols": {"pilot_symbols": (0,)}}  # what else a bound needs to be consistent with
+
+
+def test_every_setting_the_schema_accepts_at_its_bounds_the_core_accepts() -> None:
+    """The proto's FieldRules and the core's LinkConfig both bound the link fields: a setting the emulator's validator
+    lets through must never fail later in the core, so each schema bound and choice is a valid LinkConfig value (rules
+    between fields, e.g. pilots inside the grid, are the core's alone)."""
+    shared = [f for f in FIELDS if f.name in LinkConfig.model_fields and not f.is_repeated]
+    assert {"snr_db", "delay_spread_ns", "speed_kmh", "fft_size", "feedback_delay", "channel_model"} <= {
+        f.name for f in shared}
+    for field in shared:
+        rule = rule_of(field)
+        if rule.choices:
+            for choice in rule.choices:
+                LinkConfig(**{field.name: choice})
+        elif field.type != FieldDescriptor.TYPE_BOOL and field.name != "subcarrier_spacing_khz":  # a set, not a range
+            cast = int if field.type in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64) else float
+            for bound in (rule.min, rule.max):
+                LinkConfig(**{field.name: cast(bound)}, **BETWEEN.get(field.name, {}))
