@@ -100,7 +100,7 @@ class Recipe:
 # The clean judges trained by ``diffsem attack train-judge`` (``cnn`` is trained by ``diffsem train``), and the
 # recipe of every attacker-adapted judge.
 RECIPES = {
-    "resnet": Recipe("resnet", "shift-rotate", seed=11, epochs=3),
+    "resnet": Recipe("resnet", "shift-rotate", seed=11, epochs=2),
     "mlp": Recipe("mlp", "elastic-noise", seed=12, epochs=25, lr=1e-3),
 }
 ADAPTED_RECIPE = Recipe("resnet", "shift-rotate", seed=13, epochs=4)
@@ -160,7 +160,8 @@ def train_clean_judge(cfg: ModelConfig, name: str, out_root: Path, data_dir: Pat
     save_weights(judge, judge_path(out_root, name), {
         "judge": name, "arch": recipe.arch, "augment": recipe.augment, "seed": recipe.seed,
         "epochs": epochs or recipe.epochs, "lr": recipe.lr, "config": cfg.model_dump(mode="json"),
-        "dataset": {"name": cfg.dataset, "split": "transmitter", "n": len(tx), "sha256": get_spec(cfg.dataset).sha256},
+        "dataset": {"name": cfg.dataset, "sha256": get_spec(cfg.dataset).sha256}, "split": "transmitter",
+        "n_train": len(tx),
         "train_seconds": round(seconds, 1), "metrics": metrics})
     return metrics
 

@@ -60,12 +60,14 @@ def train_adapted_judge(att: Attack, out_root: Path, data_dir: Path | None = Non
     metrics = {"train_acc": train_acc, "held_out_acc": judge_accuracy(judge, rec[n_fit:], labels[aux][n_fit:])}
     path = adapted_judge_path(out_root, att.name)
     card: dict[str, Any] = {
-        "judge": ADAPTED, "attack": att.name, "attack_options": att.options, "arch": ADAPTED_RECIPE.arch,
+        "judge": ADAPTED, "attack": att.name, "arch": ADAPTED_RECIPE.arch,
+        # the attack's options, less where the transmitter's weights lay on this host
+        "attack_options": {k: v for k, v in att.options.items() if k != "transmitter_checkpoint"},
         "augment": ADAPTED_RECIPE.augment, "seed": ADAPTED_RECIPE.seed, "reconstruction_seed": seed,
         "epochs": epochs or ADAPTED_RECIPE.epochs, "lr": ADAPTED_RECIPE.lr, "config": cfg.model_dump(mode="json"),
         "model_id": att.bundle.model_id,
-        "dataset": {"name": cfg.dataset, "split": "aux", "n": len(aux), "held_out": len(aux) - n_fit,
-                    "sha256": get_spec(cfg.dataset).sha256},
+        "dataset": {"name": cfg.dataset, "sha256": get_spec(cfg.dataset).sha256}, "split": "aux",
+        "n_train": n_fit, "n_held_out": len(aux) - n_fit,
         "train_seconds": round(time.time() - t0, 1), "reconstruction_seconds": round(rec_seconds, 1),
         "metrics": metrics}
     save_weights(judge, path, card)
