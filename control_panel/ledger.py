@@ -6,7 +6,10 @@ id is counted as ``unmatched``; a second report for the same (message id, listen
 neither changes any accuracy, so retransmissions and restarts never double count.
 
 A report with ``lost`` set (the link lost the frame) counts as a report without a correct decision.
-Accuracy of a listener = correct / labelled reports (lost ones included in the denominator).
+Accuracy of a listener = correct / labelled reports (lost ones included in the denominator). An eavesdropper whose
+attack returns only reconstructions reports every judge's label (``judge_labels``, docs/design.md §4): its tally
+counts each judge's correct decisions too, and its accuracy is the max over its judges (the conservative leakage
+figure), with the spread beside it.
 
 Everything lives in the panel's SQLite database (:mod:`control_panel.store`): messages and reports as rows
 (pruned by the retention setting), tallies per listener, globally and per run (never pruned, so counts survive
@@ -49,12 +52,15 @@ class Outcome:
     abar_eff: float
     has_reconstruction: bool
     error: str = ""
+    judge_labels: dict[str, int] = field(default_factory=dict)  # judge name -> its label of the reconstruction
 
     def as_json(self, truth: int | None, message_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "lost": self.lost, "method": self.method,
                                "latency_ms": round(self.latency_ms, 3), "abar_eff": self.abar_eff,
                                "error": self.error or None}
         out["correct"] = None if truth is None or self.lost else self.label == truth
+        if self.judge_labels:
+            out["judge_labels"] = dict(self.judge_labels)
         out["reconstruction_url"] = (f"/api/reconstructions/{message_id}/{self.listener}.png"
                                      if self.has_reconstruction else None)
         return out
@@ -71,7 +77,13 @@ class Tally:
     correct: int = 0
     lost: int = 0
     last_error: str | None = None  # the listener's latest reason for reaching no decision
+    judges: dict[str, int] = field(default_factory=dict)  # judge name -> correct decisions (judged listeners only)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    @classmethod
+    def from_row(cls, role: str, method: str, reports: int, labelled: int, correct: int, lost: int,
+                 last_error: str | None, judges: str | None) -> Tally:
+        return cls(role, method, reports, labelled, correct, lost, last_error, json.loads(judges) if judges else {})
 
     def add(self, o: Outcome, truth: int | None) -> None:
         self.role, self.method = o.role, o.method
@@ -82,20 +94,32 @@ class Tally:
         if truth is not None:
             self.labelled += 1
             self.correct += (not o.lost) and o.label == truth
+            for judge, label in o.judge_labels.items():
+                self.judges[judge] = self.judges.get(judge, 0) + ((not o.lost) and label == truth)
         if not o.lost:
             self.latencies.append(o.latency_ms)
 
+    def judge_accuracy(self) -> dict[str, float]:
+        """Each judge's accuracy over the labelled reports (empty for a listener that decides labels itself)."""
+        return {j: c / self.labelled for j, c in sorted(self.judges.items())} if self.labelled else {}
+
     @property
     def accuracy(self) -> float | None:
-        return self.correct / self.labelled if self.labelled else None
+        """correct / labelled; for a judged listener the max over its judges (docs/design.md §4)."""
+        if not self.labelled:
+            return None
+        return max([self.correct / self.labelled, *self.judge_accuracy().values()])
 
     def as_json(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) if self.latencies else None
-        return {"role": self.role, "method": self.method, "reports": self.reports, "labelled": self.labelled,
-                "correct": self.correct, "lost": self.lost, "last_error": self.last_error,
-                "accuracy": self.accuracy,
-                "latency_ms_p50": float(np.percentile(lat, 50)) if lat is not None else None,
-                "latency_ms_p99": float(np.percentile(lat, 99)) if lat is not None else None}
+        out = {"role": self.role, "method": self.method, "reports": self.reports, "labelled": self.labelled,
+               "correct": self.correct, "lost": self.lost, "last_error": self.last_error,
+               "accuracy": self.accuracy,
+               "latency_ms_p50": float(np.percentile(lat, 50)) if lat is not None else None,
+               "latency_ms_p99": float(np.percentile(lat, 99)) if lat is not None else None}
+        if per := self.judge_accuracy():
+            out |= {"judges": per, "judged_max": max(per.values()), "judged_spread": max(per.values()) - min(per.values())}
+        return out
 
 
 class Tallies:
@@ -110,17 +134,17 @@ class Tallies:
             self.cache[(GLOBAL, t[0])] = t[1]
 
     def _rows(self, scope: str) -> list[tuple[str, Tally]]:
-        rows = self.store.conn.execute("SELECT listener, role, method, reports, labelled, correct, lost, last_error "
-                                       "FROM tallies WHERE scope=?", (scope,)).fetchall()
-        return [(r[0], Tally(*r[1:])) for r in rows]
+        rows = self.store.conn.execute("SELECT listener, role, method, reports, labelled, correct, lost, last_error, "
+                                       "judges FROM tallies WHERE scope=?", (scope,)).fetchall()
+        return [(r[0], Tally.from_row(*r[1:])) for r in rows]
 
     def get(self, scope: str, listener: str) -> Tally:
         key = (scope, listener)
         t = self.cache.get(key)
         if t is None:
-            row = self.store.conn.execute("SELECT role, method, reports, labelled, correct, lost, last_error "
+            row = self.store.conn.execute("SELECT role, method, reports, labelled, correct, lost, last_error, judges "
                                           "FROM tallies WHERE scope=? AND listener=?", key).fetchone()
-            t = self.cache[key] = Tally(*row) if row else Tally()
+            t = self.cache[key] = Tally.from_row(*row) if row else Tally()
         self.dirty.add(key)
         return t
 
@@ -133,11 +157,12 @@ class Tallies:
     def flush(self) -> None:
         """Inside a transaction: write the changed tallies; evict the idle ones when the cache is large."""
         self.store.conn.executemany(
-            "INSERT INTO tallies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(scope, listener) DO UPDATE SET "
+            "INSERT INTO tallies(scope, listener, role, method, reports, labelled, correct, lost, last_error, judges) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(scope, listener) DO UPDATE SET "
             "role=excluded.role, method=excluded.method, reports=excluded.reports, labelled=excluded.labelled, "
-            "correct=excluded.correct, lost=excluded.lost, last_error=excluded.last_error",
-            [(*k, t.role, t.method, t.reports, t.labelled, t.correct, t.lost, t.last_error)
-             for k in self.dirty for t in (self.cache[k],)])
+            "correct=excluded.correct, lost=excluded.lost, last_error=excluded.last_error, judges=excluded.judges",
+            [(*k, t.role, t.method, t.reports, t.labelled, t.correct, t.lost, t.last_error,
+              json.dumps(t.judges) if t.judges else None) for k in self.dirty for t in (self.cache[k],)])
         self.dirty.clear()
         if len(self.cache) > MAX_CACHED_TALLIES:
             self.cache = {k: t for k, t in self.cache.items() if k[0] in self.active}
@@ -234,7 +259,7 @@ class Ledger:
         seq, truth, run_id, idx = row
         role = "legitimate" if r.role == common_pb2.ROLE_LEGITIMATE else "eavesdropper"
         o = Outcome(r.listener, role, r.method, r.label if r.has_label and not r.lost else None, r.lost,
-                    r.latency_ms, r.abar_eff, False, r.error[:500])
+                    r.latency_ms, r.abar_eff, False, r.error[:500], {j[:64]: int(v) for j, v in r.judge_labels.items()})
         img = None
         if r.HasField("reconstruction"):
             try:
@@ -242,9 +267,10 @@ class Ledger:
             except (BadRequest, ValueError):
                 img = None
         o.has_reconstruction = img is not None
-        inserted = c.execute("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        inserted = c.execute("INSERT OR IGNORE INTO outcomes(seq, listener, role, method, label, lost, latency_ms, "
+                             "abar_eff, error, reconstruction, judges) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (seq, o.listener, o.role, o.method, o.label, o.lost, o.latency_ms, o.abar_eff, o.error,
-                              o.has_reconstruction)).rowcount
+                              o.has_reconstruction, json.dumps(o.judge_labels) if o.judge_labels else None)).rowcount
         if not inserted:
             self.duplicates += 1
             return "duplicate"
@@ -288,8 +314,8 @@ class Ledger:
         if row is None:
             return None
         seq, truth, run_id, expected = row
-        outcomes = {r[0]: Outcome(*r) for r in c.execute(
-            "SELECT listener, role, method, label, lost != 0, latency_ms, abar_eff, reconstruction != 0, error "
+        outcomes = {r[0]: Outcome(*r[:-1], json.loads(r[-1]) if r[-1] else {}) for r in c.execute(
+            "SELECT listener, role, method, label, lost != 0, latency_ms, abar_eff, reconstruction != 0, error, judges "
             "FROM outcomes WHERE seq=? ORDER BY listener", (seq,))}
         for name, o in outcomes.items():
             o.has_reconstruction &= (message_id, name) in self.reconstructions  # not evicted, not lost at a restart

@@ -31,15 +31,17 @@ CREATE INDEX IF NOT EXISTS messages_by_run ON messages(run_id, idx) WHERE run_id
 CREATE TABLE IF NOT EXISTS outcomes (
     seq INTEGER NOT NULL, listener TEXT NOT NULL, role TEXT NOT NULL, method TEXT NOT NULL, label INTEGER,
     lost INTEGER NOT NULL, latency_ms REAL NOT NULL, abar_eff REAL NOT NULL, error TEXT NOT NULL,
-    reconstruction INTEGER NOT NULL, PRIMARY KEY (seq, listener)) WITHOUT ROWID;
+    reconstruction INTEGER NOT NULL, judges TEXT, PRIMARY KEY (seq, listener)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tallies (
     scope TEXT NOT NULL, listener TEXT NOT NULL, role TEXT NOT NULL, method TEXT NOT NULL, reports INTEGER NOT NULL,
-    labelled INTEGER NOT NULL, correct INTEGER NOT NULL, lost INTEGER NOT NULL, last_error TEXT,
+    labelled INTEGER NOT NULL, correct INTEGER NOT NULL, lost INTEGER NOT NULL, last_error TEXT, judges TEXT,
     PRIMARY KEY (scope, listener)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS docs (
     kind TEXT NOT NULL, id TEXT NOT NULL, created REAL NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id));
 """
+# Columns added since the first schema: (table, column, type). A database written before them gains them at start-up.
+ADDED_COLUMNS = (("outcomes", "judges", "TEXT"), ("tallies", "judges", "TEXT"))
 
 
 class StoreError(RuntimeError):
@@ -77,6 +79,7 @@ class Store:
         try:
             self.conn = connect(self.path)
             self.conn.executescript(SCHEMA)
+            self._add_columns()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot use {self.path} as the panel's database: {exc}") from None
 
@@ -92,6 +95,13 @@ class Store:
         except BlockingIOError:
             raise StoreError(f"the database {path} is in use by another control panel; give each panel its own "
                              "--db (or $DIFFSEM_DB)") from None
+
+    def _add_columns(self) -> None:
+        """Bring a database from an older panel up to :data:`SCHEMA` (new columns are nullable)."""
+        for table, column, kind in ADDED_COLUMNS:
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self.conn.close()

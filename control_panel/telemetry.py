@@ -10,6 +10,7 @@ from services_common import auth
 from services_common.errors import BadRequest, grpc_errors
 
 MAX_REPORTS = 10_000
+MAX_JUDGES = 16  # judge labels per report (a panel of judges is a handful)
 
 
 class TelemetryServicer(telemetry_pb2_grpc.TelemetryServicer):
@@ -26,6 +27,8 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServicer):
         for r in request.reports:
             if not r.message_id or not r.listener:
                 raise BadRequest("every report needs a message_id and a listener name")
+            if len(r.judge_labels) > MAX_JUDGES:
+                raise BadRequest(f"{len(r.judge_labels)} judge labels in one report; at most {MAX_JUDGES}")
         if who is not None:  # a listener reports only under its own name and role
             role = common_pb2.ROLE_LEGITIMATE if who.role == auth.RECEIVER else common_pb2.ROLE_EAVESDROPPER
             for r in request.reports:

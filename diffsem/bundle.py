@@ -18,8 +18,9 @@ from diffsem.errors import CheckpointError
 from diffsem.models import ImageJudge, NoiseAwareClassifier, SemanticEncoder, make_unet
 
 PARTS = ("encoder", "classifier", "channel_classifier", "unet", "judge", "eavesdropper")
-# What a black-box eavesdropper process may read: its own classifier and the independent judge that scores its
-# reconstructions, never the transmitter's encoder or the receiver's models.
+# What a black-box eavesdropper process may read: its own classifier and the bundle's judge (with the other judges of
+# the panel under judges/, diffsem.judges) that score its reconstructions, never the transmitter's encoder or the
+# receiver's models.
 EAVESDROPPER_PARTS = ("judge", "eavesdropper")
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 

@@ -127,6 +127,19 @@ def _parser() -> argparse.ArgumentParser:
     at.add_argument("--epochs", type=int, default=3)
     at.add_argument("--train-snr-db", type=float, default=None, help="train at one attacker SNR (default: a range)")
     at.add_argument("--seed", type=int, default=0)
+    at.add_argument("--adapted-judge", choices=["yes", "no", "only"], default="yes",
+                    help="also train the judge adapted to this attack's reconstructions (only: keep the attack's "
+                         "weights, train the judge alone)")
+    at.add_argument("--transmitter-checkpoint", type=Path, default=None,
+                    help="for whitebox-inversion's adapted judge: the folder whose encoder it reads")
+    at.add_argument("--whitebox-steps", type=int, default=100)
+    tj = att.add_parser("train-judge", help="train a clean judge of the panel on the transmitter's split")
+    tj.add_argument("--judge", required=True, help="resnet or mlp (cnn is the bundle's judge, trained by `diffsem train`)")
+    tj.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    tj.add_argument("--checkpoints", type=Path, default=None, help="system checkpoint folder (default checkpoints/<dataset>)")
+    tj.add_argument("--out", type=Path, default=None, help="folder whose judges/ receives it (default: --checkpoints)")
+    tj.add_argument("--epochs", type=int, default=None, help="default: the judge's recipe")
+    tj.add_argument("--max-train", type=int, default=None, help="cap on training images (quick runs)")
     ae = att.add_parser("eval", help="judged attacker accuracy, PSNR/SSIM and secrecy gap per t* and offset")
     ae.add_argument("--attacks", default="all", help="comma-separated names, or 'all' (whitebox needs --transmitter-checkpoint)")
     ae.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
@@ -145,12 +158,16 @@ def _parser() -> argparse.ArgumentParser:
     ae.add_argument("--out", type=Path, default=Path("out/attacks"))
     ae.add_argument("--device", default="auto")
     _add_phy_args(ae)
+    ae.add_argument("--judges", default=None,
+                    help="comma-separated panel of judges (default: cnn and every judge under <checkpoints>/judges)")
+    ae.add_argument("--no-adapted-judge", action="store_true",
+                    help="leave each attack's adapted judge out of its panel")
+    ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
     return p
 
 
 def _attack(args: argparse.Namespace) -> None:
     from diffsem.attacks import known_attacks
-    from diffsem.attacks.run import train_attack
 
     if args.action == "list":
         print("\n".join(known_attacks()))
@@ -159,16 +176,47 @@ def _attack(args: argparse.Namespace) -> None:
     bundle = load_bundle(folder, device=getattr(args, "device", "cpu"))
     if bundle.cfg.dataset != args.dataset:
         raise DiffSemError(f"checkpoint is for data set {bundle.cfg.dataset!r} but --dataset {args.dataset!r} was given")
+    if args.action == "train-judge":
+        from diffsem.judges import judge_path, train_clean_judge
+
+        metrics = train_clean_judge(bundle.cfg, args.judge, args.out or folder, args.data_dir, args.epochs,
+                                    args.max_train)
+        print(f"wrote {judge_path(args.out or folder, args.judge)} ({metrics})")
+        return
     if args.action == "train":
-        _, path, metrics = train_attack(bundle, args.attack, args.out or folder, args.data_dir, args.n_aux, args.epochs,
-                                        args.seed, train_snr_db=args.train_snr_db)
-        print(f"wrote {path} ({metrics})")
+        _train_attack(args, bundle, folder)
         return
     t_stars = [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]
     images, labels = load_split(args.dataset, "test", args.data_dir)
     attacks = _attack_zoo(args, bundle, folder)
     _run_attacks(args, bundle, attacks, images[:args.n], labels[:args.n], t_stars, args.eve_offsets, args.snrs,
                  args.decode, args.out)
+
+
+def _train_attack(args: argparse.Namespace, bundle: object, folder: Path) -> None:
+    """`diffsem attack train`: the attack's weights (when it has any) and then, unless told otherwise, its adapted
+    judge (when it returns reconstructions)."""
+    from diffsem.attacks import attack_class, load_attack
+    from diffsem.attacks.adapted import train_adapted_judge
+    from diffsem.attacks.run import train_attack
+
+    cls = attack_class(args.attack)
+    out = args.out or folder
+    options = {"train_snr_db": args.train_snr_db} if args.train_snr_db is not None else {}
+    if cls.trainable and args.adapted_judge != "only":
+        att, path, metrics = train_attack(bundle, args.attack, out, args.data_dir, args.n_aux, args.epochs, args.seed,
+                                          **options)
+        print(f"wrote {path} ({metrics})")
+    else:
+        if args.adapted_judge == "no":
+            raise DiffSemError(f"attack {args.attack!r} has nothing to train but its adapted judge "
+                               "(--adapted-judge yes or only)")
+        extra = {"steps": args.whitebox_steps} if cls.needs_transmitter else {}
+        att = load_attack(args.attack, bundle, checkpoint_root=out, transmitter_checkpoint=args.transmitter_checkpoint,
+                          **extra)
+    if args.adapted_judge != "no":
+        path, metrics = train_adapted_judge(att, out, args.data_dir, args.n_aux, args.seed)
+        print(f"wrote {path} ({metrics})")
 
 
 def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
@@ -187,10 +235,16 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
                  t_stars: list[int | None], offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
     """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`."""
     from diffsem.attacks.run import evaluate_attacks, gap_table, write_attack_report
+    from diffsem.judges import load_panel
 
+    folder = getattr(args, "checkpoints", None) or checkpoint_dir(args.dataset)
+    names = getattr(args, "judges", None)
+    panel = load_panel(bundle, folder, None if names is None else [n.strip() for n in names.split(",") if n.strip()],
+                       list(attacks), adapted=not getattr(args, "no_adapted_judge", False))
     res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
                            tuple(m.strip() for m in args.self_noise.split(",")), seed=args.seed, decode=decode,
-                           fading=args.fading, phy=_phy_settings(args))
+                           fading=args.fading, phy=_phy_settings(args), panel=panel,
+                           gap_judge=getattr(args, "gap_judge", "max"))
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -1,4 +1,4 @@
-"""Networks: semantic encoder, noise-aware latent classifier, latent U-Net, and the independent image judge."""
+"""Networks: semantic encoder, noise-aware latent classifier, latent U-Net, and the image judges (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ class NoiseAwareClassifier(nn.Module):
 
 
 class ImageJudge(nn.Module):
-    """Independent judge: a LeNet-style CNN with batch norm and max pooling on images (B, 1, 28, 28).
+    """The bundle's judge (``cnn`` in the panel of judges): a LeNet-style CNN with batch norm and max pooling on
+    images (B, 1, 28, 28).
 
     It never sees latents and shares no weights or architecture with :class:`NoiseAwareClassifier`, so an
     attacker's judged accuracy is not an artefact of the receiver's own classifier.
@@ -73,6 +74,56 @@ class ImageJudge(nn.Module):
             nn.Conv2d(1, 32, 5, padding=2), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 5, padding=2), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, cfg.num_classes),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and an identity (or strided 1x1) shortcut, as in ResNet's basic block."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
+        )
+        self.skip = (nn.Identity() if stride == 1 and c_in == c_out else
+                     nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class ResidualJudge(nn.Module):
+    """A deeper judge: a ResNet-style CNN (stem plus three stages of two residual blocks, 16/32/64 channels at
+    28/14/7 px), global average pooling, one linear layer. Images (B, 1, 28, 28) -> logits (B, num_classes)."""
+
+    def __init__(self, cfg: ModelConfig, widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.net = nn.Sequential(
+            nn.Conv2d(1, w1, 3, padding=1, bias=False), nn.BatchNorm2d(w1), nn.ReLU(),
+            _ResidualBlock(w1, w1), _ResidualBlock(w1, w1),
+            _ResidualBlock(w1, w2, 2), _ResidualBlock(w2, w2),
+            _ResidualBlock(w2, w3, 2), _ResidualBlock(w3, w3),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w3, cfg.num_classes),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+class PixelMLPJudge(nn.Module):
+    """A judge with no convolution at all: an MLP on the 784 pixels (two hidden layers of 512, dropout), so it
+    shares no spatial inductive bias with the CNN judges. Images (B, 1, 28, 28) -> logits (B, num_classes)."""
+
+    def __init__(self, cfg: ModelConfig, hidden: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, cfg.num_classes),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

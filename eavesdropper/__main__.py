@@ -6,6 +6,7 @@ from argparse import Namespace
 from collections.abc import Sequence
 
 from diffsem.bundle import EAVESDROPPER_PARTS, load_bundle
+from diffsem.judges import load_panel
 from eavesdropper.attacks import known_attacks
 from eavesdropper.server import Eavesdropper, EavesdropperServicer
 from eavesdropper.settings import SPEC
@@ -26,7 +27,9 @@ def load(args: Namespace, servicer: EavesdropperServicer, host: ServiceHost) -> 
     options: dict[str, object] = {"checkpoint_root": args.checkpoints}
     if args.transmitter_checkpoint is not None:
         options["transmitter_checkpoint"] = args.transmitter_checkpoint
-    eve = Eavesdropper(bundle, args.name, args.attack, options, args.attack_checkpoint)
+    names = None if args.judges is None else [n.strip() for n in args.judges.split(",") if n.strip()]
+    panel = load_panel(bundle, args.checkpoints, names, [args.attack])
+    eve = Eavesdropper(bundle, args.name, args.attack, options, args.attack_checkpoint, panel)
     loop = None
     if args.emulator:
         defaults = ch_pb.LinkSettings()
@@ -39,7 +42,8 @@ def load(args: Namespace, servicer: EavesdropperServicer, host: ServiceHost) -> 
         loop.on_fatal = lambda msg: fail(host)
         host.on_stop(loop.stop)
     servicer.ready(eve, loop)
-    return f"eavesdropper {args.name!r} ({args.attack}), model {bundle.model_id} on {bundle.device}"
+    return (f"eavesdropper {args.name!r} ({args.attack}), model {bundle.model_id} on {bundle.device}, "
+            f"judges {', '.join(panel.names(args.attack))}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

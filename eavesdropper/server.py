@@ -1,7 +1,8 @@
 """The eavesdropper service: subscribes to its own link under a name and runs an attack chosen by name.
 
 Each result (label guess and/or reconstruction) goes to the panel's ``Telemetry`` by message id. An attack that
-returns only reconstructions is scored by the independent judge's label of them, as offline (docs/design.md §4).
+returns only reconstructions is scored by the panel of judges, as offline (docs/design.md §4): every judge's label
+goes in the report (``judge_labels``), and ``label`` is the first judge's.
 ``Attack`` runs the configured attack, or another registered one by name, on frames given directly.
 """
 
@@ -12,9 +13,10 @@ from typing import Any
 
 import grpc
 
-from diffsem.attacks import AttackError, judge_labels
+from diffsem.attacks import AttackError
 from diffsem.bundle import ModelBundle
 from diffsem.errors import DiffSemError
+from diffsem.judges import JudgePanel
 from eavesdropper.attacks import ServiceAttack, make_attack
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2, eavesdropper_pb2_grpc, frame_pb2, telemetry_pb2
@@ -31,8 +33,9 @@ class Eavesdropper:
     """One named eavesdropper with its attack (and others built on demand for ``Attack``)."""
 
     def __init__(self, bundle: ModelBundle, name: str, attack: str = "feature-classifier",
-                 options: dict[str, Any] | None = None, checkpoint: Any = None):
+                 options: dict[str, Any] | None = None, checkpoint: Any = None, panel: JudgePanel | None = None):
         self.bundle, self.name = bundle, name
+        self.panel = panel or JudgePanel({"cnn": bundle.judge}, device=bundle.device)
         self.attack_name = attack
         self.options = options or {}
         main_ckpt = {"checkpoint": checkpoint} if checkpoint is not None else {}
@@ -58,9 +61,10 @@ class Eavesdropper:
         except AttackError:
             self.failures[name] = self.failures.get(name, 0) + len(frames)
             raise
-        labels = out.labels
-        if labels is None and out.reconstructions is not None:
-            labels = judge_labels(self.bundle, out.reconstructions)  # the task accuracy of an inversion attack
+        labels, judged = out.labels, {}
+        if labels is None and out.reconstructions is not None:  # the task accuracy of an inversion attack
+            judged = self.panel.labels(out.reconstructions, name)
+            labels = next(iter(judged.values()))
         done = time.time()
         results = []
         for i, rf in enumerate(frames):
@@ -70,6 +74,8 @@ class Eavesdropper:
                 r.latency_ms = (done - rf.frame.header.send_time) * 1000.0
             if labels is not None:
                 r.has_label, r.label = True, int(labels[i])
+            for judge, lab in judged.items():
+                r.judge_labels[judge] = int(lab[i])
             if out.reconstructions is not None:
                 r.reconstruction.CopyFrom(to_proto(out.reconstructions[i].detach().float().clamp(0, 1).cpu()))
             results.append(r)
@@ -84,6 +90,7 @@ class Eavesdropper:
                                        label=r.label, latency_ms=r.latency_ms, abar_eff=r.abar_eff, report_time=now)
             if r.HasField("reconstruction"):
                 rep.reconstruction.CopyFrom(r.reconstruction)
+            rep.judge_labels.update(r.judge_labels)
             out.append(rep)
         return out
 

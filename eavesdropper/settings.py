@@ -22,6 +22,8 @@ SPEC = ServiceSpec("eavesdropper", "Run one eavesdropper (a name, an attack, its
            None, Path),
     Option("--transmitter-checkpoint", "enables whitebox-inversion: the transmitter checkpoint folder whose encoder "
                                        "it reads", None, Path),
+    Option("--judges", "comma-separated panel of judges for reconstructions (default: cnn and every judge under "
+                       "<checkpoints>/judges, plus the attack's adapted judge when it has one)", None),
     Option("--snr-offset-db", "when this link is created: follow the legitimate SNR plus this offset (dB)", None,
            float),
     Option("--snr-db", "when this link is created: its SNR (dB)", None, float),

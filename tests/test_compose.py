@@ -108,7 +108,7 @@ def test_no_transmitter_checkpoint_in_black_box_eavesdroppers():
     tx_ckpt = {src for src, _ in mounts(services["transmitter"])}
     assert tx_ckpt and tx_ckpt == {src for src, _ in mounts(services["receiver"])}
     (tx_dir,) = tx_ckpt
-    allowed = {"bundle.json", "attacks"} | {f"{p}{s}" for p in EAVESDROPPER_PARTS for s in (".safetensors", ".json")}
+    allowed = {"bundle.json", "attacks", "judges"} | {f"{p}{s}" for p in EAVESDROPPER_PARTS for s in (".safetensors", ".json")}
     for name in ("eve-feature", "eve-inversion"):
         files = mounts(services[name])
         assert {Path(src).name for src, _ in files} == allowed, name

@@ -3,9 +3,10 @@
 The evaluation sends test images through the frame path (:func:`diffsem.framepath.send`) with random or keyed
 self-noise for each t*, to a legitimate link at ``snr_db`` and an eavesdropper link at ``snr_db + offset`` (AWGN, or
 the fading given), each with its own generator. The legitimate accuracy is the receiver's (``direct`` or ``denoise``
-decoding); each attack's accuracy is its own label guesses, or the independent judge's labels of its
-reconstructions, with PSNR and SSIM (torchmetrics) against the originals. Secrecy gap = legitimate accuracy minus
-the best attacker's accuracy.
+decoding); each attack's accuracy is its own label guesses, or the panel of judges' labels of its reconstructions
+(every judge, their max and spread; :mod:`diffsem.judges`), with PSNR and SSIM (torchmetrics) against the originals.
+Secrecy gap = legitimate accuracy minus the best attacker's accuracy, whose judged figure is the max over judges
+unless ``gap_judge`` names one judge.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from diffsem.attacks.base import Attack, attack_checkpoint_path, attack_class, judge_labels, load_attack, save_attack
+from diffsem.attacks.base import Attack, attack_checkpoint_path, attack_class, load_attack, save_attack
 from diffsem.attacks.builtin import query_encoder
 from diffsem.checkpoints import code_version
 from diffsem.config import FadingName, LinkConfig, build
 from diffsem.data import load_split, transmitter_split
 from diffsem.errors import ConfigError
 from diffsem.framepath import LEGIT, TX, KeyedSender, Sent, View, eve_role, role_generators, send
+from diffsem.judges import JudgePanel, summarise
 from diffsem.keyed import NonceSource
 from diffsem.phy import make_link
 from diffsem.pipeline import PublicHeader
@@ -94,8 +96,23 @@ def _send_setting(bundle: Any, s: torch.Tensor, snr_db: float, mode: str, t_star
     return send(s, t_star, bundle.abar, links, gens, keyed=keyed)
 
 
-def _attack_rows(bundle: Any, attacks: dict[str, Attack], eve: View, header: PublicHeader, images: torch.Tensor,
-                 labels: torch.Tensor, base: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+def judged(panel: JudgePanel, attack: str, rec: torch.Tensor, labels: torch.Tensor,
+           gap_judge: str = "max") -> dict[str, Any]:
+    """A row's judge fields for reconstructions (N, 1, 28, 28) of images labelled (N,): ``judges`` (each judge's
+    accuracy), ``judged_max``, ``judged_spread`` and ``judged_acc``, the figure the gap uses (the max, or
+    ``gap_judge``'s accuracy)."""
+    per = {name: float((lab == labels).float().mean()) for name, lab in panel.labels(rec, attack).items()}
+    summary = summarise(per)
+    if gap_judge != "max" and gap_judge not in per:
+        raise ConfigError(f"gap judge {gap_judge!r} is not in the panel for {attack!r} ({', '.join(per)}); "
+                          "use max or one of them")
+    return {"judges": per, "judged_max": summary["max"], "judged_spread": summary["spread"],
+            "judged_acc": summary["max"] if gap_judge == "max" else per[gap_judge]}
+
+
+def _attack_rows(attacks: dict[str, Attack], panel: JudgePanel, eve: View, header: PublicHeader,
+                 images: torch.Tensor, labels: torch.Tensor, base: dict[str, Any],
+                 gap_judge: str) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """Every attack on one eavesdropper's view: a row each (with the secrecy gap), and 8 reconstructions each."""
     rows, recs = [], {}
     for name, att in attacks.items():
@@ -105,7 +122,7 @@ def _attack_rows(bundle: Any, attacks: dict[str, Attack], eve: View, header: Pub
         if lab is not None:
             r["label_acc"] = float((lab == labels).float().mean())
         if rec is not None:
-            r["judged_acc"] = float((judge_labels(bundle, rec) == labels).float().mean())
+            r |= judged(panel, name, rec, labels, gap_judge)
             r["psnr"], r["ssim"] = _psnr_ssim(rec, images)
             recs[name] = rec[:8]
         r["attacker_acc"] = max(r.get("label_acc", 0.0), r.get("judged_acc", 0.0))
@@ -120,13 +137,15 @@ def _attack_rows(bundle: Any, attacks: dict[str, Attack], eve: View, header: Pub
 def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor,
                      t_stars: list[int | None], offsets: Sequence[float], snrs_db: Sequence[float] = (20.0,),
                      self_noise: tuple[str, ...] = ("random", "keyed"), seed: int = 0,
-                     decode: str = "direct", fading: FadingName = "none",
-                     phy: dict[str, Any] | None = None) -> dict[str, Any]:
+                     decode: str = "direct", fading: FadingName = "none", phy: dict[str, Any] | None = None,
+                     panel: JudgePanel | None = None, gap_judge: str = "max") -> dict[str, Any]:
     """Every attack at every (legitimate SNR dB, self-noise mode, t* (None: no self-noise), eavesdropper offset dB).
 
     images (N, 1, 28, 28) in [0, 1], labels (N,). An offset of ``inf`` is a noiseless eavesdropper channel. Each row
-    has the legitimate accuracy, the attack's label and/or judged accuracy, PSNR/SSIM of reconstructions, and the
-    secrecy gap (legitimate accuracy minus the best attack's at that setting). The same seed gives the same rows."""
+    has the legitimate accuracy, the attack's label accuracy and/or each judge's accuracy of its reconstructions
+    (``panel``; default: the bundle's judge alone) with their max and spread, PSNR/SSIM of reconstructions, and the
+    secrecy gap (legitimate accuracy minus the best attack's at that setting; judged by the max over judges, or by
+    ``gap_judge``). The same seed gives the same rows."""
     from diffsem.receiver import DiffusionReceiver
 
     if not all(math.isfinite(v) for v in snrs_db) or any(math.isnan(o) or o == -math.inf for o in offsets):
@@ -135,6 +154,7 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
     if unknown := sorted(set(self_noise) - set(SELF_NOISE_MODES)):
         raise ConfigError(f"self-noise {unknown}: use {' and/or '.join(SELF_NOISE_MODES)}")
     started = time.time()
+    panel = panel or JudgePanel({"cnn": bundle.judge}, device=bundle.device)
     s = query_encoder(bundle, images)
     receiver = DiffusionReceiver(bundle)
     rows: list[dict[str, Any]] = []
@@ -149,13 +169,14 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
             eve = sent.views[eve_role(off)]
             base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off, "legit_acc": legit_acc,
                     "legit_abar_eff": float(legit.abar_eff.mean()), "eve_abar_eff": float(eve.abar_eff.mean())}
-            per, recs = _attack_rows(bundle, attacks, eve, sent.header, images, labels, base)
+            per, recs = _attack_rows(attacks, panel, eve, sent.header, images, labels, base, gap_judge)
             rows.extend(per)
             if off == offsets[0] and snr_db == snrs_db[0]:
                 gallery |= {f"{name} | {mode} t*={t_star}": rec for name, rec in recs.items()}
     config = {"dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(images), "snrs_db": list(snrs_db),
               "self_noise": list(self_noise), "t_stars": list(t_stars), "eve_offsets_db": list(offsets), "seed": seed,
               "decode": decode, "fading": fading, "phy": phy or {}, "attacks": list(attacks), "code_version": code_version(),
+              "judges": {a: panel.names(a) for a in attacks}, "gap_judge": gap_judge,
               "seconds": round(time.time() - started, 1)}
     return {"config": config, "rows": rows, "gallery": gallery, "originals": images[:8]}
 
@@ -213,17 +234,26 @@ def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
     fig.tight_layout()
     fig.savefig(paths["gallery"], dpi=110)
     plt.close(fig)
+    _scatter_plot(res["rows"], paths["scatter"])
+    return paths
+
+
+def _scatter_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Judged accuracy against PSNR per reconstruction attack: the max over judges, a bar down to the min."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 4))
-    for name in sorted({r["attack"] for r in res["rows"] if "psnr" in r}):
-        pts = [(r["psnr"], r["judged_acc"]) for r in res["rows"] if r["attack"] == name and "psnr" in r]
-        ax.scatter(*zip(*pts, strict=True), label=name, s=14)
+    for i, name in enumerate(sorted({r["attack"] for r in rows if "psnr" in r})):
+        mine = [r for r in rows if r["attack"] == name and "psnr" in r]
+        ax.errorbar([r["psnr"] for r in mine], [r.get("judged_max", r["judged_acc"]) for r in mine],
+                    yerr=[[r.get("judged_spread", 0.0) for r in mine], [0.0] * len(mine)], fmt="o", ms=3,
+                    color=f"C{i}", elinewidth=0.8, capsize=0, label=name)
     ax.set_xlabel("PSNR (dB)")
-    ax.set_ylabel("judged accuracy")
+    ax.set_ylabel("judged accuracy (max over judges; bar: down to the min)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(paths["scatter"], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
 
 
 def _offset(off: float) -> str:
@@ -259,15 +289,25 @@ def _gap_plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def judge_names(rows: list[dict[str, Any]]) -> list[str]:
+    """Every judge that scored some row, in first-seen order."""
+    return list(dict.fromkeys(j for r in rows for j in r.get("judges", {})))
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Every row: accuracies in %, PSNR in dB, gap in points."""
-    head = ("| SNR dB | self-noise | t* | eve offset dB | attack | legit % | label % | judged % | PSNR dB | SSIM "
-            "| gap pts |")
-    lines = [head, "|" + "---|" * 11]
+    """Every row: accuracies in %, PSNR in dB, gap in points; the judged accuracy as the max over the panel, its
+    spread in points, then each judge's accuracy."""
+    judges = judge_names(rows)
+    head = ("| SNR dB | self-noise | t* | eve offset dB | attack | legit % | label % | judged max % | spread pts | "
+            + "".join(f"{j} % | " for j in judges) + "PSNR dB | SSIM | gap pts |")
+    lines = [head, "|" + "---|" * (12 + len(judges))]
     for r in rows:
+        per = r.get("judges", {})
+        spread = r.get("judged_spread")
         cells = [f"{r['snr_db']:g}", r["self_noise"], "none" if r["t_star"] is None else str(r["t_star"]),
                  f"{r['eve_offset_db']:g}", r["attack"], _pct(r["legit_acc"]), _pct(r.get("label_acc")),
-                 _pct(r.get("judged_acc")), f"{r['psnr']:.2f}" if "psnr" in r else "-",
+                 _pct(r.get("judged_max", r.get("judged_acc"))), "-" if spread is None else f"{100 * spread:.1f}",
+                 *(_pct(per.get(j)) for j in judges), f"{r['psnr']:.2f}" if "psnr" in r else "-",
                  f"{r['ssim']:.3f}" if "ssim" in r else "-", f"{100 * r['secrecy_gap']:+.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -44,8 +44,9 @@ def eavesdropper_folder(checkpoints: Path, dest: Path) -> Path:
     for part in EAVESDROPPER_PARTS:
         for suffix in (".safetensors", ".json"):
             shutil.copy(checkpoints / f"{part}{suffix}", dest)
-    if (checkpoints / "attacks").is_dir():
-        shutil.copytree(checkpoints / "attacks", dest / "attacks", dirs_exist_ok=True)
+    for folder in ("attacks", "judges"):  # its attacks and the panel of judges
+        if (checkpoints / folder).is_dir():
+            shutil.copytree(checkpoints / folder, dest / folder, dirs_exist_ok=True)
     return dest
 
 
