@@ -55,8 +55,8 @@ def test_every_committed_judge_is_accurate_on_clean_test_images(bundle: ModelBun
     images, labels = load_split("mnist", "test")
     panel = load_panel(bundle, MNIST)
     assert panel.names() == ["cnn", "mlp", "resnet"]
-    for name, lab in panel.labels(images[:2000]).items():
-        assert float((lab == labels[:2000]).float().mean()) >= 0.98, name
+    for name, lab in panel.labels(images[:1000]).items():
+        assert float((lab == labels[:1000]).float().mean()) >= 0.98, name
     for name in ("mlp", "resnet"):
         card = read_card(judge_path(MNIST, name))
         assert card["metrics"]["clean_test_acc"] >= 0.985 and card["split"] == "transmitter", card
