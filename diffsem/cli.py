@@ -197,7 +197,7 @@ def _train_attack(args: argparse.Namespace, bundle: object, folder: Path) -> Non
     """`diffsem attack train`: the attack's weights (when it has any) and then, unless told otherwise, its adapted
     judge (when it returns reconstructions)."""
     from diffsem.attacks import attack_class, load_attack
-    from diffsem.attacks.adapted import train_adapted_judge
+    from diffsem.attacks.adapted import NoReconstructions, train_adapted_judge
     from diffsem.attacks.run import train_attack
 
     cls = attack_class(args.attack)
@@ -215,7 +215,13 @@ def _train_attack(args: argparse.Namespace, bundle: object, folder: Path) -> Non
         att = load_attack(args.attack, bundle, checkpoint_root=out, transmitter_checkpoint=args.transmitter_checkpoint,
                           **extra)
     if args.adapted_judge != "no":
-        path, metrics = train_adapted_judge(att, out, args.data_dir, args.n_aux, args.seed)
+        try:
+            path, metrics = train_adapted_judge(att, out, args.data_dir, args.n_aux, args.seed)
+        except NoReconstructions:
+            if cls.trainable and args.adapted_judge == "yes":
+                print(f"no adapted judge: {args.attack!r} decides labels itself")
+                return
+            raise
         print(f"wrote {path} ({metrics})")
 
 

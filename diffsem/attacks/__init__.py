@@ -9,7 +9,6 @@ from diffsem.attacks.base import (
     attack_checkpoint_path,
     attack_class,
     default_zoo,
-    judge_labels,
     known_attacks,
     load_attack,
     load_attack_weights,
@@ -17,4 +16,4 @@ from diffsem.attacks.base import (
 )
 
 __all__ = ["ENTRY_POINT_GROUP", "Attack", "AttackError", "AttackResult", "attack_checkpoint_path", "attack_class",
-           "default_zoo", "judge_labels", "known_attacks", "load_attack", "load_attack_weights", "save_attack"]
+           "default_zoo", "known_attacks", "load_attack", "load_attack_weights", "save_attack"]

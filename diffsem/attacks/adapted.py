@@ -29,6 +29,10 @@ from diffsem.seeds import derive_seed
 HELD_OUT = 0.1
 
 
+class NoReconstructions(ConfigError):
+    """The attack decides labels itself, so no judge scores it and it has no adapted judge."""
+
+
 @torch.no_grad()
 def reconstruct_aux(att: Attack, images: torch.Tensor, seed: int) -> torch.Tensor:
     """``att``'s reconstructions (N, 1, 28, 28) of auxiliary images (N, 1, 28, 28), each from one noisy query at an
@@ -38,8 +42,8 @@ def reconstruct_aux(att: Attack, images: torch.Tensor, seed: int) -> torch.Tenso
     levels = attacker_levels(len(images), att.bundle.abar, gen)
     _, rec = run_attack(att, diffuse(s, levels, gen), levels, PublicHeader(None, 1.0, torch.zeros(len(images))))
     if rec is None:
-        raise ConfigError(f"attack {att.name!r} returns no reconstructions, so it has no adapted judge; its labels "
-                          "are its own")
+        raise NoReconstructions(f"attack {att.name!r} returns no reconstructions: no adapted judge to train (its "
+                                "labels are its own), nothing to train")
     return rec.float().clamp(0, 1)
 
 

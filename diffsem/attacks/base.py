@@ -166,12 +166,3 @@ def load_attack_weights(att: Attack, path: Path) -> dict[str, Any]:
     card = load_weights(mod, path)
     mod.to(att.device).eval()
     return card
-
-
-@torch.no_grad()
-def judge_labels(bundle: Any, reconstructions: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """The independent judge's labels (N,) int64 for reconstructions (N, 1, 28, 28) in [0, 1]."""
-    bundle.judge.eval()
-    dev = bundle.device
-    return torch.cat([bundle.judge(reconstructions[i:i + batch].to(dev)).argmax(1).cpu()
-                      for i in range(0, len(reconstructions), batch)])
