@@ -167,12 +167,7 @@ def plot_vs_snr(res: dict[str, Any], path: Path) -> None:
         sub = _by_t(rows, t)
         snrs = [r["snr_db"] for r in sub]
         ax.plot(list(plain), [100 * v for v in plain.values()], "k--", label="plain (no self-noise)")
-        for key in _columns(ec):
-            if not key.endswith("plain"):
-                ax.plot(snrs, [100 * r["acc"][key] for r in sub], marker="o", ls="-." if ":" in key else "-",
-                        label=_label(key))
-        for o in ec["eve_offsets"]:
-            ax.plot(snrs, [100 * r["eve"][str(o)] for r in sub], ":", marker="x", label=f"eavesdropper {o:+g} dB")
+        _curves(ax, snrs, sub, ec)
         ax.set_title(f"t* = {t} (abar {res['abar'][str(t)]:.3f})")
         ax.set_xlabel("legitimate SNR (dB)")
         ax.grid(alpha=0.3)
@@ -187,6 +182,16 @@ def plot_vs_snr(res: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _curves(ax: Any, xs: list[float], sub: list[dict[str, Any]], ec: dict[str, Any]) -> None:
+    """One line per receiver column (not the plain system) and per eavesdropper offset, accuracy in % over ``xs``."""
+    for key in _columns(ec):
+        if not key.endswith("plain"):
+            ax.plot(xs, [100 * r["acc"][key] for r in sub], marker="o", ls="-." if ":" in key else "-",
+                    label=_label(key))
+    for o in ec["eve_offsets"]:
+        ax.plot(xs, [100 * r["eve"][str(o)] for r in sub], ":", marker="x", label=f"eavesdropper {o:+g} dB")
+
+
 def plot_vs_tstar(res: dict[str, Any], path: Path, snr_db: float = 10.0) -> None:
     ec, rows = res["config"], res["rows"]
     snrs = sorted({r["snr_db"] for r in rows})
@@ -194,12 +199,7 @@ def plot_vs_tstar(res: dict[str, Any], path: Path, snr_db: float = 10.0) -> None
     sub = sorted([r for r in rows if r["snr_db"] == snr and r["t_star"] is not None], key=lambda r: r["t_star"])
     ts = [r["t_star"] for r in sub]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for key in _columns(ec):
-        if not key.endswith("plain"):
-            ax.plot(ts, [100 * r["acc"][key] for r in sub], marker="o", ls="-." if ":" in key else "-",
-                    label=_label(key))
-    for o in ec["eve_offsets"]:
-        ax.plot(ts, [100 * r["eve"][str(o)] for r in sub], ":", marker="x", label=f"eavesdropper {o:+g} dB")
+    _curves(ax, ts, sub, ec)
     ax.axhline(100 * _plain(rows)[snr], color="k", ls="--", label="plain (no self-noise)")
     ax.set_xlabel("privacy level t* (larger = more self-noise)")
     ax.set_ylabel("accuracy (%)")
