@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     f = data.add_parser("fetch", help="fetch and verify a data set")
     f.add_argument("name", choices=sorted(DATASETS))
 
+    _add_train(sub)
+    _add_eval(sub)
+    _add_attack(sub)
+    return p
+
+
+def _add_train(sub: Any) -> None:
+    """`diffsem train`."""
     t = sub.add_parser("train", help="train every part of a DiffSem system")
     t.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default checkpoints/<dataset>)")
@@ -87,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of U-Net training timesteps drawn from t = 300-799 (default 0.5; 0 = uniform)")
     t.add_argument("--max-train", type=int, default=None, help="cap on training images (quick runs)")
 
+
+def _add_eval(sub: Any) -> None:
+    """`diffsem eval`: the sweep, the optional attack zoo, the PHY and the CSI aging sweep."""
     e = sub.add_parser("eval", help="paper-style sweep over SNR and t*")
     e.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     e.add_argument("--checkpoints", type=Path, default=None, help="checkpoint folder (default checkpoints/<dataset>)")
@@ -115,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--aging-delays", type=_ints, default=None, help="CSI aging sweep: feedback delays in frames, e.g. 1,4")
     e.add_argument("--aging-snrs", type=_floats, default=None, help="CSI aging sweep: legitimate SNRs dB (default 10)")
 
+
+def _add_attack(sub: Any) -> None:
+    """`diffsem attack list | train | train-judge | eval`."""
     att = sub.add_parser("attack", help="eavesdropper attacks: list, train, eval").add_subparsers(dest="action", required=True)
     att.add_parser("list", help="print the installed attacks (built-ins and plugins)")
     at = att.add_parser("train", help="train an attack on the attacker's auxiliary split")
@@ -163,7 +177,6 @@ def _parser() -> argparse.ArgumentParser:
     ae.add_argument("--no-adapted-judge", action="store_true",
                     help="leave each attack's adapted judge out of its panel")
     ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
-    return p
 
 
 def _attack(args: argparse.Namespace) -> None:
