@@ -14,7 +14,6 @@ without feedback asked first are drawn when they arrive; drawn-ahead frames that
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import threading
@@ -92,8 +91,8 @@ class OfdmState:
             d = self.ahead.popleft()
             m = d.h.shape[0]
             if m > left:  # split the piece: the rest stays ahead
-                self.ahead.appendleft(_frames(d, left, m))
-                d, m = _frames(d, 0, left), left
+                self.ahead.appendleft(d.frames(left, m))
+                d, m = d.frames(0, left), left
             pieces.append(d)
             left -= m
         if left:
@@ -107,19 +106,9 @@ class OfdmState:
             m = d.h.shape[0]
             outs.append(self.link.carry(x[i:i + m], d))
             i += m
-        if len(outs) == 1:
-            return outs[0]
-        return ChannelOutput(**{f.name: torch.cat([getattr(o, f.name) for o in outs])
-                                for f in dataclasses.fields(ChannelOutput) if getattr(outs[0], f.name) is not None})
+        return ChannelOutput.cat(outs)
 
     def snr_picture(self) -> list[float]:
         """The recent frames' SNR per subcarrier in dB, row-major (frames x fft_size), oldest first."""
         return [v for row in self.strip for v in row]
 
-
-def _frames(draw: OfdmDraw, start: int, stop: int) -> OfdmDraw:
-    """Frames [start, stop) of a draw: every per-frame tensor field sliced, the first frame index moved."""
-    n = draw.h.shape[0]
-    sliced = {f.name: getattr(draw, f.name)[start:stop] for f in dataclasses.fields(draw)
-              if isinstance(getattr(draw, f.name), torch.Tensor) and getattr(draw, f.name).shape[:1] == (n,)}
-    return dataclasses.replace(draw, first_frame=draw.first_frame + start, **sliced)

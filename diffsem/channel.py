@@ -14,7 +14,7 @@ Erased symbols (probability ``erasure_prob`` each) are delivered as zeros and fl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -68,6 +68,14 @@ class ChannelOutput:
     gain: torch.Tensor
     erased: torch.Tensor
     csi: torch.Tensor | None = None
+
+    @staticmethod
+    def cat(outs: list[ChannelOutput]) -> ChannelOutput:
+        """Consecutive outputs of one link joined along the batch (their fields set alike)."""
+        if len(outs) == 1:
+            return outs[0]
+        return ChannelOutput(**{f.name: torch.cat([getattr(o, f.name) for o in outs])
+                                for f in fields(ChannelOutput) if getattr(outs[0], f.name) is not None})
 
 
 def apply_link(x: torch.Tensor, link: LinkConfig, generator: torch.Generator,

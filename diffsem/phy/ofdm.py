@@ -25,7 +25,7 @@ then draws the AWGN and the erasures, so a batch's noise does not depend on when
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -60,6 +60,11 @@ class OfdmDraw:
         """(n, F) float32: each frame's SNR per subcarrier, 10 log10(mean over OFDM symbols of |H|^2 / N0), dB
         (what a dashboard draws as a heat strip)."""
         return (10 * torch.log10(self.h.abs().pow(2).mean(dim=1) / self.n0)).to(torch.float32)
+
+    def frames(self, start: int, stop: int) -> OfdmDraw:
+        """Frames [start, stop) of this draw: every per-frame tensor sliced, the first frame index moved."""
+        return replace(self, h=self.h[start:stop], csi=self.csi[start:stop], stale=self.stale[start:stop],
+                       first_frame=self.first_frame + start)
 
 
 class OfdmLink:
