@@ -36,9 +36,16 @@ def test_invalid_config_is_a_config_error(cls, values, needle):
     (["eval", "--n", "10", "--phy", "ofdm", "--fft-size", "8"], "has 96 data REs; a frame of k=256 real values needs 128"),
     (["eval", "--n", "10", "--channel-model", "TDL-A"], "--channel-model needs --phy ofdm"),
 ])
-def test_cli_reports_bad_input_in_one_line(args, needle, repo_root):
-    done = subprocess.run([sys.executable, "-m", "diffsem.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=repo_root)
+def test_cli_reports_bad_input_in_one_line(args, needle, cli, repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    done = cli(*args)
+    assert done.code == 2, done.err
+    assert needle in done.err and len(done.err.strip().splitlines()) == 1
+
+
+def test_the_installed_command_exits_2_with_one_line_and_no_traceback(repo_root):
+    """The cases above run in this process; this one goes through a fresh interpreter, as a user's shell does."""
+    done = subprocess.run([sys.executable, "-m", "diffsem.cli", "eval", "--n", "10", "--k", "128"], capture_output=True,
+                          text=True, timeout=120, cwd=repo_root)
     assert done.returncode == 2, done.stderr
-    assert needle in done.stderr
-    assert "Traceback" not in done.stderr
+    assert "k=256 but k=128 was requested" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

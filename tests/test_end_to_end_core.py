@@ -1,8 +1,6 @@
 """Train and evaluate on a real MNIST slice, and check the committed default checkpoints."""
 
 import json
-import subprocess
-import sys
 
 import torch
 
@@ -47,12 +45,10 @@ def test_eval_is_reproducible_from_its_seed(mnist_bundle):
     assert a["rows"] != c["rows"]
 
 
-def test_cli_eval_writes_every_artefact(tmp_path, repo_root):
+def test_cli_eval_writes_every_artefact(tmp_path, cli):
     out = tmp_path / "ev"
-    done = subprocess.run([sys.executable, "-m", "diffsem.cli", "eval", "--n", "100", "--snrs", "0,20", "--t-stars",
-                           "200,500", "--default-t-star", "200", "--out", str(out)], capture_output=True, text=True,
-                          timeout=300, cwd=repo_root)
-    assert done.returncode == 0, done.stderr
-    assert "Headline checks" in done.stdout
+    done = cli("eval", "--n", "100", "--snrs", "0,20", "--t-stars", "200,500", "--default-t-star", "200", "--out", str(out))
+    assert done.code == 0, done.err
+    assert "Headline checks" in done.out
     for name in ("results.json", "table.md", "acc_vs_snr.png", "acc_vs_tstar.png", "eve_view.png"):
         assert (out / name).stat().st_size > 0

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -130,19 +130,14 @@ def test_a_panel_of_no_judges_is_a_configuration_error(bundle: ModelBundle) -> N
         load_panel(bundle, MNIST, [])
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "diffsem.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-
-
-def test_cli_refuses_a_foreign_judge_and_an_empty_panel(tmp_path: Path) -> None:
+def test_cli_refuses_a_foreign_judge_and_an_empty_panel(tmp_path: Path, cli: Callable[..., Any]) -> None:
     folder = tmp_path / "mnist"
     shutil.copytree(MNIST, folder, ignore=shutil.ignore_patterns("judges"))
     _save_judge(judge_path(folder, "mlp"), ModelConfig(dataset="fashion-mnist"))
     base = ["attack", "eval", "--attacks", "inversion-decoder", "--checkpoints", str(folder), "--n", "8",
             "--t-stars", "none", "--eve-offsets", "0", "--self-noise", "random", "--out", str(tmp_path / "out")]
-    done = _cli(*base)
-    assert done.returncode == 2 and "dataset='fashion-mnist'" in done.stderr and "dataset='mnist'" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    done = _cli(*base, "--judges", ",")
-    assert done.returncode == 2 and "at least one judge" in done.stderr, done.stderr
+    done = cli(*base)
+    assert done.code == 2 and "dataset='fashion-mnist'" in done.err and "dataset='mnist'" in done.err
+    assert len(done.err.strip().splitlines()) == 1, done.err
+    done = cli(*base, "--judges", ",")
+    assert done.code == 2 and "at least one judge" in done.err, done.err

@@ -165,3 +165,29 @@ def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition", p
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def offline_decisions(checkpoints: Path, link: Any, n: int, batch: int, seed: int, t_star: int) -> dict[str, list[int]]:
+    """The evaluator's frame path (``diffsem.framepath.send``) for one condition, seeded as ``diffsem eval`` seeds it:
+    per test image, the receiver's selfref label and the core eavesdropper's, both on ``link`` (a ``LinkConfig``)."""
+    import torch
+
+    from diffsem.bundle import encode_all, load_bundle
+    from diffsem.data import load_split
+    from diffsem.framepath import LEGIT, TX, eve_role, role_generators, send
+    from diffsem.phy import make_link
+    from diffsem.receiver import DiffusionReceiver
+
+    bundle = load_bundle(checkpoints, device="cpu")
+    images, _ = load_split("mnist", "test")
+    s_all = encode_all(bundle, images[:n]).cpu()
+    gens = role_generators(seed, [TX, LEGIT, eve_role(0.0)], link.snr_db, t_star)
+    links = {role: make_link(link, gens[role], bundle.cfg.k) for role in (LEGIT, eve_role(0.0))}
+    rx, legit, eve = DiffusionReceiver(bundle, steps=1), [], []
+    for i in range(0, n, batch):
+        sent = send(s_all[i:i + batch], t_star, bundle.abar, links, gens)
+        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, "selfref").labels.tolist()
+        e = sent.views[eve_role(0.0)]
+        with torch.no_grad():
+            eve += bundle.eavesdropper(e.z, e.abar_eff).argmax(1).tolist()
+    return {"receiver": legit, "eve": eve}

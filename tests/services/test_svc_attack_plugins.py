@@ -62,9 +62,10 @@ def test_example_plugin_installed_and_attached_live(live: LiveStack, tmp_path: P
     _train_example(live, eve_dir)
     good, good_port = _start(live, eve_dir, "plug", "nearest-centroid")
     bad, bad_port = _start(live, eve_dir, "broken", "always-fails")
+    run_id = None
     try:
         with live.http() as c:
-            run_id = c.post("/api/runs", json={"n": 3000, "batch_size": 100}).json()["id"]
+            run_id = c.post("/api/runs", json={"n": 1000, "batch_size": 100}).json()["id"]
             deadline = time.monotonic() + 180
             while True:
                 ls = c.get("/api/summary").json()["listeners"]
@@ -72,7 +73,7 @@ def test_example_plugin_installed_and_attached_live(live: LiveStack, tmp_path: P
                     break
                 assert good.poll() is None and bad.poll() is None and time.monotonic() < deadline
                 if c.get(f"/api/runs/{run_id}").json()["status"] == "done":
-                    run_id = c.post("/api/runs", json={"n": 3000, "batch_size": 100}).json()["id"]
+                    run_id = c.post("/api/runs", json={"n": 1000, "batch_size": 100}).json()["id"]
                 time.sleep(0.2)
             plug, broken = ls["plug"], ls["broken"]
         assert plug["role"] == "eavesdropper" and plug["lost"] == 0
@@ -83,6 +84,9 @@ def test_example_plugin_installed_and_attached_live(live: LiveStack, tmp_path: P
         assert bad.poll() is None  # still running
         assert _info(live, good_port).mode == "nearest-centroid"
     finally:
+        if run_id is not None:  # the shared stack is not left streaming images into later tests
+            with live.http() as c:
+                c.delete(f"/api/runs/{run_id}")
         for p in (good, bad):
             p.send_signal(signal.SIGTERM)
             p.wait(30)

@@ -14,14 +14,10 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from svc_helpers import LiveStack
+from svc_helpers import LiveStack, offline_decisions
 
-from diffsem.bundle import encode_all, load_bundle
 from diffsem.config import LinkConfig
-from diffsem.data import load_split
-from diffsem.framepath import LEGIT, TX, eve_role, role_generators, send
-from diffsem.phy import make_link
-from diffsem.receiver import DiffusionReceiver
+from diffsem.framepath import LEGIT, TX, eve_role
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import (
     common_pb2,
@@ -80,21 +76,9 @@ def test_a_seeded_ofdm_run_gives_the_offline_frame_paths_decisions(live: LiveSta
         run = live.wait_run(c.post("/api/runs", json={"n": N, "batch_size": BATCH}).json()["id"])
         live_dec = c.get(f"/api/runs/{run['id']}/decisions").json()["listeners"]
     assert run["retransmits"] == 0
-    bundle = load_bundle(live.checkpoints, device="cpu")
-    images, _ = load_split("mnist", "test")
-    s_all = encode_all(bundle, images[:N]).cpu()
-    cfg = LinkConfig(snr_db=SNR, **OFDM)
-    gens = role_generators(SEED, [TX, LEGIT, eve_role(0.0)], SNR, T_STAR)
-    links = {role: make_link(cfg, gens[role], bundle.cfg.k) for role in (LEGIT, eve_role(0.0))}
-    rx, legit, eve = DiffusionReceiver(bundle, steps=1), [], []
-    for i in range(0, N, BATCH):
-        sent = send(s_all[i:i + BATCH], T_STAR, bundle.abar, links, gens)
-        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, "selfref").labels.tolist()
-        e = sent.views[eve_role(0.0)]
-        with torch.no_grad():
-            eve += bundle.eavesdropper(e.z, e.abar_eff).argmax(1).tolist()
-    assert live_dec["receiver"] == legit
-    assert live_dec["eve"] == eve
+    offline = offline_decisions(live.checkpoints, LinkConfig(snr_db=SNR, **OFDM), N, BATCH, SEED, T_STAR)
+    assert live_dec["receiver"] == offline["receiver"]
+    assert live_dec["eve"] == offline["eve"]
 
 
 def test_a_run_over_an_ofdm_legitimate_link_shapes_self_noise_per_re(live: LiveStack, ofdm_receiver: None) -> None:

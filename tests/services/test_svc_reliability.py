@@ -132,7 +132,9 @@ def test_slow_listener_drops_only_on_its_own_link(stack: LiveStack) -> None:
         wait_attached(stack, ("slow",))
         with stack.http() as c:
             before = c.get("/api/summary").json()["links"]
-            run = stack.wait_run(c.post("/api/runs", json={"n": n, "batch_size": 50}).json()["id"], timeout=300)
+            # "slow" never reports (no telemetry): the run stops waiting for it after 2 s of silence, not the default 10 s
+            run = stack.wait_run(c.post("/api/runs", json={"n": n, "batch_size": 50, "report_deadline_s": 2}).json()["id"],
+                                 timeout=300)
             links = c.get("/api/summary").json()["links"]
     finally:
         loop.stop()

@@ -19,14 +19,22 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from PIL import Image
-from svc_helpers import DEFAULT_CHECKPOINTS, ROOT, LiveStack, child_env, huge_png_header, png_bytes, wait_until
+from svc_helpers import (
+    DEFAULT_CHECKPOINTS,
+    ROOT,
+    LiveStack,
+    child_env,
+    huge_png_header,
+    offline_decisions,
+    png_bytes,
+    wait_until,
+)
 
-from diffsem.bundle import encode_all, load_bundle
 from diffsem.config import LinkConfig
 from diffsem.data import load_split
-from diffsem.framepath import LEGIT, TX, eve_role, role_generators, send
-from diffsem.receiver import DiffusionReceiver
+from diffsem.framepath import LEGIT, TX, eve_role
 from diffsem.seeds import derive_seed
+from launcher.__main__ import main as launcher_main
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc, receiver_pb2_grpc, transmitter_pb2_grpc
 from services_common import auth
 from services_common.client import channel
@@ -141,7 +149,7 @@ def test_bad_uploads_get_a_clear_4xx(live: LiveStack, case: str, payload: bytes 
 
 
 # ---- names and frames ----------------------------------------------------------------------------------
-def test_unknown_attack_is_refused_with_the_known_names(live: LiveStack) -> None:
+def test_unknown_attack_is_refused_with_the_known_names(live: LiveStack, capsys: pytest.CaptureFixture[str]) -> None:
     from protos.diffsem.v1 import eavesdropper_pb2, eavesdropper_pb2_grpc
 
     with live.channel("eve") as ch:
@@ -149,11 +157,13 @@ def test_unknown_attack_is_refused_with_the_known_names(live: LiveStack) -> None
             eavesdropper_pb2_grpc.EavesdropperStub(ch).Attack(eavesdropper_pb2.AttackRequest(attack="nope"), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "unknown attack 'nope'" in err.value.details() and "feature-classifier" in err.value.details()
-    for module, args in (("launcher", ["-e", "x:nope", "--ports", "0"]), ("eavesdropper", ["--attack", "nope"])):
-        done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=child_env(), capture_output=True,
-                              text=True, timeout=120)
-        assert done.returncode == 2
-        assert "unknown attack 'nope'" in done.stderr and "feature-classifier" in done.stderr
+    assert launcher_main(["-e", "x:nope", "--ports", "0"]) == 2  # refused before anything starts: in this process
+    err = capsys.readouterr().err
+    assert "unknown attack 'nope'" in err and "feature-classifier" in err
+    done = subprocess.run([sys.executable, "-m", "eavesdropper", "--attack", "nope"], cwd=ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "unknown attack 'nope'" in done.stderr and "feature-classifier" in done.stderr
 
 
 def test_frames_of_wrong_shape_or_dtype_are_invalid_argument(live: LiveStack) -> None:
@@ -244,24 +254,6 @@ def seeded_run(live: LiveStack) -> dict[str, Any]:
     return {"run": run, "decisions": decisions}
 
 
-def offline_decisions(checkpoints: Any) -> dict[str, list[int]]:
-    """The evaluator's frame path (diffsem.framepath.send) for one condition, keeping per-image decisions."""
-    bundle = load_bundle(checkpoints, device="cpu")
-    images, _ = load_split("mnist", "test")
-    s_all = encode_all(bundle, images[:N_RUN]).cpu()
-    rx = DiffusionReceiver(bundle, steps=1)
-    links = {LEGIT: LinkConfig(snr_db=SNR), eve_role(0.0): LinkConfig(snr_db=SNR + 0.0)}
-    gens = role_generators(SEED, [TX, *links], SNR, T_STAR)
-    legit, eve = [], []
-    for i in range(0, N_RUN, BATCH):
-        sent = send(s_all[i:i + BATCH], T_STAR, bundle.abar, links, gens)
-        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, "selfref").labels.tolist()
-        e = sent.views[eve_role(0.0)]
-        with torch.no_grad():
-            eve += bundle.eavesdropper(e.z, e.abar_eff).argmax(1).tolist()
-    return {"receiver": legit, "eve": eve}
-
-
 def test_run_of_200_test_images_is_above_90_percent(live: LiveStack, seeded_run: dict[str, Any]) -> None:
     run = seeded_run["run"]
     assert run["status"] == "done" and run["decided"] == N_RUN and run["gave_up"] == 0
@@ -272,7 +264,7 @@ def test_run_of_200_test_images_is_above_90_percent(live: LiveStack, seeded_run:
 
 
 def test_live_decisions_match_the_offline_pipeline(live: LiveStack, seeded_run: dict[str, Any]) -> None:
-    offline = offline_decisions(live.checkpoints)
+    offline = offline_decisions(live.checkpoints, LinkConfig(snr_db=SNR), N_RUN, BATCH, SEED, T_STAR)
     live_dec = seeded_run["decisions"]["listeners"]
     truth = seeded_run["decisions"]["truth"]
     for name in ("receiver", "eve"):
@@ -293,7 +285,8 @@ def test_listener_disconnect_mid_stream_is_removed_and_nobody_notices(live: Live
         stream = stub.Listen(channel_emulator_pb2.ListenRequest(role=common_pb2.ROLE_EAVESDROPPER, name="probe"),
                              timeout=60)
         wait_until(lambda: emulator_state(live).get("probe", {}).get("attached"), 20, "probe attached")
-        run_id = c.post("/api/runs", json={"n": 300, "batch_size": 50}).json()["id"]
+        # the probe never reports: the run stops waiting for it after 2 s of silence, not the default 10 s
+        run_id = c.post("/api/runs", json={"n": 300, "batch_size": 50, "report_deadline_s": 2}).json()["id"]
         first = next(stream)
         assert first.link == "probe" and first.frame.message_id.startswith(run_id)
         stream.cancel()  # disconnect mid-stream
@@ -305,10 +298,14 @@ def test_listener_disconnect_mid_stream_is_removed_and_nobody_notices(live: Live
     assert links["receiver"]["dropped_queue"] == 0 and links["eve"]["dropped_queue"] == 0
 
 
+RUN_N = 1000
+
+
 def test_attach_and_detach_an_eavesdropper_during_a_run(live: LiveStack, tmp_path: Any) -> None:
+    """Runs of RUN_N images go on back to back until eve2 has attached; the last one finishes after it has left."""
     port_file = tmp_path / "eve2.json"
     with live.http() as c:
-        run_id = c.post("/api/runs", json={"n": 3000, "batch_size": 100}).json()["id"]
+        run_id = c.post("/api/runs", json={"n": RUN_N, "batch_size": 100}).json()["id"]
         proc = subprocess.Popen(
             [sys.executable, "-m", "eavesdropper", "--port", "0", "--port-file", str(port_file), "--name", "eve2",
              "--emulator", live.address("channel_emulator"), "--telemetry", live.address("control_panel", "telemetry"),
@@ -321,7 +318,7 @@ def test_attach_and_detach_an_eavesdropper_during_a_run(live: LiveStack, tmp_pat
             while (c.get("/api/summary").json()["listeners"].get("eve2", {}).get("reports", 0) < 20):
                 assert proc.poll() is None and time.monotonic() < deadline
                 if c.get(f"/api/runs/{run_id}").json()["status"] == "done":  # keep traffic flowing until attached
-                    run_id = c.post("/api/runs", json={"n": 3000, "batch_size": 100}).json()["id"]
+                    run_id = c.post("/api/runs", json={"n": RUN_N, "batch_size": 100}).json()["id"]
                 time.sleep(0.2)
             assert emulator_state(live)["eve2"]["attached"]
             assert emulator_state(live)["eve2"]["snr_db"] == SNR - 5
@@ -330,11 +327,11 @@ def test_attach_and_detach_an_eavesdropper_during_a_run(live: LiveStack, tmp_pat
             assert proc.wait(30) == 0
         detached_at = c.get("/api/summary").json()["listeners"]["eve2"]["reports"]
         run = live.wait_run(run_id)
-        wait_until(lambda: c.get(f"/api/runs/{run_id}").json()["listeners"]["eve"]["reports"] >= 3000, 60,
-                   "eve's 3000 reports")  # the other eavesdropper may lag behind the receiver a little
+        wait_until(lambda: c.get(f"/api/runs/{run_id}").json()["listeners"]["eve"]["reports"] >= RUN_N, 60,
+                   "eve's reports of the whole run")  # the other eavesdropper may lag behind the receiver a little
         summary = c.get("/api/summary").json()
     assert not summary["links"]["eve2"]["attached"]
-    assert run["status"] == "done" and run["decided"] == 3000 and run["gave_up"] == 0
+    assert run["status"] == "done" and run["decided"] == RUN_N and run["gave_up"] == 0
     assert summary["links"]["eve"]["dropped_queue"] == 0  # the other eavesdropper never noticed
     assert summary["listeners"]["eve2"]["reports"] == detached_at
     assert summary["links"]["receiver"]["dropped_queue"] == 0
