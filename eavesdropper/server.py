@@ -20,10 +20,10 @@ from diffsem.judges import JudgePanel
 from eavesdropper.attacks import ServiceAttack, make_attack
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2, eavesdropper_pb2_grpc, frame_pb2, telemetry_pb2
-from services_common import auth
-from services_common.errors import BadRequest, NotReady, grpc_errors
+from services_common.errors import BadRequest, grpc_errors
 from services_common.frames import received_batch
 from services_common.listener import ListenerLoop
+from services_common.servicer import ModelServicer
 from services_common.tensors import to_proto
 
 MAX_FRAMES = 4096
@@ -100,42 +100,22 @@ class Eavesdropper:
                             telemetry, max_batch, max_wait_ms, defaults, credential).start()
 
 
-class EavesdropperServicer(eavesdropper_pb2_grpc.EavesdropperServicer):
+class EavesdropperServicer(ModelServicer[Eavesdropper], eavesdropper_pb2_grpc.EavesdropperServicer):
     """gRPC wiring; UNAVAILABLE until the model is loaded. ``Attack`` and ``Info`` are the control panel's."""
 
     SERVICE_NAME = eavesdropper_pb2.DESCRIPTOR.services_by_name["Eavesdropper"].full_name
-
-    def __init__(self, verifier: auth.Verifier | None = None) -> None:
-        self._eve: Eavesdropper | None = None
-        self.loop: ListenerLoop | None = None
-        self.verifier = verifier or auth.Verifier(None)
-
-    def register(self, server: Any) -> None:
-        eavesdropper_pb2_grpc.add_EavesdropperServicer_to_server(self, server)
-
-    @property
-    def eve(self) -> Eavesdropper:
-        if self._eve is None:
-            raise NotReady("eavesdropper is still loading its model")
-        return self._eve
-
-    def ready(self, eve: Eavesdropper, loop: ListenerLoop | None) -> None:
-        self._eve, self.loop = eve, loop
+    add_to_server = staticmethod(eavesdropper_pb2_grpc.add_EavesdropperServicer_to_server)
+    loading = "eavesdropper"
 
     @grpc_errors
     def Attack(self, request: eavesdropper_pb2.AttackRequest,
                context: grpc.ServicerContext) -> eavesdropper_pb2.AttackReply:
-        self.verifier.require(context, [auth.CONTROL])
-        return eavesdropper_pb2.AttackReply(results=self.eve.run(list(request.frames), request.attack))
+        return eavesdropper_pb2.AttackReply(results=self.control(context).run(list(request.frames), request.attack))
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
-        self.verifier.require(context, [auth.CONTROL])
-        eve = self.eve
-        details = {}
-        if self.loop is not None:
-            details = {k: str(v) for k, v in self.loop.counts.items()} | {"attached": str(self.loop.attached.is_set())}
-        details |= {f"failed[{k}]": str(v) for k, v in eve.failures.items()}
+        eve = self.control(context)
+        details = self.loop_details() | {f"failed[{k}]": str(v) for k, v in eve.failures.items()}
         return common_pb2.ServiceInfo(service="eavesdropper", name=eve.name, model_id=eve.bundle.model_id,
                                       device=str(eve.bundle.device), k=eve.bundle.cfg.k, mode=eve.attack_name,
                                       details=details)

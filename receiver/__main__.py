@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from argparse import Namespace
-from collections.abc import Sequence
 
 from diffsem.bundle import load_bundle
 from diffsem.keyed import KEY_ENV, load_key
@@ -34,9 +33,5 @@ def load(args: Namespace, servicer: ReceiverServicer, host: ServiceHost) -> str:
             f"{args.max_batch} within {args.max_wait_ms:.1f} ms, {'self-noise key loaded' if key else 'no self-noise key'}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    serve(SPEC, make_servicer, load, argv=argv)
-
-
 if __name__ == "__main__":
-    main()
+    serve(SPEC, make_servicer, load)

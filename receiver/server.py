@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import grpc
 import torch
@@ -23,10 +22,10 @@ from diffsem.diffusion import nearest_timestep
 from diffsem.keyed import check_value
 from diffsem.receiver import DiffusionReceiver
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, telemetry_pb2
-from services_common import auth
-from services_common.errors import BadRequest, NotReady, grpc_errors
+from services_common.errors import BadRequest, grpc_errors
 from services_common.frames import received_batch
 from services_common.listener import ListenerLoop
+from services_common.servicer import ModelServicer
 
 log = logging.getLogger(__name__)
 MAX_DECODE_FRAMES = 4096
@@ -88,43 +87,24 @@ class Receiver:
                             max_batch, max_wait_ms, credential=credential).start()
 
 
-class ReceiverServicer(receiver_pb2_grpc.ReceiverServicer):
+class ReceiverServicer(ModelServicer[Receiver], receiver_pb2_grpc.ReceiverServicer):
     """gRPC wiring; UNAVAILABLE until the model is loaded. ``Decode`` and ``Info`` are the control panel's."""
 
     SERVICE_NAME = receiver_pb2.DESCRIPTOR.services_by_name["Receiver"].full_name
-
-    def __init__(self, verifier: auth.Verifier | None = None) -> None:
-        self._rx: Receiver | None = None
-        self.loop: ListenerLoop | None = None
-        self.verifier = verifier or auth.Verifier(None)
-
-    def register(self, server: Any) -> None:
-        receiver_pb2_grpc.add_ReceiverServicer_to_server(self, server)
-
-    @property
-    def rx(self) -> Receiver:
-        if self._rx is None:
-            raise NotReady("receiver is still loading its model")
-        return self._rx
-
-    def ready(self, rx: Receiver, loop: ListenerLoop | None) -> None:
-        self._rx, self.loop = rx, loop
+    add_to_server = staticmethod(receiver_pb2_grpc.add_ReceiverServicer_to_server)
+    loading = "receiver"
 
     @grpc_errors
     def Decode(self, request: receiver_pb2.DecodeRequest, context: grpc.ServicerContext) -> receiver_pb2.DecodeReply:
-        self.verifier.require(context, [auth.CONTROL])
-        return receiver_pb2.DecodeReply(decisions=self.rx.decode(list(request.frames), request.mode,
-                                                                  request.classifier))
+        rx = self.control(context)
+        return receiver_pb2.DecodeReply(decisions=rx.decode(list(request.frames), request.mode, request.classifier))
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
-        self.verifier.require(context, [auth.CONTROL])
-        rx = self.rx
+        rx = self.control(context)
         details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta), "classifier": rx.core.classifier,
-                   "key_check": check_value(rx.key) if rx.key else ""}
+                   "key_check": check_value(rx.key) if rx.key else ""} | self.loop_details()
         if self.loop is not None:
-            details.update({k: str(v) for k, v in self.loop.counts.items()})
-            details.update(attached=str(self.loop.attached.is_set()), max_batch=str(self.loop.max_batch),
-                           max_wait_ms=str(self.loop.max_wait_s * 1000))
+            details.update(max_batch=str(self.loop.max_batch), max_wait_ms=str(self.loop.max_wait_s * 1000))
         return common_pb2.ServiceInfo(service="receiver", name=rx.name, model_id=rx.bundle.model_id,
                                       device=str(rx.bundle.device), k=rx.bundle.cfg.k, mode=rx.mode, details=details)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from argparse import Namespace
-from collections.abc import Sequence
 
 from diffsem.bundle import load_bundle
 from diffsem.keyed import load_key
@@ -27,9 +26,5 @@ def load(args: Namespace, servicer: TransmitterServicer, host: ServiceHost) -> s
             f"emulator {args.emulator}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    serve(SPEC, make_servicer, load, argv=argv)
-
-
 if __name__ == "__main__":
-    main()
+    serve(SPEC, make_servicer, load)

@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import torch
@@ -35,10 +34,10 @@ from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from protos.diffsem.v1 import transmitter_pb2 as pb
 from protos.diffsem.v1 import transmitter_pb2_grpc as pb_grpc
-from services_common import auth
 from services_common.client import DEADLINE_S, channel
-from services_common.errors import BadRequest, NotReady, OutOfRange, grpc_errors
+from services_common.errors import BadRequest, OutOfRange, grpc_errors
 from services_common.frames import header_to_proto
+from services_common.servicer import ModelServicer
 from services_common.tensors import rows_to_proto, to_torch
 from transmitter.csi import CsiSource
 
@@ -148,32 +147,13 @@ class Transmitter:
         return pb.TransmitReply(message_ids=ids, seqs=seqs, header=frames[0].header, sigma_c2_feedback=self.csi.sigma_c2)
 
 
-class TransmitterServicer(pb_grpc.TransmitterServicer):
-    """gRPC wiring; answers UNAVAILABLE until :attr:`tx` is set (the model is loaded). Every RPC is the control
-    panel's: ``verifier`` refuses any other caller."""
+class TransmitterServicer(ModelServicer[Transmitter], pb_grpc.TransmitterServicer):
+    """gRPC wiring; answers UNAVAILABLE until the model is loaded. Every RPC is the control panel's: ``control``
+    refuses any other caller."""
 
     SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Transmitter"].full_name
-
-    def __init__(self, verifier: auth.Verifier | None = None, tx: Transmitter | None = None):
-        self._tx = tx
-        self.verifier = verifier or auth.Verifier(None)
-
-    def register(self, server: Any) -> None:
-        pb_grpc.add_TransmitterServicer_to_server(self, server)
-
-    def control(self, context: grpc.ServicerContext) -> Transmitter:
-        """The transmitter, for a caller with the control credential."""
-        self.verifier.require(context, [auth.CONTROL])
-        return self.tx
-
-    @property
-    def tx(self) -> Transmitter:
-        if self._tx is None:
-            raise NotReady("transmitter is still loading its model")
-        return self._tx
-
-    def ready(self, tx: Transmitter) -> None:
-        self._tx = tx
+    add_to_server = staticmethod(pb_grpc.add_TransmitterServicer_to_server)
+    loading = "transmitter"
 
     @grpc_errors
     def Transmit(self, request: pb.TransmitRequest, context: grpc.ServicerContext) -> pb.TransmitReply:
@@ -204,6 +184,7 @@ class TransmitterServicer(pb_grpc.TransmitterServicer):
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
-        b = self.control(context).bundle
+        tx = self.control(context)
+        b = tx.bundle
         return common_pb2.ServiceInfo(service="transmitter", model_id=b.model_id, device=str(b.device), k=b.cfg.k,
-                                      details={"t_star": str(self.tx.t_star), "legit_link": self.tx.legit_link})
+                                      details={"t_star": str(tx.t_star), "legit_link": tx.legit_link})
