@@ -50,13 +50,14 @@ from diffsem.framepath import LEGIT, TX, carry, eve_role, role_generators, send,
 from diffsem.phy import make_link  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
 from diffsem.seeds import derive_seed  # noqa: E402
+from launcher.__main__ import add_phy_options, phy_options  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
 
 def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tuple[list[int], list[int], float]:
     """The evaluator's loop for one (SNR, t*) with per-image decisions; returns (legit, eve, images/s)."""
     rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
-    cfg = LinkConfig(snr_db=args.snr_db, **phy_settings(args))
+    cfg = LinkConfig(snr_db=args.snr_db, **phy_options(args))
     gens = role_generators(args.seed, [TX, LEGIT, eve_role(0.0)], args.snr_db, args.t_star)
     link, eve_link = (make_link(cfg, gens[role], bundle.cfg.k) for role in (LEGIT, eve_role(0.0)))
     legit, eve, batches = [], [], []
@@ -72,14 +73,6 @@ def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tupl
         with torch.no_grad():
             eve += bundle.eavesdropper(v.z.to(bundle.device), v.abar_eff.to(bundle.device)).argmax(1).cpu().tolist()
     return legit, eve, rate
-
-
-def phy_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The LinkConfig PHY fields of every link ({} for flat): the same names in the live LinkSettings."""
-    if args.phy == "flat":
-        return {}
-    return {"phy": "ofdm", "channel_model": args.channel_model, "delay_spread_ns": args.delay_spread_ns,
-            "speed_kmh": args.speed_kmh, "feedback_delay": args.feedback_delay}
 
 
 def png(img: torch.Tensor) -> bytes:
@@ -105,11 +98,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--fanout-n", type=int, default=2000)
     ap.add_argument("--fanout-batch", type=int, default=100)
     ap.add_argument("--max-batch", type=int, default=64, help="receiver dynamic batching")
-    ap.add_argument("--phy", choices=["flat", "ofdm"], default="flat", help="the legitimate and eavesdropper links")
-    ap.add_argument("--channel-model", default="TDL-A")
-    ap.add_argument("--delay-spread-ns", type=float, default=100.0)
-    ap.add_argument("--speed-kmh", type=float, default=3.0)
-    ap.add_argument("--feedback-delay", type=int, default=1)
+    add_phy_options(ap)  # the launcher's: the legitimate and eavesdropper links, live and offline alike
     ap.add_argument("--log-dir", type=Path, default=None)
     return ap.parse_args()
 
@@ -118,7 +107,7 @@ def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, labels: torch.
               args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """1 + 2: a run seeded like `diffsem eval` against the evaluator and its loop; then (agreement, throughput)."""
     seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT, eve_role(0.0))}
-    phy = phy_settings(args)
+    phy = phy_options(args)
     if phy:
         c.put("/api/channel", json={"links": {"receiver": phy, "eve": phy}}).raise_for_status()
     # one image warms every service's first call (and Sionna's, ~4 s, on ofdm) before the seeded, timed run,
@@ -207,14 +196,14 @@ def main() -> None:
     bundle = load_bundle(args.checkpoints, device=args.device)
     images, labels = load_split(bundle.cfg.dataset, "test")
     images, labels = images[:args.n], labels[:args.n]
-    results: dict[str, Any] = {"n": args.n, "phy": phy_settings(args) or {"phy": "flat"}, "mode": args.mode,
+    results: dict[str, Any] = {"n": args.n, "phy": phy_options(args) or {"phy": "flat"}, "mode": args.mode,
                                "classifier": args.classifier, "snr_db": args.snr_db,
                                "t_star": args.t_star, "batch_size": args.batch_size, "model_id": bundle.model_id,
                                "device": str(bundle.device), "host": platform.machine(),
                                "threads": torch.get_num_threads()}
     cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
                                 classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
-                                seed=args.seed, max_batch=args.max_batch, phy=phy_settings(args),
+                                seed=args.seed, max_batch=args.max_batch, phy=phy_options(args),
                                 eavesdroppers=[EveSpec("eve", "feature-classifier", 0.0)], log_dir=args.log_dir)
     t0 = time.monotonic()
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from argparse import Namespace
-from collections.abc import Sequence
 
 from channel_emulator.server import ChannelEmulatorServicer, Emulator
 from channel_emulator.settings import SPEC
 from channel_emulator.traces import load_trace
+from diffsem.config import PHY_FIELDS
 from diffsem.phy import load as load_phy
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from services_common.auth import Verifier
@@ -17,9 +17,7 @@ from services_common.server import serve
 
 def phy_settings(args: Namespace) -> pb.LinkSettings:
     """The physical layer the command line gives every link (the emulator checks it as any link setting)."""
-    return pb.LinkSettings(phy=args.phy, channel_model=args.channel_model, delay_spread_ns=args.delay_spread_ns,
-                           speed_kmh=args.speed_kmh, estimator=args.estimator, feedback=args.feedback,
-                           feedback_delay=args.feedback_delay)
+    return pb.LinkSettings(**{name: getattr(args, name) for name in PHY_FIELDS})
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
@@ -43,9 +41,5 @@ def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -
     return f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    serve(SPEC, make_servicer, describe, argv=argv)
-
-
 if __name__ == "__main__":
-    main()
+    serve(SPEC, make_servicer, describe)

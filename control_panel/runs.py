@@ -35,7 +35,7 @@ from control_panel.errors import TooBusy, Upstream, UpstreamError
 from control_panel.jobs import cancel, cancel_all, save, track
 from control_panel.ledger import Ledger, RunWatch, Tally
 from control_panel.store import Store
-from diffsem.data import DATASETS, load_arrays
+from diffsem.data import DATASETS, get_spec, load_arrays
 from protos.diffsem.v1 import transmitter_pb2
 from services_common.client import DEADLINE_S
 from services_common.tensors import to_proto
@@ -64,9 +64,7 @@ class RunRequest(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown data set {v!r}; accepted: {', '.join(DATASETS)}")
-        return v
+        return get_spec(v).name
 
 
 @dataclass

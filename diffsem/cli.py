@@ -14,11 +14,12 @@ from typing import Any, get_args
 import torch
 
 from diffsem.bundle import checkpoint_dir, load_bundle
-from diffsem.config import DECODE_MODES, FadingName, LinkConfig, ModelConfig, PhyName, build
+from diffsem.config import DECODE_MODES, OFDM_FIELDS, FadingName, LinkConfig, ModelConfig, PhyName, build, link_field_parser
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
 from diffsem.errors import DiffSemError
 from diffsem.phy import check_link
 from diffsem.pipeline import DEEP_FADE_POLICIES
+from diffsem.train import TrainConfig
 
 
 def _floats(text: str) -> list[float]:
@@ -35,30 +36,25 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
 
 
-PHY_FLAGS = {"channel_model": str, "delay_spread_ns": float, "carrier_ghz": float, "speed_kmh": float, "fft_size": int,
-             "subcarrier_spacing_khz": float, "ofdm_symbols": int, "pilot_symbols": _ints, "estimator": str,
-             "feedback": str, "subband_size": int, "feedback_delay": int}
-
-
 def _add_phy_args(p: argparse.ArgumentParser) -> None:
     """The PHY of every link (diffsem.config.LinkConfig; docs/design.md §3): flat (the paper's) or ofdm."""
     g = p.add_argument_group("physical layer (every link; defaults: LinkConfig's)")
     g.add_argument("--phy", choices=list(get_args(PhyName)), default="flat")
-    for name, kind in PHY_FLAGS.items():
-        g.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                       help=f"ofdm: LinkConfig.{name} (default {LinkConfig.model_fields[name].default})")
+    for name in OFDM_FIELDS:
+        parse, choices = link_field_parser(name)
+        field = LinkConfig.model_fields[name]
+        g.add_argument("--" + name.replace("_", "-"), type=parse, choices=choices, default=None,
+                       help=f"{field.description} (default {field.default})")
     g.add_argument("--deep-fade", default="mean", choices=list(DEEP_FADE_POLICIES),
                    help="listeners' policy for per-RE levels on ofdm links (docs/design.md §3)")
 
 
 def _phy_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The LinkConfig PHY fields given on the command line ({} for the flat default)."""
-    given = {name: getattr(args, name) for name in PHY_FLAGS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in OFDM_FIELDS if getattr(args, name) is not None}
     if given and args.phy != "ofdm":
         raise DiffSemError(f"--{next(iter(given)).replace('_', '-')} needs --phy ofdm")
     settings = {"phy": args.phy, **given} if args.phy != "flat" else {}
-    if "pilot_symbols" in settings:
-        settings["pilot_symbols"] = tuple(settings["pilot_symbols"])
     build(LinkConfig, **settings)  # one-line ConfigError on a bad value
     return settings
 
@@ -84,16 +80,11 @@ def _add_train(sub: Any) -> None:
     t = sub.add_parser("train", help="train every part of a DiffSem system")
     t.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default checkpoints/<dataset>)")
-    t.add_argument("--k", type=int, default=256)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs-encoder", type=int, default=None)
-    t.add_argument("--epochs-channel-classifier", type=int, default=None)
-    t.add_argument("--epochs-unet", type=int, default=None)
-    t.add_argument("--epochs-judge", type=int, default=None)
-    t.add_argument("--epochs-eavesdropper", type=int, default=None)
-    t.add_argument("--unet-focus-weight", type=float, default=None,
-                   help="share of U-Net training timesteps drawn from t = 300-799 (default 0.5; 0 = uniform)")
-    t.add_argument("--max-train", type=int, default=None, help="cap on training images (quick runs)")
+    for name, f in TrainConfig.model_fields.items():  # the options are TrainConfig's described fields
+        if f.description:
+            default = "" if f.default is None else f" (default {f.default})"
+            t.add_argument("--" + name.replace("_", "-"), type=float if f.annotation is float else int, default=None,
+                           help=f.description + default)
 
 
 def _add_eval(sub: Any) -> None:
@@ -270,7 +261,7 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
 
 
 def _train(args: argparse.Namespace) -> None:
-    from diffsem.train import TrainConfig, train_all
+    from diffsem.train import train_all
 
     build(ModelConfig, dataset=args.dataset, k=args.k)  # validate before loading data
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}

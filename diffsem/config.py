@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from diffsem.errors import ConfigError
 
@@ -34,6 +36,48 @@ def parse_result_key(key: str) -> tuple[str, str]:
     """Inverse of :func:`result_key`: ``channel:denoise`` -> (``channel``, ``denoise``), ``direct`` -> (``matched``, ...)."""
     classifier, _, mode = key.rpartition(":")
     return classifier or "matched", mode
+
+
+def one_of(name: str, value: str, choices: Iterable[str]) -> str:
+    """``value`` if it is one of ``choices``; else a ValueError that names them (the one wording for every choice)."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Range:
+    """A finite number's accepted interval; ``text`` completes the error message ``"<name>=<value> <text>"``."""
+
+    low: float
+    high: float
+    text: str
+    open_low: bool = False
+
+    def check(self, name: str, value: float) -> float:
+        above = value > self.low if self.open_low else value >= self.low
+        if not (math.isfinite(value) and above and value <= self.high):
+            raise ValueError(f"{name}={value} {self.text}")
+        return value
+
+
+_GRID = Range(1, 4096, "must be an integer in [1, 4096]")
+# The numeric link settings; the wire schema's FieldRules (channel_emulator.proto) must lie inside these
+# (tests/services/test_svc_phy.py holds the two together).
+LINK_RANGES: dict[str, Range] = {
+    "snr_db": Range(-math.inf, math.inf, "must be a finite number of dB (e.g. -10 to 30)"),
+    "rician_k": Range(0, math.inf, "must be a finite K factor >= 0 (linear, not dB)"),
+    "erasure_prob": Range(0, 1, "must be in [0, 1]"),
+    "delay_spread_ns": Range(0, MAX_DELAY_SPREAD_NS, f"must be in (0, {MAX_DELAY_SPREAD_NS:g}] ns (38.901: 10-1000 ns)",
+                             open_low=True),
+    "carrier_ghz": Range(0.5, 100.0, "must be in [0.5, 100] GHz (the 38.901 models' range)"),
+    "speed_kmh": Range(0, MAX_SPEED_KMH, f"must be in [0, {MAX_SPEED_KMH:g}] km/h"),
+    "fft_size": _GRID,
+    "ofdm_symbols": _GRID,
+    "subband_size": _GRID,
+    "feedback_delay": Range(0, 64, "must be in [0, 64] frames"),
+}
 
 
 class _Strict(BaseModel):
@@ -98,92 +142,39 @@ class LinkConfig(_Strict):
     k (grid capacity) are :func:`diffsem.phy.check_link`.
     """
 
-    snr_db: float = 20.0
-    fading: FadingName = "none"
-    rician_k: float = 4.0
-    erasure_prob: float = 0.0
-    phy: PhyName = "flat"
-    channel_model: str = "TDL-A"
-    delay_spread_ns: float = 100.0
-    carrier_ghz: float = 3.5
-    speed_kmh: float = 3.0
-    fft_size: int = 12
-    subcarrier_spacing_khz: float = 30.0
-    ofdm_symbols: int = 14
-    pilot_symbols: tuple[int, ...] = (2, 11)
-    estimator: EstimatorName = "ls"
-    feedback: FeedbackName = "re"
-    subband_size: int = 4
-    feedback_delay: int = 1
+    snr_db: float = Field(20.0, description="SNR, Es/N0 per complex symbol (dB)")
+    fading: FadingName = Field("none", description="flat: block fading, one gain per frame")
+    rician_k: float = Field(4.0, description="flat, rician: K factor (linear)")
+    erasure_prob: float = Field(0.0, description="probability that a frame is lost")
+    phy: PhyName = Field("flat", description="physical layer: flat (the paper's) or ofdm")
+    channel_model: str = Field("TDL-A", description="ofdm: 3GPP model, TDL-A..E or CDL-A..E")
+    delay_spread_ns: float = Field(100.0, description="ofdm: RMS delay spread (ns)")
+    carrier_ghz: float = Field(3.5, description="ofdm: carrier frequency (GHz)")
+    speed_kmh: float = Field(3.0, description="ofdm: UE speed (km/h), sets the Doppler")
+    fft_size: int = Field(12, description="ofdm: subcarriers")
+    subcarrier_spacing_khz: float = Field(30.0, description="ofdm: subcarrier spacing (kHz)")
+    ofdm_symbols: int = Field(14, description="ofdm: OFDM symbols per frame (one slot)")
+    pilot_symbols: tuple[int, ...] = Field((2, 11), description="ofdm: indices of the pilot OFDM symbols")
+    estimator: EstimatorName = Field("ls", description="ofdm: channel estimation, from pilots (ls) or perfect")
+    feedback: FeedbackName = Field("re", description="ofdm: CSI feedback per RE, per subband or per frame")
+    subband_size: int = Field(4, description="ofdm: subcarriers per feedback subband")
+    feedback_delay: int = Field(1, description="ofdm: frames between a CSI measurement and the frame it shapes")
 
-    @field_validator("snr_db")
+    @field_validator(*LINK_RANGES)
     @classmethod
-    def _finite_snr(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError(f"snr_db={v} must be a finite number of dB (e.g. -10 to 30)")
-        return v
-
-    @field_validator("rician_k")
-    @classmethod
-    def _k_factor(cls, v: float) -> float:
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"rician_k={v} must be a finite K factor >= 0 (linear, not dB)")
-        return v
-
-    @field_validator("erasure_prob")
-    @classmethod
-    def _prob(cls, v: float) -> float:
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"erasure_prob={v} must be in [0, 1]")
-        return v
+    def _in_range(cls, v: float, info: ValidationInfo) -> float:
+        return LINK_RANGES[info.field_name].check(info.field_name, v)
 
     @field_validator("channel_model")
     @classmethod
     def _model(cls, v: str) -> str:
-        if v not in CHANNEL_MODELS:
-            raise ValueError(f"unknown channel_model {v!r}; use one of {', '.join(CHANNEL_MODELS)}")
-        return v
-
-    @field_validator("delay_spread_ns")
-    @classmethod
-    def _delay_spread(cls, v: float) -> float:
-        if not (math.isfinite(v) and 0 < v <= MAX_DELAY_SPREAD_NS):
-            raise ValueError(f"delay_spread_ns={v} must be in (0, {MAX_DELAY_SPREAD_NS:g}] ns (38.901: 10-1000 ns)")
-        return v
-
-    @field_validator("carrier_ghz")
-    @classmethod
-    def _carrier(cls, v: float) -> float:
-        if not (math.isfinite(v) and 0.5 <= v <= 100.0):
-            raise ValueError(f"carrier_ghz={v} must be in [0.5, 100] GHz (the 38.901 models' range)")
-        return v
-
-    @field_validator("speed_kmh")
-    @classmethod
-    def _speed(cls, v: float) -> float:
-        if not (math.isfinite(v) and 0 <= v <= MAX_SPEED_KMH):
-            raise ValueError(f"speed_kmh={v} must be in [0, {MAX_SPEED_KMH:g}] km/h")
-        return v
+        return one_of("channel_model", v, CHANNEL_MODELS)
 
     @field_validator("subcarrier_spacing_khz")
     @classmethod
     def _scs(cls, v: float) -> float:
         if v not in SUBCARRIER_SPACINGS_KHZ:
             raise ValueError(f"subcarrier_spacing_khz={v} must be one of {', '.join(f'{s:g}' for s in SUBCARRIER_SPACINGS_KHZ)}")
-        return v
-
-    @field_validator("fft_size", "ofdm_symbols", "subband_size")
-    @classmethod
-    def _positive(cls, v: int, info: ValidationInfo) -> int:
-        if not 1 <= v <= 4096:
-            raise ValueError(f"{info.field_name}={v} must be an integer in [1, 4096]")
-        return v
-
-    @field_validator("feedback_delay")
-    @classmethod
-    def _delay(cls, v: int) -> int:
-        if not 0 <= v <= 64:
-            raise ValueError(f"feedback_delay={v} must be in [0, 64] frames")
         return v
 
     @model_validator(mode="after")
@@ -195,6 +186,30 @@ class LinkConfig(_Strict):
         if len(p) >= self.ofdm_symbols:
             raise ValueError(f"pilot_symbols={list(p)} leave no OFDM symbol of {self.ofdm_symbols} for data")
         return self
+
+
+# The settings of an ofdm link that the flat PHY ignores (their descriptions start "ofdm:").
+OFDM_FIELDS: tuple[str, ...] = tuple(n for n, f in LinkConfig.model_fields.items() if (f.description or "").startswith("ofdm:"))
+PHY_FIELDS: tuple[str, ...] = ("phy", *OFDM_FIELDS)  # a link's physical layer
+
+
+def link_field_parser(name: str) -> tuple[Callable[[str], Any], tuple[str, ...] | None]:
+    """How a command line reads LinkConfig field ``name``: a function from text to its value, and its choices (a
+    Literal's; None: the validators decide, and name what they accept). Tuples are comma-separated integers."""
+    kind = LinkConfig.model_fields[name].annotation
+    if get_origin(kind) is Literal:
+        return str, get_args(kind)
+    if get_origin(kind) is tuple:
+        return int_list, None
+    return kind, None  # type: ignore[return-value]  # int, float or str
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``'2,11'`` -> (2, 11)."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a comma-separated list of integers") from None
 
 
 class PrivacyConfig(_Strict):

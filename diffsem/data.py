@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from diffsem.errors import DataError
+from diffsem.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the control panel reads the files without it
     import torch
@@ -121,8 +121,9 @@ def default_data_dir() -> Path:
 
 
 def get_spec(name: str) -> DatasetSpec:
+    """The data set called ``name``; ConfigError (a ValueError, so pydantic validators can call this) otherwise."""
     if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown data set {name!r}; accepted: {', '.join(DATASETS)}")
     return DATASETS[name]
 
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from diffsem.bundle import ModelBundle, encode_all
 from diffsem.checkpoints import code_version
-from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, result_key
+from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, one_of, result_key
 from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators, send
 from diffsem.phy import make_link
 from diffsem.pipeline import DEEP_FADE_POLICIES
@@ -72,9 +72,7 @@ class EvalConfig(BaseModel):
     @field_validator("deep_fade")
     @classmethod
     def _policy(cls, v: str) -> str:
-        if v not in DEEP_FADE_POLICIES:
-            raise ValueError(f"deep_fade={v!r}: use one of {', '.join(DEEP_FADE_POLICIES)}")
-        return v
+        return one_of("deep_fade", v, DEEP_FADE_POLICIES)
 
 
 def _eve_hits(bundle: ModelBundle, v: View, labels: torch.Tensor) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from diffsem.bundle import ModelBundle, encode_all
@@ -37,27 +37,29 @@ from diffsem.samplers import channel_levels, schedule_levels
 
 
 class TrainConfig(BaseModel):
-    """Epoch counts are sized so the default run takes under 20 minutes on 2 CPU cores."""
+    """Epoch counts are sized so the default run takes under 20 minutes on 2 CPU cores. Fields with a description
+    are ``diffsem train`` options (diffsem/cli.py builds them from here)."""
 
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetName = "mnist"
-    k: int = 256
-    seed: int = 0
+    k: int = Field(256, description="real latent values per frame (k/2 complex channel symbols)")
+    seed: int = Field(0, description="seed of every training generator")
     batch_size: int = 256
-    epochs_encoder: int = 6
-    epochs_channel_classifier: int = 2
-    epochs_unet: int = 3
-    epochs_judge: int = 2
-    epochs_eavesdropper: int = 4
+    epochs_encoder: int = Field(6, description="epochs of the encoder with the matched noise-aware classifier")
+    epochs_channel_classifier: int = Field(2, description="epochs of the 'channel' classifier (paper baseline)")
+    epochs_unet: int = Field(3, description="epochs of the class-conditional U-Net")
+    epochs_judge: int = Field(2, description="epochs of the judge (clean-image classifier)")
+    epochs_eavesdropper: int = Field(4, description="epochs of the core's simple eavesdropper")
     lr: float = 2e-3
     lr_unet: float = 1e-3
     clean_fraction: float = 0.3
     label_dropout: float = 0.2
     # The receiver denoises from t_eff, which for privacy levels that cost accuracy lies around t = 400-700;
-    # weighting U-Net training towards that band lifted the channel classifier's denoise gain (README).
+    # weighting U-Net training towards that band lifted the channel classifier's denoise gain (docs/results).
     unet_focus_timesteps: tuple[int, int] = (300, 800)
-    unet_focus_weight: float = 0.5
-    max_train: int | None = None  # cap on training images, for quick tests
+    unet_focus_weight: float = Field(0.5, description="share of U-Net training timesteps drawn from t = 300-799 "
+                                     "(0 = uniform)")
+    max_train: int | None = Field(None, description="cap on training images (quick runs)")
 
     @model_validator(mode="after")
     def _focus_in_range(self) -> TrainConfig:

@@ -21,11 +21,13 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
+from typing import get_args, get_type_hints
 
-from diffsem.bundle import checkpoint_dir
-from diffsem.config import CLASSIFIERS, DECODE_MODES
-from launcher.stack import EveSpec, Stack, StackConfig, StartupError
+from channel_emulator.settings import SPEC as EMULATOR
+from diffsem.config import PHY_FIELDS
+from launcher.stack import PORTS, EveSpec, Stack, StackConfig, StartupError
 
 
 def _eve(text: str) -> EveSpec:
@@ -35,74 +37,58 @@ def _eve(text: str) -> EveSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_stack_options(p: argparse.ArgumentParser) -> None:
+    """Every :class:`StackConfig` field made with ``launcher.stack.option``, as ``--field-name`` of its type."""
+    hints = get_type_hints(StackConfig)
+    for f in fields(StackConfig):
+        if "help" in f.metadata:
+            kind = next(t for t in get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+            extra = dict(f.metadata)
+            if f.default is not None:
+                extra["help"] += f" (default {f.default})"
+            p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, **extra)
+
+
+def add_phy_options(p: argparse.ArgumentParser) -> None:
+    """The emulator's PHY options (channel_emulator/settings.py) for the legitimate link and new eavesdropper links;
+    unset ones keep the emulator's defaults."""
+    g = p.add_argument_group("physical layer", "of the legitimate link and of new eavesdropper links (each draws its "
+                             "own channel); change it live with PUT /api/channel")
+    for name in PHY_FIELDS:
+        o = EMULATOR.option(name)
+        g.add_argument(o.flag, type=o.type, choices=o.choices, default=None, help=f"{o.help} (default {o.default})")
+
+
+def phy_options(args: argparse.Namespace) -> dict[str, object]:
+    """The PHY options given on the command line, by the emulator's (= LinkConfig's) names; {}: flat."""
+    return {name: getattr(args, name) for name in PHY_FIELDS if getattr(args, name) is not None}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m launcher", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--checkpoints", type=Path, default=checkpoint_dir("mnist"), help="checkpoint bundle folder")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    add_stack_options(p)
     p.add_argument("--eavesdropper", "-e", type=_eve, action="append", default=[], metavar="NAME[:ATTACK[:OFFSET_DB]]",
                    help="an eavesdropper (repeatable); OFFSET_DB: its SNR relative to the legitimate link")
     p.add_argument("--eavesdropper-reads-transmitter-weights", action="append", default=[], metavar="NAME",
                    help="give eavesdropper NAME the transmitter's checkpoint (white-box attacks; repeatable)")
-    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--ports", choices=["fixed", "0"], default="fixed",
-                   help="fixed: the ports below; 0: every port ephemeral")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--transmitter-port", type=int, default=50051)
-    p.add_argument("--emulator-port", type=int, default=50052)
-    p.add_argument("--receiver-port", type=int, default=50053)
-    p.add_argument("--telemetry-port", type=int, default=50060)
-    p.add_argument("--eve-base-port", type=int, default=50070, help="first eavesdropper port (+1 each)")
-    p.add_argument("--mode", choices=DECODE_MODES, default="selfref", help="receiver decode mode")
-    p.add_argument("--classifier", choices=CLASSIFIERS, default="matched", help="receiver classifier")
-    p.add_argument("--steps", type=int, default=1, help="receiver reverse steps")
-    p.add_argument("--snr-db", type=float, default=10.0, help="legitimate link SNR (dB)")
-    phy = p.add_argument_group("physical layer", "of the legitimate link and of new eavesdropper links (each draws "
-                               "its own channel); change it live with PUT /api/channel")
-    phy.add_argument("--phy", choices=["flat", "ofdm"], default="flat")
-    phy.add_argument("--channel-model", default=None, help="ofdm: TDL-A..E or CDL-A..E (default TDL-A)")
-    phy.add_argument("--delay-spread-ns", type=float, default=None, help="ofdm: RMS delay spread (default 100)")
-    phy.add_argument("--speed-kmh", type=float, default=None, help="ofdm: UE speed, sets the Doppler (default 3)")
-    phy.add_argument("--estimator", choices=["ls", "perfect"], default=None, help="ofdm: CSI from pilots or perfect")
-    phy.add_argument("--feedback", choices=["re", "subband", "frame"], default=None, help="ofdm: CSI feedback unit")
-    phy.add_argument("--feedback-delay", type=int, default=None, help="ofdm: feedback delay in frames (default 1)")
-    p.add_argument("--t-star", type=int, default=300, help="privacy level t*")
+                   help="fixed: the --*-port options; 0: every port ephemeral")
     p.add_argument("--no-self-noise", action="store_true")
-    p.add_argument("--self-noise", choices=["random", "keyed"], default="random",
-                   help="keyed: eps_self from a secret only the transmitter and receiver get (see --key-file)")
-    p.add_argument("--key-file", type=Path, default=None,
-                   help="keyed self-noise secret; default $DIFFSEM_SELF_NOISE_KEY (hex), else a fresh random key")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--receiver-threads", type=int, default=None)
-    p.add_argument("--log-dir", type=Path, default=None, help="service logs (default: a new temp folder)")
     p.add_argument("--state-file", type=Path, default=None, help="write URLs, pids and ports here as JSON")
     p.add_argument("--no-restart", action="store_true", help="do not restart services that die")
+    add_phy_options(p)
     return p.parse_args(argv)
 
 
 def config_from(args: argparse.Namespace) -> StackConfig:
-    ports = dict(http_port=args.http_port, transmitter_port=args.transmitter_port, emulator_port=args.emulator_port,
-                 receiver_port=args.receiver_port, telemetry_port=args.telemetry_port, eve_base_port=args.eve_base_port)
+    values = {f.name: getattr(args, f.name) for f in fields(StackConfig) if "help" in f.metadata}
     if args.ports == "0":
-        ports = {k: 0 for k in ports}
-    return StackConfig(checkpoints=args.checkpoints, device=args.device, host=args.host,
-                       eavesdroppers=args.eavesdropper, mode=args.mode, classifier=args.classifier, steps=args.steps,
-                       snr_db=args.snr_db, phy=phy_options(args),
-                       t_star=None if args.no_self_noise else args.t_star, self_noise=args.self_noise,
-                       key_file=args.key_file, seed=args.seed, max_batch=args.max_batch,
-                       max_wait_ms=args.max_wait_ms, receiver_threads=args.receiver_threads, log_dir=args.log_dir,
-                       reads_transmitter_weights=tuple(args.eavesdropper_reads_transmitter_weights),
-                       restart=not args.no_restart, **ports)
-
-
-PHY_OPTIONS = ("phy", "channel_model", "delay_spread_ns", "speed_kmh", "estimator", "feedback", "feedback_delay")
-
-
-def phy_options(args: argparse.Namespace) -> dict[str, object]:
-    """The PHY options given on the command line, for the emulator's argv (the emulator validates them)."""
-    return {name: getattr(args, name) for name in PHY_OPTIONS if getattr(args, name) is not None}
+        values |= {name: 0 for name in PORTS}
+    if args.no_self_noise:
+        values["t_star"] = None
+    return StackConfig(**values, eavesdroppers=args.eavesdropper, phy=phy_options(args), restart=not args.no_restart,
+                       reads_transmitter_weights=tuple(args.eavesdropper_reads_transmitter_weights))
 
 
 def reads_transmitter_weights(attack: str) -> bool:

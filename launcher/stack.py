@@ -27,11 +27,13 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from channel_emulator.settings import SPEC as EMULATOR
+from diffsem.bundle import checkpoint_dir
+from diffsem.config import CLASSIFIERS, DECODE_MODES
 from diffsem.keyed import KEY_ENV
 from eavesdropper.settings import SPEC as EAVESDROPPER
 from receiver.settings import SPEC as RECEIVER
@@ -65,47 +67,56 @@ class EveSpec:
         return cls(parts[0], parts[1] if len(parts) > 1 and parts[1] else "feature-classifier", offset)
 
 
+def option(default: Any, help: str, **argparse: Any) -> Any:
+    """A :class:`StackConfig` field that ``python -m launcher`` also takes, as ``--<field-name>`` with ``-`` for ``_``;
+    its type is the field's annotation (launcher/__main__.py builds the options from these fields)."""
+    return field(default=default, metadata={"help": help, **argparse})
+
+
 @dataclass
 class StackConfig:
-    """Options of the whole stack. Ports: 0 = ephemeral."""
+    """Options of the whole stack. Ports: 0 = ephemeral. Fields made with :func:`option` are the launcher's options."""
 
-    checkpoints: Path = ROOT / "checkpoints" / "mnist"
-    device: str = "auto"
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    transmitter_port: int = 50051
-    emulator_port: int = 50052
-    receiver_port: int = 50053
-    telemetry_port: int = 50060
-    eve_base_port: int = 50070
+    checkpoints: Path = option(checkpoint_dir("mnist"), "checkpoint bundle folder")
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda, ...")
+    host: str = option("127.0.0.1", "the address every service binds")
+    http_port: int = option(8000, "the control panel's HTTP port")
+    transmitter_port: int = option(50051, "the transmitter's gRPC port")
+    emulator_port: int = option(50052, "the channel emulator's gRPC port")
+    receiver_port: int = option(50053, "the receiver's gRPC port")
+    telemetry_port: int = option(50060, "the control panel's telemetry gRPC port")
+    eve_base_port: int = option(50070, "first eavesdropper port (+1 each)")
     eavesdroppers: list[EveSpec] = field(default_factory=list)
-    mode: str = "selfref"
-    classifier: str = "matched"
-    steps: int = 1
-    snr_db: float = 10.0
+    mode: str = option("selfref", "receiver decode mode", choices=DECODE_MODES)
+    classifier: str = option("matched", "receiver classifier", choices=CLASSIFIERS)
+    steps: int = option(1, "receiver reverse steps")
+    snr_db: float = option(10.0, "legitimate link SNR (dB)")
     # the emulator's PHY options for the legitimate link and new eavesdropper links, by its option names
     # (phy="ofdm", channel_model, delay_spread_ns, speed_kmh, estimator, feedback, feedback_delay); empty: flat
     phy: dict[str, Any] = field(default_factory=dict)
-    t_star: int | None = 300
-    self_noise: str = "random"  # or "keyed": see key_file
-    key_file: Path | None = None  # keyed: the shared secret; None: $DIFFSEM_SELF_NOISE_KEY, else a fresh random key
-    seed: int = 0
-    max_batch: int = 64
-    max_wait_ms: float = 5.0
+    t_star: int | None = option(300, "privacy level t* (None, or --no-self-noise: none)")
+    self_noise: str = option("random", "keyed: eps_self from a secret only the transmitter and receiver get (see "
+                             "--key-file)", choices=("random", "keyed"))
+    key_file: Path | None = option(None, "keyed self-noise secret; default $DIFFSEM_SELF_NOISE_KEY (hex), else a "
+                                   "fresh random key")
+    seed: int = option(0, "seed of the channel draws and of random self-noise")
+    max_batch: int = option(64, "receiver dynamic batching: most frames per decode")
+    max_wait_ms: float = option(5.0, "receiver dynamic batching: longest wait for more frames")
     queue_size: int = 4096
-    receiver_threads: int | None = None
+    receiver_threads: int | None = option(None, "receiver torch CPU threads (default: torch's choice)")
     reads_transmitter_weights: tuple[str, ...] = ()  # eavesdropper names given the transmitter's checkpoint
     panel_args: tuple[str, ...] = ()  # more `python -m control_panel` options, e.g. its limits (benchmarks/load.py)
-    log_dir: Path | None = None
+    log_dir: Path | None = option(None, "service logs (default: a new temp folder)")
     restart: bool = True
     startup_timeout_s: float = 180.0
 
     @classmethod
     def ephemeral(cls, **kw: Any) -> StackConfig:
         """Every port ephemeral (tests, several stacks side by side)."""
-        ports = dict(http_port=0, transmitter_port=0, emulator_port=0, receiver_port=0, telemetry_port=0,
-                     eve_base_port=0)
-        return cls(**(ports | kw))
+        return cls(**({name: 0 for name in PORTS} | kw))
+
+
+PORTS = tuple(f.name for f in fields(StackConfig) if f.name.endswith("_port"))
 
 
 def bundle_k(checkpoints: Path) -> int | None:

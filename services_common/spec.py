@@ -68,6 +68,8 @@ class Option:
             return []
         if self.kind == "append":
             return [a for v in value for a in (self.flag, str(v))]
+        if isinstance(value, tuple | list):  # a tuple-valued setting (pilot_symbols) is comma-separated
+            return [self.flag, ",".join(map(str, value))]
         return [self.flag, str(value)]
 
 
@@ -88,6 +90,18 @@ def model_options(checkpoints_help: str = "checkpoint bundle folder") -> tuple[O
 
     return (Option("--checkpoints", checkpoints_help, checkpoint_dir("mnist"), Path),
             Option("--device", "auto (CUDA when present), cpu, cuda, cuda:1, ...", "auto"))
+
+
+def link_options(names: Sequence[str]) -> tuple[Option, ...]:
+    """Options for the link settings ``names``: flag, help, default, parser and choices all come from the field of
+    ``diffsem.config.LinkConfig`` (the one definition of a link setting's meaning and default)."""
+    from diffsem.config import LinkConfig, link_field_parser
+
+    out = []
+    for name in names:
+        field, (parse, choices) = LinkConfig.model_fields[name], link_field_parser(name)
+        out.append(Option("--" + name.replace("_", "-"), field.description or name, field.default, parse, choices))
+    return tuple(out)
 
 
 LISTENER_OPTIONS = (
