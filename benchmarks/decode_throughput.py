@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from diffsem.bundle import checkpoint_dir, encode_all, load_bundle
+from diffsem.bundle import encode_all, load_bundle
 from diffsem.config import LinkConfig
 from diffsem.data import load_split
+from diffsem.defaults import checkpoint_dir
 from diffsem.evaluate import DEFAULT_T_STAR
 from diffsem.framepath import LEGIT, TX, role_generators, send
 from diffsem.receiver import DiffusionReceiver

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from diffsem.bundle import EAVESDROPPER_PARTS, checkpoint_dir, load_bundle
+from diffsem.bundle import EAVESDROPPER_PARTS, load_bundle
 from diffsem.data import load_split
+from diffsem.defaults import checkpoint_dir
 from diffsem.judges import load_panel
 
 

@@ -36,7 +36,7 @@ import httpx  # noqa: E402
 from panel_fakes import PanelUnderTest, start_panel  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
-from diffsem.bundle import checkpoint_dir  # noqa: E402
+from diffsem.defaults import checkpoint_dir  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
 RUN = 10_000

@@ -42,9 +42,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
-from diffsem.bundle import checkpoint_dir, encode_all, load_bundle  # noqa: E402
+from diffsem.bundle import encode_all, load_bundle  # noqa: E402
 from diffsem.config import LinkConfig, result_key  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
+from diffsem.defaults import checkpoint_dir  # noqa: E402
 from diffsem.evaluate import EvalConfig, evaluate  # noqa: E402
 from diffsem.framepath import LEGIT, TX, carry, eve_role, role_generators, send, view  # noqa: E402
 from diffsem.phy import make_link  # noqa: E402

@@ -41,8 +41,8 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
-from diffsem.bundle import checkpoint_dir  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
+from diffsem.defaults import checkpoint_dir  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
 

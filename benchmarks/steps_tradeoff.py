@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffsem.bundle import checkpoint_dir, load_bundle
+from diffsem.bundle import load_bundle
 from diffsem.config import result_key
 from diffsem.data import load_split
+from diffsem.defaults import checkpoint_dir
 from diffsem.evaluate import EvalConfig, evaluate
 
 

@@ -21,7 +21,6 @@ def phy_settings(args: Namespace) -> pb.LinkSettings:
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
-    load_phy()  # the links' channel runs on Sionna: import it now, not on the first frame
     legit = pb.LinkSettings(snr_db=args.snr_db, fading=args.fading, queue_size=args.queue_size)
     eve = pb.LinkSettings(snr_db=args.eve_snr_db, fading=args.fading, queue_size=args.queue_size)
     for settings in (legit, eve):
@@ -37,6 +36,8 @@ def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorService
 
 
 def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -> str:
+    """After the port is bound (health NOT_SERVING meanwhile): import Sionna now, not on the first frame."""
+    load_phy()
     phy = f"ofdm {args.channel_model}" if args.phy == "ofdm" else "flat"
     return f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links"
 

@@ -22,7 +22,6 @@ PARTS = ("encoder", "classifier", "channel_classifier", "unet", "judge", "eavesd
 # the panel under judges/, diffsem.judges) that score its reconstructions, never the transmitter's encoder or the
 # receiver's models.
 EAVESDROPPER_PARTS = ("judge", "eavesdropper")
-DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -78,10 +77,6 @@ class NotLoaded(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         raise CheckpointError(f"{self.folder}: the {self.part!r} part was not loaded by this process "
                               f"(it loads only what its role may see)")
-
-
-def checkpoint_dir(dataset: str, root: Path | None = None) -> Path:
-    return (root or DEFAULT_CHECKPOINTS) / dataset
 
 
 def load_bundle(folder: Path, expected: ModelConfig | None = None, model_id: str | None = None,

@@ -13,9 +13,10 @@ from typing import Any, get_args
 
 import torch
 
-from diffsem.bundle import checkpoint_dir, load_bundle
+from diffsem.bundle import load_bundle
 from diffsem.config import DECODE_MODES, OFDM_FIELDS, FadingName, LinkConfig, ModelConfig, PhyName, build, link_field_parser
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
+from diffsem.defaults import checkpoint_dir
 from diffsem.errors import DiffSemError
 from diffsem.phy import check_link
 from diffsem.pipeline import DEEP_FADE_POLICIES

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffsem.defaults import KEY_ENV
 from diffsem.errors import KeyedNoiseError  # defined with the other errors so torch-free callers can catch it
 
-KEY_ENV = "DIFFSEM_SELF_NOISE_KEY"
 CHECK_LABEL = b"diffsem-key-check"
 MIN_KEY_BYTES = 16
 

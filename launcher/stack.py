@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from channel_emulator.settings import SPEC as EMULATOR
-from diffsem.bundle import checkpoint_dir
 from diffsem.config import CLASSIFIERS, DECODE_MODES
-from diffsem.keyed import KEY_ENV
+from diffsem.defaults import KEY_ENV, checkpoint_dir
 from eavesdropper.settings import SPEC as EAVESDROPPER
 from receiver.settings import SPEC as RECEIVER
 from services_common import auth
@@ -200,10 +199,19 @@ class Service:
                 self.args[self.args.index(flag) + 1] = str(self.ports[key])
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.terminate()
+        self.reap(timeout)
+
+    def terminate(self) -> None:
+        """SIGTERM: the service shuts down gracefully (it is not restarted)."""
         self.wanted = False
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def reap(self, timeout: float = 10.0) -> None:
+        """Wait up to ``timeout`` for a terminated service to exit, then SIGKILL it."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -311,7 +319,7 @@ class Stack:
             emu = self._add("channel_emulator", "channel_emulator", EMULATOR.argv(
                 host=c.host, port=c.emulator_port, snr_db=c.snr_db, seed=c.seed, queue_size=c.queue_size,
                 auth_key_file=self.auth_dir / "authority.key", k=bundle_k(c.checkpoints), **c.phy))
-            self._wait(emu)
+            self._wait_ports(emu)  # the transmitter needs only its address; it is waited for below with the rest
             model = dict(checkpoints=c.checkpoints, device=c.device)
             key_file, key_env = self._key()
             tx = self._add("transmitter", "transmitter", TRANSMITTER.argv(
@@ -333,7 +341,7 @@ class Stack:
                 steps=c.steps, max_batch=c.max_batch, max_wait_ms=c.max_wait_ms, threads=c.receiver_threads,
                 key_file=key_file, **model, **self._auth(auth.RECEIVER)), key_env=key_env)
             eves = [self._start_eve(spec) for spec in c.eavesdroppers]
-            for svc in (tx, rx, *eves):
+            for svc in (emu, tx, rx, *eves):
                 self._wait(svc)
         except BaseException:
             self.stop()
@@ -390,10 +398,14 @@ class Stack:
                 svc.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM every service in reverse start order (graceful), SIGKILL what is left after ``timeout``."""
+        """SIGTERM every service, in reverse start order, then wait for them all (they shut down side by side, each
+        within its own grace period); SIGKILL what is left after ``timeout``."""
         self._stopping.set()
-        for svc in reversed(list(self.services.values())):
-            svc.stop(timeout)
+        services = list(reversed(self.services.values()))
+        for svc in services:
+            svc.terminate()
+        for svc in services:
+            svc.reap(timeout)
 
     def state(self) -> dict[str, Any]:
         for svc in self.services.values():  # a restarted service keeps its gRPC port but not its metrics port

@@ -6,7 +6,8 @@ import os
 from argparse import Namespace
 
 from diffsem.bundle import load_bundle
-from diffsem.keyed import KEY_ENV, load_key
+from diffsem.defaults import KEY_ENV
+from diffsem.keyed import load_key
 from receiver.server import Receiver, ReceiverServicer
 from receiver.settings import SPEC
 from services_common.auth import Verifier, credential_from

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffsem.config import CLASSIFIERS, DECODE_MODES
-from diffsem.keyed import KEY_ENV
+from diffsem.defaults import KEY_ENV
 from services_common.spec import LISTENER_OPTIONS, Option, ServiceSpec, model_options, server_options
 
 SPEC = ServiceSpec("receiver", "Run the legitimate receiver service.", (

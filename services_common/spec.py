@@ -86,7 +86,7 @@ def server_options(port: int) -> tuple[Option, ...]:
 
 
 def model_options(checkpoints_help: str = "checkpoint bundle folder") -> tuple[Option, ...]:
-    from diffsem.bundle import checkpoint_dir
+    from diffsem.defaults import checkpoint_dir
 
     return (Option("--checkpoints", checkpoints_help, checkpoint_dir("mnist"), Path),
             Option("--device", "auto (CUDA when present), cpu, cuda, cuda:1, ...", "auto"))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffsem.bundle import DEFAULT_CHECKPOINTS, ModelBundle, load_bundle
+from diffsem.bundle import ModelBundle, load_bundle
 from diffsem.cli import main as diffsem_main
+from diffsem.defaults import DEFAULT_CHECKPOINTS
 
 torch.set_num_threads(2)
 

@@ -12,8 +12,9 @@ import torch
 
 from diffsem.attacks import attack_class, default_zoo, known_attacks, load_attack, load_attack_weights, save_attack
 from diffsem.attacks.run import evaluate_attacks, write_attack_report
-from diffsem.bundle import DEFAULT_CHECKPOINTS, ModelBundle
+from diffsem.bundle import ModelBundle
 from diffsem.data import load_split, transmitter_split
+from diffsem.defaults import DEFAULT_CHECKPOINTS
 from diffsem.errors import CheckpointError, ConfigError
 from diffsem.models import ImageJudge, NoiseAwareClassifier
 from diffsem.pipeline import listener_view, self_noise_frame

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from diffsem.bundle import DEFAULT_CHECKPOINTS, load_bundle
+from diffsem.bundle import load_bundle
 from diffsem.checkpoints import load_weights, save_weights
 from diffsem.config import ModelConfig
+from diffsem.defaults import DEFAULT_CHECKPOINTS
 from diffsem.errors import CheckpointError
 from diffsem.models import NoiseAwareClassifier
 

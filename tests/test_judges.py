@@ -16,10 +16,11 @@ import torch
 from diffsem.attacks import load_attack
 from diffsem.attacks.adapted import train_adapted_judge
 from diffsem.attacks.run import evaluate_attacks, markdown_table, write_attack_report
-from diffsem.bundle import DEFAULT_CHECKPOINTS, ModelBundle, load_bundle
+from diffsem.bundle import ModelBundle, load_bundle
 from diffsem.checkpoints import read_card, save_weights
 from diffsem.config import ModelConfig
 from diffsem.data import load_split
+from diffsem.defaults import DEFAULT_CHECKPOINTS
 from diffsem.errors import CheckpointError, ConfigError
 from diffsem.judges import (
     ARCHITECTURES,

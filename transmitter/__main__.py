@@ -1,14 +1,15 @@
-"""``python -m transmitter``: run the transmitter service (options: transmitter/settings.py)."""
+"""``python -m transmitter``: run the transmitter service (options: transmitter/settings.py).
+
+torch and the model are imported in ``load``, after the port is bound: the control panel, which needs this
+service's address, starts while the model loads."""
 
 from __future__ import annotations
 
 from argparse import Namespace
 
-from diffsem.bundle import load_bundle
-from diffsem.keyed import load_key
 from services_common.auth import Verifier, credential_from
 from services_common.server import ServiceHost, serve
-from transmitter.server import Transmitter, TransmitterServicer
+from transmitter.servicer import TransmitterServicer
 from transmitter.settings import SPEC
 
 
@@ -17,6 +18,10 @@ def make_servicer(args: Namespace, verifier: Verifier) -> TransmitterServicer:
 
 
 def load(args: Namespace, servicer: TransmitterServicer, host: ServiceHost) -> str:
+    from diffsem.bundle import load_bundle
+    from diffsem.keyed import load_key
+    from transmitter.server import Transmitter
+
     bundle = load_bundle(args.checkpoints, device=args.device)
     t_star = None if args.no_self_noise else args.t_star
     key = load_key(args.key_file) if args.self_noise == "keyed" else None

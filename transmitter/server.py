@@ -20,9 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
-import grpc
 import torch
 
 from diffsem.bundle import ModelBundle
@@ -33,11 +31,9 @@ from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from protos.diffsem.v1 import transmitter_pb2 as pb
-from protos.diffsem.v1 import transmitter_pb2_grpc as pb_grpc
 from services_common.client import DEADLINE_S, channel
-from services_common.errors import BadRequest, OutOfRange, grpc_errors
+from services_common.errors import BadRequest, OutOfRange
 from services_common.frames import header_to_proto
-from services_common.servicer import ModelServicer
 from services_common.tensors import rows_to_proto, to_torch
 from transmitter.csi import CsiSource
 
@@ -145,46 +141,3 @@ class Transmitter:
             self.emulator.Send(ch_pb.SendRequest(frames=frames), timeout=DEADLINE_S)
             self.seq += b
         return pb.TransmitReply(message_ids=ids, seqs=seqs, header=frames[0].header, sigma_c2_feedback=self.csi.sigma_c2)
-
-
-class TransmitterServicer(ModelServicer[Transmitter], pb_grpc.TransmitterServicer):
-    """gRPC wiring; answers UNAVAILABLE until the model is loaded. Every RPC is the control panel's: ``control``
-    refuses any other caller."""
-
-    SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Transmitter"].full_name
-    add_to_server = staticmethod(pb_grpc.add_TransmitterServicer_to_server)
-    loading = "transmitter"
-
-    @grpc_errors
-    def Transmit(self, request: pb.TransmitRequest, context: grpc.ServicerContext) -> pb.TransmitReply:
-        return self.control(context).transmit(request)
-
-    @grpc_errors
-    def TransmitStream(self, request_iterator: Iterator[pb.TransmitRequest],
-                       context: grpc.ServicerContext) -> Iterator[pb.TransmitReply]:
-        tx = self.control(context)
-        for req in request_iterator:
-            yield tx.transmit(req)
-
-    @grpc_errors
-    def Configure(self, request: pb.TransmitterConfig, context: grpc.ServicerContext) -> pb.TransmitterState:
-        tx = self.control(context)
-        tx.configure(request)
-        return tx.state()
-
-    @grpc_errors
-    def Feedback(self, request: pb.CsiFeedback, context: grpc.ServicerContext) -> pb.TransmitterState:
-        tx = self.control(context)
-        tx.feedback(request)
-        return tx.state()
-
-    @grpc_errors
-    def GetState(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> pb.TransmitterState:
-        return self.control(context).state()
-
-    @grpc_errors
-    def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
-        tx = self.control(context)
-        b = tx.bundle
-        return common_pb2.ServiceInfo(service="transmitter", model_id=b.model_id, device=str(b.device), k=b.cfg.k,
-                                      details={"t_star": str(tx.t_star), "legit_link": tx.legit_link})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffsem.keyed import KEY_ENV
+from diffsem.defaults import KEY_ENV
 from services_common.spec import Option, ServiceSpec, model_options, server_options
 
 SPEC = ServiceSpec("transmitter", "Run the transmitter service.", (

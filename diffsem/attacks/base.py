@@ -131,7 +131,7 @@ def load_attack(name: str, bundle: Any, checkpoint_root: Path | None = None, che
     att = cls(bundle, **options)
     if att.trainable:
         if checkpoint is None:
-            from diffsem.bundle import checkpoint_dir
+            from diffsem.defaults import checkpoint_dir
 
             checkpoint = attack_checkpoint_path(checkpoint_root or checkpoint_dir(bundle.cfg.dataset), name)
         load_attack_weights(att, Path(checkpoint))

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from svc_helpers import ROOT, LiveStack, child_env, start_stack, stop_stack, wait_until
 
-from diffsem.keyed import KEY_ENV
+from diffsem.defaults import KEY_ENV
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, transmitter_pb2_grpc
 from services_common.client import channel
 
