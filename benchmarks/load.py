@@ -1,4 +1,4 @@
-"""The live stack under load and faults, on loopback (issue 5's numbers).
+"""The live stack under load and faults, on loopback.
 
     .venv/bin/python benchmarks/load.py [--checkpoints checkpoints/mnist] [--clients 16] [--per-client 200]
         [--eavesdroppers 1] [--rss-frames 1000,10000] [--skip-restart] [--skip-rss] [--max-uploads N]

@@ -42,7 +42,7 @@ def _by_t(rows: list[dict[str, Any]], t_star: int) -> list[dict[str, Any]]:
 
 
 def headline(res: dict[str, Any]) -> dict[str, Any]:
-    """The issue's headline checks, computed from the rows (never typed in by hand), per classifier family."""
+    """The headline checks, computed from the rows (never typed in by hand), per classifier family."""
     rows, ec = res["rows"], res["config"]
     t0 = ec["default_t_star"]
     diff_modes = [m for m in ec["modes"] if m != "direct"]

@@ -1,4 +1,4 @@
-"""`docker compose up` for real: the README's compose commands, in order, on a real engine (issue 10's ten steps).
+"""`docker compose up` for real: the README's compose commands, in order, on a real engine.
 
 Docker Engine when it answers, else Podman driven by Debian's docker-compose 1.29 (tests/compose/engine.py). Every
 check goes through the published ports or `docker-compose exec`, as a user would. The steps share one stack and run

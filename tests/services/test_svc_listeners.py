@@ -1,4 +1,4 @@
-"""256 listeners on one emulator (issue 14): an idle or never-reading stream costs no thread, so the legitimate link
+"""256 listeners on one emulator: an idle or never-reading stream costs no thread, so the legitimate link
 keeps its rate and loses nothing, and health answers within a second. The emulator is its own process; the figures
 at higher rates are ``benchmarks/listeners.py`` (BENCHMARKS.md, "256 listeners on one emulator")."""
 

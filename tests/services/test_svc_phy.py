@@ -1,4 +1,4 @@
-"""The emulator's physical layers (issue 11, live): the PHY settings in the one link schema, ``ofdm`` links through the
+"""The emulator's physical layers, live: the PHY settings in the one link schema, ``ofdm`` links through the
 core, the transmitter's CSI feedback drawn ahead of its frames, and switching a live link between flat and ofdm.
 
 A real emulator in this process (the helpers of ``test_svc_emulator``), compared with the core's own

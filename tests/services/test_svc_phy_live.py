@@ -1,4 +1,4 @@
-"""The PHY on the live stack (issue 11): ``PUT /api/channel`` takes the PHY settings per link with clear 422s, a run
+"""The PHY on the live stack: ``PUT /api/channel`` takes the PHY settings per link with clear 422s, a run
 over an ``ofdm`` legitimate link decodes with per-RE CSI feedback, and the transmitter refuses malformed feedback.
 
 Every test leaves the shared stack as it found it (a flat legitimate link, no pinned CSI).
