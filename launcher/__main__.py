@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="give eavesdropper NAME the transmitter's checkpoint (white-box attacks; repeatable)")
     p.add_argument("--ports", choices=["fixed", "0"], default="fixed",
                    help="fixed: the --*-port options; 0: every port ephemeral")
-    p.add_argument("--no-self-noise", action="store_true")
+    p.add_argument("--no-self-noise", action="store_true", help="plain frames (a = 1), whatever --t-star says")
     p.add_argument("--state-file", type=Path, default=None, help="write URLs, pids and ports here as JSON")
     p.add_argument("--no-restart", action="store_true", help="do not restart services that die")
     add_phy_options(p)

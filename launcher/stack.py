@@ -90,10 +90,10 @@ class StackConfig:
     classifier: str = option("matched", "receiver classifier", choices=CLASSIFIERS)
     steps: int = option(1, "receiver reverse steps")
     snr_db: float = option(10.0, "legitimate link SNR (dB)")
-    # the emulator's PHY options for the legitimate link and new eavesdropper links, by its option names
-    # (phy="ofdm", channel_model, delay_spread_ns, speed_kmh, estimator, feedback, feedback_delay); empty: flat
+    # the PHY of the legitimate link and of new eavesdropper links, by LinkConfig's names (diffsem.config.PHY_FIELDS,
+    # the emulator's options); empty: the emulator's defaults (flat)
     phy: dict[str, Any] = field(default_factory=dict)
-    t_star: int | None = option(300, "privacy level t* (None, or --no-self-noise: none)")
+    t_star: int | None = option(300, "privacy level t* (None: no self-noise, see --no-self-noise)")
     self_noise: str = option("random", "keyed: eps_self from a secret only the transmitter and receiver get (see "
                              "--key-file)", choices=("random", "keyed"))
     key_file: Path | None = option(None, "keyed self-noise secret; default $DIFFSEM_SELF_NOISE_KEY (hex), else a "
