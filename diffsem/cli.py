@@ -264,9 +264,9 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
 def _train(args: argparse.Namespace) -> None:
     from diffsem.train import train_all
 
-    build(ModelConfig, dataset=args.dataset, k=args.k)  # validate before loading data
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
     tc = build(TrainConfig, **values)
+    build(ModelConfig, dataset=tc.dataset, k=tc.k)  # validate before loading data
     out = args.out or checkpoint_dir(args.dataset)
     train_all(tc, out, args.data_dir)
     print(f"wrote {out}")

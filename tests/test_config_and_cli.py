@@ -49,3 +49,16 @@ def test_the_installed_command_exits_2_with_one_line_and_no_traceback(repo_root)
                           text=True, timeout=120, cwd=repo_root)
     assert done.returncode == 2, done.stderr
     assert "k=256 but k=128 was requested" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_train_options_reach_the_training_config_with_its_defaults(cli, monkeypatch, tmp_path):
+    """``diffsem train``'s options are TrainConfig's described fields: given ones override, the rest keep its defaults."""
+    import diffsem.train
+
+    seen = []
+    monkeypatch.setattr(diffsem.train, "train_all", lambda tc, out, data_dir: seen.append((tc, out)))
+    done = cli("train", "--out", str(tmp_path), "--epochs-unet", "1", "--unet-focus-weight", "0.25", "--max-train", "10")
+    assert done.code == 0, done.err
+    (tc, out), = seen
+    assert out == tmp_path and (tc.epochs_unet, tc.unet_focus_weight, tc.max_train) == (1, 0.25, 10)
+    assert (tc.k, tc.seed, tc.epochs_encoder) == (256, 0, 6)  # not given: TrainConfig's defaults
