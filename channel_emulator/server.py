@@ -302,8 +302,7 @@ class Emulator:
             fb = link.feedback(n, snr)
             if fb is None:
                 return pb.FeedbackReply(phy="flat", frames=n, sigma_c2=link.csi(snr)[1])
-            codes = fb.codes[:, fb.units]  # one code per complex symbol: the wire needs no unit map
-            return pb.FeedbackReply(phy="ofdm", frames=n, codes=codes.numpy().tobytes(),
+            return pb.FeedbackReply(phy="ofdm", frames=n, codes=fb.symbol_codes().numpy().tobytes(),
                                     sigma_c2=float(fb.sigma_c2().mean()))
 
     # ---- state -----------------------------------------------------------------------------------------

@@ -32,17 +32,12 @@ def header_to_proto(header: PublicHeader, i: int, model_id: str, send_time: floa
     msg = frame_pb2.PublicHeader(model_id=model_id, a=float(header.a), sigma_self2=float(s2.mean()),
                                  send_time=send_time)
     if header.csi is not None:
-        msg.csi = symbol_codes(header.csi)[i].numpy().tobytes()
+        msg.csi = header.csi.symbol_codes()[i].numpy().tobytes()
     if header.t_star is not None:
         msg.t_star = int(header.t_star)
     if keyed is not None:
         msg.key_nonce, msg.key_check = keyed.nonces[i], keyed.check
     return msg
-
-
-def symbol_codes(csi: CsiFeedback) -> torch.Tensor:
-    """(B, k/2) uint8: each complex symbol's CSI code (the feedback unit of a symbol resolved, as the wire has it)."""
-    return csi.codes[:, csi.units]
 
 
 def csi_of(rows: list[bytes], k: int, what: str = "CSI") -> CsiFeedback:
@@ -52,7 +47,7 @@ def csi_of(rows: list[bytes], k: int, what: str = "CSI") -> CsiFeedback:
     if bad:
         raise BadRequest(f"{what}: {bad[0]} codes in a frame; one per complex symbol, k/2 = {k // 2}, expected")
     codes = torch.frombuffer(bytearray(b"".join(rows)), dtype=torch.uint8).reshape(len(rows), k // 2)
-    return CsiFeedback(codes, torch.arange(k // 2))
+    return CsiFeedback.per_symbol(codes)
 
 
 def symbols_of(frame: frame_pb2.Frame, k: int | None = None, what: str = "frame") -> torch.Tensor:

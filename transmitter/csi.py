@@ -73,7 +73,7 @@ class CsiSource:
         """The CSI that shapes the next ``b`` frames (ofdm: their channel is drawn by the emulator now)."""
         if self.pinned is not None:
             fb: Feedback = (float(self.pinned[0]) if len(self.pinned) == 1 else
-                            CsiFeedback(quantise_csi(self.pinned).expand(b, -1).contiguous(), torch.arange(self.k // 2)))
+                            CsiFeedback.per_symbol(quantise_csi(self.pinned).expand(b, -1).contiguous()))
         elif self.link_state().settings.phy == "ofdm":
             fb = self._ofdm(b)
         else:

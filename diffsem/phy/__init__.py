@@ -26,7 +26,8 @@ Settings: :class:`diffsem.config.LinkConfig` (``phy``, ``channel_model``, ``dela
     (live: what the emulator hands the transmitter before it sends).
   - ``units`` (k/2,) int64, ``n_units``, ``layout`` (:class:`~diffsem.phy.grid.GridLayout`), ``frame_seconds``.
 - ``OfdmDraw.subcarrier_snr_db() -> (n, F)``: per-subcarrier SNR of each frame in dB (the dashboard's heat strip).
-- ``CsiFeedback(codes (B, U) uint8, units (k/2,) int64)``, ``.sigma_c2() -> (B, k)``; ``quantise_csi`` /
+- ``CsiFeedback(codes (B, U) uint8, units (k/2,) int64)``, ``.sigma_c2() -> (B, k)``, ``.symbol_codes() -> (B, k/2)``,
+  ``CsiFeedback.per_symbol(codes)``; ``quantise_csi`` /
   ``dequantise_csi`` map sigma^2 <-> codes (:mod:`diffsem.phy.grid`).
 - The frame path takes these as links: ``diffsem.framepath.send(..., links={name: LinkConfig | OfdmLink | None},
   policy=...)``, ``transmit(s, t_star, abar, CsiFeedback | sigma_c2, gen, keyed)``, ``carry(x, link, gen,

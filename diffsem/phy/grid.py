@@ -86,6 +86,15 @@ class CsiFeedback:
     codes: torch.Tensor
     units: torch.Tensor
 
+    @classmethod
+    def per_symbol(cls, codes: torch.Tensor) -> CsiFeedback:
+        """Feedback with one unit per complex symbol: codes (B, k/2) uint8, as the wire carries them."""
+        return cls(codes, torch.arange(codes.shape[1]))
+
+    def symbol_codes(self) -> torch.Tensor:
+        """(B, k/2) uint8: each complex symbol's code (its unit resolved; the wire needs no unit map)."""
+        return self.codes[:, self.units]
+
     def sigma_c2(self) -> torch.Tensor:
         """(B, k) float32: the fed-back noise level of every real latent dim (dequantised)."""
         return per_dim(dequantise_csi(self.codes), self.units)

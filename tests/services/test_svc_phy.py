@@ -21,7 +21,7 @@ from channel_emulator.schema import FIELDS, rule_of
 from diffsem.config import LinkConfig
 from diffsem.phy import make_link
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
-from services_common.frames import received_batch, symbol_codes
+from services_common.frames import received_batch
 from services_common.tensors import to_numpy
 
 OFDM = {"phy": "ofdm", "channel_model": "TDL-A", "delay_spread_ns": 100.0, "speed_kmh": 3.0}
@@ -83,7 +83,7 @@ def test_an_ofdm_link_carries_what_the_core_carries_offline_with_the_feedback_dr
         x, fs = frames(8, seed=batch, start=8 * batch)
         fb = emu.tx.Feedback(pb.FeedbackRequest(frames=8), timeout=30)
         draw = offline.draw(8)
-        want_codes = symbol_codes(offline.feedback(draw))
+        want_codes = offline.feedback(draw).symbol_codes()
         assert fb.phy == "ofdm" and torch.equal(torch.frombuffer(bytearray(fb.codes), dtype=torch.uint8).reshape(8, 128),
                                                 want_codes)
         emu.tx.Send(pb.SendRequest(frames=fs), timeout=30)
