@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from control_panel.store import Store
+from diffsem.leakage import summarise
 from protos.diffsem.v1 import common_pb2, telemetry_pb2
 from services_common.errors import BadRequest
 from services_common.tensors import to_numpy
@@ -108,7 +109,8 @@ class Tally:
         """correct / labelled; for a judged listener the max over its judges (docs/design.md §4)."""
         if not self.labelled:
             return None
-        return max([self.correct / self.labelled, *self.judge_accuracy().values()])
+        per = self.judge_accuracy()
+        return max(self.correct / self.labelled, summarise(per)["max"]) if per else self.correct / self.labelled
 
     def as_json(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) if self.latencies else None
@@ -118,7 +120,8 @@ class Tally:
                "latency_ms_p50": float(np.percentile(lat, 50)) if lat is not None else None,
                "latency_ms_p99": float(np.percentile(lat, 99)) if lat is not None else None}
         if per := self.judge_accuracy():
-            out |= {"judges": per, "judged_max": max(per.values()), "judged_spread": max(per.values()) - min(per.values())}
+            summary = summarise(per)
+            out |= {"judges": per, "judged_max": summary["max"], "judged_spread": summary["spread"]}
         return out
 
 

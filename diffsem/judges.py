@@ -216,12 +216,6 @@ class JudgePanel:
                 for name, j in self.for_attack(attack).items()}
 
 
-def summarise(per_judge: dict[str, float]) -> dict[str, float]:
-    """``max`` (the conservative leakage figure) and ``spread`` (max - min) of per-judge accuracies."""
-    values = list(per_judge.values())
-    return {"max": max(values), "spread": max(values) - min(values)}
-
-
 def load_panel(bundle: Any, root: Path, names: list[str] | None = None, attacks: list[str] = (),
                adapted: bool = True) -> JudgePanel:
     """The panel for ``bundle`` from the checkpoint folder ``root``: ``names`` (default: ``cnn`` plus every clean

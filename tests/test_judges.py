@@ -30,8 +30,8 @@ from diffsem.judges import (
     judge_path,
     load_judge,
     load_panel,
-    summarise,
 )
+from diffsem.leakage import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = DEFAULT_CHECKPOINTS / "mnist"

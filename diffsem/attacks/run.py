@@ -28,8 +28,9 @@ from diffsem.config import FadingName, LinkConfig, build
 from diffsem.data import load_split, transmitter_split
 from diffsem.errors import ConfigError
 from diffsem.framepath import LEGIT, TX, KeyedSender, Sent, View, eve_role, role_generators, send
-from diffsem.judges import JudgePanel, summarise
+from diffsem.judges import JudgePanel
 from diffsem.keyed import NonceSource
+from diffsem.leakage import summarise
 from diffsem.phy import make_link
 from diffsem.pipeline import PublicHeader
 from diffsem.seeds import derive_seed
