@@ -43,12 +43,11 @@ from PIL import Image  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
 from diffsem.bundle import encode_all, load_bundle  # noqa: E402
-from diffsem.config import LinkConfig, result_key  # noqa: E402
+from diffsem.config import result_key  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
 from diffsem.defaults import checkpoint_dir  # noqa: E402
 from diffsem.evaluate import EvalConfig, evaluate  # noqa: E402
-from diffsem.framepath import LEGIT, TX, carry, eve_role, role_generators, send, view  # noqa: E402
-from diffsem.phy import make_link  # noqa: E402
+from diffsem.framepath import LEGIT, TX, carry, condition_links, eve_role, send, view  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
 from diffsem.seeds import derive_seed  # noqa: E402
 from launcher.__main__ import add_phy_options, phy_options  # noqa: E402
@@ -58,9 +57,8 @@ from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tuple[list[int], list[int], float]:
     """The evaluator's loop for one (SNR, t*) with per-image decisions; returns (legit, eve, images/s)."""
     rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
-    cfg = LinkConfig(snr_db=args.snr_db, **phy_options(args))
-    gens = role_generators(args.seed, [TX, LEGIT, eve_role(0.0)], args.snr_db, args.t_star)
-    link, eve_link = (make_link(cfg, gens[role], bundle.cfg.k) for role in (LEGIT, eve_role(0.0)))
+    links, gens = condition_links(bundle.cfg.k, args.seed, args.snr_db, args.t_star, [0.0], phy_options(args))
+    link, eve_link = links[LEGIT], links[eve_role(0.0)]
     legit, eve, batches = [], [], []
     t0 = time.perf_counter()
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()

@@ -24,8 +24,7 @@ from tqdm import tqdm
 from diffsem.bundle import ModelBundle, encode_all
 from diffsem.checkpoints import code_version
 from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, one_of, result_key
-from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators, send
-from diffsem.phy import make_link
+from diffsem.framepath import LEGIT, View, condition_links, eve_role, send
 from diffsem.pipeline import DEEP_FADE_POLICIES
 from diffsem.receiver import DiffusionReceiver
 
@@ -87,11 +86,8 @@ def _condition(bundle: ModelBundle, receiver: DiffusionReceiver, ec: EvalConfig,
     overrides ``ec.phy`` (the CSI aging sweep). Each link is made once per condition, so an ofdm link's channel
     runs on across the batches as one stream of frames."""
     settings = {"fading": ec.fading, **(ec.phy if phy is None else phy)}
-    cfgs = {LEGIT: build(LinkConfig, snr_db=snr, **settings)}
-    if t_star is not None:  # the plain system has no eavesdropper columns
-        cfgs |= {eve_role(o): build(LinkConfig, snr_db=snr + o, **settings) for o in ec.eve_offsets}
-    gens = role_generators(ec.seed, [TX, *cfgs], snr, t_star)
-    links = {name: make_link(cfg, gens[name], bundle.cfg.k) for name, cfg in cfgs.items()}
+    offsets = ec.eve_offsets if t_star is not None else []  # the plain system has no eavesdropper columns
+    links, gens = condition_links(bundle.cfg.k, ec.seed, snr, t_star, offsets, settings)
     modes = ["direct"] if t_star is None else ec.modes
     hits: dict[str, int] = {}
     eve_hits = dict.fromkeys(ec.eve_offsets, 0)

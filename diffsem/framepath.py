@@ -21,15 +21,17 @@ A link given as ``None`` is a noiseless tap on the transmitted signal (an eavesd
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from diffsem.channel import ChannelOutput, apply_link, draw_fading, equalised_noise
-from diffsem.config import LinkConfig
+from diffsem.config import LinkConfig, build
 from diffsem.keyed import NonceSource
+from diffsem.phy import make_link
 from diffsem.pipeline import (
     Feedback,
     KeyedInfo,
@@ -56,6 +58,20 @@ def eve_role(offset_db: float) -> str:
 def role_generators(seed: int, roles: Iterable[str], *condition: object) -> dict[str, torch.Generator]:
     """One CPU generator per role, seeded by (seed, role, *condition): e.g. ``diffsem eval`` uses (SNR, t*)."""
     return {role: generator(seed, role, *condition) for role in roles}
+
+
+def condition_links(k: int, seed: int, snr_db: float, t_star: int | None, eve_offsets: Iterable[float],
+                    settings: Mapping[str, Any]) -> tuple[dict[str, LinkConfig | OfdmLink | None],
+                                                          dict[str, torch.Generator]]:
+    """One (SNR, t*) condition's links and generators, as ``diffsem eval`` and ``diffsem attack eval`` make them:
+    the legitimate link at ``snr_db`` and one eavesdropper link per offset (``inf``: a noiseless tap), each with
+    ``settings`` (the other LinkConfig fields) and its own generator seeded by (seed, role, SNR, t*). A link is made
+    once per condition, so an ofdm link's channel runs on across the condition's batches; k: real values per frame."""
+    cfgs: dict[str, LinkConfig | None] = {LEGIT: build(LinkConfig, snr_db=snr_db, **settings)}
+    for off in eve_offsets:
+        cfgs[eve_role(off)] = None if off == math.inf else build(LinkConfig, snr_db=snr_db + off, **settings)
+    gens = role_generators(seed, [TX, *cfgs], snr_db, t_star)
+    return {name: None if cfg is None else make_link(cfg, gens[name], k) for name, cfg in cfgs.items()}, gens
 
 
 @dataclass(frozen=True)

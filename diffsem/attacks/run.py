@@ -24,14 +24,13 @@ from tqdm.auto import tqdm
 from diffsem.attacks.base import Attack, attack_checkpoint_path, attack_class, load_attack, save_attack
 from diffsem.attacks.builtin import query_encoder
 from diffsem.checkpoints import code_version
-from diffsem.config import FadingName, LinkConfig, build
+from diffsem.config import FadingName
 from diffsem.data import load_split, transmitter_split
 from diffsem.errors import ConfigError
-from diffsem.framepath import LEGIT, TX, KeyedSender, Sent, View, eve_role, role_generators, send
+from diffsem.framepath import LEGIT, KeyedSender, Sent, View, condition_links, eve_role, send
 from diffsem.judges import JudgePanel
 from diffsem.keyed import NonceSource
 from diffsem.leakage import summarise
-from diffsem.phy import make_link
 from diffsem.pipeline import PublicHeader
 from diffsem.seeds import derive_seed
 
@@ -85,12 +84,7 @@ def _send_setting(bundle: Any, s: torch.Tensor, snr_db: float, mode: str, t_star
     a noiseless tap), each with its own generator seeded by (seed, role, SNR, t*), so random and keyed self-noise see
     the same channel noise and adding an offset moves no other listener's noise. ``phy``: LinkConfig PHY fields of
     every link (an ofdm eavesdropper gets its own, independent channel realisation from its own generator)."""
-    settings = {"fading": fading, **(phy or {})}
-    cfgs: dict[str, LinkConfig | None] = {LEGIT: build(LinkConfig, snr_db=snr_db, **settings)}
-    for off in offsets:
-        cfgs[eve_role(off)] = None if off == math.inf else build(LinkConfig, snr_db=snr_db + off, **settings)
-    gens = role_generators(seed, [TX, *cfgs], snr_db, t_star)
-    links = {name: None if cfg is None else make_link(cfg, gens[name], bundle.cfg.k) for name, cfg in cfgs.items()}
+    links, gens = condition_links(bundle.cfg.k, seed, snr_db, t_star, offsets, {"fading": fading, **(phy or {})})
     keyed = None
     if mode == "keyed":
         keyed = KeyedSender(EVAL_KEY, NonceSource(derive_seed(seed, "nonce", snr_db, t_star).to_bytes(8, "big")))
@@ -155,7 +149,7 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
     if unknown := sorted(set(self_noise) - set(SELF_NOISE_MODES)):
         raise ConfigError(f"self-noise {unknown}: use {' and/or '.join(SELF_NOISE_MODES)}")
     started = time.time()
-    panel = panel or JudgePanel({"cnn": bundle.judge}, device=bundle.device)
+    panel = panel or JudgePanel.of_bundle(bundle)
     s = query_encoder(bundle, images)
     receiver = DiffusionReceiver(bundle)
     rows: list[dict[str, Any]] = []

@@ -174,15 +174,13 @@ def offline_decisions(checkpoints: Path, link: Any, n: int, batch: int, seed: in
 
     from diffsem.bundle import encode_all, load_bundle
     from diffsem.data import load_split
-    from diffsem.framepath import LEGIT, TX, eve_role, role_generators, send
-    from diffsem.phy import make_link
+    from diffsem.framepath import LEGIT, condition_links, eve_role, send
     from diffsem.receiver import DiffusionReceiver
 
     bundle = load_bundle(checkpoints, device="cpu")
     images, _ = load_split("mnist", "test")
     s_all = encode_all(bundle, images[:n]).cpu()
-    gens = role_generators(seed, [TX, LEGIT, eve_role(0.0)], link.snr_db, t_star)
-    links = {role: make_link(link, gens[role], bundle.cfg.k) for role in (LEGIT, eve_role(0.0))}
+    links, gens = condition_links(bundle.cfg.k, seed, link.snr_db, t_star, [0.0], link.model_dump(exclude={"snr_db"}))
     rx, legit, eve = DiffusionReceiver(bundle, steps=1), [], []
     for i in range(0, n, batch):
         sent = send(s_all[i:i + batch], t_star, bundle.abar, links, gens)
