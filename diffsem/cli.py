@@ -246,12 +246,11 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
                  t_stars: list[int | None], offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
     """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`."""
     from diffsem.attacks.run import evaluate_attacks, gap_table, write_attack_report
-    from diffsem.judges import load_panel
+    from diffsem.judges import judge_list, load_panel
 
     folder = getattr(args, "checkpoints", None) or checkpoint_dir(args.dataset)
-    names = getattr(args, "judges", None)
-    panel = load_panel(bundle, folder, None if names is None else [n.strip() for n in names.split(",") if n.strip()],
-                       list(attacks), adapted=not getattr(args, "no_adapted_judge", False))
+    panel = load_panel(bundle, folder, judge_list(getattr(args, "judges", None)), list(attacks),
+                       adapted=not getattr(args, "no_adapted_judge", False))
     res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
                            tuple(m.strip() for m in args.self_noise.split(",")), seed=args.seed, decode=decode,
                            fading=args.fading, phy=_phy_settings(args), panel=panel,

@@ -200,6 +200,11 @@ class JudgePanel:
         self.adapted = {k: m.to(device).eval() for k, m in (adapted or {}).items()}
         self.device = device
 
+    @classmethod
+    def of_bundle(cls, bundle: Any) -> JudgePanel:
+        """The bundle's own judge alone (``cnn``): the panel when none is given."""
+        return cls({BUNDLE_JUDGE: bundle.judge}, device=bundle.device)
+
     def names(self, attack: str | None = None) -> list[str]:
         """The judges that score ``attack``'s reconstructions, in report order."""
         return [*self.judges, *([ADAPTED] if attack in self.adapted else [])]
@@ -214,6 +219,11 @@ class JudgePanel:
         x = reconstructions.float()
         return {name: torch.cat([j(x[i:i + batch].to(self.device)).argmax(1).cpu() for i in range(0, len(x), batch)])
                 for name, j in self.for_attack(attack).items()}
+
+
+def judge_list(text: str | None) -> list[str] | None:
+    """A ``--judges`` option's comma-separated names as a list; None (not given): the default panel."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 
 
 def load_panel(bundle: Any, root: Path, names: list[str] | None = None, attacks: list[str] = (),

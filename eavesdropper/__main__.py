@@ -6,7 +6,7 @@ from argparse import Namespace
 from collections.abc import Sequence
 
 from diffsem.bundle import EAVESDROPPER_PARTS, load_bundle
-from diffsem.judges import load_panel
+from diffsem.judges import judge_list, load_panel
 from eavesdropper.attacks import known_attacks
 from eavesdropper.server import Eavesdropper, EavesdropperServicer
 from eavesdropper.settings import SPEC
@@ -27,8 +27,7 @@ def load(args: Namespace, servicer: EavesdropperServicer, host: ServiceHost) -> 
     options: dict[str, object] = {"checkpoint_root": args.checkpoints}
     if args.transmitter_checkpoint is not None:
         options["transmitter_checkpoint"] = args.transmitter_checkpoint
-    names = None if args.judges is None else [n.strip() for n in args.judges.split(",") if n.strip()]
-    panel = load_panel(bundle, args.checkpoints, names, [args.attack])
+    panel = load_panel(bundle, args.checkpoints, judge_list(args.judges), [args.attack])
     eve = Eavesdropper(bundle, args.name, args.attack, options, args.attack_checkpoint, panel)
     loop = None
     if args.emulator:

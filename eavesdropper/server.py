@@ -35,7 +35,7 @@ class Eavesdropper:
     def __init__(self, bundle: ModelBundle, name: str, attack: str = "feature-classifier",
                  options: dict[str, Any] | None = None, checkpoint: Any = None, panel: JudgePanel | None = None):
         self.bundle, self.name = bundle, name
-        self.panel = panel or JudgePanel({"cnn": bundle.judge}, device=bundle.device)
+        self.panel = panel or JudgePanel.of_bundle(bundle)
         self.attack_name = attack
         self.options = options or {}
         main_ckpt = {"checkpoint": checkpoint} if checkpoint is not None else {}
