@@ -5,8 +5,8 @@
   classifier on the result at abar = 1. ``steps=1`` is a single x0 prediction.
 - ``selfref``: the ``direct`` label conditions the U-Net (self-referential label embedding); the denoised
   latent is classified. ``iterations > 1`` feeds each new label back in. With the matched classifier it almost
-  always returns the ``direct`` label, but not always (2 of 2000 test images differ at 10 dB, t* = 300; the committed
-  headline table's selfref column differs from direct by up to 0.02 points), so its U-Net pass is kept.
+  always returns the ``direct`` label, but not always (2 of 2000 test images differ at 10 dB, t* = 300:
+  ``benchmarks/selfref_vs_direct.py``, BENCHMARKS.md), so its U-Net pass is kept.
 
 The reverse step is the DDIM update (eta = 0) or its DDPM-like ancestral form (eta = 1), applied per sample:
 diffusers' ``DDIMScheduler.step`` takes one scalar timestep for the whole batch, while the live receiver
