@@ -166,9 +166,8 @@ class Link:
     def config(self, snr_db: float) -> LinkConfig:
         return link_config(self.settings, snr_db)
 
-    def phy(self, snr_db: float) -> OfdmState | None:
-        """The link's ofdm state (rebuilt when its channel settings changed), or None on a flat link."""
-        cfg = self.config(snr_db)
+    def phy(self, cfg: LinkConfig) -> OfdmState | None:
+        """The link's ofdm state for its settings ``cfg`` (rebuilt when its channel changed), or None if flat."""
         if cfg.phy != "ofdm":
             self.ofdm = None
             return None
@@ -178,7 +177,7 @@ class Link:
 
     def feedback(self, n: int, snr_db: float) -> CsiFeedback | None:
         """The transmitter's CSI of the link's next ``n`` frames (ofdm; drawn now), or None on a flat link."""
-        ofdm = self.phy(snr_db)
+        ofdm = self.phy(self.config(snr_db))
         return None if ofdm is None else ofdm.feedback(n, snr_db)
 
     def _gains(self, b: int, cfg: LinkConfig) -> torch.Tensor:
@@ -197,13 +196,13 @@ class Link:
 
     def transmit(self, x: torch.Tensor, snr_db: float) -> tuple[ChannelOutput, torch.Tensor, torch.Tensor]:
         """Pass x (B, k) through the link: (channel output, lost (B,) bool, extra delay (B,) seconds)."""
-        ofdm = self.phy(snr_db)
+        cfg = self.config(snr_db)  # validated once per batch
+        ofdm = self.phy(cfg)
         if ofdm is not None:
             if x.shape[1] != self.k:
                 raise BadRequest(f"frames of {x.shape[1]} real values; the ofdm link {self.name!r} carries k={self.k}")
             out = ofdm.carry(x, snr_db)
         else:
-            cfg = self.config(snr_db)
             out = carry(x, cfg, self.noise, gain=self._gains(x.shape[0], cfg))
         self.last_gain = complex(out.gain[-1].item())
         p = self.settings
