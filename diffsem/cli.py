@@ -1,4 +1,4 @@
-"""The ``diffsem`` command: ``data fetch``, ``train``, ``eval``, ``attack list|train|eval``.
+"""The ``diffsem`` command: ``data fetch``, ``train``, ``eval``, ``attack list|train|eval``, ``antennas eval``.
 
 Every ``DiffSemError`` (bad config, missing data, mismatched checkpoint) is printed as one line and exits 2;
 no traceback from deep inside torch reaches the user.
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_attack(sub)
+    _add_antennas(sub)
     return p
 
 
@@ -169,6 +170,66 @@ def _add_attack(sub: Any) -> None:
     ae.add_argument("--no-adapted-judge", action="store_true",
                     help="leave each attack's adapted judge out of its panel")
     ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
+
+
+def _add_antennas(sub: Any) -> None:
+    """`diffsem antennas eval`: null-space self-noise from a multi-antenna transmitter against the attack zoo."""
+    from diffsem.phy.antennas import ARRAY_MODELS
+
+    ae = sub.add_parser("antennas", help="multi-antenna links and null-space self-noise").add_subparsers(
+        dest="action", required=True).add_parser("eval", help="secrecy gap per antenna setting, CSI and eavesdropper")
+    ae.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    ae.add_argument("--checkpoints", type=Path, default=None)
+    ae.add_argument("--attacks", default="all", help="comma-separated names, or 'all' (whitebox needs --transmitter-checkpoint)")
+    ae.add_argument("--transmitter-checkpoint", type=Path, default=None, help="enables whitebox-inversion")
+    ae.add_argument("--whitebox-steps", type=int, default=100)
+    ae.add_argument("--whitebox-n", type=int, default=200, help="images for attacks that read the transmitter's weights")
+    ae.add_argument("--n", type=int, default=2000)
+    ae.add_argument("--snrs", type=_floats, default=[20.0], help="legitimate SNRs in dB (Es/N0 per receive antenna)")
+    ae.add_argument("--t-stars", default="none,300", help="comma list; 'none' = no beam self-noise")
+    ae.add_argument("--n-tx", type=_ints, default=[4], help="transmit antennas, from 1, 2, 4, 8")
+    ae.add_argument("--beam-fractions", type=_floats, default=[0.01],
+                    help="power fractions on the beam (the rest: null-space self-noise), e.g. 0.005,0.01,0.02")
+    ae.add_argument("--csi", default="perfect:0", help="legitimate CSI as ESTIMATOR:DELAY items, e.g. perfect:0,ls:1")
+    ae.add_argument("--speed-kmh", type=float, default=3.0, help="legitimate UE speed (CSI aging)")
+    ae.add_argument("--carrier-ghz", type=float, default=3.5)
+    ae.add_argument("--channel-model", choices=list(ARRAY_MODELS), default="rayleigh")
+    ae.add_argument("--eve-offsets", type=_floats, default=[0.0], help="eavesdropper SNR offsets in dB")
+    ae.add_argument("--eve-rx", type=_ints, default=[1], help="eavesdropper receive antennas, e.g. 1,2,4,8")
+    ae.add_argument("--eve-correlations", type=_floats, default=[0.0],
+                    help="correlation of each eavesdropper antenna's channel with the legitimate one, in [0, 1]")
+    ae.add_argument("--decode", default="direct", choices=list(DECODE_MODES))
+    ae.add_argument("--seed", type=int, default=0)
+    ae.add_argument("--out", type=Path, default=Path("out/antennas"))
+    ae.add_argument("--device", default="auto")
+    ae.add_argument("--judges", default=None, help="comma-separated panel of judges (default: cnn and every judge "
+                    "under <checkpoints>/judges)")
+    ae.add_argument("--no-adapted-judge", action="store_true", help="leave each attack's adapted judge out")
+    ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
+
+
+def _antennas(args: argparse.Namespace) -> None:
+    from diffsem.antenna_eval import AntennaEvalConfig, evaluate_antennas, gap_table, write_antenna_report
+    from diffsem.judges import judge_list, load_panel
+
+    grid = {"n": args.n, "snrs": args.snrs, "n_tx": args.n_tx, "beam_fractions": args.beam_fractions,
+            "csi": [c.strip() for c in args.csi.split(",") if c.strip()], "speed_kmh": args.speed_kmh,
+            "carrier_ghz": args.carrier_ghz, "channel_model": args.channel_model, "eve_offsets": args.eve_offsets,
+            "eve_rx": args.eve_rx, "eve_correlations": args.eve_correlations, "seed": args.seed,
+            "decode": args.decode, "whitebox_n": args.whitebox_n,
+            "t_stars": [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]}
+    cfg = build(AntennaEvalConfig, **grid)  # validates every condition's settings before anything loads
+    folder = args.checkpoints or checkpoint_dir(args.dataset)
+    bundle = load_bundle(folder, device=args.device)
+    if bundle.cfg.dataset != args.dataset:
+        raise DiffSemError(f"checkpoint is for data set {bundle.cfg.dataset!r} but --dataset {args.dataset!r} was given")
+    attacks = _attack_zoo(args, bundle, folder)
+    panel = load_panel(bundle, folder, judge_list(args.judges), list(attacks), adapted=not args.no_adapted_judge)
+    images, labels = load_split(args.dataset, "test", args.data_dir)
+    res = evaluate_antennas(bundle, attacks, images[:cfg.n], labels[:cfg.n], cfg, panel, args.gap_judge)
+    paths = write_antenna_report(res, args.out)
+    print(gap_table(res["rows"]))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _attack(args: argparse.Namespace) -> None:
@@ -315,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             _eval(args)
         elif args.command == "attack":
             _attack(args)
+        elif args.command == "antennas":
+            _antennas(args)
     except DiffSemError as exc:
         print(f"diffsem: error: {exc}", file=sys.stderr)
         return 2
