@@ -43,10 +43,12 @@ from diffsem.pipeline import PublicHeader, privacy_level
 
 @dataclass
 class Precoded:
-    """A batch at the transmitter: antenna signals x (B, k/2, n_tx) complex64, the public header, the beam and the
-    null-space power p_null per channel use ((B, 1) or (B, k/2); None without null-space self-noise)."""
+    """A batch at the transmitter: antenna signals x (B, k/2, n_tx) complex64, the self-noised frames u (B, k) they
+    carry on the beam, the public header, the beam and the null-space power p_null per channel use ((B, 1) or
+    (B, k/2); None without null-space self-noise)."""
 
     x: torch.Tensor
+    u: torch.Tensor
     header: PublicHeader
     beam: Beam
     p_null: torch.Tensor | None
@@ -70,13 +72,14 @@ def transmit_antennas(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, c
     feedback = fb[:, 0] if fb.shape[1] == 1 else CsiFeedback(quantise_csi(fb), torch.arange(k // 2))
     u, header, _ = transmit(s, t_star, abar, feedback, generator)
     p_null = null_power(beam.beta, header.a, header.sigma_self2, k) if split.null_space else None
-    return Precoded(precode(u, beam, p_null, generator), header, beam, p_null)
+    return Precoded(precode(u, beam, p_null, generator), u, header, beam, p_null)
 
 
-def receive(y: torch.Tensor, h: torch.Tensor, sent: Precoded, n0: float) -> ChannelOutput:
-    """A listener's side: received y (B, k/2, n_rx) over its channel h (B, M, n_rx, n_tx) -> what its LMMSE combiner
-    delivers (latent (B, k), its noise per real dim, the beam's effective gain), ready for :func:`framepath.view`."""
-    g, r = listener_channel(h, sent.beam, sent.p_null, n0)
+def receive(y: torch.Tensor, g: torch.Tensor, r: torch.Tensor) -> ChannelOutput:
+    """A listener's side: received y (B, k/2, n_rx), the beam's effective channel g (B, M, n_rx) and the
+    interference-plus-noise covariance r (B, M, n_rx, n_rx) it sees (what it learns from the air:
+    :func:`~diffsem.phy.nullspace.listener_channel`) -> what its LMMSE combiner delivers (latent (B, k), its noise
+    per real dim, the beam's effective gain), ready for :func:`diffsem.framepath.view`."""
     latent, sigma2 = combine(y, g, r)
     gain = (g[:, 0, 0] if g.shape[-1] == 1 else g[:, 0].norm(dim=-1)).to(torch.complex64)
     return ChannelOutput(latent=latent, sigma_c2=sigma2, gain=gain, erased=torch.zeros(latent.shape, dtype=torch.bool))
@@ -108,5 +111,6 @@ def send_antennas(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, links
     views = {}
     for name, link in links.items():
         draw = draws[name] if name in draws else draws.setdefault(name, link.draw(b, draws[legit]))
-        views[name] = view(receive(link.carry(sent.x, draw), draw.h, sent, link.n0), sent.header)
+        g, r = listener_channel(draw.h, sent.beam, sent.p_null, link.n0)  # the link's physics: what it learns
+        views[name] = view(receive(link.carry(sent.x, draw), g, r), sent.header)
     return AntennaSent(sent, csi, draws, views)

@@ -156,7 +156,8 @@ def precode(u: torch.Tensor, beam: Beam, p_null: torch.Tensor | None, generator:
     if p_null is None or beam.d == 0:
         return x
     n = torch.randn((b, j, beam.w.shape[-1]), generator=generator, dtype=torch.complex64)
-    projected = torch.einsum("bjst,bjt->bjs", beam.null.expand(b, j, -1, -1), n)
+    # P_perp n per channel use: one (k/2 x n_tx) @ (n_tx x n_tx) product per frame when the projector is per frame
+    projected = n @ beam.null[:, 0].mT if beam.null.shape[1] == 1 else (beam.null @ n[..., None])[..., 0]
     return x + (p_null / beam.d).sqrt().to(torch.float32)[..., None] * projected
 
 
