@@ -164,7 +164,8 @@ def evaluate_antennas(bundle: Any, attacks: dict[str, Attack], images: torch.Ten
         correct = (decided == labels).float()
         for name, off, n_rx, rho in cfg.eavesdroppers():
             eve = out.views[name]
-            base = {**cond, "eve_offset_db": off, "eve_n_rx": n_rx, "eve_correlation": rho,
+            base = {**cond, "channel_model": cfg.channel_model, "speed_kmh": cfg.speed_kmh, "eve_offset_db": off,
+                    "eve_n_rx": n_rx, "eve_correlation": rho,
                     "legit_acc": float(correct.mean()), "legit_abar_eff": float(legit.abar_eff.mean()),
                     "eve_abar_eff": float(eve.abar_eff.mean()), "n": len(images)}
             mine, _ = _attack_rows(wide, panel, eve, out.sent.header, images, labels, base, gap_judge)
@@ -194,7 +195,9 @@ def best_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _key(r: dict[str, Any]) -> tuple:
-    return (r["snr_db"], r["estimator"], r["feedback_delay"], r["n_tx"], r["beam_fraction"], r["t_star"])
+    """A condition: channel, SNR, CSI, transmit antennas, beam fraction, t*."""
+    return (r["channel_model"], r["speed_kmh"], r["snr_db"], r["estimator"], r["feedback_delay"], r["n_tx"],
+            r["beam_fraction"], r["t_star"])
 
 
 def _pct(v: float | None) -> str:
@@ -202,7 +205,9 @@ def _pct(v: float | None) -> str:
 
 
 def _csi(r: dict[str, Any]) -> str:
-    return f"{r['estimator']}, delay {r['feedback_delay']}"
+    """The channel and the legitimate CSI, e.g. ``rayleigh, ls, delay 1 @ 3 km/h``."""
+    speed = f" @ {r['speed_kmh']:g} km/h" if r["feedback_delay"] else ""
+    return f"{r['channel_model']}, {r['estimator']}, delay {r['feedback_delay']}{speed}"
 
 
 def _best_cell(r: dict[str, Any]) -> str:
@@ -211,37 +216,51 @@ def _best_cell(r: dict[str, Any]) -> str:
     return f"{_pct(r['attacker_acc'])} ({r['attack']}{few})"
 
 
+CONDITION_HEAD = "| SNR dB | channel, CSI | n_tx | beam fraction | t* | eve offset dB | eve n_rx | eve corr. |"
+
+
+def _condition_cells(r: dict[str, Any]) -> list[str]:
+    """A row's condition and eavesdropper, as :data:`CONDITION_HEAD`'s cells."""
+    return [f"{r['snr_db']:g}", _csi(r), str(r["n_tx"]), f"{r['beam_fraction']:g}",
+            "none" if r["t_star"] is None else str(r["t_star"]), f"{r['eve_offset_db']:g}", str(r["eve_n_rx"]),
+            f"{r['eve_correlation']:g}"]
+
+
 def gap_table(rows: list[dict[str, Any]]) -> str:
     """The secrecy gap per condition and eavesdropper: legitimate accuracy and level, the eavesdropper's level,
     the best attack (which) and the gap in points."""
-    lines = ["| SNR dB | CSI | n_tx | beam fraction | t* | eve offset dB | eve n_rx | eve corr. | legit % | legit abar_eff"
-             " | eve abar_eff | best attack % | gap pts |", "|" + "---|" * 13]
+    lines = [CONDITION_HEAD + " legit % | legit abar_eff | eve abar_eff | best attack % | gap pts |", "|" + "---|" * 13]
     for r in best_rows(rows):
-        lines.append("| " + " | ".join([
-            f"{r['snr_db']:g}", _csi(r), str(r["n_tx"]), f"{r['beam_fraction']:g}",
-            "none" if r["t_star"] is None else str(r["t_star"]), f"{r['eve_offset_db']:g}", str(r["eve_n_rx"]),
-            f"{r['eve_correlation']:g}", _pct(r["legit_acc"]), f"{r['legit_abar_eff']:.3f}",
-            f"{r['eve_abar_eff']:.4f}", _best_cell(r),
-            f"{100 * r['secrecy_gap']:+.1f}"]) + " |")
+        lines.append("| " + " | ".join([*_condition_cells(r), _pct(r["legit_acc"]), f"{r['legit_abar_eff']:.3f}",
+                                        f"{r['eve_abar_eff']:.4f}", _best_cell(r),
+                                        f"{100 * r['secrecy_gap']:+.1f}"]) + " |")
     return "\n".join(lines)
 
 
 def attack_table(rows: list[dict[str, Any]]) -> str:
     """Every attack: its label accuracy, each judge's, their max and spread, PSNR, on how many images."""
     judges = list(dict.fromkeys(j for r in rows for j in r.get("judges", {})))
-    lines = ["| SNR dB | CSI | n_tx | beam fraction | t* | eve offset dB | eve n_rx | eve corr. | attack | n | label % | "
-             "judged max % | spread pts | " + "".join(f"{j} % | " for j in judges) + "PSNR dB | attacker % |",
-             "|" + "---|" * (15 + len(judges))]
+    lines = [CONDITION_HEAD + " attack | n | label % | judged max % | spread pts | "
+             + "".join(f"{j} % | " for j in judges) + "PSNR dB | attacker % |", "|" + "---|" * (15 + len(judges))]
     for r in rows:
         per = r.get("judges", {})
         lines.append("| " + " | ".join([
-            f"{r['snr_db']:g}", _csi(r), str(r["n_tx"]), f"{r['beam_fraction']:g}",
-            "none" if r["t_star"] is None else str(r["t_star"]), f"{r['eve_offset_db']:g}", str(r["eve_n_rx"]),
-            f"{r['eve_correlation']:g}", r["attack"], str(r["n"]), _pct(r.get("label_acc")),
-            _pct(r.get("judged_max")), "-" if "judged_spread" not in r else f"{100 * r['judged_spread']:.1f}",
-            *(_pct(per.get(j)) for j in judges), f"{r['psnr']:.2f}" if "psnr" in r else "-",
-            _pct(r["attacker_acc"])]) + " |")
+            *_condition_cells(r), r["attack"], str(r["n"]), _pct(r.get("label_acc")), _pct(r.get("judged_max")),
+            "-" if "judged_spread" not in r else f"{100 * r['judged_spread']:.1f}", *(_pct(per.get(j)) for j in judges),
+            f"{r['psnr']:.2f}" if "psnr" in r else "-", _pct(r["attacker_acc"])]) + " |")
     return "\n".join(lines)
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' results as one (``diffsem antennas report``): their rows, a row of a later run replacing an
+    earlier one for the same condition, eavesdropper and attack; the configs kept as a list. Runs with the same seed
+    share each condition's legitimate and transmitter draws, so their eavesdroppers can be compared."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for res in results:
+        for r in res["rows"]:
+            r = {"channel_model": res["config"]["channel_model"], "speed_kmh": res["config"]["speed_kmh"], **r}
+            rows[_key(r) + (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"], r["attack"])] = r
+    return {"config": {"merged": [res["config"] for res in results]}, "rows": list(rows.values())}
 
 
 def write_antenna_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -274,10 +293,11 @@ def plot_beam_fraction(rows: list[dict[str, Any]], path: Path) -> None:
     mine = [r for r in best_rows(rows) if (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"]) == (0.0, 1, 0.0)
             and r["null_space"]]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    groups = list(dict.fromkeys((r["snr_db"], r["estimator"], r["feedback_delay"], r["n_tx"], r["t_star"]) for r in mine))
-    for i, g in enumerate(groups):
-        pts = sorted((r for r in mine if (r["snr_db"], r["estimator"], r["feedback_delay"], r["n_tx"], r["t_star"]) == g),
-                     key=lambda r: r["beam_fraction"])
+    def group(r: dict[str, Any]) -> tuple:
+        return _key(r)[:6] + (r["t_star"],)
+
+    for i, g in enumerate(dict.fromkeys(group(r) for r in mine)):
+        pts = sorted((r for r in mine if group(r) == g), key=lambda r: r["beam_fraction"])
         x = [r["beam_fraction"] for r in pts]
         ax.plot(x, [100 * r["legit_acc"] for r in pts], "-o", ms=3, color=f"C{i}", label=_label(pts[0], "beta"))
         ax.plot(x, [100 * r["attacker_acc"] for r in pts], "--s", ms=3, color=f"C{i}")
@@ -286,7 +306,8 @@ def plot_beam_fraction(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("accuracy % (solid: legitimate, dashed: best attack)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    if mine:
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -313,7 +334,8 @@ def plot_eve_antennas(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("eavesdropper receive antennas (LMMSE combiner)")
     ax.set_ylabel("secrecy gap vs best attack (points)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    if ax.lines[1:]:
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

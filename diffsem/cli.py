@@ -176,8 +176,12 @@ def _add_antennas(sub: Any) -> None:
     """`diffsem antennas eval`: null-space self-noise from a multi-antenna transmitter against the attack zoo."""
     from diffsem.phy.antennas import ARRAY_MODELS
 
-    ae = sub.add_parser("antennas", help="multi-antenna links and null-space self-noise").add_subparsers(
-        dest="action", required=True).add_parser("eval", help="secrecy gap per antenna setting, CSI and eavesdropper")
+    actions = sub.add_parser("antennas", help="multi-antenna links and null-space self-noise").add_subparsers(
+        dest="action", required=True)
+    rep = actions.add_parser("report", help="tables and plots of several `antennas eval` runs together")
+    rep.add_argument("results", type=Path, nargs="+", help="antennas.json files")
+    rep.add_argument("--out", type=Path, required=True)
+    ae = actions.add_parser("eval", help="secrecy gap per antenna setting, CSI and eavesdropper")
     ae.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     ae.add_argument("--checkpoints", type=Path, default=None)
     ae.add_argument("--attacks", default="all", help="comma-separated names, or 'all' (whitebox needs --transmitter-checkpoint)")
@@ -209,8 +213,19 @@ def _add_antennas(sub: Any) -> None:
 
 
 def _antennas(args: argparse.Namespace) -> None:
-    from diffsem.antenna_eval import AntennaEvalConfig, evaluate_antennas, gap_table, write_antenna_report
+    from diffsem.antenna_eval import AntennaEvalConfig, evaluate_antennas, gap_table, merge_results, write_antenna_report
+    from diffsem.attacks.run import read_attack_results
     from diffsem.judges import judge_list, load_panel
+
+    if args.action == "report":
+        missing = [str(p) for p in args.results if not p.is_file()]
+        if missing:
+            raise DiffSemError(f"no such results file: {', '.join(missing)} (write one with `diffsem antennas eval`)")
+        res = merge_results([read_attack_results(p) for p in args.results])
+        paths = write_antenna_report(res, args.out)
+        print(gap_table(res["rows"]))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return
 
     grid = {"n": args.n, "snrs": args.snrs, "n_tx": args.n_tx, "beam_fractions": args.beam_fractions,
             "csi": [c.strip() for c in args.csi.split(",") if c.strip()], "speed_kmh": args.speed_kmh,

@@ -6,7 +6,9 @@ configured statistics; bad settings and CSI get one-line errors."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,9 +142,9 @@ def test_an_eavesdroppers_correlation_with_the_legitimate_channel() -> None:
 
 def test_a_cdl_link_draws_unit_gain_reproducibly_from_its_own_generator() -> None:
     cdl = AntennaConfig(n_tx=4, n_rx=2, channel_model="CDL-C", feedback_delay=1)
-    draws = [MimoLink(LinkConfig(), cdl, torch.Generator().manual_seed(3)).draw(200) for _ in range(2)]
-    assert torch.equal(draws[0].h, draws[1].h) and draws[0].h.shape == (200, 1, 2, 4)
-    assert 0.85 < float(draws[0].h.abs().pow(2).mean()) < 1.15
+    draws = [MimoLink(LinkConfig(), cdl, torch.Generator().manual_seed(3)).draw(100) for _ in range(2)]
+    assert torch.equal(draws[0].h, draws[1].h) and draws[0].h.shape == (100, 1, 2, 4)
+    assert 0.85 < float(draws[0].h.abs().pow(2).mean()) < 1.15  # omni elements: E|H_ij|^2 = 1
 
 
 def test_per_symbol_channels_split_per_symbol() -> None:
@@ -192,24 +194,44 @@ def test_csi_feedback_of_the_wrong_shape_or_not_finite_is_refused(csi: torch.Ten
     assert words in str(err.value)
 
 
-def test_antennas_eval_measures_the_keyless_gap_and_writes_its_report(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`diffsem antennas eval`: four transmit antennas open a gap that one does not, against a one-antenna
-    eavesdropper at equal SNR; the report has both tables and both plots."""
-    import json
-
+@pytest.fixture(scope="module")
+def antennas_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small `diffsem antennas eval`: n_tx 1 and 4, eavesdroppers with 1 and 4 antennas, 80 images."""
     from diffsem.cli import main
 
+    out = tmp_path_factory.mktemp("antennas")
     args = ["antennas", "eval", "--n", "80", "--attacks", "feature-classifier,inversion-decoder", "--t-stars", "300",
-            "--n-tx", "1,4", "--beam-fractions", "0.01", "--eve-rx", "1,4", "--device", "cpu", "--out", str(tmp_path)]
-    assert main(args) == 0, capsys.readouterr().err
-    res = json.loads((tmp_path / "antennas.json").read_text())
+            "--n-tx", "1,4", "--beam-fractions", "0.01", "--eve-rx", "1,4", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    return out
+
+
+def test_antennas_eval_measures_the_keyless_gap_and_writes_its_report(antennas_run: Path) -> None:
+    """Four transmit antennas open a gap that one does not, against a one-antenna eavesdropper at equal SNR; the
+    report has both tables and both plots."""
+    res = json.loads((antennas_run / "antennas.json").read_text())
     assert res["config"]["n"] == 80 and {r["attack"] for r in res["rows"]} == {"feature-classifier", "inversion-decoder"}
     gap = {(r["n_tx"], r["eve_n_rx"]): r["secrecy_gap"] for r in res["rows"]}
     assert gap[(4, 1)] > 0.4 > 0.15 > gap[(1, 1)]  # t* = 300 at 20 dB: about 98% against about 27% (4) or 97% (1)
     assert gap[(4, 4)] < gap[(4, 1)] - 0.2  # an eavesdropper with n_tx antennas nulls the 3-dimensional null space
-    assert "## Secrecy gap" in (tmp_path / "antennas.md").read_text()
+    assert "## Secrecy gap" in (antennas_run / "antennas.md").read_text()
     for plot in ("acc_vs_beam_fraction.png", "gap_vs_eve_antennas.png"):
-        assert (tmp_path / plot).stat().st_size > 1000
+        assert (antennas_run / plot).stat().st_size > 1000
+
+
+def test_antennas_report_joins_runs_of_the_same_conditions(antennas_run: Path, tmp_path: Path, cli) -> None:
+    """`diffsem antennas report` of a run split in two (by the eavesdroppers' antennas) gives the run's gap table."""
+    from diffsem.antenna_eval import gap_table
+
+    res = json.loads((antennas_run / "antennas.json").read_text())
+    for n_rx in (1, 4):
+        part = {"config": res["config"], "rows": [r for r in res["rows"] if r["eve_n_rx"] == n_rx]}
+        (tmp_path / f"{n_rx}.json").write_text(json.dumps(part))
+    assert cli("antennas", "report", str(tmp_path / "1.json"), str(tmp_path / "4.json"), "--out", str(tmp_path)).code == 0
+    joined = json.loads((tmp_path / "antennas.json").read_text())["rows"]
+    assert set(gap_table(joined).splitlines()) == set(gap_table(res["rows"]).splitlines())
+    assert cli("antennas", "report", str(tmp_path / "nope.json"), "--out", str(tmp_path)).err.startswith(
+        "diffsem: error: no such results file")
 
 
 @pytest.mark.parametrize(("option", "words"), [

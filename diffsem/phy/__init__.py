@@ -1,8 +1,14 @@
 """The physical layer on Sionna: ``flat`` (the paper's block fading) and ``ofdm`` (3GPP TDL/CDL over a resource grid).
 
 Sionna is imported only inside this package, and only by :mod:`diffsem.phy.blocks`, :mod:`diffsem.phy.flat` and
-:mod:`diffsem.phy.ofdm` (about 3.5 s on first import), so ``import diffsem.phy`` and :mod:`diffsem.phy.grid` stay
-light: a validator can call :func:`check_link` without loading Sionna. The math is docs/design.md §3.
+:mod:`diffsem.phy.ofdm` (about 3.5 s on first import) and, when a multi-antenna link first draws, by
+:mod:`diffsem.phy.antennas`, so ``import diffsem.phy``, :mod:`diffsem.phy.grid` and :mod:`diffsem.phy.nullspace`
+stay light: a validator can call :func:`check_link` without loading Sionna. The math is docs/design.md §3.
+
+Multi-antenna links (docs/design.md §3, multi-antenna links and null-space self-noise) are their own blocks for now:
+``antennas.AntennaConfig`` and ``antennas.MimoLink`` (``draw``, ``feedback``, ``carry``: Rayleigh or CDL, LS and
+delayed CSI), ``nullspace`` (beam, power split, null-space self-noise, LMMSE combining), driven by
+:func:`diffsem.antenna_path.send_antennas`.
 
 API (what the offline evaluator and the live services call)
 ----------------------------------------------------------
