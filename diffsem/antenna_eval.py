@@ -264,16 +264,16 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_antenna_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
-    """``antennas.json``, ``antennas.md`` (the gap table, then every attack) and the two plots."""
+    """``antennas.json``, ``antennas.md`` (the gap table, then every attack) and the two plots (each where its axis
+    was swept); returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "antennas.json", "md": out / "antennas.md", "beam": out / "acc_vs_beam_fraction.png",
              "eve_rx": out / "gap_vs_eve_antennas.png"}
     paths["json"].write_text(json.dumps(_strict_json(res), indent=2, allow_nan=False) + "\n")
     paths["md"].write_text("## Secrecy gap (best attack per eavesdropper)\n\n" + gap_table(res["rows"])
                            + "\n\n## Every attack\n\n" + attack_table(res["rows"]) + "\n")
-    plot_beam_fraction(res["rows"], paths["beam"])
-    plot_eve_antennas(res["rows"], paths["eve_rx"])
-    return paths
+    drawn = {"beam": plot_beam_fraction(res["rows"], paths["beam"]), "eve_rx": plot_eve_antennas(res["rows"], paths["eve_rx"])}
+    return {name: path for name, path in paths.items() if drawn.get(name, True)}
 
 
 def _label(r: dict[str, Any], *skip: str) -> str:
@@ -282,21 +282,25 @@ def _label(r: dict[str, Any], *skip: str) -> str:
     return ", ".join(v for k, v in parts.items() if k not in skip)
 
 
-def plot_beam_fraction(rows: list[dict[str, Any]], path: Path) -> None:
+def plot_beam_fraction(rows: list[dict[str, Any]], path: Path) -> bool:
     """Legitimate (solid) and best-attack (dashed) accuracy against the beam's power fraction, per (SNR, CSI, n_tx,
-    t*), for the single-antenna eavesdropper at equal average SNR, uncorrelated."""
+    t*), for the single-antenna eavesdropper at equal average SNR, uncorrelated; False (nothing drawn) unless some
+    condition has several beam fractions."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mine = [r for r in best_rows(rows) if (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"]) == (0.0, 1, 0.0)
-            and r["null_space"]]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     def group(r: dict[str, Any]) -> tuple:
         return _key(r)[:6] + (r["t_star"],)
 
-    for i, g in enumerate(dict.fromkeys(group(r) for r in mine)):
+    mine = [r for r in best_rows(rows) if (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"]) == (0.0, 1, 0.0)
+            and r["null_space"]]
+    groups = [g for g in dict.fromkeys(group(r) for r in mine) if sum(group(r) == g for r in mine) > 1]
+    if not groups:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, g in enumerate(groups):
         pts = sorted((r for r in mine if group(r) == g), key=lambda r: r["beam_fraction"])
         x = [r["beam_fraction"] for r in pts]
         ax.plot(x, [100 * r["legit_acc"] for r in pts], "-o", ms=3, color=f"C{i}", label=_label(pts[0], "beta"))
@@ -306,26 +310,28 @@ def plot_beam_fraction(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("accuracy % (solid: legitimate, dashed: best attack)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    if mine:
-        ax.legend(fontsize=6)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def plot_eve_antennas(rows: list[dict[str, Any]], path: Path) -> None:
-    """The secrecy gap against the eavesdropper's receive antennas, per condition (equal average SNR, uncorrelated)."""
+def plot_eve_antennas(rows: list[dict[str, Any]], path: Path) -> bool:
+    """The secrecy gap against the eavesdropper's receive antennas, per condition (equal average SNR, uncorrelated);
+    False (nothing drawn) unless some condition has eavesdroppers with several antenna counts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     mine = [r for r in best_rows(rows) if (r["eve_offset_db"], r["eve_correlation"]) == (0.0, 0.0)]
+    keys = [k for k in dict.fromkeys(_key(r) for r in mine) if sum(_key(r) == k for r in mine) > 1]
+    if not keys:
+        return False
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, key in enumerate(dict.fromkeys(_key(r) for r in mine)):
+    for i, key in enumerate(keys):
         pts = sorted((r for r in mine if _key(r) == key), key=lambda r: r["eve_n_rx"])
-        if len(pts) < 2:
-            continue
         ax.plot([r["eve_n_rx"] for r in pts], [100 * r["secrecy_gap"] for r in pts], "-o", ms=3, color=f"C{i % 10}",
                 label=_label(pts[0]))
     ax.set_xscale("log", base=2)
@@ -334,8 +340,8 @@ def plot_eve_antennas(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("eavesdropper receive antennas (LMMSE combiner)")
     ax.set_ylabel("secrecy gap vs best attack (points)")
     ax.grid(alpha=0.3)
-    if ax.lines[1:]:
-        ax.legend(fontsize=6)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
