@@ -8,12 +8,15 @@ that pyproject.toml dropped is still visible in a stale lock even when something
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import sysconfig
 import tomllib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import unquote
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -128,11 +131,18 @@ def test_the_two_locks_agree_on_every_shared_version(tmp_path: Path) -> None:
     assert f"{DEV} has pillow==1.0, {RUNTIME} has" in report and "Refresh it with: scripts/lock" in report
 
 
+def _from_this_checkout(dist: metadata.Distribution) -> bool:
+    """Installed from a folder of this checkout: the project, or the example plugin that a service test installs."""
+    url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+    return url.startswith("file://") and Path(unquote(url.removeprefix("file://"))).resolve().is_relative_to(ROOT)
+
+
 def test_the_venv_holds_exactly_the_lock() -> None:
-    """scripts/setup installs requirements/dev.txt and nothing else (this project aside)."""
+    """scripts/setup installs requirements/dev.txt and nothing else (this checkout's own packages aside)."""
     pins = read_lock((ROOT / DEV).read_text())
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
-    installed.pop("diffsem")
+    site = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})  # not the checkout's own egg-info
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)
+                 if not _from_this_checkout(d)}
     missing = {n: p.version for n, p in pins.items() if installed.get(n) != p.version}
     extra = {n: v for n, v in installed.items() if n not in pins}
     assert not missing and not extra, (
