@@ -26,9 +26,10 @@ COPY scripts/pip-source /usr/local/bin/diffsem-pip-source
 RUN diffsem-pip-source check
 RUN python3 -m venv /opt/diffsem
 ENV PATH=/opt/diffsem/bin:$PATH
-# Dependencies first (pyproject.toml's runtime list, never the dev extras), so code and README changes reuse this layer.
-COPY pyproject.toml /src/
-RUN diffsem-pip-source install-deps /src/pyproject.toml \
+# Dependencies first (the runtime lock, requirements/runtime.txt: every version and file hash pinned, never the dev
+# extras), so code, README and pyproject changes reuse this layer.
+COPY requirements/runtime.txt /src/requirements/
+RUN diffsem-pip-source install-deps /src/requirements/runtime.txt \
     # C++ unit tests, headers and a protoc that torch ships for extension builders; no service runs them.
     && cd /opt/diffsem/lib/python3.11/site-packages/torch \
     && rm -rf test include bin/protoc* bin/test_* bin/*Test bin/*.pt bin/*.ptl \
@@ -43,7 +44,7 @@ COPY receiver /src/receiver
 COPY eavesdropper /src/eavesdropper
 COPY control_panel /src/control_panel
 COPY launcher /src/launcher
-COPY README.md /src/
+COPY pyproject.toml README.md /src/
 # Bytecode only for the modules the services import when they start: fast start-up without ~250 MB of .pyc files
 # for code that never runs (tests/test_dockerfile.py keeps this list equal to the services' entry points).
 RUN pip install --no-deps --no-build-isolation --no-compile /src \

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,15 +117,15 @@ def ensure_base_image(engine: Engine) -> None:
 
 
 def wheels_complete() -> bool:
-    """Whether wheels/ alone satisfies pyproject.toml's runtime dependencies (pip resolves offline, installs nothing)."""
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """Whether wheels/ alone serves the runtime lock, hashes included (pip resolves offline, installs nothing)."""
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
-                           "--no-index", "--find-links", str(ROOT / "wheels"), *deps], capture_output=True, timeout=300)
+                           "--no-index", "--find-links", str(ROOT / "wheels"), "--require-hashes",
+                           "-r", str(ROOT / "requirements" / "runtime.txt")], capture_output=True, timeout=300)
     return done.returncode == 0
 
 
 def ensure_wheels() -> None:
-    """scripts/wheels when wheels/ cannot serve every runtime dependency (a fresh clone, or a new pin)."""
+    """scripts/wheels when wheels/ cannot serve the runtime lock (a fresh clone, or a refreshed lock)."""
     if wheels_complete():
         return
     done = subprocess.run([str(ROOT / "scripts" / "wheels")], cwd=ROOT, env=dict(os.environ) | {"PYTHON": sys.executable},

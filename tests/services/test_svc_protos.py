@@ -1,11 +1,18 @@
-"""The committed generated code is what ``protos/generate.py`` produces from the .proto files."""
+"""The committed generated code is what ``protos/generate.py`` produces from the .proto files with the locked
+grpcio-tools, and pyproject.toml's ranges admit no grpcio or protobuf too old to run it."""
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 from svc_helpers import ROOT
 
+from protos import generate as gen
 from protos.generate import generate
 
 
@@ -17,6 +24,28 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     for p in fresh:
         assert p.read_bytes() == (committed_dir / p.name).read_bytes(), (
             f"{p.name} is stale: run `python protos/generate.py` and commit the result")
+
+
+def test_generate_refuses_a_grpcio_tools_other_than_the_locked_one(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = tmp_path / "dev.txt"
+    lock.write_text("grpcio-tools==1.0.0 \\\n    --hash=sha256:00\n")
+    monkeypatch.setattr(gen, "LOCK", lock)
+    with pytest.raises(RuntimeError, match=r"grpcio-tools \S+ is not the one .* locks \(1\.0\.0\): run scripts/setup"):
+        generate(tmp_path)
+    assert not (tmp_path / "protos").exists()
+
+
+def test_pyproject_admits_no_grpcio_or_protobuf_older_than_the_generated_code_needs() -> None:
+    """The generated modules refuse to import under an older grpcio (GRPC_GENERATED_VERSION) or protobuf (gencode)."""
+    code = ROOT / "protos" / "diffsem" / "v1"
+    needs = {"grpcio": re.search(r"GRPC_GENERATED_VERSION = '(\S+)'", (code / "common_pb2_grpc.py").read_text())[1],
+             "protobuf": re.search(r"Protobuf Python Version: (\S+)", (code / "common_pb2.py").read_text())[1]}
+    ranges = {r.name: r.specifier for r in map(Requirement, tomllib.loads((ROOT / "pyproject.toml").read_text())
+                                                ["project"]["dependencies"])}
+    for name, version in needs.items():
+        floors = [Version(s.version) for s in ranges[name] if s.operator in (">=", "==", "~=")]
+        assert floors and max(floors) >= Version(version), f"pyproject.toml: {name}{ranges[name]}; the code needs >={version}"
 
 
 def test_the_link_schema_travels_as_json_and_its_rules_are_enforced_from_the_proto() -> None:
