@@ -294,7 +294,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from diffsem.evaluate import EvalConfig
+    from diffsem.evaluate import EvalConfig, check_t_stars
     from diffsem.grids import EvalGrid
     from diffsem.report import markdown, write_all
 
@@ -313,6 +313,7 @@ def _eval(args: argparse.Namespace) -> None:
              "aging_speeds": args.aging_speeds, "aging_delays": args.aging_delays, "aging_snrs": args.aging_snrs}
     ec = build(EvalConfig, **{k: v for k, v in given.items() if v is not None})
     check_link(build(LinkConfig, **ec.phy), bundle.cfg.k)  # the grid must carry the bundle's frames
+    check_t_stars(bundle, ec)
     attacks = _attack_zoo(args, bundle, folder) if args.attacks else {}  # fail fast, before the sweep
     load_split(args.dataset, "test", args.data_dir)  # a missing data set fails here, before any worker starts
     grid = EvalGrid(args.dataset, str(folder), ec.model_dump(), args.device, _str(args.data_dir), args.k)

@@ -129,10 +129,15 @@ class EvalContext:
     labels: torch.Tensor
 
 
-def eval_context(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> EvalContext:
-    """Check the t* values and encode ``images`` (N, 1, 28, 28) once for every cell."""
+def check_t_stars(bundle: ModelBundle, ec: EvalConfig) -> None:
+    """Every t* of the sweep must be a timestep of the bundle's schedule (a one-line ConfigError otherwise)."""
     for t in [*ec.t_stars, ec.default_t_star]:
         build(PrivacyConfig, t_star=t, num_train_timesteps=bundle.cfg.num_train_timesteps)
+
+
+def eval_context(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> EvalContext:
+    """Check the t* values and encode ``images`` (N, 1, 28, 28) once for every cell."""
+    check_t_stars(bundle, ec)
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
     return EvalContext(bundle, DiffusionReceiver(bundle, steps=ec.steps, eta=ec.eta), ec, s_all, labels)
 

@@ -12,7 +12,8 @@ bit-identical tables.
   the same settings skips those cells, so an interrupted sweep, local or on Ray, resumes where it stopped. Every
   result goes through the same JSON round trip, so a resumed sweep writes exactly what an uninterrupted one would.
 - **Failures.** A cell that fails is reported by its coordinates and rerun once; if it fails again the sweep stops
-  with :class:`SweepError` naming every such cell (finished cells stay stored).
+  with :class:`SweepError` naming every such cell (finished cells stay stored). A :class:`DiffSemError` (bad input,
+  a missing file) would fail the same way again: it stops the sweep at once, as the one-line error it is.
 - **Progress** is a tqdm bar over the cells on stderr.
 
 A grid must be picklable (paths and options only): a Ray worker rebuilds the loaded models from it once per
@@ -301,6 +302,8 @@ def run_grid(grid: Grid, executor: LocalExecutor | RayExecutor, store: CellStore
         failed = {}
         for cell, outcome in executor.map_unordered(grid, batch):
             if isinstance(outcome, BaseException):
+                if isinstance(cause := getattr(outcome, "cause", outcome), DiffSemError):
+                    raise cause  # bad input or a missing file: the same again on a rerun, and already one clear line
                 failed[cell] = outcome
                 continue
             outcome = round_trip(outcome)

@@ -177,14 +177,26 @@ class RayCluster:
     every Ray process on the machine)."""
 
     def __init__(self) -> None:
+        self.head = self.worker = None
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         ray_bin = str(Path(sys.executable).with_name("ray"))
         common = ["--block", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
                   "--dashboard-agent-listen-port", str(free_port())]
+        # Ray 2.60's `ray start` asks drivers for a token by default; a driver reads RAY_AUTH_MODE when it imports
+        # ray, so this throw-away cluster on one machine opts out (a real one keeps it: docs/operations.md)
+        self.auth = {"RAY_AUTH_MODE": "disabled"}
         # tests/ on the path: the toy grids below are pickled by reference, as any importable grid is
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, **self.auth, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+               "RAY_USAGE_STATS_ENABLED": "0"}
         self.head = subprocess.Popen(
             [ray_bin, "start", "--head", "--port", str(self.port), "--temp-dir", self.temp, "--include-dashboard",
              "false", "--ray-client-server-port", str(free_port()), "--num-cpus", "0", *common], env=env,
@@ -215,7 +227,7 @@ class RayCluster:
         raise AssertionError("the Ray head did not listen")
 
     def stop(self) -> None:
-        for proc in (self.worker, self.head):
+        for proc in (p for p in (self.worker, self.head) if p is not None):
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
                     os.killpg(proc.pid, sig)
