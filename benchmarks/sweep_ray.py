@@ -62,8 +62,11 @@ def main() -> None:
 
     torch.set_num_threads(1)  # the local executor on one thread too, as each Ray worker is
     out["local_s"], local = timed(LocalExecutor, g)
+    print(f"local: {out['local_s']:.1f} s (load {load()})", flush=True)
     out["ray_1_s"], one = timed(lambda: RayExecutor(workers=1), g)
+    print(f"ray, 1 worker: {out['ray_1_s']:.1f} s (load {load()})", flush=True)
     out["ray_2_s"], two = timed(lambda: RayExecutor(workers=2), g)
+    print(f"ray, 2 workers: {out['ray_2_s']:.1f} s (load {load()})", flush=True)
     out["identical"] = rows(local) == rows(one) == rows(two)
     out["speedup_1_to_2"] = round(out["ray_1_s"] / out["ray_2_s"], 3)
 

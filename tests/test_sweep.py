@@ -307,3 +307,18 @@ def test_a_worker_killed_mid_sweep_is_survived_and_the_results_are_the_same(clus
     assert (tmp_path / "killed").exists()
     assert "cell (i=2) failed" in capsys.readouterr().err
     assert results == expected
+
+
+def test_attack_train_runs_one_cell_per_attack_and_a_rerun_trains_nothing(tmp_path: Path, capsys) -> None:
+    from diffsem.cli import main
+
+    args = ["attack", "train", "--attack", "inversion-decoder,adaptive-diffusion", "--n-aux", "64", "--epochs", "1",
+            "--adapted-judge", "no", "--out", str(tmp_path)]
+    assert main(args) == 0
+    weights = {name: tmp_path / "attacks" / f"{name}.safetensors" for name in ("inversion-decoder", "adaptive-diffusion")}
+    stamps = {name: path.stat().st_mtime_ns for name, path in weights.items()}
+    out = capsys.readouterr().out
+    assert all(f"wrote {path}" in out for path in weights.values())
+    assert main(args) == 0  # resumed: both cells are stored, so nothing is trained again
+    assert {name: path.stat().st_mtime_ns for name, path in weights.items()} == stamps
+    assert "2 resumed" in capsys.readouterr().err
