@@ -226,8 +226,9 @@ def _attack(args: argparse.Namespace) -> None:
 
 
 def _train_attack(args: argparse.Namespace, folder: Path) -> None:
-    """`diffsem attack train`: one cell per attack (diffsem.grids.AttackTrainGrid); finished attacks are kept in
-    OUT/attacks/train-cells, so a rerun trains only the rest."""
+    """`diffsem attack train`: one cell per attack (diffsem.grids.AttackTrainGrid), each writing its checkpoint into
+    OUT/attacks as it finishes. No cell store: the output is a checkpoint folder that gets copied around (an
+    eavesdropper's files), and a rerun is asked to train again."""
     from diffsem.attacks import attack_class
     from diffsem.grids import AttackTrainGrid
 
@@ -238,7 +239,7 @@ def _train_attack(args: argparse.Namespace, folder: Path) -> None:
     grid = AttackTrainGrid(args.dataset, str(folder), tuple(names), str(out), args.n_aux, args.epochs, args.train_snr_db,
                            args.seed, args.adapted_judge, _str(args.transmitter_checkpoint), args.whitebox_steps,
                            _str(args.data_dir))
-    for result in _sweep(args, grid, Path(out) / "attacks" / "train-cells").values():
+    for result in _sweep(args, grid, None).values():
         print("\n".join(result["lines"]))
 
 

@@ -134,21 +134,20 @@ class CellStore:
 
     def __init__(self, folder: Path, grid: Grid):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        manifest = self.folder / "grid.json"
-        mine = round_trip({"kind": grid.kind, "settings": grid.settings()})
-        if manifest.exists():
-            theirs = from_json(json.loads(manifest.read_text()))
+        self.manifest = self.folder / "grid.json"
+        self.mine = mine = round_trip({"kind": grid.kind, "settings": grid.settings()})
+        if self.manifest.exists():
+            theirs = from_json(json.loads(self.manifest.read_text()))
             if theirs != mine:
                 a, b = theirs.get("settings", {}), mine["settings"]
                 diff = sorted({k for k in {*a, *b} if a.get(k) != b.get(k)}) or ["kind"]
                 raise ConfigError(f"{self.folder} holds cells of another sweep (it differs in {', '.join(diff)}); "
                                   "use another --out, or delete that folder to start over")
-        else:
-            _write_atomic(manifest, json.dumps(to_json(mine), indent=2) + "\n")
 
     def done(self) -> dict[Cell, dict[str, Any]]:
-        out = {}
+        out: dict[Cell, dict[str, Any]] = {}
+        if not self.folder.is_dir():
+            return out
         for path in sorted(self.folder.glob("*.json")):
             if path.name == "grid.json":
                 continue
@@ -160,6 +159,11 @@ class CellStore:
         return out
 
     def save(self, cell: Cell, result: dict[str, Any]) -> None:
+        """Store a finished cell (the folder and its grid.json are made with the first, so a sweep refused before
+        any cell leaves nothing behind)."""
+        if not self.manifest.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_atomic(self.manifest, json.dumps(to_json(self.mine), indent=2) + "\n")
         _write_atomic(self.folder / f"{cell_id(cell)}.json", _dumps({"cell": list(cell), "result": result}) + "\n")
 
 
