@@ -275,7 +275,8 @@ def _run_attacks(args: argparse.Namespace, attacks: dict, n: int, t_stars: list[
                           None if judges is None else tuple(judges), not getattr(args, "no_adapted_judge", False),
                           args.seed, decode, args.fading, _phy_settings(args), getattr(args, "gap_judge", "max"),
                           getattr(args, "device", "auto"), _str(args.data_dir))
-    attack_cells(*grid.axis_values())  # bad axis values fail before anything loads
+    attack_cells(*grid.axis_values())  # bad axis values fail before anything loads ...
+    grid.context()  # ... and a bad judge or attack checkpoint as one line, before any cell (reused by local cells)
     started = time.time()
     res = grid.assemble(_sweep(args, grid, out / "cells"), time.time() - started)
     paths = write_attack_report(res, out)
