@@ -132,8 +132,10 @@ class Service:
     ``key_env`` (transmitter and receiver) sees a keyed self-noise secret in its environment."""
 
     def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str,
-                 key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None):
+                 key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()):
         self.name, self.module, self.args, self.health = name, module, args, health
+        self.prefix = prefix  # runs the command inside it, e.g. ("ip", "netns", "exec", "host1"): another host
         self.key_env = key_env
         self.extra_env = extra_env or {}
         self.port_file = log_dir / f"{name}.port.json"
@@ -152,7 +154,8 @@ class Service:
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("DIFFSEM_METRICS_PORT", "0")  # each gRPC service's Prometheus endpoint, ephemeral
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args, "--port-file", str(self.port_file)],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", self.module, *self.args, "--port-file",
+                                      str(self.port_file)],
                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
