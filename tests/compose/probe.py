@@ -7,6 +7,8 @@ object with a key per option given. Standard library only.
     --reach HOST:PORT ...     whether a TCP connection opens to each target (a name that does not resolve: False)
     --abstract NAME ...       whether a connection opens to each abstract Unix socket NAME
     --sockets                 the network interfaces, the IPv4 routes, /tap's entries, and whether /tap can be changed
+    --list DIR ...            each folder's entries
+    --read FILE ...           each file's text
     --privileges              uid, capabilities, no_new_privs, seccomp, setuid files, writable paths, raw sockets, a
                               new user namespace, the cgroup's limits
     --exhaust                 how many threads start before the process limit refuses one
@@ -195,6 +197,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--reach", nargs="+", default=None)
     p.add_argument("--abstract", nargs="+", default=None)
     p.add_argument("--sockets", action="store_true")
+    p.add_argument("--list", nargs="+", default=None)
+    p.add_argument("--read", nargs="+", default=None)
     p.add_argument("--privileges", action="store_true")
     p.add_argument("--exhaust", action="store_true")
     p.add_argument("--listen", nargs=2, default=None)
@@ -209,6 +213,10 @@ def main(argv: list[str]) -> None:
         result["abstract"] = abstract_connect(args.abstract)
     if args.sockets:
         result["sockets"] = sockets()
+    if args.list:
+        result["list"] = {d: sorted(os.listdir(d)) for d in args.list}
+    if args.read:
+        result["read"] = {f: open(f).read() for f in args.read}
     if args.privileges:
         result["privileges"] = privileges()
     if args.exhaust:  # last: while it runs, the container can start no process

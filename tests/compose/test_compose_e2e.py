@@ -33,6 +33,7 @@ ALL_PROFILES = "feature,inversion,custom"
 MAX_IMAGE_BYTES = 1.2e9
 FIGURES: dict[str, Any] = {}  # printed at the end: the numbers the README quotes
 PROBE = (Path(__file__).parent / "probe.py").read_text()  # run inside containers as `python -c`
+PUBLISHED_PORTS = ("DIFFSEM_HTTP_PORT", "DIFFSEM_TRANSMITTER_PORT", "DIFFSEM_EMULATOR_PORT", "DIFFSEM_RECEIVER_PORT")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,8 @@ def engine() -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     empty_seed = tmp_path_factory.mktemp("no-data")  # first without data: the missing-data message is a step
-    env = image_env() | {"DIFFSEM_HTTP_PORT": str(free_port()), "DIFFSEM_TRANSMITTER_PORT": str(free_port()),
-                         "DIFFSEM_EMULATOR_PORT": str(free_port()), "DIFFSEM_RECEIVER_PORT": str(free_port()),
-                         "DIFFSEM_DATA_DIR": str(empty_seed), "DIFFSEM_LOG_FORMAT": "text"}
+    env = image_env() | {k: str(free_port()) for k in PUBLISHED_PORTS} | \
+        {"DIFFSEM_DATA_DIR": str(empty_seed), "DIFFSEM_LOG_FORMAT": "text"}
     st = Stack(engine, PROJECT, env)
     st.compose("down", "-v", "--remove-orphans", files=CUSTOM, env={"COMPOSE_PROFILES": ALL_PROFILES}, check=False)
     try:
@@ -146,6 +146,9 @@ def test_01b_a_build_without_network_or_wheels_fails_early_saying_how_to_build_o
 
 # ---- 2. up, gated by healthchecks ---------------------------------------------------------------------------
 def test_02_up_starts_in_health_order(stack: Stack) -> None:
+    # free ports chosen now, not when the fixture ran: a build can take many minutes, and another process on a
+    # shared machine may have taken the fixture's ports since
+    stack.env |= {k: str(free_port()) for k in PUBLISHED_PORTS}
     t0 = time.monotonic()
     stack.compose("up", "-d", timeout=900)
     core = ["channel_emulator", "transmitter", "control_panel", "receiver"]
@@ -267,7 +270,8 @@ def test_05b_an_eavesdropper_reaches_only_its_two_sockets_never_the_host_or_anot
                   "receiver:50053", "control_panel:8000", "control_panel:50060", "channel_emulator:50052",
                   "channel_emulator:9100", f"{tx_ip}:50051", "tap_gateway:50052", "eve-inversion:50054"}
         view = _probe(stack, "eve-feature", "--reach", *sorted(host | others), "--abstract", host_socket, eve_socket,
-                      "--sockets")
+                      "--sockets", "--list", "/credentials", "--read", "/credentials/credential",
+                      "/credentials/control.pins")
         assert view["reach"] == {t: False for t in host | others}, {t: ok for t, ok in view["reach"].items() if ok}
         # the host's and the other eavesdropper's abstract sockets live in other network namespaces
         assert view["abstract"] == {host_socket: False, eve_socket: False}
@@ -279,10 +283,9 @@ def test_05b_an_eavesdropper_reaches_only_its_two_sockets_never_the_host_or_anot
                                "tap_sockets": ["emulator.sock", "telemetry.sock"], "bind_in_tap": "EROFS",
                                "unlink_in_tap": "EROFS", "rename_in_tap": "EROFS"}, view["sockets"]
     # its own credential and the panel's fingerprint, nothing else: no other service's credential, no authority key
-    listing = stack.exec("eve-feature", "ls", "-A", "/credentials").stdout.split()
-    assert listing == ["control.pins", "credential"]
-    assert stack.exec("eve-feature", "cat", "/credentials/credential").stdout.startswith("v1.eavesdropper.eve-feature.")
-    pins = stack.exec("eve-feature", "cat", "/credentials/control.pins").stdout
+    assert view["list"] == {"/credentials": ["control.pins", "credential"]}
+    assert view["read"]["/credentials/credential"].startswith("v1.eavesdropper.eve-feature.")
+    pins = view["read"]["/credentials/control.pins"]
     assert pins.split()[1:] == ["control", "control"] and "v1." not in pins  # a SHA-256, never the credential
 
 
@@ -305,7 +308,7 @@ def _assert_confined(st: Stack, service: str, seen: dict[str, Any], files: list[
     assert {seen[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")} == {zero}, seen
     # not asserted: a new user namespace, which both engines' default seccomp profiles allow (docs/operations.md)
     FIGURES.setdefault("eve_new_user_namespace", {})[service] = seen["unshare_user"]
-    svc = resolved_service(st, service, files)
+    svc = _resolved_service(st, service, files)
     assert int(seen["memory_max"].split()[0]) == _bytes(svc["mem_limit"]), seen
     assert int(seen["pids_max"]) == int(svc["pids_limit"]), seen
     quota = [int(x) for x in seen["cpu_quota"].split()]  # v1: quota; v2: "quota period"
@@ -318,7 +321,7 @@ def _bytes(size: str | int) -> int:
     return int(float(size[:-1]) * units[size[-1]]) if size[-1] in units else int(size)
 
 
-def resolved_service(st: Stack, service: str, files: list[str] | None = None) -> dict[str, Any]:
+def _resolved_service(st: Stack, service: str, files: list[str] | None = None) -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load(st.compose("config", files=files).stdout)["services"][service]
