@@ -61,10 +61,13 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=build /opt/diffsem /opt/diffsem
 COPY scripts/container-entrypoint /usr/local/bin/diffsem-entrypoint
 COPY scripts/compose-credentials /usr/local/bin/diffsem-compose-credentials
-# Unprivileged user. /data, /credentials and /var/lib/diffsem (the panel's database) belong to it, so a fresh named
-# volume mounted there (which takes the image's owner) is writable by compose's init services and the panel.
-RUN useradd --create-home --uid 10001 diffsem && mkdir -p /data /credentials /var/lib/diffsem \
-    && chown diffsem:diffsem /data /credentials /var/lib/diffsem
+# Unprivileged user. /data, /credentials, /var/lib/diffsem (the panel's database) and /tap (the gateway's sockets)
+# belong to it, so a fresh named volume mounted there (which takes the image's owner) is writable by compose's init
+# services, the panel and the gateway. No file keeps a setuid or setgid bit (su, passwd, mount, ...): nothing in a
+# container can gain privileges by exec, whatever compose's no-new-privileges says (tests/compose/ checks both).
+RUN useradd --create-home --uid 10001 diffsem && mkdir -p /data /credentials /var/lib/diffsem /tap \
+    && chown diffsem:diffsem /data /credentials /var/lib/diffsem /tap \
+    && find / -xdev -type f -perm /6000 -exec chmod ug-s {} +
 USER diffsem
 WORKDIR /home/diffsem
 

@@ -60,8 +60,8 @@ class Stack:
         full_env = self.engine.env | {"COMPOSE_PROJECT_NAME": self.project} | self.env | (env or {})
         t0 = time.monotonic()
         done = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
-        self.log.append(f"[{time.monotonic() - t0:6.1f} s] {' '.join(cmd[len(self.engine.compose_cmd):])} -> "
-                        f"{done.returncode}")
+        shown = " ".join(a if len(a) <= 80 else a[:60] + "..." for a in cmd[len(self.engine.compose_cmd):])
+        self.log.append(f"[{time.monotonic() - t0:6.1f} s] {shown} -> {done.returncode}")
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
         return done
