@@ -108,11 +108,11 @@ def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, labels: torch.
     seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT, eve_role(0.0))}
     phy = phy_options(args)
     if phy:
-        c.put("/api/channel", json={"links": {"receiver": phy, "eve": phy}}).raise_for_status()
+        c.put("/api/links", json={"links": {"receiver": phy, "eve": phy}}).raise_for_status()
     # one image warms every service's first call (and Sionna's, ~4 s, on ofdm) before the seeded, timed run,
     # which reseeds every link and the transmitter
     c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
-    r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": {
+    r = c.put("/api/links", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": {
         "receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT], **phy}, "eve": {"seed": seeds[eve_role(0.0)], **phy}}})
     r.raise_for_status()
     run = wait_run(c, c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size,

@@ -36,6 +36,11 @@ class PublicHeader:
     sigma_self2: torch.Tensor
     csi: CsiFeedback | None = None
 
+    def rows(self, idx: slice | torch.Tensor | list[int]) -> PublicHeader:
+        """The header of some of the batch's frames: every per-frame field (sigma_self2, the CSI codes) indexed."""
+        csi = None if self.csi is None else CsiFeedback(self.csi.codes[idx], self.csi.units)
+        return PublicHeader(self.t_star, self.a, self.sigma_self2[idx], csi)
+
 
 def header_from_csi(t_star: int | None, a: float, csi: CsiFeedback) -> PublicHeader:
     """A listener rebuilds an ofdm frame's header from its public t*, a and quantised feedback: sigma_self^2 (B, k)."""

@@ -87,7 +87,7 @@ def _png_of_test_digit(index: int) -> tuple[bytes, int]:
 
 def _links(st: Stack) -> dict[str, Any]:
     with st.http() as c:
-        return c.get("/api/channel").json()["links"]
+        return c.get("/api/links").json()["links"]
 
 
 def _reported_completely(run: dict[str, Any], listener: str, n: int) -> bool:
@@ -261,7 +261,7 @@ def test_08_keyed_self_noise_keeps_the_receiver_and_drops_the_eavesdroppers(stac
     wait_until("transmitter and receiver healthy again",
                lambda: all(stack.health(s) == "healthy" for s in ("transmitter", "receiver")), 600, every=2)
     with stack.http() as c:
-        r = c.put("/api/channel", json={"links": {"receiver": {"snr_db": 20}}})
+        r = c.put("/api/links", json={"links": {"receiver": {"snr_db": 20}}})
         assert r.status_code == 200, r.text
     wait_until("the receiver to attach", lambda: _links(stack)["receiver"]["attached"], 120)
     run = stack.run_images(200)

@@ -15,7 +15,7 @@ from typing import Any
 from svc_helpers import ROOT, LiveStack, child_env, eavesdropper_folder
 
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc
-from services_common.client import channel
+from services_common.client import grpc_channel
 
 EXAMPLE = ROOT / "examples" / "custom_attack"
 
@@ -51,7 +51,7 @@ def _start(live: LiveStack, eve_dir: Path, name: str, attack: str) -> tuple[subp
 
 def _info(live: LiveStack, port_file: Path) -> Any:
     port = json.loads(port_file.read_text())["grpc"]
-    with channel(f"127.0.0.1:{port}", live.credential("control")) as ch:
+    with grpc_channel(f"127.0.0.1:{port}", live.credential("control")) as ch:
         return eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=10)
 
 
