@@ -24,6 +24,16 @@ from diffsem.framepath import LEGIT, condition_links, eve_role, send
 from diffsem.judges import load_panel
 from diffsem.receiver import DiffusionReceiver
 
+FLAT = {"phy": "flat", "fading": "none", "coherence_frames": 1}
+# The conditions live equals offline is shown on (the agreement test, benchmarks/live_stack.py): every link's settings
+CONDITIONS: dict[str, dict[str, Any]] = {
+    "flat-awgn": FLAT,
+    "flat-rayleigh": FLAT | {"fading": "rayleigh"},
+    "flat-rayleigh-blocks-of-8": FLAT | {"fading": "rayleigh", "coherence_frames": 8},
+    "ofdm-tdl-a-ls": {"phy": "ofdm", "channel_model": "TDL-A", "delay_spread_ns": 100.0, "speed_kmh": 3.0,
+                      "estimator": "ls", "feedback_delay": 1},
+}
+
 
 @dataclass
 class Eavesdropper:

@@ -20,21 +20,13 @@ from typing import Any
 import pytest
 from svc_helpers import DEFAULT_CHECKPOINTS, ROOT, LiveStack, child_env, wait_until
 
-from diffsem.decisions import Eavesdropper, decisions
+from diffsem.decisions import CONDITIONS, FLAT, Eavesdropper, decisions
 from diffsem.framepath import LEGIT, TX, eve_role
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2, channel_emulator_pb2_grpc
 
 SEED, SNR, T_STAR, N, BATCH = 0, 10.0, 300, 100, 50  # two batches: channels and fading blocks run across them
 JUDGES = ["cnn"]  # inv's panel: the bundle's judge and the attack's adapted one (the other judges cost the suite time)
-FLAT = {"phy": "flat", "fading": "none", "coherence_frames": 1}
-CONDITIONS = {
-    "flat-awgn": FLAT,
-    "flat-rayleigh": FLAT | {"fading": "rayleigh"},
-    "flat-rayleigh-blocks-of-8": FLAT | {"fading": "rayleigh", "coherence_frames": 8},
-    "ofdm-tdl-a-ls": {"phy": "ofdm", "channel_model": "TDL-A", "delay_spread_ns": 100.0, "speed_kmh": 3.0,
-                      "estimator": "ls", "feedback_delay": 1},
-}
 EAVESDROPPERS = {"eve": Eavesdropper("feature-classifier", 0.0), "inv": Eavesdropper("inversion-decoder", -5.0)}
 
 
@@ -52,7 +44,7 @@ def inv(live: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     try:
         with live.http() as c:
             wait_until(lambda: proc.poll() is None and c.get("/api/links").json()["links"].get("inv", {}).get("attached"),
-                       120, "inv attached", poll_s=0.2)
+                       300, "inv attached", poll_s=0.2)  # its model loads while the machine is busy
         yield
     finally:
         proc.send_signal(signal.SIGTERM)
