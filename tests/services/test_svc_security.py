@@ -58,10 +58,11 @@ def test_mutating_endpoints_need_the_token(client, method, path, kw, status, det
 
 
 def test_reads_need_no_token(client):
-    assert client.get("/healthz").status_code == 200
-    assert client.get("/").status_code == 200
-    assert client.get("/api/runs").status_code == 200
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert "<title>" in client.get("/").text
+    assert client.get("/api/runs").json() == []
+    assert "diffsem_messages" in client.get("/metrics").text
+    assert client.get("/api/links/schema").json()[0]["name"] == "snr_db"
     assert "HTTPBearer" in client.get("/openapi.json").text  # documented in the OpenAPI schema
 
 
