@@ -15,7 +15,17 @@ from typing import Any, get_args
 import torch
 
 from diffsem.bundle import load_bundle
-from diffsem.config import DECODE_MODES, OFDM_FIELDS, FadingName, LinkConfig, ModelConfig, PhyName, build, link_field_parser
+from diffsem.config import (
+    DECODE_MODES,
+    OFDM_FIELDS,
+    FadingName,
+    LinkConfig,
+    ModelConfig,
+    PhyName,
+    build,
+    link_field_parser,
+    link_help,
+)
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
 from diffsem.defaults import checkpoint_dir
 from diffsem.errors import DiffSemError
@@ -45,9 +55,8 @@ def _add_phy_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--phy", choices=list(get_args(PhyName)), default="flat")
     for name in OFDM_FIELDS:
         parse, choices = link_field_parser(name)
-        field = LinkConfig.model_fields[name]
         g.add_argument("--" + name.replace("_", "-"), type=parse, choices=choices, default=None,
-                       help=f"{field.description} (default {field.default})")
+                       help=f"{link_help(name)} (default {LinkConfig.model_fields[name].default})")
     g.add_argument("--deep-fade", default="mean", choices=list(DEEP_FADE_POLICIES),
                    help="listeners' policy for per-RE levels on ofdm links (docs/design.md §3)")
 

@@ -19,18 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from tqdm import tqdm
 
 from diffsem.bundle import ModelBundle, encode_all
 from diffsem.checkpoints import code_version
-from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, one_of, result_key
+from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, bound_of, build, one_of, result_key
 from diffsem.framepath import LEGIT, View, condition_links, eve_role, send
 from diffsem.pipeline import DEEP_FADE_POLICIES
 from diffsem.receiver import DiffusionReceiver
 from diffsem.sweep import seed_cell
 
 DEFAULT_T_STAR = 300
+# The LinkConfig settings a sweep may give every link (``EvalConfig.phy``): the channel's, less the ones with their own
+# options (SNR, fading) and the seed (derived per role and condition).
+CHANNEL_SETTINGS: tuple[str, ...] = tuple(name for name in LinkConfig().channel() if name != "fading")
 
 
 class EvalConfig(BaseModel):
@@ -57,17 +60,18 @@ class EvalConfig(BaseModel):
 
     @field_validator("snrs", "eve_offsets", "aging_snrs")
     @classmethod
-    def _finite(cls, values: list[float]) -> list[float]:
-        for v in values:
-            LinkConfig(snr_db=v)  # raises with a clear message on NaN/inf
+    def _finite(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        for v in values:  # an SNR's bound (offsets: the same finite dB)
+            bound_of(LinkConfig, "snr_db").check(info.field_name, v)
         return values
 
     @field_validator("phy")
     @classmethod
     def _phy(cls, values: dict[str, Any]) -> dict[str, Any]:
-        if {"snr_db", "fading"} & set(values):
-            raise ValueError("phy settings must not set snr_db or fading (use snrs and fading)")
-        LinkConfig(**values)
+        if extra := sorted(set(values) - set(CHANNEL_SETTINGS)):
+            raise ValueError(f"phy settings {extra}: give only the channel's ({', '.join(CHANNEL_SETTINGS)}); snrs, "
+                             "fading and seed have their own options, and the live delivery settings apply live only")
+        build(LinkConfig, **values)
         return values
 
     @field_validator("deep_fade")

@@ -67,12 +67,11 @@ def _psnr_ssim(rec: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
             float(structural_similarity_index_measure(rec, ref, data_range=1.0)))
 
 
-def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: Any, batch: int = 256):
+def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: PublicHeader, batch: int = 256):
     labels, recs = [], []
     for i in range(0, len(z), batch):
         sl = slice(i, i + batch)
-        hdr = type(header)(header.t_star, header.a, header.sigma_self2[sl])
-        lab, rec = att.attack(z[sl], level[sl], hdr)
+        lab, rec = att.attack(z[sl], level[sl], header.rows(sl))
         labels.append(lab)
         recs.append(rec)
     lab = None if labels[0] is None else torch.cat(labels)

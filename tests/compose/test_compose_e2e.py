@@ -96,7 +96,7 @@ def _png_of_test_digit(index: int) -> tuple[bytes, int]:
 
 def _links(st: Stack) -> dict[str, Any]:
     with st.http() as c:
-        return c.get("/api/channel").json()["links"]
+        return c.get("/api/links").json()["links"]
 
 
 def _reported_completely(run: dict[str, Any], listener: str, n: int) -> bool:
@@ -371,8 +371,8 @@ def test_08_keyed_self_noise_keeps_the_receiver_and_drops_the_eavesdroppers(stac
     wait_until("transmitter and receiver healthy again",
                lambda: all(stack.health(s) == "healthy" for s in ("transmitter", "receiver")), 600, every=2)
     with stack.http() as c:  # the panel's channel to the old transmitter may still be backing off: retry until it
-        r = wait_until("the panel to apply the channel through the new transmitter",  # reaches the new one
-                       lambda: (x := c.put("/api/channel", json={"links": {"receiver": {"snr_db": 20}}})).status_code
+        r = wait_until("the panel to apply the links through the new transmitter",  # reaches the new one
+                       lambda: (x := c.put("/api/links", json={"links": {"receiver": {"snr_db": 20}}})).status_code
                        not in (503, 504) and x, 180, every=2)
         assert r.status_code == 200, r.text
     wait_until("the receiver to attach", lambda: _links(stack)["receiver"]["attached"], 120)

@@ -90,7 +90,7 @@ class ChannelEmulatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Feedback(self, request, context):
-        """The transmitter only: it asks before each Send, and that Send's frames go over the channel drawn here.
+        """The transmitter only: it asks before each Send, and that Send's frames go over the channel drawn here (every PHY).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
