@@ -19,6 +19,7 @@ still owing reports. Runs are stored in the panel's database: a panel restart ma
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -42,6 +43,9 @@ from services_common.tensors import to_proto
 log = logging.getLogger(__name__)
 KIND = "run"
 SAVE_EVERY_S = 1.0
+# A transmitter (or the emulator behind it) restarted by the launcher or the engine is back within seconds on a quiet
+# machine and within tens of seconds on a loaded one: a batch is retried that long before the run fails.
+TRANSMIT_PATIENCE_S = 90.0
 
 
 class RunRequest(BaseModel):
@@ -203,14 +207,16 @@ class RunManager:
     async def _transmit(self, ids: list[str], images: np.ndarray) -> None:
         """Send uint8 images as float32 in [0, 1], the values ``load_split`` gives (k / 255)."""
         req = transmitter_pb2.TransmitRequest(images=to_proto(images.astype(np.float32) / 255), message_ids=ids)
-        for attempt in range(5):
+        give_up = time.monotonic() + TRANSMIT_PATIENCE_S
+        for attempt in itertools.count():
             try:
                 await self.tx.call("Transmit", req, timeout=DEADLINE_S)
                 return
             except UpstreamError as exc:
-                if attempt == 4 or exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+                if (time.monotonic() > give_up
+                        or exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE)):
                     raise RuntimeError(f"transmitter refused a batch: {exc.code.name}: {exc.details}") from None
-                await asyncio.sleep(0.5 * 2**attempt)
+                await asyncio.sleep(min(0.5 * 2**attempt, 4.0))
 
     async def _stream(self, run: Run, watch: RunWatch, images: np.ndarray, labels: np.ndarray) -> None:
         req = run.req
