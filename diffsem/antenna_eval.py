@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from diffsem.antenna_path import send_antennas
 from diffsem.attacks.base import Attack
 from diffsem.attacks.builtin import query_encoder
-from diffsem.attacks.run import _attack_rows, _strict_json
+from diffsem.attacks.run import _attack_rows
 from diffsem.checkpoints import code_version
 from diffsem.config import LinkConfig, PrivacyConfig, build
 from diffsem.errors import ConfigError
@@ -34,6 +34,7 @@ from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators
 from diffsem.judges import JudgePanel
 from diffsem.phy.antennas import AntennaConfig, MimoLink
 from diffsem.phy.nullspace import NullSpaceConfig
+from diffsem.sweep import to_json
 
 
 class AntennaEvalConfig(BaseModel):
@@ -269,7 +270,7 @@ def write_antenna_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "antennas.json", "md": out / "antennas.md", "beam": out / "acc_vs_beam_fraction.png",
              "eve_rx": out / "gap_vs_eve_antennas.png"}
-    paths["json"].write_text(json.dumps(_strict_json(res), indent=2, allow_nan=False) + "\n")
+    paths["json"].write_text(json.dumps(to_json(res), indent=2, allow_nan=False) + "\n")
     paths["md"].write_text("## Secrecy gap (best attack per eavesdropper)\n\n" + gap_table(res["rows"])
                            + "\n\n## Every attack\n\n" + attack_table(res["rows"]) + "\n")
     drawn = {"beam": plot_beam_fraction(res["rows"], paths["beam"]), "eve_rx": plot_eve_antennas(res["rows"], paths["eve_rx"])}
