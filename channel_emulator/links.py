@@ -78,11 +78,11 @@ def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
 
 class Subscriber:
     """A listener's bounded queue of ``(deliver_at, ReceivedFrame)``, filled from any thread (under the
-    emulator's lock) and read by one coroutine on ``loop``. A full queue drops and counts. ``token``: the
-    credential the listener presented (a reconnect presents the same one)."""
+    emulator's lock) and read by one coroutine on ``loop``. A full queue drops and counts. ``principal``: who the
+    listener's verified credential names (a reconnect comes from the same principal)."""
 
-    def __init__(self, name: str, size: int, loop: asyncio.AbstractEventLoop, token: str | None = None):
-        self.name, self.size, self.token = name, size, token
+    def __init__(self, name: str, size: int, loop: asyncio.AbstractEventLoop, principal: str | None = None):
+        self.name, self.size, self.principal = name, size, principal
         self.items: deque[tuple[float, frame_pb2.ReceivedFrame]] = deque()
         self.closed = False
         self.dropped = 0
@@ -115,9 +115,11 @@ class Subscriber:
 
 class Link:
     """State of one link; every method is called under the emulator's lock. ``settings``: every field set
-    (:func:`channel_emulator.schema.initial` plus updates); ``now``: the emulator clock's time."""
+    (:func:`channel_emulator.schema.initial` plus updates); ``now``: the emulator clock's time; ``seeded``: its seed
+    was given by the operator (else drawn from the OS)."""
 
-    def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float, k: int = 256):
+    def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float, k: int = 256,
+                 seeded: bool = False):
         self.name, self.role, self.settings, self.k = name, role, settings, k
         self.ofdm: OfdmState | None = None  # built on the first batch of an ofdm link
         self.trace: SnrTrace | None = None
@@ -129,14 +131,14 @@ class Link:
         self.last_deliver_at = 0.0
         self._block_gain: torch.Tensor | None = None
         self._block_left = 0
-        self.reseed(settings.seed)
+        self.reseed(settings.seed, seeded)
 
     @property
     def legit(self) -> bool:
         return self.role == common_pb2.ROLE_LEGITIMATE
 
-    def reseed(self, seed: int) -> None:
-        self.settings.seed = seed
+    def reseed(self, seed: int, seeded: bool) -> None:
+        self.settings.seed, self.seeded = seed, seeded
         self.noise = torch.Generator().manual_seed(seed)
         self.fade = torch.Generator().manual_seed(derive_seed(seed, "fade"))
         self.aux = torch.Generator().manual_seed(derive_seed(seed, "aux"))
@@ -149,7 +151,7 @@ class Link:
             self._block_left = 0
         self.settings = new
         if s.HasField("seed"):
-            self.reseed(new.seed)
+            self.reseed(new.seed, True)
         if s.clear_trace:
             self.trace = None
         if trace is not None:

@@ -9,11 +9,17 @@ from services_common.spec import Option, ServiceSpec, link_options, server_optio
 
 SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
     *server_options(50052),
-    Option("--seed", "base seed; each link's noise is seeded from it and its name", 0, int),
+    Option("--seed", "base seed: each link's noise is seeded from it and its name, reproducible and known to anyone "
+                     "who knows it (default: each link's seed drawn from the OS, never exposed)", None, int),
     Option("--legit-name", "name of the legitimate link (= the receiver credential's name)", "receiver"),
     Option("--snr-db", "legitimate link SNR (dB)", 10.0, float),
     *link_options(["fading"]),  # of every link
     Option("--eve-snr-db", "SNR (dB) of a new eavesdropper link", 10.0, float),
+    Option("--eve-snr-offset-db", "a new eavesdropper link follows the legitimate SNR plus this offset (dB) instead of "
+                                  "--eve-snr-db", None, float),
+    Option("--eavesdropper-link", "the operator's SNR offset (dB, from the legitimate SNR) of eavesdropper NAME's "
+                                  "link (repeatable); listeners never choose their own link", kind="append",
+           metavar="NAME=OFFSET_DB"),
     Option("--queue-size", "per-listener queue bound (frames)", 4096, int),
     Option("--max-links", "most links at once; past it Listen answers RESOURCE_EXHAUSTED", 1024, int),
     Option("--link-grace-s", "a link without a listener is removed after this many seconds", 300.0, float),
