@@ -30,10 +30,10 @@ class AttackOutput:
 
 
 def header_of(batch: ReceivedBatch) -> PublicHeader:
-    """The core's PublicHeader for a batch (t* and a of its first frame; sigma_self^2 per frame)."""
+    """The core's PublicHeader for a batch (t* and a of its first frame; sigma_self^2 and seq per frame)."""
     h0 = batch.headers[0]
     s2 = torch.tensor([h.sigma_self2 for h in batch.headers], dtype=torch.float32)
-    return PublicHeader(h0.t_star if h0.HasField("t_star") else None, float(h0.a), s2)
+    return PublicHeader(h0.t_star if h0.HasField("t_star") else None, float(h0.a), s2, seq=batch.seq)
 
 
 class ServiceAttack:

@@ -61,13 +61,15 @@ def symbols_of(frame: frame_pb2.Frame, k: int | None = None, what: str = "frame"
 @dataclass
 class ReceivedBatch:
     """A listener's batch. y: (B, k) received latents; sigma2: (B,) own noise per real dim;
-    z: (B, k) normalised latents z_t; abar_eff: (B,) float32; headers: the frames' public headers."""
+    z: (B, k) normalised latents z_t; abar_eff: (B,) float32; headers: the frames' public headers; seq: (B,) int64,
+    their public sequence numbers."""
 
     y: torch.Tensor
     sigma2: torch.Tensor
     z: torch.Tensor
     abar_eff: torch.Tensor
     headers: list[frame_pb2.PublicHeader]
+    seq: torch.Tensor
 
 
 def _check_frame(rf: frame_pb2.ReceivedFrame, k: int, model_id: str | None) -> None:
@@ -140,4 +142,5 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
             z_g, level = listener_view(y[idx], header, own, policy)
         z[idx] = z_g
         abar_eff[idx] = level
-    return ReceivedBatch(y, sigma2, z, abar_eff, [rf.frame.header for rf in frames])
+    return ReceivedBatch(y, sigma2, z, abar_eff, [rf.frame.header for rf in frames],
+                         torch.tensor([rf.frame.seq for rf in frames], dtype=torch.int64))
