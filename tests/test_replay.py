@@ -53,7 +53,9 @@ def test_self_noise_from_a_public_seed_is_replayed_and_removed(mnist_bundle: Mod
     details = att.details()
     a = float(mnist_bundle.abar[T_STAR])
     assert details["replay_matched"] == str(N) and details["replay_seed"] == "0" and details["replay_offset"] == "0"
-    assert float(details["replay_level_mean"]) == pytest.approx(a / (a + 10 ** (-SNR / 10)), rel=0.02)
+    level = float(details["replay_level_out_sum"]) / N
+    assert level == pytest.approx(a / (a + 10 ** (-SNR / 10)), rel=0.02)  # only the channel's own noise is left
+    assert float(details["replay_level_in_sum"]) / N == pytest.approx(a, rel=0.02)  # compensated: a as received
     assert replay > plain + 0.1, (replay, plain)
 
 

@@ -108,7 +108,7 @@ class Replayer:
         self.streams: dict[tuple[int, int], Stream] = {}
         self.locked: tuple[int, int] | None = None
         self.counts = {"frames": 0, "matched": 0}
-        self.levels: list[float] = []  # levels after removal of the last batch's matched frames
+        self.level_sums = {"in": 0.0, "out": 0.0}  # every frame's level as received, and after the removal
 
     def _stream(self, seed: int, offset: int = 0) -> Stream:
         if (seed, offset) not in self.streams:
@@ -142,7 +142,6 @@ class Replayer:
         """z (B, k) at abar_eff (B,) with the replayed self-noise removed where it matches: (z', abar_eff')."""
         seq = getattr(header, "seq", None)
         s2 = header.sigma_self2
-        self.levels = []
         if seq is None or header.t_star is None or s2.dim() != 1 or getattr(header, "csi", None) is not None:
             return z, abar_eff  # offline (no seq), no self-noise, or per-RE self-noise: nothing to replay
         a = float(header.a)
@@ -154,7 +153,9 @@ class Replayer:
         need = torch.clamp(0.5 * expected, min=floor)
         usable = expected > floor + MARGIN / math.sqrt(self.k)
         self.counts["frames"] += len(z)
+        self.level_sums["in"] += float(abar_eff.sum())
         if not usable.any():
+            self.level_sums["out"] += float(abar_eff.sum())
             return z, abar_eff
         seq = seq.to(torch.long)
         eps = torch.full_like(y, math.nan)
@@ -167,15 +168,16 @@ class Replayer:
                 eps = self._rows(self.locked, seq)
                 matched = (correlation(y, eps) > need) & usable
         if not matched.any():
+            self.level_sums["out"] += float(abar_eff.sum())
             return z, abar_eff
         self.counts["matched"] += int(matched.sum())
         y2 = y - s2.sqrt()[:, None] * torch.nan_to_num(eps)
         left = (total - s2).clamp_min(a + 1e-9)  # a + sigma^2: the listener's own channel noise stays
         new_total = torch.where(matched, left, total)
-        level = (a / new_total).to(abar_eff.dtype)
-        self.levels = level[matched].tolist()
+        level = torch.where(matched, (a / new_total).to(abar_eff.dtype), abar_eff)
+        self.level_sums["out"] += float(level.sum())
         out = torch.where(matched[:, None], y2 / new_total.sqrt()[:, None], z.to(torch.float64))
-        return out.to(z.dtype), torch.where(matched, level, abar_eff)
+        return out.to(z.dtype), level
 
 
 class NoiseReplay(InversionDecoder):
@@ -195,10 +197,11 @@ class NoiseReplay(InversionDecoder):
         return super().attack(z, abar_eff, header)
 
     def details(self) -> dict[str, str]:
+        """Frames seen and matched so far, the stream it holds (seed, offset), and the sums of every frame's level as
+        received and after the removal (a run's mean level: the difference of two readings over its frames)."""
         r = self.replayer
-        out = {"replay_frames": str(r.counts["frames"]), "replay_matched": str(r.counts["matched"])}
+        out = {"replay_frames": str(r.counts["frames"]), "replay_matched": str(r.counts["matched"]),
+               "replay_level_in_sum": f"{r.level_sums['in']:.6f}", "replay_level_out_sum": f"{r.level_sums['out']:.6f}"}
         if r.locked is not None:
             out |= {"replay_seed": str(r.locked[0]), "replay_offset": str(r.locked[1])}
-        if r.levels:
-            out["replay_level_mean"] = f"{sum(r.levels) / len(r.levels):.4f}"
         return out

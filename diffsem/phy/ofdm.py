@@ -38,6 +38,7 @@ from diffsem.channel import ChannelOutput, from_symbols, noise_variance, to_symb
 from diffsem.config import LinkConfig
 from diffsem.phy.blocks import seeded
 from diffsem.phy.grid import WINDOW_FRAMES, CsiFeedback, GridLayout, check_link, quantise_csi
+
 NORMAL_CP = 144 / 2048  # the normal cyclic prefix as a fraction of the FFT size
 
 

@@ -108,7 +108,7 @@ def test_plugin_error_is_reported_by_name() -> None:
     from protos.diffsem.v1 import frame_pb2
 
     class FakeBatch:
-        z, abar_eff = torch.zeros(2, 256), torch.ones(2)
+        z, abar_eff, seq = torch.zeros(2, 256), torch.ones(2), torch.arange(2)  # a batch carries its frames' seq
         headers = [frame_pb2.PublicHeader(a=1.0)] * 2
 
     with pytest.raises(AttackError, match="attack 'broken' failed: RuntimeError: boom"):

@@ -198,6 +198,23 @@ def test_the_same_credential_reconnects_and_a_cancelled_listener_detaches(emu: E
     wait_until(lambda: emu.links()["eve"].no_listener == 2, 5, "2 frames counted without a listener")
 
 
+def test_a_reconnect_is_recognised_by_principal_not_by_its_token(emu: Emu) -> None:
+    """Tokens change with every call (each names its expiry): two different tokens of eve's are one principal."""
+    cred = auth.issue(KEY, auth.EAVESDROPPER, "eve")
+    req = pb.ListenRequest(role=EVE, name="eve")
+    streams = []
+    for minted_at in (time.time() - 120, time.time()):
+        token = auth.token(cred, auth.EMULATOR_AUDIENCE, now=minted_at)
+        ch = channel(emu.address)  # no interceptor: the test presents the token it minted
+        emu.channels.append(ch)
+        streams.append(pb_grpc.ChannelEmulatorStub(ch).Listen(req, timeout=30,
+                                                              metadata=[(auth.METADATA_KEY, token)]))
+        wait_until(lambda: emu.links().get("eve", pb.LinkState()).attached, 5, "eve attached")
+    assert list(streams[0]) == []  # the first stream ended cleanly: replaced, not refused
+    emu.tx.Send(pb.SendRequest(frames=frames(2)[1]), timeout=5)
+    assert [next(streams[1]).frame.seq for _ in range(2)] == [0, 1]  # the reconnect gets the frames
+
+
 def test_without_authentication_an_attached_name_cannot_be_taken_over() -> None:
     e, host = start_emulator(key=None)
     try:

@@ -458,8 +458,10 @@ def test_an_eavesdropper_process_holds_no_other_roles_credential(live: LiveStack
     others = [(auth_dir / f"{n}.credential").read_text().strip() for n in ("control", "transmitter", "receiver")]
     key = (auth_dir / "authority.key").read_text().strip()
     given = [Path(a) for a in argv if a.startswith("/") and Path(a).is_file()]
-    assert auth_dir / "eve.credential" in given and auth_dir / "control.pins" in given
-    assert auth_dir / "authority.key" not in given and "DIFFSEM_AUTH_KEY_FILE" not in environ
+    # its own credential and pins, copied into its own home (launcher/isolation.py), nothing from the auth folder
+    assert sorted(p.name for p in given if p.suffix in (".credential", ".pins", ".key")) == ["eve.credential",
+                                                                                           "eve.pins"]
+    assert all(p.parent != auth_dir for p in given) and "DIFFSEM_AUTH_KEY_FILE" not in environ
     for secret in (*others, key):
         assert secret not in " ".join(argv) and secret not in environ
         for path in given:
