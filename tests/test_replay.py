@@ -16,7 +16,8 @@ from diffsem.data import load_split
 from diffsem.framepath import TX, carry, transmit, view
 from diffsem.seeds import derive_seed, os_seed
 
-SNR, T_STAR, N, BATCH = 20.0, 700, 256, 64  # t* = 700: where self-noise is meant to protect
+SNR, T_STAR, N, BATCH = 20.0, 700, 300, 50  # t* = 700: where self-noise is meant to protect
+# BATCH = 50: batches straddle the replayer's chunks of 256 rows, as live batches do
 
 
 @pytest.fixture(scope="module")

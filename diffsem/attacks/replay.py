@@ -44,7 +44,7 @@ ANCHORS = 4  # frames of a batch tried as the first ones after a reseed (a batch
 SIGMAS = 7.0  # a match's correlation is at least this many standard deviations of a wrong row's (1/sqrt(k))
 MARGIN = 3.0  # ... and a frame is tried only when a true match would clear that by this many more
 RECENT_ROWS = 256  # rows kept behind a stream's position: frames arrive in seq order, give or take a batch
-CHUNK_ROWS = 256  # rows drawn at a time (memory per stream: about 2 x 256 rows of k float32)
+CHUNK_ROWS = 256  # rows drawn at a time (memory per stream: at most 3 x 256 rows of k float32)
 
 
 def dictionary(t_star: int | None) -> list[int]:
@@ -82,7 +82,9 @@ class Stream:
             m = CHUNK_ROWS
             self.recent.append((self.pos, torch.randn((m, self.k), generator=self.gen)))
             self.pos += m
-            while self.recent and self.pos - self.recent[0][0] - len(self.recent[0][1]) >= RECENT_ROWS:
+            # drop a chunk only once RECENT_ROWS rows lie between its end and the newest chunk's start: a batch that
+            # straddles a chunk boundary keeps its earlier rows
+            while self.recent and self.recent[0][0] + len(self.recent[0][1]) <= self.pos - CHUNK_ROWS - RECENT_ROWS:
                 self.recent.popleft()
         out = torch.full((len(idx), self.k), math.nan)
         for first, chunk in self.recent:
