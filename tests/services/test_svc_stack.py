@@ -421,7 +421,7 @@ CONTROL_ONLY = {
 def test_only_the_control_credential_may_call_a_service(live: LiveStack, service: str) -> None:
     call = CONTROL_ONLY[service]
     forged = auth.issue(os.urandom(auth.KEY_BYTES), auth.CONTROL, auth.CONTROL)
-    # An eavesdropper holds only the control credential's fingerprint, not the key: any other credential, valid
+    # An eavesdropper holds only the panel's audience key for itself, not the key: any other credential, valid
     # elsewhere or not, is one it cannot verify (UNAUTHENTICATED); a key holder knows it is another role's.
     other = grpc.StatusCode.UNAUTHENTICATED if service == "eve" else grpc.StatusCode.PERMISSION_DENIED
     cases = [(live.credential(auth.EAVESDROPPER, "eve"), other), (live.credential(auth.RECEIVER), other),
