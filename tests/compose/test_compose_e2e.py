@@ -211,12 +211,12 @@ def test_05b_an_eavesdropper_reaches_only_its_tap_and_its_telemetry(stack: Stack
              "    except OSError:\n        out[t] = False\nprint(json.dumps(out))")
     done = stack.exec("eve-feature", "python", "-c", probe, *targets)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == targets
-    # its own credential and the panel's fingerprint, nothing else: no other service's credential, no authority key
+    # its own credential and its pins (the panel's audience key for it), nothing else: no other credential, no key
     listing = stack.exec("eve-feature", "ls", "-A", "/credentials").stdout.split()
     assert listing == ["control.pins", "credential"]
-    assert stack.exec("eve-feature", "cat", "/credentials/credential").stdout.startswith("v1.eavesdropper.eve-feature.")
+    assert stack.exec("eve-feature", "cat", "/credentials/credential").stdout.startswith("v2.eavesdropper.eve-feature.")
     pins = stack.exec("eve-feature", "cat", "/credentials/control.pins").stdout
-    assert pins.split()[1:] == ["control", "control"] and "v1." not in pins  # a SHA-256, never the credential
+    assert pins.split()[1:] == ["control", "control"] and "v2." not in pins  # an audience key, never a credential
 
 
 def test_05c_an_eavesdropper_calling_the_emulators_control_rpc_is_refused(stack: Stack) -> None:
