@@ -1,8 +1,8 @@
 """The eavesdropper's settings spec: its options, the launcher's argv and its environment variables.
 
 An eavesdropper verifies its callers with ``--auth-pins-file`` (the audience key that verifies the panel's tokens to
-it alone), never with the authority key, which would let it mint the receiver's credential. It has no option for its own link: its SNR,
-PHY and seed are the operator's (the emulator's options, ``PUT /api/channel``).
+it alone), never with the authority key, which would let it mint the receiver's credential. It has no option for its
+own link: its SNR, PHY and seed are the operator's (the emulator's options, ``PUT /api/channel``).
 """
 
 from __future__ import annotations
