@@ -30,14 +30,14 @@ from control_panel.client import wait_run  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc  # noqa: E402
 from services_common import auth  # noqa: E402
-from services_common.client import channel  # noqa: E402
+from services_common.client import grpc_channel  # noqa: E402
 
 PLAIN, REPLAY = "inversion", "replay"
 
 
 def details(stack: Stack) -> dict[str, str]:
     """The replay eavesdropper's ``Info.details``, asked as the panel would (the control credential)."""
-    with channel(stack.address(REPLAY), auth.issue(stack.key, auth.CONTROL, auth.CONTROL),
+    with grpc_channel(stack.address(REPLAY), auth.issue(stack.key, auth.CONTROL, auth.CONTROL),
                  auth.eavesdropper_audience(REPLAY)) as ch:
         return dict(eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=30).details)
 

@@ -40,7 +40,7 @@ import grpc  # noqa: E402
 from control_panel.telemetry import MAX_CONCURRENT_CALLS, MAX_REQUEST_BYTES  # noqa: E402
 from protos.diffsem.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc  # noqa: E402
 from services_common import auth  # noqa: E402
-from services_common.client import aio_channel  # noqa: E402
+from services_common.client import grpc_aio_channel  # noqa: E402
 from services_common.sizes import (  # noqa: E402
     MAX_ERROR_CHARS,
     MAX_ID_CHARS,
@@ -136,7 +136,7 @@ async def measure(address: str, key: bytes, pid: int, args: argparse.Namespace) 
     largest = [largest_request(c) for c in range(8)]
     oversized = [telemetry_pb2.ReportRequest(reports=[telemetry_pb2.Report(
         message_id="x", listener=NAME, role=common_pb2.ROLE_EAVESDROPPER, method="m" * (2 << 20))])]
-    async with aio_channel(address, credential) as ch:
+    async with grpc_aio_channel(address, credential) as ch:
         stub = telemetry_pb2_grpc.TelemetryStub(ch)
         await stub.Report(largest[0], timeout=30)  # warm-up: every code path has run once
         try:

@@ -29,10 +29,9 @@ from typing import Any, Literal
 
 import grpc
 import numpy as np
-from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from control_panel.errors import TooBusy, Upstream, UpstreamError
+from control_panel.errors import Missing, Refused, TooBusy, Upstream, UpstreamError
 from control_panel.jobs import cancel, cancel_all, save, track
 from control_panel.ledger import Ledger, RunWatch, Tally
 from control_panel.store import Store
@@ -42,7 +41,6 @@ from services_common.client import DEADLINE_S
 from services_common.tensors import to_proto
 
 log = logging.getLogger(__name__)
-FINISHED = ("done", "failed", "cancelled", "interrupted")
 KIND = "run"
 SAVE_EVERY_S = 1.0
 
@@ -139,8 +137,8 @@ class RunManager:
         """The slice's uint8 images and labels; 422 when it is outside the split (a missing data set: 503)."""
         images, labels = await self.dataset(req.dataset, req.split)
         if req.start + req.n > len(images):
-            raise HTTPException(422, f"start + n = {req.start + req.n} exceeds the {len(images)} images of "
-                                     f"{req.dataset}/{req.split}; accepted: start + n <= {len(images)}")
+            raise Refused(f"start + n = {req.start + req.n} exceeds the {len(images)} images of "
+                          f"{req.dataset}/{req.split}; accepted: start + n <= {len(images)}")
         return images[req.start:req.start + req.n], labels[req.start:req.start + req.n]
 
     async def start(self, req: RunRequest, sweep: str | None = None) -> Run:
@@ -180,7 +178,7 @@ class RunManager:
         if cancel(self.active, run_id):
             return "cancelling"
         if not self.store.delete_doc(KIND, run_id):
-            raise HTTPException(404, f"no run {run_id!r}")
+            raise Missing(f"no run {run_id!r}")
         self.ledger.forget_run(run_id)
         return "deleted"
 

@@ -11,9 +11,9 @@ import contextlib
 import logging
 from typing import Any
 
-from control_panel.channel import link_json
 from control_panel.errors import Upstream
 from control_panel.ledger import Ledger
+from control_panel.links import link_json
 from control_panel.metrics import PanelMetrics
 from control_panel.runs import RunManager
 from control_panel.settings import PanelSettings
@@ -24,7 +24,7 @@ from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, transmitter_pb2_grpc
 from services_common.auth import TELEMETRY_AUDIENCE, Verifier
-from services_common.client import SHORT_DEADLINE_S, aio_channel
+from services_common.client import SHORT_DEADLINE_S, grpc_aio_channel
 from services_common.door import Door, rules_of
 from services_common.server import SERVING, add_health_and_reflection_aio, aio_server
 
@@ -39,8 +39,8 @@ class PanelState:
         self.settings = settings
         self.store = Store(settings.db)
         self.ledger = Ledger(self.store, settings.legit)
-        self.metrics = PanelMetrics(self)
         self.last_links: dict[str, dict[str, Any]] = {}
+        self.metrics = PanelMetrics(self.ledger, lambda: self.last_links)
         self.telemetry_port = 0
         self.tx: Upstream
         self.emu: Upstream
@@ -60,7 +60,8 @@ class PanelState:
         await server.start()
         for name in ("", TELEMETRY):
             await health.set(name, SERVING)
-        tx_channel, emu_channel = aio_channel(s.transmitter, s.credential), aio_channel(s.emulator, s.credential)
+        tx_channel = grpc_aio_channel(s.transmitter, s.credential)
+        emu_channel = grpc_aio_channel(s.emulator, s.credential)
         self.tx = Upstream("transmitter", transmitter_pb2_grpc.TransmitterStub(tx_channel))
         self.emu = Upstream("channel emulator", ch_grpc.ChannelEmulatorStub(emu_channel))
         self.runs = RunManager(self.store, self.ledger, self.tx, self.attached, s.max_runs, self.seeded_by)
@@ -87,7 +88,7 @@ class PanelState:
                 if pruned:
                     log.info("retention: pruned %d old messages", pruned)
 
-    async def channel_state(self) -> ch_pb.ChannelState:
+    async def link_states(self) -> ch_pb.ChannelState:
         """The emulator's links (kept in ``last_links`` for the metrics)."""
         state = await self.emu.call("GetState", ch_pb.GetStateRequest(), SHORT_DEADLINE_S)
         self.last_links = {lk.name: link_json(lk) for lk in state.links}
@@ -95,11 +96,11 @@ class PanelState:
 
     async def attached(self) -> set[str]:
         """Names of the listeners attached to the emulator now."""
-        return {lk.name for lk in (await self.channel_state()).links if lk.attached}
+        return {lk.name for lk in (await self.link_states()).links if lk.attached}
 
     async def seeded_by(self) -> list[str]:
         """What draws its noise from an explicit seed now, so that anyone who knows the seed can replay it: the
         transmitter's self-noise (``transmitter``) and each seeded link by name; [] when all of it is from the OS."""
         tx = await self.tx.call("GetState", common_pb2.InfoRequest(), SHORT_DEADLINE_S)
-        links = (await self.channel_state()).links
+        links = (await self.link_states()).links
         return (["transmitter"] if tx.seeded else []) + [lk.name for lk in links if lk.seeded]

@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any, get_args
 
 import torch
 
 from diffsem.bundle import load_bundle
-from diffsem.config import DECODE_MODES, OFDM_FIELDS, FadingName, LinkConfig, ModelConfig, PhyName, build, link_field_parser
+from diffsem.config import (
+    DECODE_MODES,
+    OFDM_FIELDS,
+    FadingName,
+    LinkConfig,
+    ModelConfig,
+    PhyName,
+    build,
+    link_field_parser,
+    link_help,
+)
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
 from diffsem.defaults import checkpoint_dir
 from diffsem.errors import DiffSemError
 from diffsem.phy import check_link
 from diffsem.pipeline import DEEP_FADE_POLICIES
+from diffsem.sweep import EXECUTORS
 from diffsem.train import TrainConfig
 
 
@@ -43,9 +55,8 @@ def _add_phy_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--phy", choices=list(get_args(PhyName)), default="flat")
     for name in OFDM_FIELDS:
         parse, choices = link_field_parser(name)
-        field = LinkConfig.model_fields[name]
         g.add_argument("--" + name.replace("_", "-"), type=parse, choices=choices, default=None,
-                       help=f"{field.description} (default {field.default})")
+                       help=f"{link_help(name)} (default {LinkConfig.model_fields[name].default})")
     g.add_argument("--deep-fade", default="mean", choices=list(DEEP_FADE_POLICIES),
                    help="listeners' policy for per-RE levels on ofdm links (docs/design.md §3)")
 
@@ -58,6 +69,30 @@ def _phy_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {"phy": args.phy, **given} if args.phy != "flat" else {}
     build(LinkConfig, **settings)  # one-line ConfigError on a bad value
     return settings
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Where the sweep's cells run (diffsem/sweep.py): here, or on Ray; finished cells are kept, so a rerun resumes."""
+    g = p.add_argument_group("executor (the grid's cells; a rerun with the same --out resumes)")
+    g.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                   help="local: one cell after another in this process; ray: cells as Ray tasks (pip install '.[cluster]')")
+    g.add_argument("--ray-address", default=None,
+                   help="a running Ray cluster's HOST:PORT (every worker must see the checkpoints and data at the same "
+                        "paths); default: start a local Ray runtime of --workers CPUs")
+    g.add_argument("--workers", type=int, default=None, help="local Ray runtime: CPUs, one cell each (default: all)")
+
+
+def _sweep(args: argparse.Namespace, grid: Any, cells: Path | None) -> dict:
+    """Run ``grid`` on the executor the options name, keeping finished cells in ``cells``; its results in order."""
+    from diffsem.sweep import CellStore, make_executor, run_grid
+
+    if args.workers is not None and args.workers < 1:
+        raise DiffSemError(f"--workers {args.workers}: give at least 1")
+    executor = make_executor(args.executor, args.ray_address, args.workers)
+    try:
+        return run_grid(grid, executor, CellStore(cells, grid) if cells is not None else None)
+    finally:
+        executor.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +152,7 @@ def _add_eval(sub: Any) -> None:
     e.add_argument("--aging-speeds", type=_floats, default=None, help="CSI aging sweep (ofdm): UE speeds km/h, e.g. 3,30,120")
     e.add_argument("--aging-delays", type=_ints, default=None, help="CSI aging sweep: feedback delays in frames, e.g. 1,4")
     e.add_argument("--aging-snrs", type=_floats, default=None, help="CSI aging sweep: legitimate SNRs dB (default 10)")
+    _add_executor_args(e)
 
 
 def _add_attack(sub: Any) -> None:
@@ -124,7 +160,7 @@ def _add_attack(sub: Any) -> None:
     att = sub.add_parser("attack", help="eavesdropper attacks: list, train, eval").add_subparsers(dest="action", required=True)
     att.add_parser("list", help="print the installed attacks (built-ins and plugins)")
     at = att.add_parser("train", help="train an attack on the attacker's auxiliary split")
-    at.add_argument("--attack", required=True)
+    at.add_argument("--attack", required=True, help="an attack, or several comma-separated (one cell each)")
     at.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     at.add_argument("--checkpoints", type=Path, default=None, help="system checkpoint folder (default checkpoints/<dataset>)")
     at.add_argument("--out", type=Path, default=None,
@@ -139,6 +175,7 @@ def _add_attack(sub: Any) -> None:
     at.add_argument("--transmitter-checkpoint", type=Path, default=None,
                     help="for whitebox-inversion's adapted judge: the folder whose encoder it reads")
     at.add_argument("--whitebox-steps", type=int, default=100)
+    _add_executor_args(at)
     tj = att.add_parser("train-judge", help="train a clean judge of the panel on the transmitter's split")
     tj.add_argument("--judge", required=True, help="resnet or mlp (cnn is the bundle's judge, trained by `diffsem train`)")
     tj.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
@@ -169,6 +206,7 @@ def _add_attack(sub: Any) -> None:
     ae.add_argument("--no-adapted-judge", action="store_true",
                     help="leave each attack's adapted judge out of its panel")
     ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
+    _add_executor_args(ae)
 
 
 def _attack(args: argparse.Namespace) -> None:
@@ -189,45 +227,33 @@ def _attack(args: argparse.Namespace) -> None:
         print(f"wrote {judge_path(args.out or folder, args.judge)} ({metrics})")
         return
     if args.action == "train":
-        _train_attack(args, bundle, folder)
+        _train_attack(args, folder)
         return
     t_stars = [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]
-    images, labels = load_split(args.dataset, "test", args.data_dir)
     attacks = _attack_zoo(args, bundle, folder)
-    _run_attacks(args, bundle, attacks, images[:args.n], labels[:args.n], t_stars, args.eve_offsets, args.snrs,
-                 args.decode, args.out)
+    _run_attacks(args, attacks, args.n, t_stars, args.eve_offsets, args.snrs, args.decode, args.out)
 
 
-def _train_attack(args: argparse.Namespace, bundle: object, folder: Path) -> None:
-    """`diffsem attack train`: the attack's weights (when it has any) and then, unless told otherwise, its adapted
-    judge (when it returns reconstructions)."""
-    from diffsem.attacks import attack_class, load_attack
-    from diffsem.attacks.adapted import NoReconstructions, train_adapted_judge
-    from diffsem.attacks.run import train_attack
+def _train_attack(args: argparse.Namespace, folder: Path) -> None:
+    """`diffsem attack train`: one cell per attack (diffsem.grids.AttackTrainGrid), each writing its checkpoint into
+    OUT/attacks as it finishes. No cell store: the output is a checkpoint folder that gets copied around (an
+    eavesdropper's files), and a rerun is asked to train again."""
+    from diffsem.attacks import attack_class
+    from diffsem.grids import AttackTrainGrid
 
-    cls = attack_class(args.attack)
+    names = [a.strip() for a in args.attack.split(",") if a.strip()]
+    for name in names:
+        attack_class(name)  # an unknown name fails here, before any training
     out = args.out or folder
-    options = {"train_snr_db": args.train_snr_db} if args.train_snr_db is not None else {}
-    if cls.trainable and args.adapted_judge != "only":
-        att, path, metrics = train_attack(bundle, args.attack, out, args.data_dir, args.n_aux, args.epochs, args.seed,
-                                          **options)
-        print(f"wrote {path} ({metrics})")
-    else:
-        if args.adapted_judge == "no":
-            raise DiffSemError(f"attack {args.attack!r} has nothing to train but its adapted judge "
-                               "(--adapted-judge yes or only)")
-        extra = {"steps": args.whitebox_steps} if cls.needs_transmitter else {}
-        att = load_attack(args.attack, bundle, checkpoint_root=out, transmitter_checkpoint=args.transmitter_checkpoint,
-                          **extra)
-    if args.adapted_judge != "no":
-        try:
-            path, metrics = train_adapted_judge(att, out, args.data_dir, args.n_aux, args.seed)
-        except NoReconstructions:
-            if cls.trainable and args.adapted_judge == "yes":
-                print(f"no adapted judge: {args.attack!r} decides labels itself")
-                return
-            raise
-        print(f"wrote {path} ({metrics})")
+    grid = AttackTrainGrid(args.dataset, str(folder), tuple(names), str(out), args.n_aux, args.epochs, args.train_snr_db,
+                           args.seed, args.adapted_judge, _str(args.transmitter_checkpoint), args.whitebox_steps,
+                           _str(args.data_dir))
+    for result in _sweep(args, grid, None).values():
+        print("\n".join(result["lines"]))
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
@@ -242,19 +268,26 @@ def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
     return load_attacks(bundle, names, folder, args.transmitter_checkpoint, {"steps": args.whitebox_steps})
 
 
-def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images: torch.Tensor, labels: torch.Tensor,
-                 t_stars: list[int | None], offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
-    """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`."""
-    from diffsem.attacks.run import evaluate_attacks, gap_table, write_attack_report
-    from diffsem.judges import judge_list, load_panel
+def _run_attacks(args: argparse.Namespace, attacks: dict, n: int, t_stars: list[int | None],
+                 offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
+    """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`, as a grid of cells
+    (diffsem.grids.AttackEvalGrid) on the chosen executor; finished cells are kept in OUT/cells."""
+    from diffsem.attacks.run import attack_cells, gap_table, write_attack_report
+    from diffsem.grids import AttackEvalGrid
+    from diffsem.judges import judge_list
 
     folder = getattr(args, "checkpoints", None) or checkpoint_dir(args.dataset)
-    panel = load_panel(bundle, folder, judge_list(getattr(args, "judges", None)), list(attacks),
-                       adapted=not getattr(args, "no_adapted_judge", False))
-    res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
-                           tuple(m.strip() for m in args.self_noise.split(",")), seed=args.seed, decode=decode,
-                           fading=args.fading, phy=_phy_settings(args), panel=panel,
-                           gap_judge=getattr(args, "gap_judge", "max"))
+    judges = judge_list(getattr(args, "judges", None))
+    grid = AttackEvalGrid(args.dataset, str(folder), tuple(attacks), tuple(snrs_db),
+                          tuple(m.strip() for m in args.self_noise.split(",")), tuple(t_stars), tuple(offsets), n,
+                          _str(args.transmitter_checkpoint), args.whitebox_steps,
+                          None if judges is None else tuple(judges), not getattr(args, "no_adapted_judge", False),
+                          args.seed, decode, args.fading, _phy_settings(args), getattr(args, "gap_judge", "max"),
+                          getattr(args, "device", "auto"), _str(args.data_dir))
+    attack_cells(*grid.axis_values())  # bad axis values fail before anything loads ...
+    grid.context()  # ... and a bad judge or attack checkpoint as one line, before any cell (reused by local cells)
+    started = time.time()
+    res = grid.assemble(_sweep(args, grid, out / "cells"), time.time() - started)
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -272,7 +305,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from diffsem.evaluate import EvalConfig, evaluate
+    from diffsem.evaluate import EvalConfig, check_t_stars
+    from diffsem.grids import EvalGrid
     from diffsem.report import markdown, write_all
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -290,15 +324,18 @@ def _eval(args: argparse.Namespace) -> None:
              "aging_speeds": args.aging_speeds, "aging_delays": args.aging_delays, "aging_snrs": args.aging_snrs}
     ec = build(EvalConfig, **{k: v for k, v in given.items() if v is not None})
     check_link(build(LinkConfig, **ec.phy), bundle.cfg.k)  # the grid must carry the bundle's frames
+    check_t_stars(bundle, ec)
     attacks = _attack_zoo(args, bundle, folder) if args.attacks else {}  # fail fast, before the sweep
-    images, labels = load_split(args.dataset, "test", args.data_dir)
-    res = evaluate(bundle, ec, images[:ec.n], labels[:ec.n])
+    load_split(args.dataset, "test", args.data_dir)  # a missing data set fails here, before any worker starts
+    grid = EvalGrid(args.dataset, str(folder), ec.model_dump(), args.device, _str(args.data_dir), args.k)
+    started = time.time()
+    res = grid.assemble(_sweep(args, grid, args.out / "cells"), time.time() - started)
     paths = write_all(res, args.out)
     print(markdown(res))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if attacks:
-        _run_attacks(args, bundle, attacks, images[:ec.n], labels[:ec.n], [None, *ec.t_stars], list(ec.eve_offsets),
-                     args.attack_snrs, "direct", args.out / "attacks")
+        _run_attacks(args, attacks, ec.n, [None, *ec.t_stars], list(ec.eve_offsets), args.attack_snrs, "direct",
+                     args.out / "attacks")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,17 +2,17 @@
 
 An eavesdropper verifies its callers with ``--auth-pins-file`` (the audience key that verifies the panel's tokens to
 it alone), never with the authority key, which would let it mint the receiver's credential. It has no option for its
-own link: its SNR, PHY and seed are the operator's (the emulator's options, ``PUT /api/channel``).
+own link: its SNR, PHY and seed are the operator's (the emulator's options, ``PUT /api/links``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from services_common.spec import LISTENER_OPTIONS, Option, ServiceSpec, model_options, server_options
+from services_common.spec import DEFAULT_PORTS, LISTENER_OPTIONS, Option, ServiceSpec, model_options, server_options
 
 SPEC = ServiceSpec("eavesdropper", "Run one eavesdropper (a name, an attack, its own link).", (
-    *server_options(50054),
+    *server_options(DEFAULT_PORTS["eavesdropper"]),
     *LISTENER_OPTIONS,
     *model_options("folder with bundle.json, the eavesdropper and judge parts, and attacks/ (the transmitter's "
                    "encoder is not read from it)"),

@@ -46,20 +46,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from channel_emulator.settings import SPEC as EMULATOR
-from diffsem.config import CLASSIFIERS, DECODE_MODES
+from diffsem.config import CLASSIFIERS, DECODE_MODES, LinkConfig
 from diffsem.defaults import KEY_ENV, checkpoint_dir
-from eavesdropper.settings import SPEC as EAVESDROPPER
 from launcher.isolation import EveHome, User, child_env, confinement, free_user, private_root
+from launcher.specs import EAVESDROPPER, EMULATOR, PANEL, RECEIVER, TRANSMITTER
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2
-from receiver.settings import SPEC as RECEIVER
 from services_common import auth
-from services_common.client import DEADLINE_S, channel, health_status
+from services_common.client import DEADLINE_S, grpc_channel, health_status
 from services_common.sizes import bundle_k
-from services_common.spec import ENV_PREFIX
-from transmitter.settings import SPEC as TRANSMITTER
+from services_common.spec import DEFAULT_PORTS, ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,17 +96,17 @@ class StackConfig:
     checkpoints: Path = option(checkpoint_dir("mnist"), "checkpoint bundle folder")
     device: str = option("auto", "auto (CUDA when present), cpu, cuda, ...")
     host: str = option("127.0.0.1", "the address every service binds")
-    http_port: int = option(8000, "the control panel's HTTP port")
-    transmitter_port: int = option(50051, "the transmitter's gRPC port")
-    emulator_port: int = option(50052, "the channel emulator's gRPC port")
-    receiver_port: int = option(50053, "the receiver's gRPC port")
-    telemetry_port: int = option(50060, "the control panel's telemetry gRPC port")
-    eve_base_port: int = option(50070, "first eavesdropper port (+1 each)")
+    http_port: int = option(DEFAULT_PORTS["http"], "the control panel's HTTP port")
+    transmitter_port: int = option(DEFAULT_PORTS["transmitter"], "the transmitter's gRPC port")
+    emulator_port: int = option(DEFAULT_PORTS["channel_emulator"], "the channel emulator's gRPC port")
+    receiver_port: int = option(DEFAULT_PORTS["receiver"], "the receiver's gRPC port")
+    telemetry_port: int = option(DEFAULT_PORTS["telemetry"], "the control panel's telemetry gRPC port")
+    eve_base_port: int = option(DEFAULT_PORTS["eavesdroppers_from"], "first eavesdropper port (+1 each)")
     eavesdroppers: list[EveSpec] = field(default_factory=list)
     mode: str = option("selfref", "receiver decode mode", choices=DECODE_MODES)
     classifier: str = option("matched", "receiver classifier", choices=CLASSIFIERS)
     steps: int = option(1, "receiver reverse steps")
-    snr_db: float = option(10.0, "legitimate link SNR (dB)")
+    snr_db: float = option(LinkConfig.model_fields["snr_db"].default, "legitimate link SNR (dB)")
     # the PHY of the legitimate link and of new eavesdropper links, by LinkConfig's names (diffsem.config.PHY_FIELDS,
     # the emulator's options); empty: the emulator's defaults (flat)
     phy: dict[str, Any] = field(default_factory=dict)
@@ -122,7 +119,7 @@ class StackConfig:
                               "noise anyone who knows the seed can replay (default: each drawn from the OS)")
     max_batch: int = option(64, "receiver dynamic batching: most frames per decode")
     max_wait_ms: float = option(5.0, "receiver dynamic batching: longest wait for more frames")
-    queue_size: int = 4096
+    queue_size: int = LinkConfig.model_fields["queue_size"].default
     receiver_threads: int | None = option(None, "receiver torch CPU threads (default: torch's choice)")
     reads_transmitter_weights: tuple[str, ...] = ()  # eavesdropper names given the transmitter's checkpoint
     panel_args: tuple[str, ...] = ()  # more `python -m control_panel` options, e.g. its limits (benchmarks/load.py)
@@ -149,11 +146,13 @@ class Service:
     """One child process: its command line, its whole environment (``env``: ``launcher.isolation.child_env``), its
     user (None: the launcher's), port file, log file and restart count."""
 
-    def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str, env: dict[str, str],
-                 user: User | None = None, port_dir: Path | None = None,
-                 wrap: Callable[[list[str]], list[str]] | None = None):
-        self.name, self.module, self.args, self.health, self.env, self.user = name, module, args, health, env, user
+    def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str,
+                 env: dict[str, str] | None = None, user: User | None = None, port_dir: Path | None = None,
+                 wrap: Callable[[list[str]], list[str]] | None = None, prefix: tuple[str, ...] = ()):
+        self.name, self.module, self.args, self.health, self.user = name, module, args, health, user
+        self.env = child_env() if env is None else env
         self.wrap = wrap  # the command line that starts it as ``user`` (launcher.isolation.Confinement)
+        self.prefix = prefix  # runs the command inside it, e.g. ("ip", "netns", "exec", "host1"): another host
         self.port_file = (port_dir or log_dir) / f"{name}.port.json"
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -165,8 +164,8 @@ class Service:
         self.port_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", self.module, *self.args, "--port-file", str(self.port_file)]
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # the child's
-        self.proc = subprocess.Popen(self.wrap(argv) if self.wrap else argv, cwd=ROOT, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, umask=0o077)
+        self.proc = subprocess.Popen([*self.prefix, *(self.wrap(argv) if self.wrap else argv)], cwd=ROOT, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077)
         log.close()
 
     @property
@@ -349,11 +348,11 @@ class Stack:
                 self_noise="keyed" if key_env is not None or key_file else None, key_file=key_file,
                 **model, **self._auth(auth.TRANSMITTER)), own_env=key_env)
             self._wait_ports(tx)  # its address is known before its model is loaded
-            panel = self._add("control_panel", "control_panel", [
-                "--host", c.host, "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
-                "--transmitter", self.address("transmitter"), "--emulator", self.address("channel_emulator"),
-                "--credential-file", str(self.auth_dir / f"{auth.CONTROL}.credential"),
-                "--auth-key-file", str(self.auth_dir / "authority.key"), *c.panel_args],
+            panel = self._add("control_panel", "control_panel", [*PANEL.argv(
+                host=c.host, http_port=c.http_port, telemetry_port=c.telemetry_port,
+                transmitter=self.address("transmitter"), emulator=self.address("channel_emulator"),
+                credential_file=self.auth_dir / f"{auth.CONTROL}.credential",
+                auth_key_file=self.auth_dir / "authority.key"), *c.panel_args],
                 health="http", own_env=self._panel_env())
             self._wait(panel)
             rx = self._add("receiver", "receiver", RECEIVER.argv(
@@ -435,7 +434,7 @@ class Stack:
         update = ch_pb.LinkUpdate(name=spec.name, role=common_pb2.ROLE_EAVESDROPPER,
                                   settings=ch_pb.LinkSettings(snr_offset_db=spec.snr_offset_db))
         credential = auth.issue(self.key, auth.CONTROL, auth.CONTROL)
-        with channel(self.address("channel_emulator"), credential) as ch:
+        with grpc_channel(self.address("channel_emulator"), credential) as ch:
             ch_grpc.ChannelEmulatorStub(ch).Configure(ch_pb.ConfigureRequest(links=[update]), timeout=DEADLINE_S)
 
     def stop(self, timeout: float = 10.0) -> None:

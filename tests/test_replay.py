@@ -14,6 +14,7 @@ from diffsem.bundle import ModelBundle, encode_all
 from diffsem.config import LinkConfig
 from diffsem.data import load_split
 from diffsem.framepath import TX, carry, transmit, view
+from diffsem.phy import Link
 from diffsem.seeds import derive_seed, os_seed
 
 SNR, T_STAR, N, BATCH = 20.0, 700, 300, 50  # t* = 700: where self-noise is meant to protect
@@ -30,11 +31,11 @@ def live_views(bundle: ModelBundle, s: torch.Tensor, tx_gen: torch.Tensor, first
                eve_snr_db: float = SNR) -> list:
     """What an eavesdropper at ``eve_snr_db`` receives, batch by batch, from a transmitter drawing from ``tx_gen``
     (one ``randn((B, k))`` per batch, as live), with the frames' public seq in the header."""
-    link, link_gen = LinkConfig(snr_db=eve_snr_db), torch.Generator().manual_seed(1)
+    link = Link(LinkConfig(snr_db=eve_snr_db, seed=1), bundle.cfg.k)
     out = []
     for i in range(0, len(s), BATCH):
         x, header, _ = transmit(s[i:i + BATCH], T_STAR, bundle.abar, torch.zeros(len(s[i:i + BATCH])), tx_gen)
-        v = view(carry(x, link, link_gen), header)
+        v = view(carry(x, link), header)
         seq = torch.arange(first_seq + i, first_seq + i + len(x))
         out.append((v, dataclasses.replace(header, seq=seq)))
     return out

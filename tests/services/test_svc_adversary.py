@@ -43,7 +43,7 @@ from protos.diffsem.v1 import (
     transmitter_pb2_grpc,
 )
 from services_common import auth
-from services_common.client import channel
+from services_common.client import grpc_channel
 from services_common.frames import received_batch
 from services_common.sizes import MAX_REPORTS
 from services_common.tensors import to_numpy, to_proto
@@ -72,7 +72,7 @@ class Tap:
     """The attacker's own Listen stream (its own credential), read on a thread; ``raw`` replaces the request."""
 
     def __init__(self, stack: LiveStack, name: str = ATTACKER, raw: bytes | None = None):
-        self.ch = stack.channel("channel_emulator", auth.EAVESDROPPER, name=name)
+        self.ch = stack.grpc("channel_emulator", auth.EAVESDROPPER, name=name)
         req = raw if raw is not None else ch_pb.ListenRequest(role=EVE, name=name).SerializeToString()
         listen = self.ch.unary_stream("/diffsem.v1.ChannelEmulator/Listen", request_serializer=lambda b: b,
                                       response_deserializer=frame_pb2.ReceivedFrame.FromString)
@@ -144,7 +144,7 @@ def test_the_default_stacks_noise_is_from_the_os_and_only_an_operators_seed_make
             assert c.put("/api/channel", json={"tx_seed": 42}, headers=bearer()).status_code == 200
             summary = c.get("/api/summary").json()
         assert summary["seeded"] is True and summary["seeded_by"] == ["transmitter"]
-        with stack.channel("transmitter") as ch:
+        with stack.grpc("transmitter") as ch:
             reseeded_at = transmitter_pb2_grpc.TransmitterStub(ch).GetState(common_pb2.InfoRequest(), timeout=10).frames
         done = run(stack, 64, start=64)
         assert done["seeded"] is True and done["seeded_by"] == ["transmitter"]
@@ -169,7 +169,7 @@ def test_a_listener_asking_for_60_db_gets_its_frames_at_the_operators_snr(stack:
         x = x / x.pow(2).mean(1, keepdim=True).sqrt()
         frames = [frame_pb2.Frame(message_id=f"probe{i}", seq=10**9 + i, symbols=to_proto(x[i]),
                                   header=frame_pb2.PublicHeader(a=1.0, send_time=time.time())) for i in range(16)]
-        with stack.channel("channel_emulator", auth.TRANSMITTER) as ch:  # the test plays the transmitter here
+        with stack.grpc("channel_emulator", auth.TRANSMITTER) as ch:  # the test plays the transmitter here
             ch_grpc.ChannelEmulatorStub(ch).Send(ch_pb.SendRequest(frames=frames), timeout=30)
         got = tap.take(16)
     finally:
@@ -288,7 +288,7 @@ def test_a_token_captured_by_an_eavesdropper_is_refused_at_another_service_and_a
         stack: LiveStack) -> None:
     cap = Capture()
     try:  # the operator calls what it takes for eavesdropper "eve"'s service, as the panel's client would
-        with stack.channel("eve", address=f"127.0.0.1:{cap.port}") as ch:
+        with stack.grpc("eve", address=f"127.0.0.1:{cap.port}") as ch:
             eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=10)
     finally:
         cap.server.stop(0)
@@ -358,7 +358,7 @@ def test_reports_out_of_bounds_are_refused_before_anything_is_stored(stack: Live
     }
     with stack.http() as c:
         before = c.get("/api/summary").json()
-    with stack.channel("control_panel", auth.EAVESDROPPER, key="telemetry", name=ATTACKER) as ch:
+    with stack.grpc("control_panel", auth.EAVESDROPPER, key="telemetry", name=ATTACKER) as ch:
         stub = telemetry_pb2_grpc.TelemetryStub(ch)
         for what, (req, code, text) in cases.items():
             with pytest.raises(grpc.RpcError) as err:
@@ -386,7 +386,7 @@ OVERSIZED = 20 * 2**20  # larger than every service's largest request
 def test_every_service_refuses_a_request_larger_than_its_rpcs_need(stack: LiveStack, service: str, method: str,
                                                                     request_: Any) -> None:
     token = auth.token(stack.credential(auth.EAVESDROPPER, ATTACKER), auth.EMULATOR_AUDIENCE)
-    with channel(stack.address(service)) as ch:
+    with grpc_channel(stack.address(service)) as ch:
         rpc = ch.unary_unary(method, request_serializer=type(request_).SerializeToString,
                              response_deserializer=lambda b: b)
         with pytest.raises(grpc.RpcError) as err:

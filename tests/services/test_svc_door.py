@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.diffsem.v1 import common_pb2, transmitter_pb2, transmitter_pb2_grpc
 from services_common import auth
-from services_common.client import channel
+from services_common.client import grpc_channel
 from services_common.server import ServiceHost, host_for
 from transmitter.servicer import TransmitterServicer
 
@@ -60,23 +60,23 @@ def test_refused_calls_of_every_kind_never_reach_their_handler(address: str) -> 
     forged = auth.issue(secrets.token_bytes(auth.KEY_BYTES), auth.CONTROL, auth.CONTROL)
     for credential, want in ((eve, grpc.StatusCode.PERMISSION_DENIED), (forged, grpc.StatusCode.UNAUTHENTICATED),
                              (None, grpc.StatusCode.UNAUTHENTICATED)):
-        with channel(address, credential) as ch:
+        with grpc_channel(address, credential) as ch:
             stub = transmitter_pb2_grpc.TransmitterStub(ch)
             assert code(lambda s=stub: s.GetState(common_pb2.InfoRequest(), timeout=10)) == want
             stream = stub.TransmitStream(iter([transmitter_pb2.TransmitRequest()]), timeout=10)
             assert code(lambda s=stream: next(s)) == want
     assert Counting.calls == 0
-    with channel(address, auth.issue(KEY, auth.CONTROL, auth.CONTROL)) as ch:  # the panel's token gets in
+    with grpc_channel(address, auth.issue(KEY, auth.CONTROL, auth.CONTROL)) as ch:  # the panel's token gets in
         assert code(lambda: transmitter_pb2_grpc.TransmitterStub(ch).GetState(common_pb2.InfoRequest(), timeout=10)) \
             == grpc.StatusCode.UNAVAILABLE  # its handler ran: no model loaded here
     assert Counting.calls == 1
 
 
 def test_a_method_without_a_rule_is_closed_and_health_is_open(address: str) -> None:
-    with channel(address, auth.issue(KEY, auth.CONTROL, auth.CONTROL)) as ch:
+    with grpc_channel(address, auth.issue(KEY, auth.CONTROL, auth.CONTROL)) as ch:
         with pytest.raises(grpc.RpcError) as err:
             transmitter_pb2_grpc.TransmitterStub(ch).Info(common_pb2.InfoRequest(), timeout=10)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "no access rule" in err.value.details()
-    with channel(address) as ch:
+    with grpc_channel(address) as ch:
         reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING

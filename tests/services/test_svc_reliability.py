@@ -126,7 +126,7 @@ def test_slow_listener_drops_only_on_its_own_link(stack: LiveStack) -> None:
         got.extend(frames)
         return []
 
-    with stack.channel("channel_emulator") as ch:  # the operator bounds the slow link's queue; listeners cannot
+    with stack.grpc("channel_emulator") as ch:  # the operator bounds the slow link's queue; listeners cannot
         ch_grpc.ChannelEmulatorStub(ch).Configure(ch_pb.ConfigureRequest(links=[ch_pb.LinkUpdate(
             name="slow", role=common_pb2.ROLE_EAVESDROPPER, settings=ch_pb.LinkSettings(queue_size=16))]), timeout=10)
     loop = ListenerLoop(stack.address("channel_emulator"), common_pb2.ROLE_EAVESDROPPER, "slow", slow, "sleep",
