@@ -48,7 +48,7 @@ def measure(seed: int | None, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=60) as c:
         for t_star in args.t_stars:
-            assert c.put("/api/channel", json={"t_star": t_star}).status_code == 200
+            assert c.put("/api/links", json={"t_star": t_star}).status_code == 200
             before = details(stack)
             t0 = time.perf_counter()
             run = wait_run(c, c.post("/api/runs", json={"n": args.n, "batch_size": 100}).json()["id"], timeout=3600)

@@ -64,7 +64,7 @@ def test_self_noise_from_a_public_seed_is_replayed_and_removed(mnist_bundle: Mod
 def test_a_generator_reseeded_mid_run_with_a_derived_seed_is_found_by_its_anchor(mnist_bundle: ModelBundle,
                                                                                    data: tuple) -> None:
     s, _ = data
-    seed = derive_seed(0, TX, SNR, T_STAR)  # what the live-vs-offline benchmark sets with PUT /api/channel
+    seed = derive_seed(0, TX, SNR, T_STAR)  # what the live-vs-offline benchmark sets with PUT /api/links
     views = live_views(mnist_bundle, s, torch.Generator().manual_seed(seed), first_seq=1000, eve_snr_db=10.0)
     att = load_attack("noise-replay", mnist_bundle)
     for v, h in views:

@@ -27,7 +27,6 @@ import torch
 from svc_helpers import LiveStack, child_env, start_stack, stop_stack, wait_until
 
 from diffsem.attacks.replay import Replayer
-from eavesdropper.attacks import header_of
 from launcher.isolation import NOT_ROOT
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
@@ -121,7 +120,8 @@ def run(stack: LiveStack, n: int, start: int = 0) -> dict[str, Any]:
 def replay(replayer: Replayer, frames: list[frame_pb2.ReceivedFrame], k: int = 256) -> None:
     """What the noise-replay attack does with frames it intercepted (diffsem/attacks/replay.py)."""
     batch = received_batch(frames, k)
-    replayer.strip(batch.z, batch.abar_eff, header_of(batch))
+    for idx, header in batch.groups:  # the core's header of each group of frames, their seq included
+        replayer.strip(batch.z[idx], batch.abar_eff[idx], header)
 
 
 # ---- item 1 and the guard of item 2: self-noise no listener can predict -------------------------------------------
@@ -141,7 +141,7 @@ def test_the_default_stacks_noise_is_from_the_os_and_only_an_operators_seed_make
         assert replayer.counts["matched"] == 0 and replayer.locked is None
 
         with stack.http() as c:  # the operator seeds the self-noise (as the live-vs-offline benchmark does)
-            assert c.put("/api/channel", json={"tx_seed": 42}, headers=bearer()).status_code == 200
+            assert c.put("/api/links", json={"tx_seed": 42}, headers=bearer()).status_code == 200
             summary = c.get("/api/summary").json()
         assert summary["seeded"] is True and summary["seeded_by"] == ["transmitter"]
         with stack.grpc("transmitter") as ch:
@@ -191,7 +191,7 @@ def _varint(n: int) -> bytes:
 
 def test_an_ofdm_grid_larger_than_the_window_bound_is_refused_with_both_sizes(stack: LiveStack) -> None:
     with stack.http() as c:
-        r = c.put("/api/channel", json={"links": {EVE2: {"phy": "ofdm", "fft_size": 4096, "ofdm_symbols": 4096}}},
+        r = c.put("/api/links", json={"links": {EVE2: {"phy": "ofdm", "fft_size": 4096, "ofdm_symbols": 4096}}},
                   headers=bearer())
         assert r.status_code == 422, r.text
         assert "at most 64 MB" in r.text and "8320.0 MB" in r.text

@@ -135,7 +135,7 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     # Seeded noise is flagged as known to anyone who knows the seed (issue 19); the default stack's is from the OS.
     assert page.is_hidden("#seeded")
     with stack.http() as c:
-        r = c.put("/api/channel", json={"tx_seed": 0}, headers={"Authorization": f"Bearer {TOKEN}"})
+        r = c.put("/api/links", json={"tx_seed": 0}, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 200, r.text
     page.wait_for_selector("#seeded:not([hidden])", timeout=10_000)
     assert "known to anyone who knows the seed" in page.inner_text("#seeded")
