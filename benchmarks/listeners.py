@@ -113,17 +113,19 @@ async def run(address: str, key: bytes, extra: int, reading: int, batches: int, 
     tasks = [asyncio.create_task(_read(pb_grpc.ChannelEmulatorStub(channels[0]).Listen(
         pb.ListenRequest(role=common_pb2.ROLE_LEGITIMATE, name="receiver")), legit_got))]
     idle_calls = []
-    for i in range(extra):
-        name = f"eve{i:04d}"
+    control = pb_grpc.ChannelEmulatorStub(ch_ctl := grpc_aio_channel(address, auth.issue(key, auth.CONTROL, "control")))
+    names = [f"eve{i:04d}" for i in range(extra)]
+    await control.Configure(pb.ConfigureRequest(links=[  # the operator sizes the eavesdroppers' queues
+        pb.LinkUpdate(name=name, role=common_pb2.ROLE_EAVESDROPPER, settings=pb.LinkSettings(queue_size=64))
+        for name in names]), timeout=30)
+    for i, name in enumerate(names):
         ch = grpc_aio_channel(address, auth.issue(key, auth.EAVESDROPPER, name))  # one connection per credential
         channels.append(ch)
-        call = pb_grpc.ChannelEmulatorStub(ch).Listen(pb.ListenRequest(
-            role=common_pb2.ROLE_EAVESDROPPER, name=name, defaults=pb.LinkSettings(queue_size=64)))
+        call = pb_grpc.ChannelEmulatorStub(ch).Listen(pb.ListenRequest(role=common_pb2.ROLE_EAVESDROPPER, name=name))
         if i < reading:
             tasks.append(asyncio.create_task(_read(call, [])))
         else:
             idle_calls.append(call)  # opened, never read
-    control = pb_grpc.ChannelEmulatorStub(ch_ctl := grpc_aio_channel(address, auth.issue(key, auth.CONTROL, "control")))
     tx = pb_grpc.ChannelEmulatorStub(ch_tx := grpc_aio_channel(address, auth.issue(key, auth.TRANSMITTER, "transmitter")))
     await _attached(control, 1 + extra)
     stop, health = asyncio.Event(), []

@@ -20,13 +20,29 @@ def phy_settings(args: Namespace) -> pb.LinkSettings:
     return pb.LinkSettings(**{name: getattr(args, name) for name in PHY_FIELDS})
 
 
+def eavesdropper_links(specs: list[str]) -> dict[str, pb.LinkSettings]:
+    """``--eavesdropper-link NAME=OFFSET_DB`` options as the settings of those links (the emulator checks them)."""
+    out = {}
+    for spec in specs:
+        name, sep, offset = spec.partition("=")
+        try:
+            out[name] = pb.LinkSettings(snr_offset_db=float(offset))
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise BadRequest(f"--eavesdropper-link {spec!r}: use NAME=OFFSET_DB, e.g. eve=-5")
+    return out
+
+
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
     legit = pb.LinkSettings(snr_db=args.snr_db, fading=args.fading, queue_size=args.queue_size)
     eve = pb.LinkSettings(snr_db=args.eve_snr_db, fading=args.fading, queue_size=args.queue_size)
+    if args.eve_snr_offset_db is not None:
+        eve.snr_offset_db = args.eve_snr_offset_db
     for settings in (legit, eve):
         settings.MergeFrom(phy_settings(args))
     emu = Emulator(args.legit_name, legit, eve, args.seed, max_links=args.max_links, grace_s=args.link_grace_s,
-                   trace_dir=args.trace_dir, k=args.k)
+                   trace_dir=args.trace_dir, k=args.k, eve_links=eavesdropper_links(args.eavesdropper_link))
     for spec in args.trace:
         name, sep, path = spec.partition("=")
         if not sep:
@@ -39,7 +55,9 @@ def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -
     """After the port is bound (health NOT_SERVING meanwhile): import Sionna now, not on the first frame."""
     load_phy()
     phy = f"ofdm {args.channel_model}" if args.phy == "ofdm" else "flat"
-    return f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links"
+    noise = "from the OS" if args.seed is None else "seeded: known to anyone who knows the seed"
+    return (f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links, "
+            f"link noise {noise}")
 
 
 if __name__ == "__main__":

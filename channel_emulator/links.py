@@ -79,11 +79,11 @@ def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
 
 class Subscriber:
     """A listener's bounded queue of ``(deliver_at, ReceivedFrame)``, filled from any thread (under the
-    emulator's lock) and read by one coroutine on ``loop``. A full queue drops and counts. ``token``: the
-    credential the listener presented (a reconnect presents the same one)."""
+    emulator's lock) and read by one coroutine on ``loop``. A full queue drops and counts. ``principal``: who the
+    listener's verified credential names (a reconnect comes from the same principal)."""
 
-    def __init__(self, name: str, size: int, loop: asyncio.AbstractEventLoop, token: str | None = None):
-        self.name, self.size, self.token = name, size, token
+    def __init__(self, name: str, size: int, loop: asyncio.AbstractEventLoop, principal: str | None = None):
+        self.name, self.size, self.principal = name, size, principal
         self.items: deque[tuple[float, frame_pb2.ReceivedFrame]] = deque()
         self.closed = False
         self.dropped = 0
@@ -117,9 +117,10 @@ class Subscriber:
 class EmulatedLink:
     """One listener's link in the emulator: the core :class:`~diffsem.phy.Link`, its wire settings (every field
     set), SNR trace, queue and counters. Every method is called under the emulator's lock; ``now``: the emulator
-    clock's time."""
+    clock's time; ``seeded``: its seed was given by the operator (else drawn from the OS, never exposed)."""
 
-    def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float, k: int = 256):
+    def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float, k: int = 256,
+                 seeded: bool = False):
         self.name, self.role, self.settings, self.k = name, role, settings, k
         self.link = Link(schema.config(settings, k), k)
         self.trace: SnrTrace | None = None
@@ -131,6 +132,7 @@ class EmulatedLink:
         self.last_csi = math.nan  # an ofdm link's mean fed-back level N0 (1 + e) / |H|^2 over its last frame's REs
         self.strip: deque[list[float]] = deque(maxlen=STRIP_FRAMES)
         self.last_deliver_at = 0.0
+        self.seeded = seeded
 
     @property
     def legit(self) -> bool:
@@ -140,6 +142,8 @@ class EmulatedLink:
         new, cfg, trace = checked(self.settings, s, self.legit, trace_dir, self.k)
         self.settings = new
         self.link.update(cfg, restart=s.HasField("seed"))
+        if s.HasField("seed"):
+            self.seeded = True  # the operator's seed: its noise is known to whoever knows it
         if cfg.phy != "ofdm":
             self.strip.clear()
         if s.clear_trace:

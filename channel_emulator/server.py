@@ -8,10 +8,17 @@ frames over exactly that channel.
 links named after them (created on first use, at most ``max_links`` links). Queues are bounded; a frame that does
 not fit is counted in ``dropped_queue`` for that link only, so a slow listener never blocks the others.
 
+Operators set links, listeners do not (docs/design.md §8): a listener names itself and nothing else. A new
+eavesdropper link gets the emulator's settings for new eavesdropper links (its options), or those the operator gave
+for that name (``eve_links``: ``--eavesdropper-link``, or a ``Configure`` from the control role before it attaches).
+Every link's noise is seeded from the OS unless the operator gives a seed (``--seed``, or ``Configure``); a link's
+seed is never reported, only whether it was given (``LinkState.seeded``).
+
 Who may do what (docs/design.md §8): ``Listen`` as the legitimate link only with the receiver's credential,
 as eavesdropper N only with the eavesdropper credential named N; ``Send`` and ``Feedback`` (the legitimate link's
 CSI) only the transmitter; ``Configure`` and ``GetState`` only the control panel. A second ``Listen`` under an
-attached name is refused with ALREADY_EXISTS unless it presents the same credential (a reconnect: it replaces the old stream).
+attached name is refused with ALREADY_EXISTS unless it comes from the same principal (a reconnect: it replaces the
+old stream).
 
 Serving: the servicer is asynchronous (``grpc.aio``), so a ``Listen`` stream costs a coroutine, not a thread; state
 changes and the channel maths run on the host's thread pool under the emulator's lock, so the event loop (and the
@@ -42,18 +49,18 @@ from channel_emulator import schema
 from channel_emulator.links import Clock, EmulatedLink, Subscriber, checked, warm_up
 from channel_emulator.traces import SnrTrace
 from diffsem.phy import CsiFeedback
-from diffsem.seeds import derive_seed
+from diffsem.seeds import derive_seed, os_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common import auth
 from services_common.errors import AlreadyExists, BadRequest, Exhausted, NotFound, grpc_errors
 from services_common.frames import symbols_of
+from services_common.sizes import MAX_FRAMES, frames_request_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")  # a link name is a credential name (services_common.auth)
-MAX_FRAMES_PER_SEND = 100_000
 MAX_POWER = 2.0
 FANOUT_BATCHES = 64  # Send batches the eavesdropper fan-out may lag behind before eavesdropper links drop
 LEGIT, EAVESDROPPER = common_pb2.ROLE_LEGITIMATE, common_pb2.ROLE_EAVESDROPPER
@@ -63,7 +70,10 @@ class Emulator:
     """Links, listeners and counters; thread-safe (one lock around every state change).
 
     ``legit`` / ``eve_defaults``: settings updates over :func:`channel_emulator.schema.initial` for the legitimate
-    link and for each new eavesdropper link. ``clock``: seconds, drives traces and link expiry (default
+    link and for each new eavesdropper link; ``eve_links``: more updates for the eavesdropper links of those names
+    (the operator's, e.g. an SNR offset per eavesdropper). ``seed``: the base of every link's seed (a link's is
+    ``derive_seed(seed, name)``); None: each link draws its own from the OS. ``clock``: seconds, drives traces and
+    link expiry (default
     ``time.time``); frame timestamps stay on the wall clock, because they are compared with the transmitter's.
     ``max_links``: links at most (RESOURCE_EXHAUSTED past it); ``grace_s``: how long a link without a listener
     stays; ``trace_dir``: the folder ``SnrTrace.name`` resolves in (None: names are refused); ``k``: real values
@@ -71,8 +81,9 @@ class Emulator:
     """
 
     def __init__(self, legit_name: str = "receiver", legit: pb.LinkSettings | None = None,
-                 eve_defaults: pb.LinkSettings | None = None, seed: int = 0, clock: Clock = time.time,
-                 max_links: int = 1024, grace_s: float = 300.0, trace_dir: Path | None = None, k: int = 256):
+                 eve_defaults: pb.LinkSettings | None = None, seed: int | None = None, clock: Clock = time.time,
+                 max_links: int = 1024, grace_s: float = 300.0, trace_dir: Path | None = None, k: int = 256,
+                 eve_links: dict[str, pb.LinkSettings] | None = None):
         if max_links < 1 or grace_s < 0 or k < 2 or k % 2:
             raise BadRequest(f"max_links={max_links} must be >= 1, grace_s={grace_s} >= 0 and k={k} even and >= 2")
         self.k = k
@@ -80,10 +91,15 @@ class Emulator:
         self.seed, self.legit_name, self.clock = seed, legit_name, clock
         self.max_links, self.grace_s, self.trace_dir = max_links, grace_s, trace_dir
         self.eve_defaults, _, _ = checked(schema.initial(), eve_defaults or pb.LinkSettings(), False, k=k)
+        self.eve_links = {}
+        for name, update in (eve_links or {}).items():
+            self._check_new(name, EAVESDROPPER)
+            self.eve_links[name], _, _ = checked(self.eve_defaults, update, False, k=k)
         self.frames = 0
         first, _, _ = checked(schema.initial(), legit or pb.LinkSettings(), True, k=k)
-        first.seed = derive_seed(seed, legit_name)
-        self.links: dict[str, EmulatedLink] = {legit_name: EmulatedLink(legit_name, LEGIT, first, clock(), k)}
+        first.seed = self._link_seed(legit_name)
+        self.links: dict[str, EmulatedLink] = {
+            legit_name: EmulatedLink(legit_name, LEGIT, first, clock(), k, seed is not None)}
         for phy in {first.phy, self.eve_defaults.phy}:
             warm_up(phy)
         self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
@@ -97,6 +113,10 @@ class Emulator:
         self._fanout_thread.join(10)
 
     # ---- links -----------------------------------------------------------------------------------------
+    def _link_seed(self, name: str) -> int:
+        """A new link's seed: derived from the operator's base seed and its name, else fresh from the OS."""
+        return os_seed() if self.seed is None else derive_seed(self.seed, name)
+
     def _check_new(self, name: str, role: int) -> None:
         if not NAME_RE.match(name):
             raise BadRequest(f"link name {name!r}: use 1-64 letters, digits, '_', '-' (starting alnum)")
@@ -110,9 +130,9 @@ class Emulator:
             raise Exhausted(f"the emulator holds its limit of {self.max_links} links; links without a listener "
                             f"are removed {self.grace_s:g} s after it left")
         settings = pb.LinkSettings()
-        settings.CopyFrom(self.eve_defaults)
-        settings.seed = derive_seed(self.seed, name)
-        link = EmulatedLink(name, EAVESDROPPER, settings, now, self.k)
+        settings.CopyFrom(self.eve_links.get(name, self.eve_defaults))
+        settings.seed = self._link_seed(name)
+        link = EmulatedLink(name, EAVESDROPPER, settings, now, self.k, self.seed is not None)
         self.links[name] = link
         return link
 
@@ -139,13 +159,14 @@ class Emulator:
             raise BadRequest(f"an eavesdropper needs its own link name (not empty, not {self.legit_name!r})")
         return name
 
-    def subscribe(self, role: int, name: str, defaults: pb.LinkSettings | None, loop: asyncio.AbstractEventLoop,
-                  token: str | None = None) -> tuple[EmulatedLink, Subscriber]:
-        """Attach a listener; create an eavesdropper link on first use (with ``defaults`` over the emulator's).
+    def subscribe(self, role: int, name: str, loop: asyncio.AbstractEventLoop,
+                  principal: str | None = None) -> tuple[EmulatedLink, Subscriber]:
+        """Attach a listener; create an eavesdropper link on first use, with the operator's settings for it.
 
-        A link with a listener is refused (ALREADY_EXISTS) unless the new one presents the same credential
-        ``token``: then it is a reconnect and replaces the old stream. Without authentication there is no token to
-        prove a reconnect, so the old stream must end first.
+        A link with a listener is refused (ALREADY_EXISTS) unless the new one is the same ``principal`` (the
+        verified caller, e.g. ``eavesdropper:eve``; its tokens change with every call): then it is a reconnect and
+        replaces the old stream. Without authentication there is no principal to prove a reconnect, so the old
+        stream must end first.
         """
         name = self._listen_name(role, name)
         with self.lock:
@@ -153,17 +174,15 @@ class Emulator:
             link = self.links.get(name)
             if link is None:
                 link = self._new_link(name, now)
-                if defaults is not None:
-                    link.update(defaults, now, self.trace_dir)
             elif link.role != role:
                 raise BadRequest(f"link {name!r} is a {common_pb2.Role.Name(link.role)} link")
             old = link.subscriber
             if old is not None and not old.closed:
-                if token is None or token != old.token:
-                    raise AlreadyExists(f"a listener is attached as {name!r}; only the same credential may reconnect")
+                if principal is None or principal != old.principal:
+                    raise AlreadyExists(f"a listener is attached as {name!r}; only the same principal may reconnect")
                 log.info("listener %s reconnected; its old stream ends", name)
                 old.close()
-            link.subscriber = Subscriber(name, link.settings.queue_size, loop, token)
+            link.subscriber = Subscriber(name, link.settings.queue_size, loop, principal)
             link.detached_at = None
             log.info("listener %s attached (%s)", name, common_pb2.Role.Name(role))
             return link, link.subscriber
@@ -190,7 +209,7 @@ class Emulator:
                                    f"links: {', '.join(list(self.links)[:20])}")
                 self._check_new(u.name, u.role)
                 creating += 1
-                checked(self.eve_defaults, u.settings, False, self.trace_dir, self.k)
+                checked(self.eve_links.get(u.name, self.eve_defaults), u.settings, False, self.trace_dir, self.k)
                 continue
             if u.role not in (common_pb2.ROLE_UNSPECIFIED, link.role):
                 raise BadRequest(f"link {u.name!r} is a {common_pb2.Role.Name(link.role)} link")
@@ -234,8 +253,8 @@ class Emulator:
         """Broadcast a batch; returns (frames accepted, listeners it was queued for)."""
         if not frames:
             return 0, 0
-        if len(frames) > MAX_FRAMES_PER_SEND:
-            raise BadRequest(f"{len(frames)} frames in one Send; at most {MAX_FRAMES_PER_SEND}")
+        if len(frames) > MAX_FRAMES:
+            raise BadRequest(f"{len(frames)} frames in one Send; at most {MAX_FRAMES}")
         rows = [symbols_of(f, None, "frame") for f in frames]  # checks dtype float32, 1-D, finite
         lengths = sorted({len(r) for r in rows})
         if len(lengths) != 1 or lengths[0] % 2 or lengths[0] == 0:
@@ -297,8 +316,8 @@ class Emulator:
         name = name or self.legit_name
         if name != self.legit_name:
             raise BadRequest(f"CSI feedback is the legitimate link's ({self.legit_name!r}), not {name!r}'s")
-        if not 1 <= n <= MAX_FRAMES_PER_SEND:
-            raise BadRequest(f"feedback for frames={n}; ask for 1 to {MAX_FRAMES_PER_SEND}")
+        if not 1 <= n <= MAX_FRAMES:
+            raise BadRequest(f"feedback for frames={n}; ask for 1 to {MAX_FRAMES}")
         with self.lock:
             link = self.links[name]
             snr = self._legit_snr(self.clock())
@@ -314,10 +333,13 @@ class Emulator:
         n0, sigma_c2 = link.csi(snr)
         sub = link.subscriber
         attached = sub is not None and not sub.closed
+        settings = pb.LinkSettings()
+        settings.CopyFrom(link.settings)
+        settings.ClearField("seed")  # never reported: an OS-drawn seed would let its reader replay the link's noise
         state = pb.LinkState(
             name=link.name, role=link.role, attached=attached, snr_db=snr, n0=n0, sigma_c2=sigma_c2,
             gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_trace=link.trace is not None,
-            queue_depth=len(sub.items) if sub else 0, settings=link.settings,
+            queue_depth=len(sub.items) if sub else 0, settings=settings, seeded=link.seeded,
             detached_s=0.0 if link.detached_at is None else now - link.detached_at, **link.counts)
         state.subcarrier_snr_db.extend(link.snr_picture())
         return state
@@ -335,13 +357,18 @@ class Emulator:
 
 
 class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
-    """gRPC wiring of :class:`Emulator` (async). ``verifier`` checks each caller's credential (key None: off)."""
+    """gRPC wiring of :class:`Emulator` (async). The door (``services_common.door``) checks every caller's role by
+    ``RULES``; ``verifier`` is the same one, for the rule that depends on the request: ``Listen`` under one's own
+    name (key None: off). The largest request is a ``Send`` of :data:`MAX_FRAMES` frames of k values."""
 
     SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChannelEmulator"].full_name
+    RULES = {"Send": (auth.TRANSMITTER,), "Listen": (auth.RECEIVER, auth.EAVESDROPPER), "Configure": (auth.CONTROL,),
+             "GetState": (auth.CONTROL,), "Feedback": (auth.TRANSMITTER,)}
 
     def __init__(self, emulator: Emulator, verifier: auth.Verifier | None = None):
         self.emu = emulator
         self.verifier = verifier or auth.Verifier(None)
+        self.max_request_bytes = frames_request_bytes(emulator.k)
 
     def register(self, server: Any) -> None:
         pb_grpc.add_ChannelEmulatorServicer_to_server(self, server)
@@ -353,25 +380,23 @@ class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
 
     @grpc_errors
     async def Send(self, request: pb.SendRequest, context: grpc.aio.ServicerContext) -> pb.SendReply:
-        self.verifier.require(context, [auth.TRANSMITTER])
         accepted, listeners = await self._off_loop(self.emu.send, list(request.frames))
         return pb.SendReply(accepted=accepted, listeners=listeners)
 
     def _require_listener(self, context: grpc.aio.ServicerContext, role: int, name: str) -> str | None:
-        """The caller's credential after checking it may listen as ``(role, name)``."""
+        """Who the caller is (``role:name``) after checking it may listen as ``(role, name)``; None without auth."""
         if role == LEGIT:
-            self.verifier.require(context, [auth.RECEIVER], self.emu.legit_name)
+            who = self.verifier.require(context, [auth.RECEIVER], self.emu.legit_name)
         else:
-            self.verifier.require(context, [auth.EAVESDROPPER], name)
-        return auth.Verifier.token(context.invocation_metadata()) if self.verifier.enabled else None
+            who = self.verifier.require(context, [auth.EAVESDROPPER], name)
+        return None if who is None else str(who)
 
     @grpc_errors
     async def Listen(self, request: pb.ListenRequest,
                      context: grpc.aio.ServicerContext) -> AsyncIterator[frame_pb2.ReceivedFrame]:
-        token = self._require_listener(context, request.role, request.name)
-        defaults = request.defaults if request.HasField("defaults") else None
+        principal = self._require_listener(context, request.role, request.name)
         loop = asyncio.get_running_loop()
-        link, sub = await self._off_loop(self.emu.subscribe, request.role, request.name, defaults, loop, token)
+        link, sub = await self._off_loop(self.emu.subscribe, request.role, request.name, loop, principal)
         try:
             while (item := await sub.get()) is not None:
                 at, rf = item
@@ -391,18 +416,15 @@ class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
 
     @grpc_errors
     async def Configure(self, request: pb.ConfigureRequest, context: grpc.aio.ServicerContext) -> pb.ChannelState:
-        self.verifier.require(context, [auth.CONTROL])
         await self._off_loop(self.emu.configure, list(request.links), request.validate_only)
         return await self._off_loop(self.emu.state)
 
     @grpc_errors
     async def GetState(self, request: pb.GetStateRequest, context: grpc.aio.ServicerContext) -> pb.ChannelState:
-        self.verifier.require(context, [auth.CONTROL])
         return await self._off_loop(self.emu.state, request.link)
 
     @grpc_errors
     async def Feedback(self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext) -> pb.FeedbackReply:
-        self.verifier.require(context, [auth.TRANSMITTER])
         return await self._off_loop(self.emu.feedback, request.link, request.frames)
 
 

@@ -10,10 +10,16 @@ from services_common.spec import DEFAULT_PORTS, Option, ServiceSpec, link_option
 
 SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
     *server_options(DEFAULT_PORTS["channel_emulator"]),
-    Option("--seed", "base seed; each link's noise is seeded from it and its name", 0, int),
+    Option("--seed", "base seed: each link's noise is seeded from it and its name, reproducible and known to anyone "
+                     "who knows it (default: each link's seed drawn from the OS, never exposed)", None, int),
     Option("--legit-name", "name of the legitimate link (= the receiver credential's name)", "receiver"),
     *link_options(["snr_db"], whose="the legitimate link's "),
     *link_options(["snr_db"], prefix="eve_", whose="a new eavesdropper link's "),
+    Option("--eve-snr-offset-db", "a new eavesdropper link follows the legitimate SNR plus this offset (dB) instead of "
+                                  "--eve-snr-db", None, float),
+    Option("--eavesdropper-link", "the operator's SNR offset (dB, from the legitimate SNR) of eavesdropper NAME's "
+                                  "link (repeatable); listeners never choose their own link", kind="append",
+           metavar="NAME=OFFSET_DB"),
     *link_options(["fading", "queue_size"]),  # of every link
     Option("--max-links", "most links at once; past it Listen answers RESOURCE_EXHAUSTED", 1024, int),
     Option("--link-grace-s", "a link without a listener is removed after this many seconds", 300.0, float),

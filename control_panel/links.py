@@ -115,6 +115,7 @@ def link_json(lk: ch_pb.LinkState) -> dict[str, Any]:
                 if f.message_type is None and not f.name.startswith("clear_")}
     return {**settings, "snr_offset_db": settings.get("snr_offset_db"),
             "role": common_pb2.Role.Name(lk.role).removeprefix("ROLE_").lower(), "attached": lk.attached,
+            "seeded": lk.seeded,
             "snr_db": lk.snr_db, "sigma_c2": _finite_or_none(lk.sigma_c2), "trace": lk.has_trace,
             **{name: getattr(lk, name) for name in COUNTERS}, "subcarrier_snr_db": subcarrier_snr(lk)}
 

@@ -19,6 +19,7 @@ still owing reports. Runs are stored in the panel's database: a panel restart ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -85,6 +86,7 @@ class Run:
     pending: list[str] = field(default_factory=list)  # expected listeners still owing reports
     missed: dict[str, int] = field(default_factory=dict)  # frames a listener never reported before its deadline
     sweep: str | None = None  # the privacy sweep this run is a step of
+    seeded_by: list[str] = field(default_factory=list)  # noise from an explicit seed at its start or end (PanelState)
     task: asyncio.Task | None = field(default=None, repr=False)
 
     def doc(self) -> dict[str, Any]:
@@ -102,6 +104,7 @@ class Run:
                 "progress": min(1.0, (decided + self.gave_up) / self.req.n), "elapsed_s": round(elapsed, 3),
                 "images_per_s": decided / elapsed if elapsed > 0 else None, "expected": self.expected,
                 "pending": self.pending, "missed": self.missed, "sweep": self.sweep,
+                "seeded": bool(self.seeded_by), "seeded_by": self.seeded_by,
                 "accuracy": {name: t.accuracy for name, t in tallies.items()},
                 "listeners": {name: t.as_json() for name, t in tallies.items()}}
 
@@ -110,8 +113,8 @@ class RunManager:
     """Runs as asyncio tasks on the panel's loop; at most ``max_active`` at once (429 past it)."""
 
     def __init__(self, store: Store, ledger: Ledger, tx: Upstream, attached: Callable[[], Awaitable[set[str]]],
-                 max_active: int):
-        self.store, self.ledger, self.tx, self.attached = store, ledger, tx, attached
+                 max_active: int, seeded_by: Callable[[], Awaitable[list[str]]]):
+        self.store, self.ledger, self.tx, self.attached, self.seeded_by = store, ledger, tx, attached, seeded_by
         self.max_active = max_active
         self.active: dict[str, Run] = {}
         self.reserved = 0  # slots held by privacy sweeps between their steps
@@ -149,10 +152,12 @@ class RunManager:
         try:
             images, labels = await self.check(req)
             expected = sorted(await self.attached())
+            seeded_by = await self.seeded_by()
         finally:
             if sweep is None:
                 self.reserved -= 1
-        run = Run(uuid.uuid4().hex[:12], req, expected=expected, pending=list(expected), sweep=sweep)
+        run = Run(uuid.uuid4().hex[:12], req, expected=expected, pending=list(expected), sweep=sweep,
+                  seeded_by=seeded_by)
         self.active[run.id] = run
         self._save(run)
         run.task = asyncio.create_task(self._execute(run, images, labels))
@@ -193,6 +198,8 @@ class RunManager:
         run.status, run.started = "running", time.time()
         try:
             await track(run, self._complete(run, watch, images, labels), "run")
+            with contextlib.suppress(UpstreamError):  # seeded while it ran, too
+                run.seeded_by = sorted(set(run.seeded_by) | set(await self.seeded_by()))
         finally:
             run.finished = time.time()
             self._save(run)

@@ -11,8 +11,6 @@ import contextlib
 import logging
 from typing import Any
 
-import grpc
-
 from control_panel.errors import Upstream
 from control_panel.ledger import Ledger
 from control_panel.links import link_json
@@ -21,16 +19,17 @@ from control_panel.runs import RunManager
 from control_panel.settings import PanelSettings
 from control_panel.store import Store
 from control_panel.sweeps import SweepManager
-from control_panel.telemetry import TelemetryServicer
+from control_panel.telemetry import MAX_CONCURRENT_CALLS, TelemetryServicer
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
-from protos.diffsem.v1 import telemetry_pb2, telemetry_pb2_grpc, transmitter_pb2_grpc
-from services_common.auth import Verifier
+from protos.diffsem.v1 import common_pb2, transmitter_pb2_grpc
+from services_common.auth import TELEMETRY_AUDIENCE, Verifier
 from services_common.client import SHORT_DEADLINE_S, grpc_aio_channel
-from services_common.server import GRPC_OPTIONS, SERVING, add_health_and_reflection_aio
+from services_common.door import Door, rules_of
+from services_common.server import SERVING, add_health_and_reflection_aio, aio_server
 
 log = logging.getLogger(__name__)
-TELEMETRY = telemetry_pb2.DESCRIPTOR.services_by_name["Telemetry"].full_name
+TELEMETRY = TelemetryServicer.SERVICE_NAME
 
 
 class PanelState:
@@ -51,8 +50,11 @@ class PanelState:
 
     async def start(self) -> None:
         s = self.settings
-        server = grpc.aio.server(options=GRPC_OPTIONS)
-        telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryServicer(self.ledger, Verifier(s.auth_key)), server)
+        telemetry = TelemetryServicer(self.ledger, Verifier(s.auth_key, audience=TELEMETRY_AUDIENCE))
+        server = aio_server(Door(telemetry.verifier, rules_of(telemetry)), telemetry.max_request_bytes,
+                            maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
+                            extra_options=[("grpc.max_concurrent_streams", MAX_CONCURRENT_CALLS)])
+        telemetry.register(server)
         health = add_health_and_reflection_aio(server, [TELEMETRY])
         self.telemetry_port = server.add_insecure_port(f"{s.telemetry_host}:{s.telemetry_port}")
         await server.start()
@@ -62,7 +64,7 @@ class PanelState:
         emu_channel = grpc_aio_channel(s.emulator, s.credential)
         self.tx = Upstream("transmitter", transmitter_pb2_grpc.TransmitterStub(tx_channel))
         self.emu = Upstream("channel emulator", ch_grpc.ChannelEmulatorStub(emu_channel))
-        self.runs = RunManager(self.store, self.ledger, self.tx, self.attached, s.max_runs)
+        self.runs = RunManager(self.store, self.ledger, self.tx, self.attached, s.max_runs, self.seeded_by)
         self.sweeps = SweepManager(self.store, self.ledger, self.runs, self.tx)
         pruner = asyncio.create_task(self._prune_forever())
         self._closers = [health.enter_graceful_shutdown, pruner.cancel, self.sweeps.stop, self.runs.stop,
@@ -95,3 +97,10 @@ class PanelState:
     async def attached(self) -> set[str]:
         """Names of the listeners attached to the emulator now."""
         return {lk.name for lk in (await self.link_states()).links if lk.attached}
+
+    async def seeded_by(self) -> list[str]:
+        """What draws its noise from an explicit seed now, so that anyone who knows the seed can replay it: the
+        transmitter's self-noise (``transmitter``) and each seeded link by name; [] when all of it is from the OS."""
+        tx = await self.tx.call("GetState", common_pb2.InfoRequest(), SHORT_DEADLINE_S)
+        links = (await self.link_states()).links
+        return (["transmitter"] if tx.seeded else []) + [lk.name for lk in links if lk.seeded]

@@ -135,6 +135,17 @@ def judge_path(root: Path, name: str) -> Path:
     return Path(root) / "judges" / f"{name}.safetensors"
 
 
+def _weights_name(attack: str) -> str:
+    """The attack whose adapted judge ``attack`` uses (its ``weights_of``; itself, or an unknown name, as is)."""
+    from diffsem.attacks.base import attack_class  # the attacks know the judges, not the other way round
+    from diffsem.errors import ConfigError
+
+    try:
+        return attack_class(attack).weights_name()
+    except ConfigError:
+        return attack
+
+
 def adapted_judge_path(root: Path, attack: str) -> Path:
     """``<checkpoint folder>/attacks/<attack>.judge.safetensors``: the judge adapted to that attack's images."""
     return Path(root) / "attacks" / f"{attack}.judge.safetensors"
@@ -238,6 +249,6 @@ def load_panel(bundle: Any, root: Path, names: list[str] | None = None, attacks:
         if name == ADAPTED:
             raise ConfigError(f"judge {ADAPTED!r} is per attack: it joins each attack's panel by itself")
         judges[name] = bundle.judge if name == BUNDLE_JUDGE else load_judge(judge_path(root, name), bundle.cfg)[0]
-    extra = {a: load_judge(adapted_judge_path(root, a), bundle.cfg)[0] for a in attacks
-             if adapted and adapted_judge_path(root, a).exists()}
+    paths = {a: adapted_judge_path(root, _weights_name(a)) for a in attacks}
+    extra = {a: load_judge(path, bundle.cfg)[0] for a, path in paths.items() if adapted and path.exists()}
     return JudgePanel(judges, extra, getattr(bundle, "device", torch.device("cpu")))

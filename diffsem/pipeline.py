@@ -29,17 +29,19 @@ ERASE_RATIO = 0.5  # 'erase': a dim whose level is below half the frame's best (
 class PublicHeader:
     """What every listener sees with a frame. a: abar_{t*} (1.0 = no self-noise). sigma_self2: (B,) on a flat
     link, (B, k) per real dim on an ofdm link, where it is computed from ``csi`` (the quantised feedback the
-    transmitter used; what travels on the wire instead of sigma_self2, since both ends derive the same values)."""
+    transmitter used; what travels on the wire instead of sigma_self2, since both ends derive the same values).
+    seq: (B,) int64, the frames' public sequence numbers where they have them (live frames; None offline)."""
 
     t_star: int | None
     a: float
     sigma_self2: torch.Tensor
     csi: CsiFeedback | None = None
+    seq: torch.Tensor | None = None
 
     def rows(self, idx: slice | torch.Tensor | list[int]) -> PublicHeader:
         """The header of some of the batch's frames: every per-frame field (sigma_self2, the CSI codes) indexed."""
         csi = None if self.csi is None else CsiFeedback(self.csi.codes[idx], self.csi.units)
-        return PublicHeader(self.t_star, self.a, self.sigma_self2[idx], csi)
+        return PublicHeader(self.t_star, self.a, self.sigma_self2[idx], csi, None if self.seq is None else self.seq[idx])
 
 
 def header_from_csi(t_star: int | None, a: float, csi: CsiFeedback) -> PublicHeader:

@@ -10,16 +10,17 @@ from diffsem.judges import judge_list, load_panel
 from eavesdropper.attacks import known_attacks
 from eavesdropper.server import Eavesdropper, EavesdropperServicer
 from eavesdropper.settings import SPEC
-from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from services_common.auth import Verifier, credential_from
 from services_common.errors import BadRequest
 from services_common.server import ServiceHost, fail, serve
+from services_common.sizes import bundle_k, frames_request_bytes
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> EavesdropperServicer:
     if args.attack not in known_attacks():
         raise BadRequest(f"unknown attack {args.attack!r}; known attacks: {', '.join(known_attacks())}")
-    return EavesdropperServicer(verifier)
+    return EavesdropperServicer(verifier,
+                                max_request_bytes=frames_request_bytes(bundle_k(args.checkpoints) or 256, True))
 
 
 def load(args: Namespace, servicer: EavesdropperServicer, host: ServiceHost) -> str:
@@ -31,12 +32,7 @@ def load(args: Namespace, servicer: EavesdropperServicer, host: ServiceHost) -> 
     eve = Eavesdropper(bundle, args.name, args.attack, options, args.attack_checkpoint, panel)
     loop = None
     if args.emulator:
-        defaults = ch_pb.LinkSettings()
-        if args.snr_offset_db is not None:
-            defaults.snr_offset_db = args.snr_offset_db
-        if args.snr_db is not None:
-            defaults.snr_db = args.snr_db
-        loop = eve.listen(args.emulator, args.telemetry or None, args.max_batch, args.max_wait_ms, defaults,
+        loop = eve.listen(args.emulator, args.telemetry or None, args.max_batch, args.max_wait_ms,
                           credential_from(args.credential_file))
         loop.on_fatal = lambda msg: fail(host)
         host.on_stop(loop.stop)

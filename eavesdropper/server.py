@@ -18,15 +18,14 @@ from diffsem.bundle import ModelBundle
 from diffsem.errors import DiffSemError
 from diffsem.judges import JudgePanel
 from eavesdropper.attacks import ServiceAttack, make_attack
-from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2, eavesdropper_pb2_grpc, frame_pb2, telemetry_pb2
+from services_common import auth
 from services_common.errors import BadRequest, grpc_errors
 from services_common.frames import received_batch
 from services_common.listener import ListenerLoop
 from services_common.servicer import ModelServicer
+from services_common.sizes import MAX_FRAMES
 from services_common.tensors import to_proto
-
-MAX_FRAMES = 4096
 
 
 class Eavesdropper:
@@ -77,7 +76,8 @@ class Eavesdropper:
             for judge, lab in judged.items():
                 r.judge_labels[judge] = int(lab[i])
             if out.reconstructions is not None:
-                r.reconstruction.CopyFrom(to_proto(out.reconstructions[i].detach().float().clamp(0, 1).cpu()))
+                img = out.reconstructions[i].detach().float().nan_to_num(0.0).clamp(0, 1).cpu()  # finite for the panel
+                r.reconstruction.CopyFrom(to_proto(img))
             results.append(r)
         return results
 
@@ -95,27 +95,30 @@ class Eavesdropper:
         return out
 
     def listen(self, emulator: str, telemetry: str | None, max_batch: int, max_wait_ms: float,
-               defaults: ch_pb.LinkSettings | None, credential: str | None = None) -> ListenerLoop:
+               credential: str | None = None) -> ListenerLoop:
         return ListenerLoop(emulator, common_pb2.ROLE_EAVESDROPPER, self.name, self.reports, self.attack_name,
-                            telemetry, max_batch, max_wait_ms, defaults, credential).start()
+                            telemetry, max_batch, max_wait_ms, credential).start()
 
 
 class EavesdropperServicer(ModelServicer[Eavesdropper], eavesdropper_pb2_grpc.EavesdropperServicer):
-    """gRPC wiring; UNAVAILABLE until the model is loaded. ``Attack`` and ``Info`` are the control panel's."""
+    """gRPC wiring; UNAVAILABLE until the model is loaded. ``Attack`` and ``Info`` are the control panel's (``RULES``,
+    checked at the door; its tokens are verified with the pins, never the key)."""
 
     SERVICE_NAME = eavesdropper_pb2.DESCRIPTOR.services_by_name["Eavesdropper"].full_name
+    RULES = {"Attack": (auth.CONTROL,), "Info": (auth.CONTROL,)}
     add_to_server = staticmethod(eavesdropper_pb2_grpc.add_EavesdropperServicer_to_server)
     loading = "eavesdropper"
 
     @grpc_errors
     def Attack(self, request: eavesdropper_pb2.AttackRequest,
                context: grpc.ServicerContext) -> eavesdropper_pb2.AttackReply:
-        return eavesdropper_pb2.AttackReply(results=self.control(context).run(list(request.frames), request.attack))
+        return eavesdropper_pb2.AttackReply(results=self.model.run(list(request.frames), request.attack))
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
-        eve = self.control(context)
-        details = self.loop_details() | {f"failed[{k}]": str(v) for k, v in eve.failures.items()}
+        eve = self.model
+        details = (self.loop_details() | {f"failed[{k}]": str(v) for k, v in eve.failures.items()}
+                   | eve.attacks[eve.attack_name].core.details())
         return common_pb2.ServiceInfo(service="eavesdropper", name=eve.name, model_id=eve.bundle.model_id,
                                       device=str(eve.bundle.device), k=eve.bundle.cfg.k, mode=eve.attack_name,
                                       details=details)

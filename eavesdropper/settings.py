@@ -1,7 +1,8 @@
 """The eavesdropper's settings spec: its options, the launcher's argv and its environment variables.
 
-An eavesdropper verifies its callers with ``--auth-pins-file`` (the control credential's fingerprint), never with
-the authority key, which would let it mint the receiver's credential.
+An eavesdropper verifies its callers with ``--auth-pins-file`` (the audience key that verifies the panel's tokens to
+it alone), never with the authority key, which would let it mint the receiver's credential. It has no option for its
+own link: its SNR, PHY and seed are the operator's (the emulator's options, ``PUT /api/links``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,5 @@ SPEC = ServiceSpec("eavesdropper", "Run one eavesdropper (a name, an attack, its
                                        "it reads", None, Path),
     Option("--judges", "comma-separated panel of judges for reconstructions (default: cnn and every judge under "
                        "<checkpoints>/judges, plus the attack's adapted judge when it has one)", None),
-    Option("--snr-offset-db", "when this link is created: follow the legitimate SNR plus this offset (dB)", None,
-           float),
-    Option("--snr-db", "when this link is created: its SNR (dB)", None, float),
     Option("--threads", "torch CPU threads", 1, int),
 ))

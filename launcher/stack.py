@@ -3,12 +3,24 @@
 Start order follows the dependencies: channel emulator, transmitter, control panel (Telemetry), receiver,
 eavesdroppers. Command lines come from each service's settings spec (``<service>/settings.py``).
 
-Credentials (docs/design.md §8): the stack writes an authority key and one credential per service into
-``<log dir>/auth`` and gives each service only its own credential file. The verifying services (emulator,
-transmitter, receiver, the panel's telemetry) get the key; an eavesdropper gets only ``control.pins``, the control
-credential's fingerprint, so it can check its callers but never mint or read another role's credential. Settings
-environment variables of the caller (``$DIFFSEM_<OPTION>``, the self-noise key, the auth files) are not passed on:
-each service gets exactly its command line.
+What each service is given (docs/design.md §8 lists every secret, who holds it and how long it lives):
+
+- Credentials: the stack writes an authority key and one credential per principal into ``<log dir>/auth`` (0700)
+  and gives each service only its own credential file. The verifying services (emulator, transmitter, receiver,
+  the panel's telemetry) get the key; an eavesdropper gets a copy of its own credential and its pins (the audience
+  key that verifies the panel's tokens to it), never the key, in a home of its own (``launcher.isolation``).
+- Environment: each child gets a few process variables and its own settings only (``launcher.isolation.child_env``):
+  the panel's bearer token reaches the panel alone, the self-noise key the transmitter and the receiver alone, and
+  no ``$DIFFSEM_<OPTION>`` of the launcher's environment reaches anyone.
+- Users: as root, each eavesdropper runs under a uid of its own, its home readable by that uid alone, and every child
+  with umask 077: an eavesdropper cannot read the key, another credential, another process's environment, the panel's
+  database or the logs. Not as root, every service runs as one user, and the launcher says at start that
+  eavesdroppers are then trusted code. Under either, an eavesdropper shares the host's network (every loopback port,
+  the panel's read API included) and reads world-readable files (the repository and its committed checkpoints):
+  compose confines those, the launcher does not.
+- Links: an eavesdropper's SNR offset (``-e NAME:ATTACK:OFFSET_DB``) is the emulator's setting for that name
+  (``--eavesdropper-link``), never the eavesdropper's own; without ``--seed`` every generator that protects is
+  seeded from the OS.
 
 Each service binds its port (0 = ephemeral) and writes it to a port file; the stack then waits for the gRPC
 health service to say SERVING (``/healthz`` for the panel). A service that dies is restarted on the same port
@@ -21,21 +33,29 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from diffsem.config import CLASSIFIERS, DECODE_MODES, LinkConfig
 from diffsem.defaults import KEY_ENV, checkpoint_dir
+from launcher.isolation import EveHome, User, child_env, confinement, free_user, private_root
 from launcher.specs import EAVESDROPPER, EMULATOR, PANEL, RECEIVER, TRANSMITTER
+from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
+from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
+from protos.diffsem.v1 import common_pb2
 from services_common import auth
-from services_common.client import health_status
+from services_common.client import DEADLINE_S, grpc_channel, health_status
+from services_common.sizes import bundle_k
 from services_common.spec import DEFAULT_PORTS, ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +115,8 @@ class StackConfig:
                              "--key-file)", choices=("random", "keyed"))
     key_file: Path | None = option(None, "keyed self-noise secret; default $DIFFSEM_SELF_NOISE_KEY (hex), else a "
                                    "fresh random key")
-    seed: int = option(0, "seed of the channel draws and of random self-noise")
+    seed: int | None = option(None, "seed of every link's noise and of random self-noise: a reproducible run, whose "
+                              "noise anyone who knows the seed can replay (default: each drawn from the OS)")
     max_batch: int = option(64, "receiver dynamic batching: most frames per decode")
     max_wait_ms: float = option(5.0, "receiver dynamic batching: longest wait for more frames")
     queue_size: int = LinkConfig.model_fields["queue_size"].default
@@ -115,27 +136,24 @@ class StackConfig:
 PORTS = tuple(f.name for f in fields(StackConfig) if f.name.endswith("_port"))
 
 
-def bundle_k(checkpoints: Path) -> int | None:
-    """The frame size k of a checkpoint bundle (for the emulator's ofdm grid check); None if it is unreadable (the
-    services that load it say why)."""
-    try:
-        return int(json.loads((checkpoints / "bundle.json").read_text())["config"]["k"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def eve_link(spec: EveSpec) -> str | None:
+    """The emulator's ``--eavesdropper-link`` for ``spec`` (NAME=OFFSET_DB), or None without an offset (the
+    emulator's default for new eavesdropper links)."""
+    return None if spec.snr_offset_db is None else f"{spec.name}={spec.snr_offset_db:g}"
 
 
 class Service:
-    """One child process: its command line, port file, log file and restart count. Only a service started with
-    ``key_env`` (transmitter and receiver) sees a keyed self-noise secret in its environment."""
+    """One child process: its command line, its whole environment (``env``: ``launcher.isolation.child_env``), its
+    user (None: the launcher's), port file, log file and restart count."""
 
     def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str,
-                 key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None,
-                 prefix: tuple[str, ...] = ()):
-        self.name, self.module, self.args, self.health = name, module, args, health
+                 env: dict[str, str] | None = None, user: User | None = None, port_dir: Path | None = None,
+                 wrap: Callable[[list[str]], list[str]] | None = None, prefix: tuple[str, ...] = ()):
+        self.name, self.module, self.args, self.health, self.user = name, module, args, health, user
+        self.env = child_env() if env is None else env
+        self.wrap = wrap  # the command line that starts it as ``user`` (launcher.isolation.Confinement)
         self.prefix = prefix  # runs the command inside it, e.g. ("ip", "netns", "exec", "host1"): another host
-        self.key_env = key_env
-        self.extra_env = extra_env or {}
-        self.port_file = log_dir / f"{name}.port.json"
+        self.port_file = (port_dir or log_dir) / f"{name}.port.json"
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
@@ -144,16 +162,10 @@ class Service:
 
     def start(self) -> None:
         self.port_file.unlink(missing_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in _WITHHELD}
-        env.update(self.key_env or {})
-        env.update(self.extra_env)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.setdefault("DIFFSEM_METRICS_PORT", "0")  # each gRPC service's Prometheus endpoint, ephemeral
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", self.module, *self.args, "--port-file",
-                                      str(self.port_file)],
-                                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [sys.executable, "-m", self.module, *self.args, "--port-file", str(self.port_file)]
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # the child's
+        self.proc = subprocess.Popen([*self.prefix, *(self.wrap(argv) if self.wrap else argv)], cwd=ROOT, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077)
         log.close()
 
     @property
@@ -219,15 +231,6 @@ class Service:
             self.proc.wait(5)
 
 
-def _withheld() -> frozenset[str]:
-    """Environment variables no child inherits from the launcher: every service option's, the secrets', the DB's."""
-    names = {o.env for spec in (EMULATOR, TRANSMITTER, RECEIVER, EAVESDROPPER) for o in spec.options}
-    return frozenset(names | {KEY_ENV, auth.CREDENTIAL_ENV, auth.KEY_ENV, auth.PINS_ENV, f"{ENV_PREFIX}DB"})
-
-
-_WITHHELD = _withheld()
-
-
 class StartupError(RuntimeError):
     pass
 
@@ -238,12 +241,16 @@ class Stack:
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
         if cfg.log_dir is None:
-            import tempfile
-
             cfg.log_dir = Path(tempfile.mkdtemp(prefix="diffsem-stack-"))
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         self.auth_dir = cfg.log_dir / "auth"
-        auth.init_dir(self.auth_dir, [e.name for e in cfg.eavesdroppers])
+        self.auth_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.auth_dir, 0o700)
+        self.key = auth.init_dir(self.auth_dir, [e.name for e in cfg.eavesdroppers])
+        # the eavesdroppers' homes: in the system's temp folder, which every uid can cross to reach its own
+        self.eve_root = private_root(Path(tempfile.mkdtemp(prefix="diffsem-eavesdroppers-")))
+        self.eve_users: dict[str, User] = {}
+        self.confinement, self.trust_note = confinement(cfg.checkpoints)
         self.services: dict[str, Service] = {}
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -268,9 +275,15 @@ class Stack:
         return out
 
     # ---- lifecycle -------------------------------------------------------------------------------------
-    def _add(self, name: str, module: str, args: list[str], health: str = "grpc",
-             key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None) -> Service:
-        svc = Service(name, module, args, self.cfg.log_dir, health, key_env, extra_env)  # type: ignore[arg-type]
+    def _add(self, name: str, module: str, args: list[str], health: str = "grpc", own_env: dict[str, str] | None = None,
+             user: User | None = None, home: Path | None = None) -> Service:
+        """Start a child with ``own_env`` (its settings) over the process basics, as ``user``, with ``home``."""
+        wrap = None
+        if user is not None and self.confinement is not None:
+            conf, stage = self.confinement, self.eve_root / f".mounts-{name}"
+            wrap = lambda argv: conf.command(user, argv, stage)  # noqa: E731
+        svc = Service(name, module, args, self.cfg.log_dir, health, child_env(own_env, home),  # type: ignore[arg-type]
+                      user, home, wrap)
         self.services[name] = svc
         svc.start()
         return svc
@@ -296,14 +309,18 @@ class Stack:
                                    f"{svc.log_tail()}")
             time.sleep(0.1)
 
-    def _auth(self, credential: str, verify: str = "key") -> dict[str, Path]:
-        """Spec values for a service's own credential and how it verifies callers (``key`` or ``pins``)."""
-        out = {"credential_file": self.auth_dir / f"{credential}.credential"}
-        if verify == "key":
-            out["auth_key_file"] = self.auth_dir / "authority.key"
-        else:
-            out["auth_pins_file"] = self.auth_dir / auth.PINS_FILE
-        return out
+    def _auth(self, credential: str) -> dict[str, Path]:
+        """Spec values for a verifying service's own credential and the authority key."""
+        return {"credential_file": self.auth_dir / f"{credential}.credential",
+                "auth_key_file": self.auth_dir / "authority.key"}
+
+    def _panel_env(self) -> dict[str, str]:
+        """The panel's own settings from the launcher's environment: its database, bearer token, data and chart."""
+        env = {f"{ENV_PREFIX}DB": os.environ.get(f"{ENV_PREFIX}DB") or str(self.cfg.log_dir / "panel.db")}
+        for name in ("DIFFSEM_PANEL_TOKEN", "DIFFSEM_DATA_DIR", "DIFFSEM_SWEEP_FILE"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        return env
 
     def _key(self) -> tuple[Path | None, dict[str, str] | None]:
         """Keyed self-noise: the key file, or the environment, that only the transmitter and receiver get."""
@@ -315,10 +332,13 @@ class Stack:
 
     def start(self) -> Stack:
         c = self.cfg
+        if self.trust_note:
+            print(self.trust_note, file=sys.stderr, flush=True)
         try:
             emu = self._add("channel_emulator", "channel_emulator", EMULATOR.argv(
                 host=c.host, port=c.emulator_port, snr_db=c.snr_db, seed=c.seed, queue_size=c.queue_size,
-                auth_key_file=self.auth_dir / "authority.key", k=bundle_k(c.checkpoints), **c.phy))
+                auth_key_file=self.auth_dir / "authority.key", k=bundle_k(c.checkpoints), **c.phy,
+                eavesdropper_link=[link for e in c.eavesdroppers if (link := eve_link(e))]))
             self._wait_ports(emu)  # the transmitter needs only its address; it is waited for below with the rest
             model = dict(checkpoints=c.checkpoints, device=c.device)
             key_file, key_env = self._key()
@@ -326,20 +346,20 @@ class Stack:
                 host=c.host, port=c.transmitter_port, emulator=self.address("channel_emulator"), seed=c.seed,
                 no_self_noise=c.t_star is None, t_star=c.t_star,
                 self_noise="keyed" if key_env is not None or key_file else None, key_file=key_file,
-                **model, **self._auth(auth.TRANSMITTER)), key_env=key_env)
+                **model, **self._auth(auth.TRANSMITTER)), own_env=key_env)
             self._wait_ports(tx)  # its address is known before its model is loaded
             panel = self._add("control_panel", "control_panel", [*PANEL.argv(
                 host=c.host, http_port=c.http_port, telemetry_port=c.telemetry_port,
                 transmitter=self.address("transmitter"), emulator=self.address("channel_emulator"),
                 credential_file=self.auth_dir / f"{auth.CONTROL}.credential",
                 auth_key_file=self.auth_dir / "authority.key"), *c.panel_args],
-                health="http", extra_env={f"{ENV_PREFIX}DB": os.environ.get(f"{ENV_PREFIX}DB") or str(c.log_dir / "panel.db")})
+                health="http", own_env=self._panel_env())
             self._wait(panel)
             rx = self._add("receiver", "receiver", RECEIVER.argv(
                 host=c.host, port=c.receiver_port, emulator=self.address("channel_emulator"),
                 telemetry=self.address("control_panel", "telemetry"), mode=c.mode, classifier=c.classifier,
                 steps=c.steps, max_batch=c.max_batch, max_wait_ms=c.max_wait_ms, threads=c.receiver_threads,
-                key_file=key_file, **model, **self._auth(auth.RECEIVER)), key_env=key_env)
+                key_file=key_file, **model, **self._auth(auth.RECEIVER)), own_env=key_env)
             eves = [self._start_eve(spec) for spec in c.eavesdroppers]
             for svc in (emu, tx, rx, *eves):
                 self._wait(svc)
@@ -357,17 +377,29 @@ class Stack:
         if self._eve_port:
             self._eve_port += 1
         auth.init_dir(self.auth_dir, [spec.name])  # the same key: every issued credential stays valid
+        user = None
+        if self.confinement is not None:
+            user = self.eve_users.get(spec.name) or free_user({u.uid for u in self.eve_users.values()})
+            self.eve_users[spec.name] = user
+        home = EveHome(self.eve_root, spec.name, user)
         reads = spec.name in self.cfg.reads_transmitter_weights
         args = EAVESDROPPER.argv(
             host=self.cfg.host, port=port, name=spec.name, attack=spec.attack,
             emulator=self.address("channel_emulator"), telemetry=self.address("control_panel", "telemetry"),
-            checkpoints=self.cfg.checkpoints, device=self.cfg.device, snr_offset_db=spec.snr_offset_db,
-            transmitter_checkpoint=self.cfg.checkpoints if reads else None, **self._auth(spec.name, "pins"))
-        return self._add(spec.name, "eavesdropper", args)
+            checkpoints=self.cfg.checkpoints, device=self.cfg.device,
+            transmitter_checkpoint=self.cfg.checkpoints if reads else None,
+            credential_file=home.install(self.auth_dir / f"{spec.name}.credential"),
+            auth_pins_file=home.install(self.auth_dir / auth.pins_file(spec.name)))
+        return self._add(spec.name, "eavesdropper", args, user=user, home=home.path)
 
     def add_eavesdropper(self, spec: EveSpec, wait: bool = True) -> Service:
-        """Attach one more eavesdropper while the stack runs."""
+        """Attach one more eavesdropper while the stack runs: its link's offset is set on the emulator first, by the
+        control role (and kept in the emulator's command line, for a restart)."""
         with self._lock:
+            if (link := eve_link(spec)) is not None:
+                emu = self.services["channel_emulator"]
+                emu.args += EMULATOR.argv(eavesdropper_link=[link])
+                self._configure_eve_link(spec)
             svc = self._start_eve(spec)
         if wait:
             self._wait(svc)
@@ -397,15 +429,24 @@ class Stack:
                       file=sys.stderr, flush=True)
                 svc.start()
 
+    def _configure_eve_link(self, spec: EveSpec) -> None:
+        """The operator's settings of ``spec``'s link on the running emulator (created now, before it attaches)."""
+        update = ch_pb.LinkUpdate(name=spec.name, role=common_pb2.ROLE_EAVESDROPPER,
+                                  settings=ch_pb.LinkSettings(snr_offset_db=spec.snr_offset_db))
+        credential = auth.issue(self.key, auth.CONTROL, auth.CONTROL)
+        with grpc_channel(self.address("channel_emulator"), credential) as ch:
+            ch_grpc.ChannelEmulatorStub(ch).Configure(ch_pb.ConfigureRequest(links=[update]), timeout=DEADLINE_S)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every service, in reverse start order, then wait for them all (they shut down side by side, each
-        within its own grace period); SIGKILL what is left after ``timeout``."""
+        within its own grace period); SIGKILL what is left after ``timeout``. The eavesdroppers' homes go."""
         self._stopping.set()
         services = list(reversed(self.services.values()))
         for svc in services:
             svc.terminate()
         for svc in services:
             svc.reap(timeout)
+        shutil.rmtree(self.eve_root, ignore_errors=True)
 
     def state(self) -> dict[str, Any]:
         for svc in self.services.values():  # a restarted service keeps its gRPC port but not its metrics port
@@ -414,7 +455,8 @@ class Stack:
         return {"urls": self.urls() if "control_panel" in self.services else {},
                 "log_dir": str(self.cfg.log_dir), "auth_dir": str(self.auth_dir),
                 "services": {n: {"pid": s.proc.pid if s.proc else None, "ports": s.ports, "log": str(s.log_path),
-                                 "restarts": s.restarts} for n, s in self.services.items()}}
+                                 "restarts": s.restarts, "uid": s.user.uid if s.user else os.geteuid()}
+                             for n, s in self.services.items()}}
 
     def __enter__(self) -> Stack:
         return self.start()

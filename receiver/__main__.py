@@ -12,10 +12,11 @@ from receiver.server import Receiver, ReceiverServicer
 from receiver.settings import SPEC
 from services_common.auth import Verifier, credential_from
 from services_common.server import ServiceHost, fail, serve
+from services_common.sizes import bundle_k, frames_request_bytes
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ReceiverServicer:
-    return ReceiverServicer(verifier)
+    return ReceiverServicer(verifier, max_request_bytes=frames_request_bytes(bundle_k(args.checkpoints) or 256, True))
 
 
 def load(args: Namespace, servicer: ReceiverServicer, host: ServiceHost) -> str:

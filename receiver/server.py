@@ -22,13 +22,14 @@ from diffsem.diffusion import nearest_timestep
 from diffsem.keyed import check_value
 from diffsem.receiver import DiffusionReceiver
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, telemetry_pb2
+from services_common import auth
 from services_common.errors import BadRequest, grpc_errors
 from services_common.frames import received_batch
 from services_common.listener import ListenerLoop
 from services_common.servicer import ModelServicer
+from services_common.sizes import MAX_FRAMES
 
 log = logging.getLogger(__name__)
-MAX_DECODE_FRAMES = 4096
 
 
 class Receiver:
@@ -57,8 +58,8 @@ class Receiver:
             raise BadRequest(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
         if classifier not in CLASSIFIERS:
             raise BadRequest(f"unknown classifier {classifier!r}; use one of {', '.join(CLASSIFIERS)}")
-        if len(frames) > MAX_DECODE_FRAMES:
-            raise BadRequest(f"{len(frames)} frames in one Decode; at most {MAX_DECODE_FRAMES}")
+        if len(frames) > MAX_FRAMES:
+            raise BadRequest(f"{len(frames)} frames in one Decode; at most {MAX_FRAMES}")
         start = time.time()
         batch = received_batch(frames, self.bundle.cfg.k, self.bundle.model_id, self.key, key_holder=True)
         result = self.core.decode_many(batch.z, batch.abar_eff, [mode], [classifier])[(classifier, mode)]
@@ -88,20 +89,22 @@ class Receiver:
 
 
 class ReceiverServicer(ModelServicer[Receiver], receiver_pb2_grpc.ReceiverServicer):
-    """gRPC wiring; UNAVAILABLE until the model is loaded. ``Decode`` and ``Info`` are the control panel's."""
+    """gRPC wiring; UNAVAILABLE until the model is loaded. ``Decode`` and ``Info`` are the control panel's (``RULES``,
+    checked at the door)."""
 
     SERVICE_NAME = receiver_pb2.DESCRIPTOR.services_by_name["Receiver"].full_name
+    RULES = {"Decode": (auth.CONTROL,), "Info": (auth.CONTROL,)}
     add_to_server = staticmethod(receiver_pb2_grpc.add_ReceiverServicer_to_server)
     loading = "receiver"
 
     @grpc_errors
     def Decode(self, request: receiver_pb2.DecodeRequest, context: grpc.ServicerContext) -> receiver_pb2.DecodeReply:
-        rx = self.control(context)
+        rx = self.model
         return receiver_pb2.DecodeReply(decisions=rx.decode(list(request.frames), request.mode, request.classifier))
 
     @grpc_errors
     def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ServiceInfo:
-        rx = self.control(context)
+        rx = self.model
         details = {"steps": str(rx.core.steps), "eta": str(rx.core.eta), "classifier": rx.core.classifier,
                    "key_check": check_value(rx.key) if rx.key else ""} | self.loop_details()
         if self.loop is not None:

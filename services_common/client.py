@@ -12,14 +12,16 @@ DEADLINE_S = 10.0        # default deadline of a unary call
 SHORT_DEADLINE_S = 2.0   # state queries, health checks, telemetry
 
 
-def grpc_channel(address: str, credential: str | None = None) -> grpc.Channel:
-    """An insecure gRPC channel (a connection) to ``host:port`` with the stack's message-size options; every call carries
-    ``credential`` (services_common/auth.py) when one is given."""
-    return with_credential(grpc.insecure_channel(address, options=GRPC_OPTIONS), credential)
+def grpc_channel(address: str, credential: str | None = None, audience: str | None = None) -> grpc.Channel:
+    """An insecure gRPC channel (a connection) to ``host:port`` with the stack's message-size options; with a
+    ``credential`` (services_common/auth.py) every call carries a fresh token for the service it calls (``audience``,
+    or the method's service; an eavesdropper's must be given: ``auth.eavesdropper_audience(name)``)."""
+    return with_credential(grpc.insecure_channel(address, options=GRPC_OPTIONS), credential, audience)
 
 
-def grpc_aio_channel(address: str, credential: str | None = None) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS, interceptors=aio_interceptors(credential))
+def grpc_aio_channel(address: str, credential: str | None = None, audience: str | None = None) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS,
+                                     interceptors=aio_interceptors(credential, audience))
 
 
 def health_status(address: str, service: str = "", timeout: float = SHORT_DEADLINE_S) -> str:

@@ -11,7 +11,7 @@ listener's deep-fade policy (docs/design.md §3, per-RE self-noise). This module
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -63,7 +63,8 @@ class ReceivedBatch:
     """A listener's batch. y: (B, k) received latents; sigma2: (B,) own noise per real dim;
     z: (B, k) normalised latents z_t; abar_eff: (B,) float32; headers: the frames' public headers as received;
     groups: the frames that share a header, as (their indices, the core's :class:`~diffsem.pipeline.PublicHeader`
-    of them: sigma_self2 per frame or per real dim, the CSI codes), the header the view was computed with."""
+    of them: sigma_self2 per frame or per real dim, the CSI codes, the frames' public ``seq``), the header the view was
+    computed with."""
 
     y: torch.Tensor
     sigma2: torch.Tensor
@@ -102,11 +103,15 @@ def _own_noise(frames: list[frame_pb2.ReceivedFrame], k: int) -> torch.Tensor:
 
 
 def _header_of(frames: list[frame_pb2.ReceivedFrame], t_star: int | None, a: float, k: int) -> PublicHeader:
-    """The core's header of a group of frames that share t*, a and whether they carry CSI codes."""
+    """The core's header of a group of frames that share t*, a and whether they carry CSI codes (with their public
+    ``seq``, on which an attack such as the noise replay aligns)."""
+    seq = torch.tensor([rf.frame.seq for rf in frames], dtype=torch.int64)
     if frames[0].frame.header.csi:
-        return header_from_csi(t_star, a, csi_of([rf.frame.header.csi for rf in frames], k, "header csi"))
+        return replace(header_from_csi(t_star, a, csi_of([rf.frame.header.csi for rf in frames], k, "header csi")),
+                       seq=seq)
     # float64, as the transmitter computed it (the wire's double holds it exactly): the view is then the offline one
-    return PublicHeader(t_star, a, torch.tensor([rf.frame.header.sigma_self2 for rf in frames], dtype=torch.float64))
+    return PublicHeader(t_star, a, torch.tensor([rf.frame.header.sigma_self2 for rf in frames], dtype=torch.float64),
+                        seq=seq)
 
 
 def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str | None = None,

@@ -13,6 +13,11 @@ services_common/auth.py); the gateway only decides what is reachable.
 
 It needs no health service of its own: ``python -m services_common.healthcheck unix:///tap/emulator.sock`` reaches
 the emulator's health service through it, so the gateway is healthy exactly when its first route works.
+
+Bounded (docs/design.md §8): at most ``--max-connections`` connections at once over all routes (one more is closed
+at once, counted and logged), and a connection that moves no byte either way for ``--idle-timeout-s`` is closed.
+gRPC clients ping every 20 s (``services_common.server.grpc_options``), so an open ``Listen`` stream is never idle
+that long; a connection an eavesdropper opens and leaves is.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from services_common import logs
 
 log = logging.getLogger("gateway")
 CHUNK = 1 << 16  # bytes read per call
+MAX_CONNECTIONS = 256
+IDLE_TIMEOUT_S = 120.0
+LOG_EVERY_S = 10.0  # refused connections are logged at most this often
 # Any uid may connect to a socket route: connect(2) needs write permission on the socket file, the listeners run
 # under their image's user, and who may reach a route is decided by who is given the folder (then the credential).
 SOCKET_MODE = 0o666
@@ -65,52 +73,99 @@ class Route:
         return route
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy bytes until end of stream, then half-close, so each direction ends on its own (gRPC streams)."""
-    try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
+class Gateway:
+    """The routes' connections: at most ``max_connections`` open, each closed after ``idle_timeout_s`` without a
+    byte either way. ``refused`` and ``timed_out`` count what the bounds closed."""
 
+    def __init__(self, max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S):
+        if max_connections < 1 or not idle_timeout_s > 0:
+            raise ValueError(f"--max-connections {max_connections} must be >= 1 and --idle-timeout-s "
+                             f"{idle_timeout_s} > 0")
+        self.max_connections, self.idle_timeout_s = max_connections, idle_timeout_s
+        self.open = self.refused = self.timed_out = 0
+        self._logged = -LOG_EVERY_S
 
-async def _serve_one(route: Route, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-    peer = client_w.get_extra_info("peername")
-    try:
-        upstream_r, upstream_w = await asyncio.open_connection(route.host, route.port)
-    except OSError as exc:
-        log.warning("%s -> %s:%d refused: %s", peer, route.host, route.port, exc)
-        client_w.close()
-        return
-    try:
-        await asyncio.gather(_pipe(client_r, upstream_w), _pipe(upstream_r, client_w))
-    finally:
-        for w in (client_w, upstream_w):
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, activity: list[float]) -> None:
+        """Copy bytes until end of stream, then half-close, so each direction ends on its own (gRPC streams)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while data := await reader.read(CHUNK):
+                activity[0] = loop.time()
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except (ConnectionError, OSError):
+            writer.close()
+
+    async def _watch(self, activity: list[float], writers: tuple[asyncio.StreamWriter, ...]) -> None:
+        """Close ``writers`` once no byte has moved for ``idle_timeout_s``."""
+        loop = asyncio.get_running_loop()
+        while (left := activity[0] + self.idle_timeout_s - loop.time()) > 0:
+            await asyncio.sleep(left)
+        self.timed_out += 1
+        for w in writers:
             w.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await w.wait_closed()
 
+    async def serve_one(self, route: Route, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        peer = client_w.get_extra_info("peername")
+        if self.open >= self.max_connections:
+            self.refused += 1
+            now = asyncio.get_running_loop().time()
+            if now - self._logged >= LOG_EVERY_S:
+                self._logged = now
+                log.warning("%d connections open, the limit: closing %s (%d refused so far)", self.open, peer,
+                            self.refused)
+            client_w.close()
+            return
+        self.open += 1
+        try:
+            await self._forward(route, client_r, client_w, peer)
+        finally:
+            self.open -= 1
 
-async def _listen(route: Route, host: str) -> asyncio.Server:
-    def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Awaitable[None]:
-        return _serve_one(route, r, w)
+    async def _forward(self, route: Route, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
+                       peer: object) -> None:
+        try:
+            upstream_r, upstream_w = await asyncio.wait_for(asyncio.open_connection(route.host, route.port),
+                                                            self.idle_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            log.warning("%s -> %s:%d refused: %s", peer, route.host, route.port, exc)
+            client_w.close()
+            return
+        activity = [asyncio.get_running_loop().time()]
+        watch = asyncio.create_task(self._watch(activity, (client_w, upstream_w)))
+        try:
+            await asyncio.gather(self._pipe(client_r, upstream_w, activity), self._pipe(upstream_r, client_w, activity))
+        finally:
+            watch.cancel()
+            for w in (client_w, upstream_w):
+                w.close()
+                with contextlib.suppress(ConnectionError, OSError):
+                    await w.wait_closed()
 
-    if isinstance(route.listen, int):
-        server = await asyncio.start_server(serve, host, route.listen)
-        log.info("forwarding %s:%d -> %s:%d", host, route.listen, route.host, route.port)
+    async def _listen(self, route: Route, host: str) -> asyncio.Server:
+        def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Awaitable[None]:
+            return self.serve_one(route, r, w)
+
+        bounds = f"at most {self.max_connections} connections, idle ones closed after {self.idle_timeout_s:g} s"
+        if isinstance(route.listen, int):
+            server = await asyncio.start_server(serve, host, route.listen)
+            log.info("forwarding %s:%d -> %s:%d (%s)", host, route.listen, route.host, route.port, bounds)
+            return server
+        server = await asyncio.start_unix_server(serve, str(route.listen))  # replaces a stale socket of a restart
+        os.chmod(route.listen, SOCKET_MODE)
+        log.info("forwarding %s -> %s:%d (%s)", route.listen, route.host, route.port, bounds)
         return server
-    server = await asyncio.start_unix_server(serve, str(route.listen))  # replaces a stale socket of a restart
-    os.chmod(route.listen, SOCKET_MODE)
-    log.info("forwarding %s -> %s:%d", route.listen, route.host, route.port)
-    return server
+
+    async def start(self, routes: list[Route], host: str = "0.0.0.0") -> list[asyncio.Server]:
+        """Listen on every route (a TCP port on ``host``, or a Unix socket); the servers (close them to stop)."""
+        return [await self._listen(route, host) for route in routes]
 
 
-async def run(routes: list[Route], host: str = "0.0.0.0") -> None:
+async def run(routes: list[Route], host: str = "0.0.0.0", gateway: Gateway | None = None) -> None:
     """Serve every route until SIGTERM or SIGINT."""
-    servers = [await _listen(route, host) for route in routes]
+    servers = await (gateway or Gateway()).start(routes, host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -130,14 +185,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="a TCP port or an absolute Unix socket path to forward to HOST:PORT (repeatable); nothing "
                         "else is reachable through the gateway")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help="connections open at once over all routes; one more is closed at once (default %(default)s)")
+    p.add_argument("--idle-timeout-s", type=float, default=IDLE_TIMEOUT_S,
+                   help="close a connection that moves no byte either way for this long (default %(default)s)")
     args = p.parse_args(argv)
     logs.setup("gateway")
     try:
         routes = [Route.parse(text) for text in args.forward]
+        gateway = Gateway(args.max_connections, args.idle_timeout_s)
     except ValueError as exc:
         log.error("gateway: cannot start: %s", exc)
         return 2
-    asyncio.run(run(routes, args.host))
+    asyncio.run(run(routes, args.host, gateway))
     return 0
 
 

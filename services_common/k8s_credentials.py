@@ -8,9 +8,15 @@ standard library: it talks to the Kubernetes API with the Job's service account 
 
 - ``core``: the authority key (Secret ``diffsem-authority``; an existing one is kept, so credentials issued earlier
   stay valid) and a Secret per core service, holding exactly the files :data:`ROLE_FILES` names for it.
-- ``eavesdroppers GROUP``: credentials for the replica names ``GROUP-0`` ... ``GROUP-(N-1)`` (a StatefulSet's pod
-  names) and ``control.pins``, never the key, in ``diffsem-cred-GROUP``. It needs the authority key's Secret (the
-  ``core`` Job makes it) and fails, to be retried by the Job, until it exists.
+- ``eavesdroppers GROUP``: for each replica name ``GROUP-i`` (a StatefulSet's pod names, i < N), its credential
+  ``GROUP-i.credential`` and its pins ``GROUP-i.pins`` (the audience key that verifies the panel's tokens to it
+  alone), never the key, in ``diffsem-cred-GROUP``. Each pod mounts only its own two files of that Secret
+  (``subPathExpr: $(POD_NAME)...``, deploy/k8s/eavesdropper/eavesdropper.yaml), so a replica holds no other's
+  credential. It needs the authority key's Secret (the ``core`` Job makes it) and fails, to be retried by the Job,
+  until it exists.
+
+Credentials are the v2 per-principal secrets of ``services_common.auth``: they never travel; each call carries a
+token minted from them for one audience, valid 5 minutes, so a captured call is useless at another service or later.
 - ``self-noise-key``: 32 random bytes from the operating system in ``diffsem-self-noise-key`` (kept if present).
 
 What each role holds is this module's :data:`ROLE_FILES` table, over the files ``auth.init_dir`` writes: a change
@@ -48,8 +54,9 @@ ROLE_FILES: dict[str, dict[str, str]] = {
 
 
 def eavesdropper_files(group: str, replicas: int) -> dict[str, str]:
-    """An eavesdropper group's Secret: each replica's credential under its own name, and ``control.pins``."""
-    return {f"{group}-{i}.credential": f"{group}-{i}.credential" for i in range(replicas)} | {auth.PINS_FILE: auth.PINS_FILE}
+    """An eavesdropper group's Secret: each replica's credential and pins under its own name."""
+    names = [f"{group}-{i}" for i in range(replicas)]
+    return {f"{n}.credential": f"{n}.credential" for n in names} | {auth.pins_file(n): auth.pins_file(n) for n in names}
 
 
 class Api:
@@ -123,7 +130,7 @@ def core(api: Api) -> list[str]:
 
 
 def eavesdroppers(api: Api, group: str, replicas: int) -> list[str]:
-    """``diffsem-cred-<group>``: credentials of ``group``-0 ... ``group``-(replicas-1) and control.pins, no key."""
+    """``diffsem-cred-<group>``: credentials and pins of ``group``-0 ... ``group``-(replicas-1), no key."""
     if not auth.NAME_RE.match(f"{group}-{replicas - 1}") or replicas < 1:
         raise SystemExit(f"error: eavesdropper group {group!r} x {replicas}: names must match {auth.NAME_RE.pattern}")
     with tempfile.TemporaryDirectory() as tmp:

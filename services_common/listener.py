@@ -27,11 +27,12 @@ from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import frame_pb2, telemetry_pb2, telemetry_pb2_grpc
 from services_common import metrics as m
 from services_common.client import SHORT_DEADLINE_S, grpc_channel
+from services_common.sizes import MAX_ERROR_CHARS
+from services_common.sizes import MAX_REPORTS as REPORT_CHUNK
 
 log = logging.getLogger(__name__)
 Process = Callable[[list[frame_pb2.ReceivedFrame]], list[telemetry_pb2.Report]]
 LISTEN_DEADLINE_S = 3600.0   # a subscription is renewed at least this often
-REPORT_CHUNK = 512
 WARN_EVERY_S = 10.0  # the same processing error is logged at most this often per listener
 FATAL = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAUTHENTICATED,
          grpc.StatusCode.PERMISSION_DENIED)  # retrying cannot help: the name or the credential is wrong
@@ -40,8 +41,9 @@ INBOX_BATCHES = 4  # the inbox holds this many batches; beyond it the stream sta
 
 
 def lost_report(rf: frame_pb2.ReceivedFrame, name: str, method: str, error: str = "") -> telemetry_pb2.Report:
+    """A report of a frame that reached no decision; ``error`` (why) cut to the panel's cap on it."""
     return telemetry_pb2.Report(message_id=rf.frame.message_id, seq=rf.frame.seq, listener=name, role=rf.role,
-                                method=method, lost=True, report_time=time.time(), error=error)
+                                method=method, lost=True, report_time=time.time(), error=error[:MAX_ERROR_CHARS])
 
 
 class ListenerLoop:
@@ -50,10 +52,9 @@ class ListenerLoop:
 
     def __init__(self, emulator: str, role: int, name: str, process: Process, method: str,
                  telemetry: str | None = None, max_batch: int = 64, max_wait_ms: float = 5.0,
-                 defaults: ch_pb.LinkSettings | None = None, credential: str | None = None):
+                 credential: str | None = None):
         self.role, self.name, self.process, self.method = role, name, process, method
         self.max_batch, self.max_wait_s = max(1, max_batch), max(0.0, max_wait_ms) / 1000.0
-        self.defaults = defaults
         self._emulator = grpc_channel(emulator, credential)
         self._telemetry = grpc_channel(telemetry, credential) if telemetry else None
         self.inbox: queue.Queue[frame_pb2.ReceivedFrame] = queue.Queue(maxsize=INBOX_BATCHES * self.max_batch)
@@ -87,9 +88,7 @@ class ListenerLoop:
     # ---- threads -------------------------------------------------------------------------------------
     def _subscribe_loop(self) -> None:
         stub = ch_grpc.ChannelEmulatorStub(self._emulator)
-        req = ch_pb.ListenRequest(role=self.role, name=self.name)
-        if self.defaults is not None:
-            req.defaults.CopyFrom(self.defaults)
+        req = ch_pb.ListenRequest(role=self.role, name=self.name)  # a name only: the operator sets the link
         backoff = 0.1
         while not self.stopped.is_set():
             try:

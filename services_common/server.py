@@ -7,7 +7,11 @@
 - sync servicer methods (transmitter, receiver, eavesdropper) run on a bounded thread pool;
 - the standard health service, NOT_SERVING for every name until :meth:`ServiceHost.set_serving`;
 - server reflection listing the service's own names, health and reflection;
-- max message sizes raised to :data:`MAX_MESSAGE_BYTES` (clients use the same, see ``client.py``);
+- the service's :class:`~services_common.door.Door`: every call's token and its method's rule, checked before the
+  handler (:func:`host_for`);
+- a maximum request size sized from what the service's RPCs need (the servicer's ``max_request_bytes``; gRPC
+  refuses a larger message with RESOURCE_EXHAUSTED as it reads it); replies may be up to :data:`MAX_MESSAGE_BYTES`,
+  which clients accept (``client.py``);
 - graceful shutdown: health goes NOT_SERVING, new RPCs are refused, running ones get ``grace_s`` to finish.
 
 :func:`serve` parses a service's :class:`~services_common.spec.ServiceSpec`, builds its verifier, starts the host,
@@ -32,12 +36,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services_common import auth
+from services_common.door import Door, rules_of
 from services_common.spec import ServiceSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a reply (GetState of many ofdm links is the largest); clients accept it
 # Keepalive: across hosts a peer that vanishes (a cut link, a powered-off node) sends no RST, so without pings a
 # Listen stream would hang for the kernel's TCP timeout (~15 min) and the emulator would keep a dead listener
 # attached. Both ends ping every KEEPALIVE_S and drop a connection whose ping is unanswered for as long, so a cut
@@ -45,17 +50,32 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # (default 20) sets it for every server and client of a process (tests/test_multihost.py uses 2).
 KEEPALIVE_S = float(os.environ.get("DIFFSEM_GRPC_KEEPALIVE_S") or 20)
 _KEEPALIVE_MS = max(1000, int(KEEPALIVE_S * 1000))
-GRPC_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),
-    ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
-    ("grpc.keepalive_timeout_ms", _KEEPALIVE_MS),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", min(5_000, _KEEPALIVE_MS)),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", min(5_000, _KEEPALIVE_MS)),  # server: accept those pings
-    ("grpc.http2.max_pings_without_data", 0),  # a Listen stream may be idle between runs: keep pinging it
-]
+
+
+def grpc_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """Channel and server options of the stack; a server passes its own maximum request size."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_receive_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", _KEEPALIVE_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", min(5_000, _KEEPALIVE_MS)),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", min(5_000, _KEEPALIVE_MS)),  # server: accept those pings
+        ("grpc.http2.max_pings_without_data", 0),  # a Listen stream may be idle between runs: keep pinging it
+    ]
+
+
+GRPC_OPTIONS = grpc_options()  # clients
+
+
+def aio_server(door: Door | None, max_receive_bytes: int, extra_options: Sequence[tuple[str, Any]] = (),
+               **kw: Any) -> grpc.aio.Server:
+    """A ``grpc.aio`` server behind ``door`` that reads requests of at most ``max_receive_bytes``; ``extra_options``:
+    more channel options, ``kw``: more of ``grpc.aio.server``'s arguments (e.g. ``maximum_concurrent_rpcs``)."""
+    return grpc.aio.server(options=[*grpc_options(max_receive_bytes), *extra_options],
+                           interceptors=[door] if door else None, **kw)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -72,11 +92,14 @@ class ServiceHost:
     """A ``grpc.aio`` server with health, reflection and graceful shutdown, on its own event-loop thread.
 
     ``service_names``: the full names this server implements (health entries and reflection). ``max_workers``:
-    threads for sync servicer methods (an async method, such as a ``Listen`` stream, holds none).
+    threads for sync servicer methods (an async method, such as a ``Listen`` stream, holds none). ``door``: the
+    interceptor that checks every call (:func:`host_for` builds it); ``max_receive_bytes``: the largest request.
     """
 
-    def __init__(self, service_names: Sequence[str], max_workers: int = 32):
+    def __init__(self, service_names: Sequence[str], max_workers: int = 32, door: Door | None = None,
+                 max_receive_bytes: int = MAX_MESSAGE_BYTES):
         self.names = list(service_names)
+        self.door, self.max_receive_bytes = door, max_receive_bytes
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-aio", daemon=True)
         self._thread.start()
@@ -89,7 +112,7 @@ class ServiceHost:
         self.exit_code = 0
 
     async def _create(self) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-        server = grpc.aio.server(migration_thread_pool=self.pool, options=GRPC_OPTIONS)
+        server = aio_server(self.door, self.max_receive_bytes, migration_thread_pool=self.pool)
         servicer = add_health_and_reflection_aio(server, self.names)
         for name in ("", *self.names):
             await servicer.set(name, NOT_SERVING)
@@ -155,11 +178,22 @@ class ServiceHost:
 
 
 class Servicer(Protocol):
-    """What :func:`serve` needs of a servicer: its full gRPC service name and how to register it."""
+    """What :func:`serve` needs of a servicer: its full gRPC service name, the roles that may call each of its
+    methods (:class:`~services_common.door.Door`), its largest request and how to register it."""
 
     SERVICE_NAME: str
+    RULES: dict[str, tuple[str, ...]]
+    max_request_bytes: int
 
     def register(self, server: Any) -> None: ...
+
+
+def host_for(servicer: Servicer, verifier: auth.Verifier, max_workers: int = 32) -> ServiceHost:
+    """A :class:`ServiceHost` serving ``servicer`` behind its door, with its maximum request size."""
+    host = ServiceHost([servicer.SERVICE_NAME], max_workers, Door(verifier, rules_of(servicer)),
+                       servicer.max_request_bytes)
+    servicer.register(host.server)
+    return host
 
 
 def _exit_now(signum: int, frame: object) -> None:
@@ -187,13 +221,13 @@ def serve(spec: ServiceSpec, make_servicer: Callable[[Any, auth.Verifier], Servi
 
         torch.set_num_threads(threads)
     try:
-        verifier = auth.verifier_from(args.auth_key_file, args.auth_pins_file, logger)
+        audience = auth.service_audience(spec.name, getattr(args, "name", None))
+        verifier = auth.verifier_from(args.auth_key_file, args.auth_pins_file, audience, logger)
         servicer = make_servicer(args, verifier)
     except (DiffSemError, BadRequest, ValueError, OSError) as exc:
         logger.error("cannot start: %s", exc)
         raise SystemExit(2) from None
-    host = ServiceHost([servicer.SERVICE_NAME])
-    servicer.register(host.server)
+    host = host_for(servicer, verifier)
     port = host.start(args.host, args.port)
     write_port_file(args.port_file, grpc=port)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -89,7 +89,7 @@ def server_options(port: int) -> tuple[Option, ...]:
         Option("--port-file", "write the bound port(s) here as JSON", None, Path),
         Option("--credential-file", "this service's own credential for its gRPC calls (services_common/auth.py)"),
         Option("--auth-key-file", "authority key that verifies callers (verifying services only)"),
-        Option("--auth-pins-file", "fingerprints of the accepted callers' credentials (instead of the key)"),
+        Option("--auth-pins-file", "audience keys of the accepted callers (instead of the authority key)"),
     )
 
 

@@ -175,8 +175,14 @@ def test_black_box_eavesdroppers_get_only_the_attackers_files_and_the_white_box_
         assert w["kind"] == "StatefulSet" and labels(w)["diffsem.dev/role"] == "eavesdropper"
         c = pod(w)["containers"][0]
         assert env(c)["DIFFSEM_ATTACK"] == attack and env(c)["DIFFSEM_NAME"] == "$(POD_NAME)"
-        assert env(c)["DIFFSEM_CREDENTIAL_FILE"] == "/credentials/$(POD_NAME).credential"
-        assert "DIFFSEM_AUTH_KEY_FILE" not in env(c) and env(c)["DIFFSEM_AUTH_PINS_FILE"].endswith("control.pins")
+        assert env(c)["DIFFSEM_CREDENTIAL_FILE"] == "/credentials/credential"
+        assert "DIFFSEM_AUTH_KEY_FILE" not in env(c) and env(c)["DIFFSEM_AUTH_PINS_FILE"] == "/credentials/control.pins"
+        # a replica mounts only its own credential and pins of its group's Secret, chosen by its pod name
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"] if m["name"] == "credentials"}
+        assert {p: (m.get("subPathExpr"), m.get("readOnly")) for p, m in mounts.items()} == {
+            "/credentials/credential": ("$(POD_NAME).credential", True),
+            "/credentials/control.pins": ("$(POD_NAME).pins", True)}
+        assert "DIFFSEM_SNR_OFFSET_DB" not in env(c)  # its link is the operator's (the emulator's settings)
         (init,) = pod(w)["initContainers"]
         *sources, dest = init["command"][2:]
         assert dest == "/checkpoints/" and all(m["readOnly"] for m in c["volumeMounts"] if m["name"] == "checkpoints")
@@ -293,24 +299,39 @@ def held(name: str) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in _Secrets.store[name]["data"].items()}
 
 
-def test_credential_job_writes_one_secret_per_role_with_only_that_roles_files(api):
+def minted(credential: bytes, audience: str = auth.EMULATOR_AUDIENCE) -> str:
+    """A token minted from a credential file's content, as a service's client would, for ``audience``."""
+    return auth.token(credential.decode().strip(), audience)
+
+
+def test_credential_job_writes_one_secret_per_role_with_only_that_roles_files(api, tmp_path):
     with pytest.raises(SystemExit, match="diffsem-authority does not exist yet"):
         main(["eavesdroppers", "eve-feature", "--replicas", "3"], api=api)  # before the core Job: retried later
     main(["core"], api=api)
     key = bytes.fromhex(held(AUTHORITY)["authority.key"].decode())
-    verifier = auth.Verifier(key)
+    verifier = auth.Verifier(key, audience=auth.EMULATOR_AUDIENCE)
     assert set(held("diffsem-cred-channel-emulator")) == {"authority.key"}
     for secret, role in (("diffsem-cred-transmitter", "transmitter"), ("diffsem-cred-receiver", "receiver"),
                          ("diffsem-cred-control-panel", "control")):
         files = held(secret)
         assert set(files) == {"credential", "authority.key"}
-        assert verifier.identify([(auth.METADATA_KEY, files["credential"].decode().strip())]).role == role
+        assert verifier.identify([(auth.METADATA_KEY, minted(files["credential"]))]).role == role
     main(["eavesdroppers", "eve-feature", "--replicas", "3"], api=api)
     eve = held("diffsem-cred-eve-feature")
-    assert set(eve) == {"eve-feature-0.credential", "eve-feature-1.credential", "eve-feature-2.credential", "control.pins"}
+    assert set(eve) == {f"eve-feature-{i}.{kind}" for i in range(3) for kind in ("credential", "pins")}
     assert all(key.hex().encode() not in v for v in eve.values())  # never the key
-    who = verifier.identify([(auth.METADATA_KEY, eve["eve-feature-2.credential"].decode().strip())])
+    who = verifier.identify([(auth.METADATA_KEY, minted(eve["eve-feature-2.credential"]))])
     assert (who.role, who.name) == ("eavesdropper", "eve-feature-2")
+    # each replica's pins verify the panel's tokens to that replica alone
+    panel = held("diffsem-cred-control-panel")["credential"].decode().strip()
+    to_eve2 = auth.token(panel, auth.eavesdropper_audience("eve-feature-2"))
+    pins = {}
+    for i in range(3):
+        (tmp_path / f"{i}.pins").write_bytes(eve[f"eve-feature-{i}.pins"])
+        pins[i] = auth.read_pins(tmp_path / f"{i}.pins")
+    assert auth.Verifier(None, pins[2], auth.eavesdropper_audience("eve-feature-2")).verify(to_eve2).role == "control"
+    with pytest.raises(auth.AuthError):
+        auth.Verifier(None, pins[1], auth.eavesdropper_audience("eve-feature-1")).verify(to_eve2)
     main(["core"], api=api)  # a rerun keeps the key, so issued credentials stay valid
     assert bytes.fromhex(held(AUTHORITY)["authority.key"].decode()) == key
     main(["self-noise-key"], api=api)

@@ -27,7 +27,9 @@ def load(args: Namespace, servicer: TransmitterServicer, host: ServiceHost) -> s
     key = load_key(args.key_file) if args.self_noise == "keyed" else None
     servicer.ready(Transmitter(bundle, args.emulator, args.legit_link, t_star, args.seed, key,
                                credential_from(args.credential_file)))
-    return (f"model {bundle.model_id} on {bundle.device}, t*={t_star}, {args.self_noise} self-noise, "
+    source = "" if args.self_noise == "keyed" else " (seeded: known to anyone who knows the seed)" if \
+        args.seed is not None else " (from the OS)"
+    return (f"model {bundle.model_id} on {bundle.device}, t*={t_star}, {args.self_noise} self-noise{source}, "
             f"emulator {args.emulator}")
 
 

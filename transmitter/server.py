@@ -5,13 +5,18 @@ Per request (a batch of B images) it
 1. encodes the images with the bundle's encoder (``s``, (B, k), unit power);
 2. takes the legitimate link's CSI of the batch's frames (:mod:`transmitter.csi`): the emulator's ``Feedback`` draws
    their channel now and answers sigma_c^2 per frame (flat) or per RE (ofdm), or CSI pinned with ``Feedback``;
-3. self-noises them with the frame path's transmitter step, :func:`diffsem.framepath.transmit`, and its seeded
-   generator (one call per request, in request order, as the offline evaluator does per batch), or, with a key,
-   keyed self-noise (a fresh nonce per frame, random per-process prefix);
+3. self-noises them with the frame path's transmitter step, :func:`diffsem.framepath.transmit`, and its
+   generator (one ``randn((B, k))`` per request, in request order, as the offline evaluator draws per batch), or,
+   with a key, keyed self-noise (a fresh nonce per frame, random per-process prefix);
 4. sends the B frames to the emulator in one ``Send`` and replies with their ids and sequence numbers.
 
 Steps 2-4 run under one lock, so the generator's draws and the emulator's see requests in the same order, and each
 ``Send`` carries the frames whose channel its ``Feedback`` drew.
+
+The generator is seeded from the OS at start-up (:func:`diffsem.seeds.os_seed`, never logged or exposed): a
+listener that reads this code cannot replay the self-noise (docs/design.md §8). An explicit seed (``--seed``, or
+``Configure``) makes a live run reproducible, and its self-noise known to anyone who knows the seed; the state says
+so (``seeded``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from diffsem.bundle import ModelBundle
 from diffsem.framepath import KeyedSender, transmit
 from diffsem.keyed import NonceSource, check_value
 from diffsem.pipeline import privacy_level
+from diffsem.seeds import os_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
@@ -34,13 +40,12 @@ from protos.diffsem.v1 import transmitter_pb2 as pb
 from services_common.client import DEADLINE_S, grpc_channel
 from services_common.errors import BadRequest, OutOfRange
 from services_common.frames import header_to_proto
+from services_common.sizes import MAX_FRAMES, MAX_ID_CHARS
 from services_common.tensors import rows_to_proto, to_torch
 from transmitter.csi import CsiSource
 
 log = logging.getLogger(__name__)
 IMAGE_DTYPES = (common_pb2.DTYPE_FLOAT32, common_pb2.DTYPE_UINT8)
-MAX_BATCH = 4096
-MAX_ID_LEN = 128
 
 
 def images_from_proto(msg: common_pb2.Tensor) -> torch.Tensor:
@@ -53,8 +58,8 @@ def images_from_proto(msg: common_pb2.Tensor) -> torch.Tensor:
         x = x[None]
     if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise BadRequest(f"images: shape {shape}, expected (B, 1, 28, 28), (1, 28, 28) or (28, 28)")
-    if not 1 <= x.shape[0] <= MAX_BATCH:
-        raise BadRequest(f"images: batch of {x.shape[0]}, expected 1 to {MAX_BATCH}")
+    if not 1 <= x.shape[0] <= MAX_FRAMES:
+        raise BadRequest(f"images: batch of {x.shape[0]}, expected 1 to {MAX_FRAMES}")
     if x.dtype == torch.uint8:
         return x.float() / 255.0
     if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
@@ -63,11 +68,12 @@ def images_from_proto(msg: common_pb2.Tensor) -> torch.Tensor:
 
 
 class Transmitter:
-    """Encoder + self-noising + forwarding; thread-safe. ``key``: keyed self-noise with this shared secret
-    (None: the paper's random self-noise); ``credential``: the transmitter's own, for its calls to the emulator."""
+    """Encoder + self-noising + forwarding; thread-safe. ``seed``: the random self-noise generator's (None: from the
+    OS); ``key``: keyed self-noise with this shared secret (None: the paper's random self-noise); ``credential``: the
+    transmitter's own, for its calls to the emulator."""
 
     def __init__(self, bundle: ModelBundle, emulator: str, legit_link: str = "receiver", t_star: int | None = 300,
-                 seed: int = 0, key: bytes | None = None, credential: str | None = None):
+                 seed: int | None = None, key: bytes | None = None, credential: str | None = None):
         self.bundle = bundle
         self.key = key
         # random nonce prefix per process: no (key, nonce) reuse across restarts
@@ -79,7 +85,8 @@ class Transmitter:
         self.csi = CsiSource(self.emulator, legit_link, bundle.cfg.k)
         self.lock = threading.Lock()
         self.t_star = self._check_t(t_star)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(os_seed() if seed is None else seed)
+        self.seeded = seed is not None
         self.seq = 0
 
     def _check_t(self, t_star: int | None) -> int | None:
@@ -105,7 +112,8 @@ class Transmitter:
                 self.t_star = None
             if req.HasField("seed"):
                 self.gen = torch.Generator().manual_seed(req.seed)
-            log.info("configured: t_star=%s", self.t_star)
+                self.seeded = True
+            log.info("configured: t_star=%s%s", self.t_star, ", self-noise seeded" if req.HasField("seed") else "")
 
     def state(self) -> pb.TransmitterState:
         msg = pb.TransmitterState(a=privacy_level(self.t_star, self.abar), sigma_c2_feedback=self.csi.sigma_c2,
@@ -113,6 +121,7 @@ class Transmitter:
                                   csi_values=self.csi.values,
                                   model_id=self.bundle.model_id, num_train_timesteps=len(self.abar),
                                   self_noise="keyed" if self.key else "random",
+                                  seeded=self.seeded and self.key is None,  # keyed self-noise draws no generator
                                   key_check=check_value(self.key) if self.key else "")
         if self.t_star is not None:
             msg.t_star = self.t_star
@@ -125,8 +134,8 @@ class Transmitter:
         ids = list(req.message_ids) or [uuid.uuid4().hex for _ in range(b)]
         if len(ids) != b:
             raise BadRequest(f"{len(ids)} message ids for {b} images; give one per image or none")
-        if any(not i or len(i) > MAX_ID_LEN for i in ids):
-            raise BadRequest(f"message ids must be 1-{MAX_ID_LEN} characters")
+        if any(not i or len(i) > MAX_ID_CHARS for i in ids):
+            raise BadRequest(f"message ids must be 1-{MAX_ID_CHARS} characters")
         s = self.bundle.encoder(images.to(self.bundle.device)).float()
         with self.lock:
             fb = self.csi.for_frames(b)

@@ -13,7 +13,8 @@ SPEC = ServiceSpec("transmitter", "Run the transmitter service.", (
     Option("--emulator", "channel emulator address", local_address("channel_emulator")),
     Option("--t-star", "privacy level t* in [0, T)", 300, int),
     Option("--no-self-noise", "send plain frames (a = 1)", kind="flag"),
-    Option("--seed", "self-noise generator seed", 0, int),
+    Option("--seed", "self-noise generator seed: a reproducible run, whose self-noise anyone who knows the seed can "
+                     "replay (default: drawn from the OS at start-up, never exposed)", None, int),
     Option("--self-noise", f"keyed: eps_self from a secret shared with the receiver (--key-file, else ${KEY_ENV} in "
                            "hex)", "random", choices=("random", "keyed")),
     Option("--key-file", "keyed self-noise secret (raw bytes or hex)", None, Path),

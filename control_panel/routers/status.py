@@ -39,12 +39,15 @@ async def healthz(state: Panel) -> dict[str, Any]:
 
 @router.get("/api/summary", tags=["status"])
 async def summary(state: Panel) -> dict[str, Any]:
-    """Accuracy and counts per listener (every eavesdropper), drops per link, the runs and sweeps in flight."""
+    """Accuracy and counts per listener (every eavesdropper), drops per link, the runs and sweeps in flight, and
+    whether any noise is seeded (``seeded``; ``seeded_by`` names the transmitter's self-noise and each seeded link):
+    seeded noise is known to anyone who knows the seed (docs/design.md §8)."""
     out = state.ledger.summary()
     try:
-        await state.link_states()
+        seeded_by = await state.seeded_by()
+        out |= {"seeded": bool(seeded_by), "seeded_by": seeded_by}
     except UpstreamError as exc:  # the summary still answers with the last known links
-        out["links_error"] = str(exc)
+        out |= {"links_error": str(exc), "seeded": None, "seeded_by": None}
     out["links"] = state.last_links
     out["runs"] = {rid: r.status for rid, r in state.runs.active.items()}
     out["sweeps"] = {sid: s.status for sid, s in state.sweeps.active.items()}

@@ -45,13 +45,21 @@ class Attack:
       ``<checkpoints>/attacks/<name>.safetensors`` (:meth:`module` is the ``nn.Module`` that holds them);
     - ``needs_transmitter``: reads the transmitter's encoder weights, so it runs only when the caller passes
       ``transmitter_checkpoint`` (a white-box attacker, never in a black-box eavesdropper's default set);
-    - ``in_default_zoo``: part of ``--attacks all`` (plugins are not, unless they say so).
+    - ``in_default_zoo``: part of ``--attacks all`` (plugins are not, unless they say so);
+    - ``weights_of``: the name of another attack whose trained weights (and adapted judge) it runs with, where it
+      only changes what that attack is fed (the noise-replay attack runs the inversion decoder's).
     """
 
     name = "attack"
     trainable = False
     needs_transmitter = False
     in_default_zoo = False
+    weights_of: str | None = None
+
+    @classmethod
+    def weights_name(cls) -> str:
+        """The attack whose weights and adapted judge this one loads: ``weights_of``, else itself."""
+        return cls.weights_of or cls.name
 
     def __init__(self, bundle: Any, **options: Any):
         self.bundle = bundle
@@ -70,6 +78,10 @@ class Attack:
 
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any) -> AttackResult:
         raise NotImplementedError
+
+    def details(self) -> dict[str, str]:
+        """What the attack has to say about its own run (the eavesdropper's ``Info`` shows it); {} by default."""
+        return {}
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -133,7 +145,7 @@ def load_attack(name: str, bundle: Any, checkpoint_root: Path | None = None, che
         if checkpoint is None:
             from diffsem.defaults import checkpoint_dir
 
-            checkpoint = attack_checkpoint_path(checkpoint_root or checkpoint_dir(bundle.cfg.dataset), name)
+            checkpoint = attack_checkpoint_path(checkpoint_root or checkpoint_dir(bundle.cfg.dataset), cls.weights_name())
         load_attack_weights(att, Path(checkpoint))
     return att
 
@@ -149,12 +161,13 @@ def save_attack(att: Attack, path: Path, card: dict[str, Any]) -> None:
 
 def load_attack_weights(att: Attack, path: Path) -> dict[str, Any]:
     """Load ``att``'s weights; a checkpoint for another attack, data set or k is refused naming both sides."""
+    owner = att.weights_name()
     if not path.exists():
-        raise CheckpointError(f"{path}: no checkpoint for attack {att.name!r}; train one with "
-                              f"`diffsem attack train --attack {att.name} --dataset {att.bundle.cfg.dataset}`")
+        raise CheckpointError(f"{path}: no checkpoint for attack {owner!r}; train one with "
+                              f"`diffsem attack train --attack {owner} --dataset {att.bundle.cfg.dataset}`")
     card = read_card(path)
-    if card.get("attack") != att.name:
-        raise CheckpointError(f"{path}: checkpoint is for attack {card.get('attack')!r} but {att.name!r} was requested")
+    if card.get("attack") != owner:
+        raise CheckpointError(f"{path}: checkpoint is for attack {card.get('attack')!r} but {owner!r} was requested")
     stored = card.get("config", {})
     want = att.bundle.cfg.model_dump(mode="json")
     for key in ("dataset", "k"):

@@ -46,6 +46,8 @@ def train_attack(bundle: Any, name: str, out_root: Path, data_dir: Path | None =
     cls = attack_class(name)
     if not cls.trainable:
         raise ConfigError(f"attack {name!r} has nothing to train")
+    if cls.weights_of:
+        raise ConfigError(f"attack {name!r} runs with {cls.weights_of!r}'s weights: train {cls.weights_of!r}")
     att = cls(bundle, **options)
     images, labels = load_split(bundle.cfg.dataset, "train", data_dir)
     _, aux = transmitter_split(len(images), seed=0)

@@ -28,6 +28,15 @@ from diffsem.errors import ConfigError
 
 CSI_STEP_DB = 0.5
 CSI_RANGE_DB = (-40.0, 40.0)  # codes 0..160
+WINDOW_FRAMES = 64  # frames of one continuous channel realisation (diffsem.phy.ofdm draws one window at a time)
+# One window's channel H, (feedback_delay + WINDOW_FRAMES) x ofdm_symbols x fft_size complex64, at most this size:
+# drawing it costs about its size again in memory and ~1 s per 100 MB on a 2-core CPU, under the emulator's lock.
+MAX_WINDOW_MB = 64
+
+
+def window_bytes(link: LinkConfig) -> int:
+    """Bytes of one channel window of an ``ofdm`` link (complex64 H over its lead-in and WINDOW_FRAMES frames)."""
+    return (link.feedback_delay + WINDOW_FRAMES) * link.ofdm_symbols * link.fft_size * 8
 
 
 @dataclass(frozen=True)
@@ -102,9 +111,16 @@ class CsiFeedback:
 
 def check_link(link: LinkConfig, k: int) -> None:
     """Raise :class:`ConfigError` (one line) if ``link`` cannot carry a frame of ``k`` real values: an ``ofdm``
-    grid with too few data REs for k/2 symbols, or a subband wider than the grid. A ``flat`` link always can."""
+    grid whose channel window is larger than :data:`MAX_WINDOW_MB` (checked first, before anything is built), with
+    too few data REs for k/2 symbols, or a subband wider than the grid. A ``flat`` link always can."""
     if link.phy != "ofdm":
         return
+    size = window_bytes(link)
+    if size > MAX_WINDOW_MB * 2**20:
+        raise ConfigError(
+            f"an OFDM channel window of {link.feedback_delay + WINDOW_FRAMES} frames x {link.ofdm_symbols} OFDM "
+            f"symbols x {link.fft_size} subcarriers takes {size / 2**20:.1f} MB; at most {MAX_WINDOW_MB} MB "
+            "(use fewer subcarriers or OFDM symbols)")
     lay = GridLayout.of(link, k)
     if lay.data_res < lay.n_symbols:
         raise ConfigError(

@@ -40,9 +40,8 @@ from sionna.phy.ofdm import LMMSEEqualizer, LSChannelEstimator, ResourceGrid, Re
 from diffsem.channel import ChannelOutput, from_symbols, to_symbols
 from diffsem.config import LinkConfig
 from diffsem.phy.blocks import seeded
-from diffsem.phy.grid import CsiFeedback, GridLayout, check_link, quantise_csi
+from diffsem.phy.grid import WINDOW_FRAMES, CsiFeedback, GridLayout, check_link, quantise_csi
 
-WINDOW_FRAMES = 64  # frames of one continuous channel realisation
 NORMAL_CP = 144 / 2048  # the normal cyclic prefix as a fraction of the FFT size
 
 

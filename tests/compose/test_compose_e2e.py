@@ -282,11 +282,11 @@ def test_05b_an_eavesdropper_reaches_only_its_two_sockets_never_the_host_or_anot
     assert view["sockets"] == {"interfaces": ["lo"], "routes": 0, "tap": ["emulator.sock", "telemetry.sock"],
                                "tap_sockets": ["emulator.sock", "telemetry.sock"], "bind_in_tap": "EROFS",
                                "unlink_in_tap": "EROFS", "rename_in_tap": "EROFS"}, view["sockets"]
-    # its own credential and the panel's fingerprint, nothing else: no other service's credential, no authority key
+    # its own credential and its pins (the panel's audience key for it), nothing else: no other credential, no key
     assert view["list"] == {"/credentials": ["control.pins", "credential"]}
-    assert view["read"]["/credentials/credential"].startswith("v1.eavesdropper.eve-feature.")
+    assert view["read"]["/credentials/credential"].startswith("v2.eavesdropper.eve-feature.")
     pins = view["read"]["/credentials/control.pins"]
-    assert pins.split()[1:] == ["control", "control"] and "v1." not in pins  # a SHA-256, never the credential
+    assert pins.split()[1:] == ["control", "control"] and "v2." not in pins  # an audience key, never a credential
 
 
 def test_05c_an_eavesdropper_calling_the_emulators_control_rpc_is_refused(stack: Stack) -> None:

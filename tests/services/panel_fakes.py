@@ -27,6 +27,7 @@ import httpx
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc, transmitter_pb2, transmitter_pb2_grpc
+from services_common.sizes import MAX_REPORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 1000
@@ -107,7 +108,8 @@ class FakeTransmitter(transmitter_pb2_grpc.TransmitterServicer):
                                                 label=_truth(m) if role == common_pb2.ROLE_LEGITIMATE
                                                 or (_index(m) % 10) * 100 >= (t_star or 0) else 99)
                            for m in ids]
-                stub.Report(telemetry_pb2.ReportRequest(reports=reports), timeout=10)
+                for i in range(0, len(reports), MAX_REPORTS):  # in chunks, as a listener sends them
+                    stub.Report(telemetry_pb2.ReportRequest(reports=reports[i:i + MAX_REPORTS]), timeout=10)
 
 
 def _index(message_id: str) -> int:

@@ -56,6 +56,9 @@ def child_env() -> dict[str, str]:
     return env
 
 
+STACK_SERVICES = ("channel_emulator", "transmitter", "receiver", "control_panel")
+
+
 @dataclass
 class LiveStack:
     """A stack started by ``python -m launcher --ports 0``: URLs, addresses and pids from its state file."""
@@ -79,12 +82,18 @@ class LiveStack:
     def pid(self, service: str) -> int:
         return self.state["services"][service]["pid"]
 
-    def credential(self, role: str, name: str | None = None) -> str:
-        """A credential of this stack (signed with its authority key, as the launcher's are)."""
+    @property
+    def key(self) -> bytes:
+        """This stack's authority key (the test is its operator)."""
         from services_common import auth
 
-        key = auth.read_key(Path(self.state["auth_dir"]) / "authority.key")
-        return auth.issue(key, role, name or role)
+        return auth.read_key(Path(self.state["auth_dir"]) / "authority.key")
+
+    def credential(self, role: str, name: str | None = None) -> str:
+        """A credential of this stack (issued under its authority key, as the launcher's are)."""
+        from services_common import auth
+
+        return auth.issue(self.key, role, name or role)
 
     def credential_file(self, role: str, name: str, folder: Path) -> Path:
         """``credential(role, name)`` in a 0600 file under ``folder`` (for a process the test starts)."""
@@ -93,11 +102,24 @@ class LiveStack:
         path.chmod(0o600)
         return path
 
-    def grpc(self, service: str, role: str = "control", key: str = "grpc", name: str | None = None) -> Any:
-        """A gRPC connection to ``service`` carrying this stack's credential of ``role`` (named ``name``)."""
+    def pins_file(self, name: str, folder: Path) -> Path:
+        """The pins with which an eavesdropper named ``name`` verifies the panel's tokens, in a 0600 file."""
+        from services_common import auth
+
+        path = folder / auth.pins_file(name)
+        path.write_text(auth.pins_line(self.key, auth.eavesdropper_audience(name)))
+        path.chmod(0o600)
+        return path
+
+    def grpc(self, service: str, role: str = "control", key: str = "grpc", name: str | None = None,
+             address: str | None = None) -> Any:
+        """A gRPC connection to ``service`` (or ``address``) carrying this stack's credential of ``role`` (named
+        ``name``); a service that is none of the stack's own is an eavesdropper, whose audience is named."""
+        from services_common import auth
         from services_common.client import grpc_channel
 
-        return grpc_channel(self.address(service, key), self.credential(role, name))
+        audience = None if service in STACK_SERVICES else auth.eavesdropper_audience(service)
+        return grpc_channel(address or self.address(service, key), self.credential(role, name), audience)
 
     def http(self, timeout: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)

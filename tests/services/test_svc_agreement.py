@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +38,7 @@ def inv(live: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
          "--attack", "inversion-decoder", "--judges", ",".join(JUDGES), "--emulator", live.address("channel_emulator"),
          "--telemetry", live.address("control_panel", "telemetry"), "--checkpoints", str(live.checkpoints),
          "--credential-file", str(live.credential_file("eavesdropper", "inv", folder)),
-         "--auth-pins-file", str(Path(live.state["auth_dir"]) / "control.pins")], cwd=ROOT, env=child_env(),
+         "--auth-pins-file", str(live.pins_file("inv", folder))], cwd=ROOT, env=child_env(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with live.http() as c:

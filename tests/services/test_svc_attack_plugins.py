@@ -15,7 +15,6 @@ from typing import Any
 from svc_helpers import ROOT, LiveStack, child_env, eavesdropper_folder
 
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc
-from services_common.client import grpc_channel
 
 EXAMPLE = ROOT / "examples" / "custom_attack"
 
@@ -44,14 +43,15 @@ def _start(live: LiveStack, eve_dir: Path, name: str, attack: str) -> tuple[subp
          "--attack", attack, "--emulator", live.address("channel_emulator"),
          "--telemetry", live.address("control_panel", "telemetry"), "--checkpoints", str(eve_dir),
          "--credential-file", str(live.credential_file("eavesdropper", name, eve_dir)),
-         "--auth-pins-file", str(Path(live.state["auth_dir"]) / "control.pins")],
+         "--auth-pins-file", str(live.pins_file(name, eve_dir))],
         cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port_file
 
 
 def _info(live: LiveStack, port_file: Path) -> Any:
     port = json.loads(port_file.read_text())["grpc"]
-    with grpc_channel(f"127.0.0.1:{port}", live.credential("control")) as ch:
+    name = port_file.name.removesuffix(".port.json")
+    with live.grpc(name, address=f"127.0.0.1:{port}") as ch:
         return eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=10)
 
 

@@ -131,6 +131,15 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     assert page.locator("#sent img[alt=original]").count() == 1
     assert page.locator(".eve-result[data-name=eve]").count() == 1
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # Seeded noise is flagged as known to anyone who knows the seed (issue 19); the default stack's is from the OS.
+    assert page.is_hidden("#seeded")
+    with stack.http() as c:
+        r = c.put("/api/links", json={"tx_seed": 0}, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 200, r.text
+    page.wait_for_selector("#seeded:not([hidden])", timeout=10_000)
+    assert "known to anyone who knows the seed" in page.inner_text("#seeded")
+    assert "transmitter" in page.inner_text("#seeded")
     assert not errors, errors
     assert not external, f"the page fetched from elsewhere: {external}"
     page.close()

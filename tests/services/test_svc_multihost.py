@@ -23,6 +23,7 @@ from svc_helpers import wait_until
 
 from channel_emulator.settings import SPEC as EMULATOR
 from eavesdropper.settings import SPEC as EAVESDROPPER
+from launcher.isolation import child_env
 from launcher.stack import Service
 from receiver.settings import SPEC as RECEIVER
 from services_common import auth
@@ -44,7 +45,7 @@ class Hosts:
         auth.init_dir(self.auth, ["eve1", "eve2"])
 
     def start(self, host: str, module: str, args: list[str], env: dict[str, str] | None = None) -> Service:
-        svc = Service(host, module, args, self.folder, "grpc", extra_env={"DIFFSEM_GRPC_KEEPALIVE_S": "2", **(env or {})},
+        svc = Service(host, module, args, self.folder, "grpc", child_env({"DIFFSEM_GRPC_KEEPALIVE_S": "2", **(env or {})}),
                       prefix=self.lan.prefix(host))
         self.services[host] = svc
         svc.start()
@@ -95,7 +96,8 @@ def hosts(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory):
         h = Hosts(lan, tmp_path_factory.mktemp("multihost"), checkpoints)
         ip = lan.hosts
         key = {"auth_key_file": h.auth / "authority.key"}
-        h.start("emulator", "channel_emulator", EMULATOR.argv(host=ip["emulator"], port=0, snr_db=10.0, seed=0, **key))
+        h.start("emulator", "channel_emulator", EMULATOR.argv(host=ip["emulator"], port=0, snr_db=10.0, seed=0,
+                                                                  eve_snr_offset_db=0.0, **key))
         model = {"checkpoints": checkpoints, "device": "cpu", "threads": 1}
         h.start("transmitter", "transmitter", TRANSMITTER.argv(
             host=ip["transmitter"], port=0, emulator=h.address("emulator"), seed=0, t_star=300,
@@ -111,8 +113,8 @@ def hosts(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory):
             **key))
         for eve in ("eve1", "eve2"):
             h.start(eve, "eavesdropper", EAVESDROPPER.argv(
-                host=ip[eve], port=0, name=eve, attack="feature-classifier", snr_offset_db=0.0,
-                credential_file=h.auth / f"{eve}.credential", auth_pins_file=h.auth / auth.PINS_FILE, **listen, **model))
+                host=ip[eve], port=0, name=eve, attack="feature-classifier",
+                credential_file=h.auth / f"{eve}.credential", auth_pins_file=h.auth / auth.pins_file(eve), **listen, **model))
         wait_until(lambda: all(h.attached(n) for n in ("receiver", "eve1", "eve2")), 240, "every listener attached",
                    poll_s=0.5)
         yield h

@@ -79,7 +79,7 @@ def test_a_service_without_a_key_warns_that_authentication_is_off(caplog: pytest
     from services_common import auth
 
     with caplog.at_level("WARNING"):
-        verifier = auth.verifier_from(None, None, logging.getLogger("svc"))
+        verifier = auth.verifier_from(None, None, auth.TRANSMITTER_AUDIENCE, logging.getLogger("svc"))
     assert not verifier.enabled and "AUTHENTICATION IS OFF" in caplog.text
 
 
@@ -89,7 +89,8 @@ def test_a_settings_spec_makes_the_parser_the_argv_and_the_environment_names(mon
     argv = SPEC.argv(snr_db=3.5, trace=["eve=a.csv"], port=0)
     assert argv == ["--snr-db", "3.5", "--trace", "eve=a.csv", "--port", "0"]
     args = SPEC.parse(argv)
-    assert (args.snr_db, args.trace, args.port, args.seed) == (3.5, ["eve=a.csv"], 0, 0)
+    # the default seed is none: each link's noise from the OS (issue 19)
+    assert (args.snr_db, args.trace, args.port, args.seed) == (3.5, ["eve=a.csv"], 0, None)
     monkeypatch.setenv("DIFFSEM_SEED", "7")
     assert SPEC.parse([]).seed == 7 and "DIFFSEM_MAX_LINKS" in SPEC.environment()
     with pytest.raises(KeyError, match="no option 'snr'"):

@@ -113,6 +113,7 @@ def test_emulator_killed_mid_run_everyone_reconnects(stack: LiveStack) -> None:
 def test_slow_listener_drops_only_on_its_own_link(stack: LiveStack) -> None:
     """A listener that sleeps per frame (the real ListenerLoop, bounded inbox) drops on its own link only."""
     from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
+    from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
     from protos.diffsem.v1 import common_pb2
     from services_common.listener import ListenerLoop
 
@@ -124,9 +125,11 @@ def test_slow_listener_drops_only_on_its_own_link(stack: LiveStack) -> None:
         got.extend(frames)
         return []
 
+    with stack.grpc("channel_emulator") as ch:  # the operator bounds the slow link's queue; listeners cannot
+        ch_grpc.ChannelEmulatorStub(ch).Configure(ch_pb.ConfigureRequest(links=[ch_pb.LinkUpdate(
+            name="slow", role=common_pb2.ROLE_EAVESDROPPER, settings=ch_pb.LinkSettings(queue_size=16))]), timeout=10)
     loop = ListenerLoop(stack.address("channel_emulator"), common_pb2.ROLE_EAVESDROPPER, "slow", slow, "sleep",
-                        telemetry=None, max_batch=4, defaults=ch_pb.LinkSettings(queue_size=16),
-                        credential=stack.credential("eavesdropper", "slow")).start()
+                        telemetry=None, max_batch=4, credential=stack.credential("eavesdropper", "slow")).start()
     try:
         wait_attached(stack, ("slow",))
         with stack.http() as c:

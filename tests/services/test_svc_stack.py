@@ -45,16 +45,17 @@ def reflect(address: str) -> tuple[list[str], DescriptorPool, grpc.Channel]:
     return list(db.get_services()), DescriptorPool(db), ch
 
 
-def dynamic_call(ch: grpc.Channel, pool: DescriptorPool, full_method: str, credential: str | None = None,
+def dynamic_call(ch: grpc.Channel, pool: DescriptorPool, full_method: str, token: str | None = None,
                  **fields: Any) -> Any:
-    """Call ``package.Service/Method`` with request and response classes built from reflected descriptors."""
+    """Call ``package.Service/Method`` with request and response classes built from reflected descriptors; ``token``:
+    a token for the called service (services_common.auth), as a client without our stubs would send it."""
     service, method = full_method.split("/")
     md = pool.FindServiceByName(service).FindMethodByName(method)
     req_cls = message_factory.GetMessageClass(md.input_type)
     resp_cls = message_factory.GetMessageClass(md.output_type)
     call = ch.unary_unary(f"/{full_method}", request_serializer=req_cls.SerializeToString,
                           response_deserializer=resp_cls.FromString)
-    return call(req_cls(**fields), timeout=5, metadata=auth.call_metadata(credential))
+    return call(req_cls(**fields), timeout=5, metadata=((auth.METADATA_KEY, token),) if token else ())
 
 
 def emulator_state(live: LiveStack) -> dict[str, Any]:
@@ -76,7 +77,8 @@ def test_health_and_reflection_without_our_stubs(live: LiveStack, service: str, 
             serving = resp.DESCRIPTOR.fields_by_name["status"].enum_type.values_by_name["SERVING"].number
             assert resp.status == serving
         if service in ("receiver", "eve"):
-            info = dynamic_call(ch, pool, f"{name}/Info", live.credential("control"))
+            audience = auth.eavesdropper_audience("eve") if service == "eve" else auth.RECEIVER_AUDIENCE
+            info = dynamic_call(ch, pool, f"{name}/Info", auth.token(live.credential("control"), audience))
             assert info.k == 256 and info.model_id
 
 
@@ -266,14 +268,20 @@ RUN_N = 1000
 def test_attach_and_detach_an_eavesdropper_during_a_run(live: LiveStack, tmp_path: Any) -> None:
     """Runs of RUN_N images go on back to back until eve2 has attached; the last one finishes after it has left."""
     port_file = tmp_path / "eve2.json"
+    from protos.diffsem.v1 import channel_emulator_pb2, channel_emulator_pb2_grpc, common_pb2
+
+    with live.grpc("channel_emulator") as ch:  # the operator sets eve2's link; the eavesdropper has no say in it
+        channel_emulator_pb2_grpc.ChannelEmulatorStub(ch).Configure(channel_emulator_pb2.ConfigureRequest(links=[
+            channel_emulator_pb2.LinkUpdate(name="eve2", role=common_pb2.ROLE_EAVESDROPPER,
+                                            settings=channel_emulator_pb2.LinkSettings(snr_offset_db=-5))]), timeout=10)
     with live.http() as c:
         run_id = c.post("/api/runs", json={"n": RUN_N, "batch_size": 100}).json()["id"]
         proc = subprocess.Popen(
             [sys.executable, "-m", "eavesdropper", "--port", "0", "--port-file", str(port_file), "--name", "eve2",
              "--emulator", live.address("channel_emulator"), "--telemetry", live.address("control_panel", "telemetry"),
-             "--checkpoints", str(live.checkpoints), "--snr-offset-db", "-5",
+             "--checkpoints", str(live.checkpoints),
              "--credential-file", str(live.credential_file("eavesdropper", "eve2", tmp_path)),
-             "--auth-pins-file", str(Path(live.state["auth_dir"]) / "control.pins")], cwd=ROOT, env=child_env(),
+             "--auth-pins-file", str(live.pins_file("eve2", tmp_path))], cwd=ROOT, env=child_env(),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120
@@ -375,14 +383,15 @@ CONTROL_ONLY = {
 def test_only_the_control_credential_may_call_a_service(live: LiveStack, service: str) -> None:
     call = CONTROL_ONLY[service]
     forged = auth.issue(os.urandom(auth.KEY_BYTES), auth.CONTROL, auth.CONTROL)
-    # An eavesdropper holds only the control credential's fingerprint, not the key: any other credential, valid
+    # An eavesdropper holds only the panel's audience key for itself, not the key: any other credential, valid
     # elsewhere or not, is one it cannot verify (UNAUTHENTICATED); a key holder knows it is another role's.
     other = grpc.StatusCode.UNAUTHENTICATED if service == "eve" else grpc.StatusCode.PERMISSION_DENIED
     cases = [(live.credential(auth.EAVESDROPPER, "eve"), other), (live.credential(auth.RECEIVER), other),
              (live.credential(auth.TRANSMITTER), other),
              (forged, grpc.StatusCode.UNAUTHENTICATED), (None, grpc.StatusCode.UNAUTHENTICATED)]
+    audience = auth.eavesdropper_audience(service) if service == "eve" else None
     for credential, code in cases:
-        with grpc_channel(live.address(service), credential) as ch, pytest.raises(grpc.RpcError) as err:
+        with grpc_channel(live.address(service), credential, audience) as ch, pytest.raises(grpc.RpcError) as err:
             call(ch)
         assert err.value.code() == code, (credential and credential.split(".")[1], err.value.details())
     with live.grpc(service) as ch:
@@ -411,8 +420,10 @@ def test_an_eavesdropper_process_holds_no_other_roles_credential(live: LiveStack
     others = [(auth_dir / f"{n}.credential").read_text().strip() for n in ("control", "transmitter", "receiver")]
     key = (auth_dir / "authority.key").read_text().strip()
     given = [Path(a) for a in argv if a.startswith("/") and Path(a).is_file()]
-    assert auth_dir / "eve.credential" in given and auth_dir / "control.pins" in given
-    assert auth_dir / "authority.key" not in given and "DIFFSEM_AUTH_KEY_FILE" not in environ
+    # its own credential and pins, copied into its own home (launcher/isolation.py), nothing from the auth folder
+    assert sorted(p.name for p in given if p.suffix in (".credential", ".pins", ".key")) == ["eve.credential",
+                                                                                           "eve.pins"]
+    assert all(p.parent != auth_dir for p in given) and "DIFFSEM_AUTH_KEY_FILE" not in environ
     for secret in (*others, key):
         assert secret not in " ".join(argv) and secret not in environ
         for path in given:

@@ -14,6 +14,8 @@ from control_panel.telemetry import TelemetryServicer
 from protos.diffsem.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from services_common import auth
 from services_common.client import grpc_aio_channel
+from services_common.door import Door, rules_of
+from services_common.server import aio_server
 
 KEY = secrets.token_bytes(auth.KEY_BYTES)
 
@@ -26,8 +28,9 @@ def report(listener: str, role: int) -> telemetry_pb2.ReportRequest:
 async def _calls(cases: list[tuple[str | None, telemetry_pb2.ReportRequest]]) -> list[object]:
     ledger = Ledger(Store(), "receiver")
     ledger.register("m1", 3, expected=set())
-    server = grpc.aio.server()
-    telemetry_pb2_grpc.add_TelemetryServicer_to_server(TelemetryServicer(ledger, auth.Verifier(KEY)), server)
+    servicer = TelemetryServicer(ledger, auth.Verifier(KEY, audience=auth.TELEMETRY_AUDIENCE))
+    server = aio_server(Door(servicer.verifier, rules_of(servicer)), servicer.max_request_bytes)  # as the panel's
+    servicer.register(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     out: list[object] = []
