@@ -169,6 +169,12 @@ def _add_attack(sub: Any) -> None:
     ae.add_argument("--no-adapted-judge", action="store_true",
                     help="leave each attack's adapted judge out of its panel")
     ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
+    ae.add_argument("--neighbours", action="store_true",
+                    help="also the judge-free measures: k-NN in the robust judge's feature space and SSIM nearest "
+                         "neighbours (needs <checkpoints>/judges/robust; SSIM costs about 0.1 s per reconstruction)")
+    ae.add_argument("--pools", type=Path, default=None,
+                    help="also write a judging pool per reconstruction row into this folder, for the panel's "
+                         "'Judge it yourself' page (--judging-pools)")
 
 
 def _attack(args: argparse.Namespace) -> None:
@@ -247,17 +253,38 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
     """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`."""
     from diffsem.attacks.run import evaluate_attacks, gap_table, write_attack_report
     from diffsem.judges import judge_list, load_panel
+    from diffsem.pools import CHECKS
 
     folder = getattr(args, "checkpoints", None) or checkpoint_dir(args.dataset)
     panel = load_panel(bundle, folder, judge_list(getattr(args, "judges", None)), list(attacks),
                        adapted=not getattr(args, "no_adapted_judge", False))
+    pools = getattr(args, "pools", None)
+    test_images, test_labels = load_split(args.dataset, "test", args.data_dir)
+    if pools is not None and len(images) > len(test_images) - CHECKS:
+        raise DiffSemError(f"--pools keeps the last {CHECKS} test images for attention checks: use --n "
+                           f"{len(test_images) - CHECKS} or fewer")
+    neighbours = _neighbours(bundle, folder, args.data_dir) if getattr(args, "neighbours", False) else None
     res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
                            tuple(m.strip() for m in args.self_noise.split(",")), seed=args.seed, decode=decode,
                            fading=args.fading, phy=_phy_settings(args), panel=panel,
-                           gap_judge=getattr(args, "gap_judge", "max"))
+                           gap_judge=getattr(args, "gap_judge", "max"), neighbours=neighbours, keep=pools is not None)
+    if pools is not None:
+        from diffsem.attacks.run import write_pools
+
+        written = write_pools(res, pools, labels, test_images[-CHECKS:], test_labels[-CHECKS:])
+        print("wrote pools " + ", ".join(p.stem for p in written))
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _neighbours(bundle: Any, folder: Path, data_dir: Path | None) -> Any:
+    """The judge-free measures over the reference set, in the committed robust judge's feature space."""
+    from diffsem.judges import judge_path, load_judge
+    from diffsem.neighbours import Neighbours, reference_set
+
+    robust, _ = load_judge(judge_path(folder, "robust"), bundle.cfg)
+    return Neighbours(robust, *reference_set(bundle.cfg.dataset, data_dir), classes=bundle.cfg.num_classes)
 
 
 def _train(args: argparse.Namespace) -> None:
