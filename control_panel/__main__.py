@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-file", type=Path, default=os.environ.get("DIFFSEM_SWEEP_FILE") or None,
                    help="a `diffsem eval` results.json for the dashboard's accuracy-vs-SNR chart ($DIFFSEM_SWEEP_FILE; "
                         "default: the committed docs/results/mnist-headline/results.json)")
+    p.add_argument("--judging-pools", type=Path, default=os.environ.get("DIFFSEM_JUDGING_POOLS") or None,
+                   help="folder of judging pools for the 'Judge it yourself' page ($DIFFSEM_JUDGING_POOLS; default: "
+                        "the committed docs/results/judging/pools; make more with `diffsem attack eval --pools`)")
     p.add_argument("--credential-file", default=None,
                    help="this panel's control credential for its gRPC calls ($DIFFSEM_CREDENTIAL_FILE)")
     p.add_argument("--auth-key-file", default=None,
@@ -70,6 +73,8 @@ async def serve(args: argparse.Namespace) -> None:
         body_timeout_s=args.body_timeout_s)
     if args.sweep_file is not None:
         settings.sweep_file = args.sweep_file
+    if args.judging_pools is not None:
+        settings.judging_pools = args.judging_pools
     app = create_app(settings)
     # proto=IPPROTO_TCP matters: asyncio only disables Nagle (TCP_NODELAY) on sockets whose proto says TCP,
     # and accepted sockets inherit it; with proto 0 every keep-alive response waits ~40 ms for a delayed ACK.

@@ -10,6 +10,7 @@ from diffsem.imageio import MAX_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINE_RESULTS = ROOT / "docs" / "results" / "mnist-headline" / "results.json"  # the committed MNIST headline
+JUDGING_POOLS = ROOT / "docs" / "results" / "judging" / "pools"  # the committed judging pools
 
 
 @dataclass
@@ -25,6 +26,7 @@ class PanelSettings:
     transmit_timeout_s: float = 10.0
     token: str | None = None  # bearer token required by the mutating endpoints (None: no check)
     sweep_file: Path | None = field(default_factory=lambda: HEADLINE_RESULTS)  # `diffsem eval` results.json
+    judging_pools: Path | None = field(default_factory=lambda: JUDGING_POOLS)  # `diffsem attack eval --pools` folder
     credential: str | None = None  # this panel's control-role credential for its gRPC calls (services_common/auth.py)
     auth_key: bytes | None = None  # the authority key that verifies the listeners' telemetry (None: not verified)
     db: str = MEMORY  # the SQLite database (the command line's default is store.default_db_path())
