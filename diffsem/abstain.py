@@ -8,7 +8,7 @@ Negatives, drawn afresh for every batch from the training generator (the reject 
 - **noise**: uniform, clipped Gaussian, sparse salt and smooth (blurred, upsampled) noise;
 - **scribbles**: two to four random cubic Bézier strokes, half of them on a noisy background (strokes on noise);
   never one stroke, which can be a fair 1 or 7;
-- **blends**: two training images of different classes, mixed (α in [0.35, 0.65]) or overlaid (pixel max);
+- **blends**: two training images of different classes, mixed with α in [0.35, 0.65] (both show, neither wins);
 - **another data set**: Fashion-MNIST images for an MNIST judge, MNIST digits for a Fashion-MNIST judge.
 
 The issue's list also names reconstructions of another data set. They are left out: an inversion decoder trained
@@ -85,18 +85,16 @@ def scribbles(b: int, gen: torch.Generator, on_noise: float = 0.5, max_strokes: 
 
 
 def blends(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Each image mixed with another of a different class (images (b, 1, 28, 28), labels (b,)): half α-blends
-    with α in [0.35, 0.65], half overlays (pixel max)."""
+    """Each image mixed with another of a different class (images (b, 1, 28, 28), labels (b,)), α in [0.35, 0.65].
+    Not overlays (pixel max): a first judge trained on them too abstained on 9.8% of clean test 8s (a 3 over a 0 is
+    an 8)."""
     b = len(images)
     other = torch.randperm(b, generator=gen)
     same = labels[other] == labels
     other = torch.where(same, other.roll(1), other)  # a partner of the same class is replaced by its neighbour's
     alpha = 0.35 + 0.3 * torch.rand(b, 1, 1, 1, generator=gen)
     mixed = alpha * images + (1 - alpha) * images[other]
-    overlay = torch.maximum(images, images[other])
-    keep = torch.rand(b, 1, 1, 1, generator=gen) < 0.5
-    out = torch.where(keep, mixed, overlay)
-    return out[labels[other] != labels]  # the rare pair left with one class is dropped
+    return mixed[labels[other] != labels]  # the rare pair left with one class is dropped
 
 
 def negatives(b: int, pool: torch.Tensor, pool_labels: torch.Tensor, other: torch.Tensor,
@@ -118,7 +116,7 @@ def train_abstaining(judge: nn.Module, images: torch.Tensor, labels: torch.Tenso
     from diffsem.fit import fit
     from diffsem.judges import AUGMENTS
 
-    reject = judge.head.out_features - 1
+    reject = judge(images[:1]).shape[1] - 1  # the last output
     other, _ = load_split(OTHER_DATASET[dataset], "train", data_dir)
     gen = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)

@@ -114,7 +114,7 @@ RECIPES = {
     "resnet": Recipe("resnet", "shift-rotate", seed=11, epochs=2),
     "mlp": Recipe("mlp", "elastic-noise", seed=12, epochs=25, lr=1e-3),
     "robust": Recipe("strided", "none", seed=14, epochs=10, lr=5e-3, kind="adversarial"),
-    ABSTAINING: Recipe("abstaining", "shift-rotate", seed=15, epochs=3, kind="abstaining"),
+    ABSTAINING: Recipe("abstaining", "none", seed=15, epochs=4, kind="abstaining"),
 }
 ADAPTED_RECIPE = Recipe("resnet", "shift-rotate", seed=13, epochs=4)
 

@@ -121,11 +121,12 @@ def test_negatives_are_images_and_differ_from_digits() -> None:
 
 
 def test_an_abstaining_judge_says_cant_tell_with_its_last_output() -> None:
-    judge = AbstainingJudge(ModelConfig())
-    assert judge.abstains and judge.head.out_features == 11
+    judge = AbstainingJudge(ModelConfig()).eval()
+    head = judge.head
+    assert judge.abstains and head.out_features == 11
     with torch.no_grad():
-        judge.head.bias.copy_(torch.tensor([0.0] * 10 + [100.0]))
+        head.bias.copy_(torch.tensor([0.0] * 10 + [100.0]))
     assert decide(judge, torch.zeros(3, 1, 28, 28)).tolist() == [ABSTAIN] * 3
     with torch.no_grad():
-        judge.head.bias.copy_(torch.tensor([0.0] * 4 + [100.0] + [0.0] * 6))
+        head.bias.copy_(torch.tensor([0.0] * 4 + [100.0] + [0.0] * 6))
     assert decide(judge, torch.zeros(2, 1, 28, 28)).tolist() == [4, 4]
