@@ -55,12 +55,19 @@ def _save_judge(path: Path, cfg: ModelConfig, arch: str = "mlp") -> None:
 def test_every_committed_judge_is_accurate_on_clean_test_images(bundle: ModelBundle) -> None:
     images, labels = load_split("mnist", "test")
     panel = load_panel(bundle, MNIST)
-    assert panel.names() == ["cnn", "mlp", "resnet"]
-    for name, lab in panel.labels(images[:1000]).items():
+    assert panel.names() == ["cnn", "abstain", "mlp", "resnet", "robust"]
+    for name, lab in panel.labels(images[:1000]).items():  # an abstention counts as wrong
         assert float((lab == labels[:1000]).float().mean()) >= 0.98, name
     for name in ("mlp", "resnet"):
         card = read_card(judge_path(MNIST, name))
         assert card["metrics"]["clean_test_acc"] >= 0.985 and card["split"] == "transmitter", card
+    robust = read_card(judge_path(MNIST, "robust"))  # issue 24's targets, on the card (before the float16 round trip)
+    assert robust["eps"] == 0.3 and robust["metrics"]["clean_test_acc"] >= 0.98
+    assert robust["metrics"]["pgd40_test_acc"] >= 0.85 and robust["kind"] == "adversarial"
+    abstain = read_card(judge_path(MNIST, "abstain"))["metrics"]
+    assert abstain["clean_test_acc_counting_abstentions"] >= 0.98 and abstain["clean_test_abstained"] <= 0.02
+    assert min(abstain["abstained_uniform_noise"], abstain["abstained_gaussian_noise"],
+               abstain["abstained_scribbles"]) >= 0.9
 
 
 def test_augmentations_keep_shape_and_range() -> None:
