@@ -175,6 +175,7 @@ def _add_attack(sub: Any) -> None:
     ae.add_argument("--pools", type=Path, default=None,
                     help="also write a judging pool per reconstruction row into this folder, for the panel's "
                          "'Judge it yourself' page (--judging-pools)")
+    ae.add_argument("--pool-size", type=int, default=200, help="reconstructions kept per pool (the first ones)")
 
 
 def _attack(args: argparse.Namespace) -> None:
@@ -271,7 +272,8 @@ def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images
     if pools is not None:
         from diffsem.attacks.run import write_pools
 
-        written = write_pools(res, pools, labels, test_images[-CHECKS:], test_labels[-CHECKS:])
+        written = write_pools(res, pools, labels, test_images[-CHECKS:], test_labels[-CHECKS:],
+                              getattr(args, "pool_size", None))
         print("wrote pools " + ", ".join(p.stem for p in written))
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))

@@ -228,13 +228,15 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
 
 
 def write_pools(res: dict[str, Any], folder: Path, labels: torch.Tensor, checks: torch.Tensor,
-                check_labels: torch.Tensor) -> list[Path]:
+                check_labels: torch.Tensor, size: int | None = None) -> list[Path]:
     """One judging pool (:mod:`diffsem.pools`) per reconstruction row of an evaluation run with ``keep``: its
-    reconstructions of the test images labelled ``labels`` (N,), every judge's and measure's labels, and the clean
-    attention-check images ``checks`` (M, 1, 28, 28) with ``check_labels`` (M,)."""
+    reconstructions of the first ``size`` (default: all) test images labelled ``labels`` (N,), every judge's and
+    measure's labels of them, and the clean attention-check images ``checks`` (M, 1, 28, 28) with ``check_labels``
+    (M,). The card's figures are the row's, over all N images."""
     from diffsem.pools import CLASS_NAMES, pool_name, write_pool
 
     cfg = res["config"]
+    size = size or len(labels)
     paths = []
     for idx, rec, decided in res["kept"]:
         row = res["rows"][idx]
@@ -243,11 +245,12 @@ def write_pools(res: dict[str, Any], folder: Path, labels: torch.Tensor, checks:
         card = {"dataset": cfg["dataset"], "classes": CLASS_NAMES[cfg["dataset"]], "attack": row["attack"],
                 "threat_model": row["threat_model"], "model_id": cfg["model_id"], "code_version": cfg["code_version"],
                 "condition": {k: row[k] for k in ("snr_db", "self_noise", "t_star", "eve_offset_db")},
-                "seed": cfg["seed"], "images": f"the first {len(labels)} test images",
-                "check_images": f"the last {len(check_labels)} test images", "figures": _strict_json(figures)}
-        paths.append(write_pool(folder, pool_name(cfg["dataset"], row), rec.numpy(), labels.numpy(),
-                                {k: v.numpy() for k, v in decided.items()}, checks.numpy(), check_labels.numpy(),
-                                card))
+                "seed": cfg["seed"], "images": f"the first {size} test images",
+                "check_images": f"the last {len(check_labels)} test images",
+                "figures": _strict_json({**figures, "over_images": len(labels)})}
+        paths.append(write_pool(folder, pool_name(cfg["dataset"], row), rec[:size].numpy(), labels[:size].numpy(),
+                                {k: v[:size].numpy() for k, v in decided.items()}, checks.numpy(),
+                                check_labels.numpy(), card))
     return paths
 
 
