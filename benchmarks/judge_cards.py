@@ -55,7 +55,8 @@ def main() -> None:
     print("|---|---|---|")
     for judge in ("robust", "abstain"):
         for k, v in res.get(judge, {}).items():
-            print(f"| {judge} | {k} | {100 * v:.2f}% |" if isinstance(v, float) and k != "eps" else f"| {judge} | {k} | {v} |")
+            shares = k.endswith(("acc", "abstentions", "abstained")) or k.startswith("abstained")
+            print(f"| {judge} | {k} | {100 * v:.2f}% |" if shares else f"| {judge} | {k} | {v} |")
     print(json.dumps(res))
     if args.out:
         args.out.write_text(json.dumps(res, indent=2) + "\n")
