@@ -4,7 +4,7 @@ Leakage is the attacker's task accuracy. An attack that returns only images is s
 that never see latents. One judge is not a measurement (white-box reconstructions are adversarial-looking images
 whose features transfer unevenly between networks), so every report shows a panel of judges with different
 inductive biases, their **max** (the conservative leakage figure, which the secrecy gap uses by default) and their
-**spread** (max - min):
+**spread** (max - min over the judges that must name a class, :func:`diffsem.leakage.summarise`):
 
 - ``cnn``: the bundle's own judge (:class:`~diffsem.models.ImageJudge`, ``judge.safetensors``, trained by
   ``diffsem train`` on clean images without augmentation);
@@ -41,11 +41,11 @@ from diffsem.config import ModelConfig
 from diffsem.data import get_spec, load_split, transmitter_split
 from diffsem.errors import CheckpointError, ConfigError
 from diffsem.fit import fit
+from diffsem.leakage import ABSTAINING  # the judge that can say "can't tell"
 from diffsem.models import AbstainingJudge, ImageJudge, PixelMLPJudge, ResidualJudge, StridedJudge
 
 BUNDLE_JUDGE = "cnn"  # the bundle's ``judge`` part
 ADAPTED = "adapted"
-ABSTAINING = "abstain"  # the judge that can say "can't tell"
 ABSTAIN = -1  # an abstaining judge's label for "can't tell" (never a class, so never correct)
 ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": ImageJudge, "resnet": ResidualJudge, "mlp": PixelMLPJudge, "strided": StridedJudge,

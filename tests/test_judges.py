@@ -82,6 +82,14 @@ def test_summary_is_the_max_and_the_spread() -> None:
     assert summarise({"a": 0.9, "b": 0.6, "c": 0.75}) == pytest.approx({"max": 0.9, "spread": 0.3})
 
 
+def test_the_spread_leaves_out_the_abstaining_judge_and_the_max_does_not() -> None:
+    # an abstaining judge that abstained on nearly every image reads 0.5%: the spread stays the one among the
+    # judges that must name a class (1 point), not 96 points of abstentions
+    assert summarise({"cnn": 0.97, "mlp": 0.96, "abstain": 0.005}) == pytest.approx({"max": 0.97, "spread": 0.01})
+    assert summarise({"cnn": 0.5, "abstain": 0.6}) == pytest.approx({"max": 0.6, "spread": 0.0})
+    assert summarise({"abstain": 0.4}) == pytest.approx({"max": 0.4, "spread": 0.0})
+
+
 def test_rows_show_every_judge_and_the_gap_uses_their_max(bundle: ModelBundle, test_slice, tmp_path: Path) -> None:
     images, labels = test_slice
     panel = load_panel(bundle, MNIST, ["cnn", "mlp"], ["inversion-decoder"], adapted=False)
