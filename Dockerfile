@@ -26,9 +26,10 @@ COPY scripts/pip-source /usr/local/bin/diffsem-pip-source
 RUN diffsem-pip-source check
 RUN python3 -m venv /opt/diffsem
 ENV PATH=/opt/diffsem/bin:$PATH
-# Dependencies first (pyproject.toml's runtime list, never the dev extras), so code and README changes reuse this layer.
-COPY pyproject.toml /src/
-RUN diffsem-pip-source install-deps /src/pyproject.toml \
+# Dependencies first (the runtime lock, requirements/runtime.txt: every version and file hash pinned, never the dev
+# extras), so code, README and pyproject changes reuse this layer.
+COPY requirements/runtime.txt /src/requirements/
+RUN diffsem-pip-source install-deps /src/requirements/runtime.txt \
     # C++ unit tests, headers and a protoc that torch ships for extension builders; no service runs them.
     && cd /opt/diffsem/lib/python3.11/site-packages/torch \
     && rm -rf test include bin/protoc* bin/test_* bin/*Test bin/*.pt bin/*.ptl \
@@ -43,7 +44,7 @@ COPY receiver /src/receiver
 COPY eavesdropper /src/eavesdropper
 COPY control_panel /src/control_panel
 COPY launcher /src/launcher
-COPY README.md /src/
+COPY pyproject.toml README.md /src/
 # Bytecode only for the modules the services import when they start: fast start-up without ~250 MB of .pyc files
 # for code that never runs (tests/test_dockerfile.py keeps this list equal to the services' entry points).
 RUN pip install --no-deps --no-build-isolation --no-compile /src \
@@ -60,10 +61,13 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=build /opt/diffsem /opt/diffsem
 COPY scripts/container-entrypoint /usr/local/bin/diffsem-entrypoint
 COPY scripts/compose-credentials /usr/local/bin/diffsem-compose-credentials
-# Unprivileged user. /data, /credentials and /var/lib/diffsem (the panel's database) belong to it, so a fresh named
-# volume mounted there (which takes the image's owner) is writable by compose's init services and the panel.
-RUN useradd --create-home --uid 10001 diffsem && mkdir -p /data /credentials /var/lib/diffsem \
-    && chown diffsem:diffsem /data /credentials /var/lib/diffsem
+# Unprivileged user. /data, /credentials, /var/lib/diffsem (the panel's database) and /tap (the gateway's sockets)
+# belong to it, so a fresh named volume mounted there (which takes the image's owner) is writable by compose's init
+# services, the panel and the gateway. No file keeps a setuid or setgid bit (su, passwd, mount, ...): nothing in a
+# container can gain privileges by exec, whatever compose's no-new-privileges says (tests/compose/ checks both).
+RUN useradd --create-home --uid 10001 diffsem && mkdir -p /data /credentials /var/lib/diffsem /tap \
+    && chown diffsem:diffsem /data /credentials /var/lib/diffsem /tap \
+    && find / -xdev -type f -perm /6000 -exec chmod ug-s {} +
 USER diffsem
 WORKDIR /home/diffsem
 

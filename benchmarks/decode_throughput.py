@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from diffsem.bundle import encode_all, load_bundle
-from diffsem.config import LinkConfig
 from diffsem.data import load_split
 from diffsem.defaults import checkpoint_dir
 from diffsem.evaluate import DEFAULT_T_STAR
-from diffsem.framepath import LEGIT, TX, role_generators, send
+from diffsem.framepath import LEGIT, condition_links, send
 from diffsem.receiver import DiffusionReceiver
 
 
@@ -37,8 +36,8 @@ def main() -> None:
     bundle = load_bundle(args.checkpoints or checkpoint_dir(args.dataset), device=args.device)
     images, _ = load_split(args.dataset, "test")
     s = encode_all(bundle, images[:args.batch].to(bundle.device)).cpu()
-    links = {LEGIT: LinkConfig(snr_db=10.0)}
-    legit = send(s, DEFAULT_T_STAR, bundle.abar, links, role_generators(0, [TX, LEGIT], 10.0, DEFAULT_T_STAR)).views[LEGIT]
+    links, gens = condition_links(bundle.cfg.k, 0, 10.0, DEFAULT_T_STAR, [], {})
+    legit = send(s, DEFAULT_T_STAR, bundle.abar, links, gens).views[LEGIT]
     z, level = legit.z, legit.abar_eff
     runs = [("direct", 1)] + [(m, k) for m in ("denoise", "selfref") for k in map(int, args.steps.split(","))]
     results = []

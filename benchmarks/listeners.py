@@ -35,7 +35,7 @@ from protos.diffsem.v1 import channel_emulator_pb2 as pb  # noqa: E402
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc  # noqa: E402
 from protos.diffsem.v1 import common_pb2, frame_pb2  # noqa: E402
 from services_common import auth  # noqa: E402
-from services_common.client import aio_channel  # noqa: E402
+from services_common.client import grpc_aio_channel  # noqa: E402
 from services_common.tensors import to_proto  # noqa: E402
 
 LISTENERS_PER_CHANNEL = 64  # HTTP/2 streams per connection, well under the usual concurrent-stream limits
@@ -108,14 +108,14 @@ async def _attached(control: pb_grpc.ChannelEmulatorStub, n: int, timeout: float
 async def run(address: str, key: bytes, extra: int, reading: int, batches: int, batch: int,
               interval_ms: float) -> Result:
     """One measurement against a running emulator (see the module docstring)."""
-    channels = [aio_channel(address, auth.issue(key, auth.RECEIVER, "receiver"))]
+    channels = [grpc_aio_channel(address, auth.issue(key, auth.RECEIVER, "receiver"))]
     legit_got: list[float] = []
     tasks = [asyncio.create_task(_read(pb_grpc.ChannelEmulatorStub(channels[0]).Listen(
         pb.ListenRequest(role=common_pb2.ROLE_LEGITIMATE, name="receiver")), legit_got))]
     idle_calls = []
     for i in range(extra):
         name = f"eve{i:04d}"
-        ch = aio_channel(address, auth.issue(key, auth.EAVESDROPPER, name))  # one connection per credential
+        ch = grpc_aio_channel(address, auth.issue(key, auth.EAVESDROPPER, name))  # one connection per credential
         channels.append(ch)
         call = pb_grpc.ChannelEmulatorStub(ch).Listen(pb.ListenRequest(
             role=common_pb2.ROLE_EAVESDROPPER, name=name, defaults=pb.LinkSettings(queue_size=64)))
@@ -123,8 +123,8 @@ async def run(address: str, key: bytes, extra: int, reading: int, batches: int, 
             tasks.append(asyncio.create_task(_read(call, [])))
         else:
             idle_calls.append(call)  # opened, never read
-    control = pb_grpc.ChannelEmulatorStub(ch_ctl := aio_channel(address, auth.issue(key, auth.CONTROL, "control")))
-    tx = pb_grpc.ChannelEmulatorStub(ch_tx := aio_channel(address, auth.issue(key, auth.TRANSMITTER, "transmitter")))
+    control = pb_grpc.ChannelEmulatorStub(ch_ctl := grpc_aio_channel(address, auth.issue(key, auth.CONTROL, "control")))
+    tx = pb_grpc.ChannelEmulatorStub(ch_tx := grpc_aio_channel(address, auth.issue(key, auth.TRANSMITTER, "transmitter")))
     await _attached(control, 1 + extra)
     stop, health = asyncio.Event(), []
     probe = asyncio.create_task(_health(address, stop, health))

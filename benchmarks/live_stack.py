@@ -1,24 +1,25 @@
-"""The live stack against the in-process pipeline: agreement, throughput, upload latency, 8-eavesdropper fan-out.
+"""The live stack against the in-process pipeline: agreement on every PHY and for every listener, throughput, upload
+latency, 8-eavesdropper fan-out.
 
     .venv/bin/python benchmarks/live_stack.py [--checkpoints checkpoints/mnist] [--n 1000] [--mode selfref]
         [--snr-db 10] [--t-star 300] [--batch-size 500] [--uploads 100] [--fanout 8] [--fanout-n 2000]
-        [--phy ofdm --channel-model TDL-A --delay-spread-ns 100 --speed-kmh 3 --feedback-delay 1]
+        [--conditions flat-awgn,flat-rayleigh,flat-rayleigh-blocks-of-8,ofdm-tdl-a-ls]
 
-One script run starts the stack with the local launcher (every port ephemeral) and measures:
+One script run starts the stack with the local launcher (every port ephemeral), with two eavesdroppers: ``eve``
+(feature-classifier, equal SNR) and ``inv`` (inversion-decoder, 5 dB worse, labelled by the full panel of judges),
+and measures:
 
-1. **Agreement**: ``n`` MNIST test images through the stack, every generator seeded as ``diffsem eval``
-   seeds it for (SNR, t*) (transmitter ``tx``, legitimate link ``legit``, eavesdropper ``eve0.0``), batches
-   of ``batch_size`` as the evaluator's. Reported: live accuracy, the offline evaluator's accuracy
-   (:func:`diffsem.evaluate.evaluate`) and per-image agreement with the evaluator's loop.
-2. **Throughput**: that run's images/s (first send to last decision) against the in-process pipeline
-   (encode, self-noise, channel, listener view, decode in the same mode, same batches) timed in this process.
+1. **Agreement**, per condition (:data:`diffsem.decisions.CONDITIONS`: flat AWGN, flat Rayleigh with a new fade
+   every frame and in blocks of 8 frames, ofdm TDL-A with LS estimation): ``n`` MNIST test images through the stack,
+   every link and the transmitter seeded as ``diffsem eval`` seeds them for (SNR, t*), batches of ``batch_size``.
+   Reported per listener: the share of images whose live decision (eavesdroppers: label, or first judge's label) is
+   the offline frame path's (:func:`diffsem.decisions.decisions`), both accuracies, and ``inv``'s accuracy per
+   judge, live and offline.
+2. **Throughput**: the first condition's run, images/s (first send to last decision), against the in-process
+   pipeline (encode, self-noise, channel, listener view, decode in the same mode, same batches) timed in this
+   process.
 3. **Latency**: p50/p99 of ``POST /api/transmit`` (one 28x28 PNG, label included) on the idle stack.
 4. **Fan-out**: ``fanout`` eavesdroppers attached, a run of ``fanout_n`` images; drops per link.
-
-``--phy ofdm`` starts the stack with ofdm links (the launcher's ``--phy`` options: every eavesdropper link, the
-fan-out's too, draws its own TDL/CDL channel; the agreement run seeds each as the evaluator seeds it): the
-transmitter then shapes self-noise per RE from the emulator's delayed feedback, and the offline side is the
-evaluator with the same ``phy`` settings (``EvalConfig.phy``).
 
 Prints a Markdown table and one JSON line.
 """
@@ -43,35 +44,28 @@ from PIL import Image  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
 from diffsem.bundle import encode_all, load_bundle  # noqa: E402
-from diffsem.config import result_key  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
+from diffsem.decisions import CONDITIONS, Eavesdropper, decisions  # noqa: E402
 from diffsem.defaults import checkpoint_dir  # noqa: E402
-from diffsem.evaluate import EvalConfig, evaluate  # noqa: E402
-from diffsem.framepath import LEGIT, TX, carry, condition_links, eve_role, send, view  # noqa: E402
+from diffsem.framepath import LEGIT, TX, condition_links, eve_role, send  # noqa: E402
 from diffsem.receiver import DiffusionReceiver  # noqa: E402
 from diffsem.seeds import derive_seed  # noqa: E402
-from launcher.__main__ import add_phy_options, phy_options  # noqa: E402
 from launcher.stack import EveSpec, Stack, StackConfig  # noqa: E402
 
+EAVESDROPPERS = {"eve": Eavesdropper("feature-classifier", 0.0), "inv": Eavesdropper("inversion-decoder", -5.0)}
+LISTENERS = ("receiver", *EAVESDROPPERS)
 
-def offline(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> tuple[list[int], list[int], float]:
-    """The evaluator's loop for one (SNR, t*) with per-image decisions; returns (legit, eve, images/s)."""
+
+def inprocess_rate(bundle: Any, images: torch.Tensor, settings: dict[str, Any], args: argparse.Namespace) -> float:
+    """Images/s of the in-process pipeline for the receiver alone: encode, self-noise, channel, view, decode."""
     rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
-    links, gens = condition_links(bundle.cfg.k, args.seed, args.snr_db, args.t_star, [0.0], phy_options(args))
-    link, eve_link = links[LEGIT], links[eve_role(0.0)]
-    legit, eve, batches = [], [], []
+    links, gens = condition_links(bundle.cfg.k, args.seed, args.snr_db, args.t_star, [], settings)
     t0 = time.perf_counter()
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
     for i in range(0, len(images), args.batch_size):
-        sent = send(s_all[i:i + args.batch_size], args.t_star, bundle.abar, {LEGIT: link}, gens)
-        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, args.mode).labels.tolist()
-        batches.append(sent)
-    rate = len(images) / (time.perf_counter() - t0)
-    for sent in batches:  # the eavesdropper's own link and generator; not part of the timed pipeline
-        v = view(carry(sent.x, eve_link, gens[eve_role(0.0)]), sent.header)
-        with torch.no_grad():
-            eve += bundle.eavesdropper(v.z.to(bundle.device), v.abar_eff.to(bundle.device)).argmax(1).cpu().tolist()
-    return legit, eve, rate
+        sent = send(s_all[i:i + args.batch_size], args.t_star, bundle.abar, links, gens)
+        rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, args.mode)
+    return len(images) / (time.perf_counter() - t0)
 
 
 def png(img: torch.Tensor) -> bytes:
@@ -97,45 +91,56 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--fanout-n", type=int, default=2000)
     ap.add_argument("--fanout-batch", type=int, default=100)
     ap.add_argument("--max-batch", type=int, default=64, help="receiver dynamic batching")
-    add_phy_options(ap)  # the launcher's: the legitimate and eavesdropper links, live and offline alike
+    ap.add_argument("--conditions", type=lambda t: [v for v in t.split(",") if v], default=list(CONDITIONS),
+                    help=f"comma-separated, of {', '.join(CONDITIONS)} (default: all)")
     ap.add_argument("--log-dir", type=Path, default=None)
     return ap.parse_args()
 
 
-def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, labels: torch.Tensor,
-              args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    """1 + 2: a run seeded like `diffsem eval` against the evaluator and its loop; then (agreement, throughput)."""
-    seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT, eve_role(0.0))}
-    phy = phy_options(args)
-    if phy:
-        c.put("/api/channel", json={"links": {"receiver": phy, "eve": phy}}).raise_for_status()
-    # one image warms every service's first call (and Sionna's, ~4 s, on ofdm) before the seeded, timed run,
-    # which reseeds every link and the transmitter
+def share(xs: list[int], ys: list[int]) -> float:
+    """The fraction of positions where the two lists agree."""
+    return float(np.mean([a == b for a, b in zip(xs, ys, strict=True)]))
+
+
+def live_run(c: httpx.Client, settings: dict[str, Any], args: argparse.Namespace) -> tuple[dict[str, Any], dict]:
+    """One seeded run of ``n`` images on ``settings``, every listener's reports in: (the run, its decisions)."""
+    seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT)}
+    links = {"receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT], **settings}}
+    links |= {name: {"snr_offset_db": e.offset_db, "seed": derive_seed(args.seed, eve_role(e.offset_db), args.snr_db,
+                                                                       args.t_star), **settings}
+              for name, e in EAVESDROPPERS.items()}
+    c.put("/api/links", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": links}).raise_for_status()
+    run_id = c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size, "window": 2 * args.batch_size}).json()["id"]
+    run = wait_run(c, run_id)
+    while any(run["listeners"][n]["reports"] < args.n for n in LISTENERS):  # the eavesdroppers may lag a little
+        time.sleep(0.5)
+        run = c.get(f"/api/runs/{run_id}").json()
+    return run, c.get(f"/api/runs/{run_id}/decisions").json()
+
+
+def agreement(c: httpx.Client, bundle: Any, images: torch.Tensor, args: argparse.Namespace
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """1 + 2: every condition's live run against the offline decisions; the first one's throughput."""
+    # one image warms every service's first call (and Sionna's, ~4 s, on ofdm) before the seeded, timed runs
     c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
-    r = c.put("/api/channel", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": {
-        "receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT], **phy}, "eve": {"seed": seeds[eve_role(0.0)], **phy}}})
-    r.raise_for_status()
-    run = wait_run(c, c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size,
-                                                  "window": 2 * args.batch_size}).json()["id"])
-    dec = c.get(f"/api/runs/{run['id']}/decisions").json()
-    live_legit, live_eve = dec["listeners"]["receiver"], dec["listeners"].get("eve", [])
-    off_legit, off_eve, inproc_rate = offline(bundle, images, args)
-    truth = labels.tolist()
-    modes = ["direct"] if args.mode == "direct" else ["direct", args.mode]
-    ev = evaluate(bundle, EvalConfig(n=args.n, snrs=[args.snr_db], t_stars=[args.t_star], eve_offsets=[0.0],
-                                     modes=modes, classifiers=[args.classifier], steps=args.steps, seed=args.seed,
-                                     batch_size=args.batch_size, default_t_star=args.t_star, phy=phy), images, labels)
-    row = next(rw for rw in ev["rows"] if rw["t_star"] == args.t_star)
-    acc = lambda xs: float(np.mean([a == t for a, t in zip(xs, truth, strict=True)]))  # noqa: E731
-    same = lambda xs, ys: float(np.mean([a == b for a, b in zip(xs, ys, strict=True)]))  # noqa: E731
-    agree = {"live_accuracy": run["accuracy"]["receiver"],
-             "evaluator_accuracy": row["acc"][result_key(args.classifier, args.mode)],
-             "replica_accuracy": acc(off_legit), "same_decisions": same(live_legit, off_legit),
-             "eve_live_accuracy": acc(live_eve) if len(live_eve) == args.n and None not in live_eve else None,
-             "eve_evaluator_accuracy": row["eve"]["0.0"],
-             "eve_same_decisions": same(live_eve, off_eve) if len(live_eve) == args.n else None}
-    return agree, {"live_images_per_s": run["images_per_s"], "inprocess_images_per_s": inproc_rate,
-                   "ratio": run["images_per_s"] / inproc_rate, "retransmits": run["retransmits"]}
+    out, throughput = {}, {}
+    for name in args.conditions:
+        settings = CONDITIONS[name]
+        run, live = live_run(c, settings, args)
+        off = decisions(bundle, images, args.snr_db, args.t_star, args.seed, settings, EAVESDROPPERS, args.checkpoints,
+                        args.batch_size, mode=args.mode, steps=args.steps, classifier=args.classifier)
+        truth = live["truth"]
+        out[name] = {n: {"same_decisions": share(live["listeners"][n], off.labels[n]),
+                         "live_accuracy": share(live["listeners"][n], truth),
+                         "offline_accuracy": share(off.labels[n], truth)} for n in LISTENERS}
+        out[name]["inv"]["judges"] = {j: {"live": run["listeners"]["inv"]["judges"].get(j),
+                                          "offline": share(labels, truth)} for j, labels in off.judged["inv"].items()}
+        if not throughput:
+            rate = inprocess_rate(bundle, images, settings, args)
+            throughput = {"condition": name, "live_images_per_s": run["images_per_s"], "inprocess_images_per_s": rate,
+                          "ratio": run["images_per_s"] / rate, "retransmits": run["retransmits"]}
+    c.put("/api/links", json={"links": {n: CONDITIONS["flat-awgn"] for n in LISTENERS}}).raise_for_status()
+    return out, throughput
 
 
 def upload_latency(c: httpx.Client, images: torch.Tensor, labels: torch.Tensor, uploads: int) -> dict[str, Any]:
@@ -153,10 +158,11 @@ def upload_latency(c: httpx.Client, images: torch.Tensor, labels: torch.Tensor, 
 
 
 def fanout(c: httpx.Client, stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """4: ``args.fanout`` eavesdroppers attached, one run; drops per link."""
-    for j in range(1, args.fanout):
+    """4: ``args.fanout`` eavesdroppers attached (``eve``, ``inv`` and more), one run; drops per link."""
+    more = range(len(EAVESDROPPERS), args.fanout)
+    for j in more:
         stack.add_eavesdropper(EveSpec(f"eve{j}", "feature-classifier", float(-j)), wait=False)
-    for j in range(1, args.fanout):
+    for j in more:
         stack._wait(stack.services[f"eve{j}"])
     before = c.get("/api/summary").json()["links"]
     run8 = wait_run(c, c.post("/api/runs", json={"n": args.fanout_n, "batch_size": args.fanout_batch}).json()["id"])
@@ -171,14 +177,18 @@ def fanout(c: httpx.Client, stack: Stack, args: argparse.Namespace) -> dict[str,
 
 def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     a, t, u = results["agreement"], results["throughput"], results["upload_latency_ms"]
-    print(f"device {results['device']}, {results['threads']} torch threads, PHY {results['phy']}, mode {args.mode}, n={args.n}, "
+    print(f"device {results['device']}, {results['threads']} torch threads, mode {args.mode}, n={args.n}, "
           f"SNR {args.snr_db} dB, t*={args.t_star}, batch {args.batch_size}, stack startup {results['startup_s']} s")
-    print("| measure | value |\n|---|---|")
-    print(f"| live receiver accuracy | {a['live_accuracy']:.4f} |")
-    print(f"| offline evaluator accuracy (diffsem.evaluate) | {a['evaluator_accuracy']:.4f} |")
-    print(f"| same decisions as the evaluator's loop | {a['same_decisions']:.4f} |")
-    print(f"| eavesdropper live / offline accuracy | {a['eve_live_accuracy']} / {a['eve_evaluator_accuracy']} |")
-    print(f"| end-to-end images/s (live run) | {t['live_images_per_s']:.1f} |")
+    print("| condition | listener | same decisions as offline | accuracy live / offline |\n|---|---|---|---|")
+    for name, per in a.items():
+        for listener in LISTENERS:
+            r = per[listener]
+            print(f"| {name} | {listener} | {r['same_decisions']:.4f} | {r['live_accuracy']:.4f} / "
+                  f"{r['offline_accuracy']:.4f} |")
+        judges = ", ".join(f"{j} {v['live']:.4f} / {v['offline']:.4f}" for j, v in per["inv"]["judges"].items())
+        print(f"| {name} | inv, per judge | | {judges} |")
+    print("\n| measure | value |\n|---|---|")
+    print(f"| end-to-end images/s (live run, {t['condition']}) | {t['live_images_per_s']:.1f} |")
     print(f"| in-process pipeline images/s | {t['inprocess_images_per_s']:.1f} |")
     print(f"| live / in-process | {t['ratio']:.2f} |")
     print(f"| POST /api/transmit p50 / p99 ms | {u['p50']:.1f} / {u['p99']:.1f} |")
@@ -191,23 +201,25 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = _args()
+    if unknown := sorted(set(args.conditions) - set(CONDITIONS)):
+        sys.exit(f"live_stack.py: unknown conditions {unknown}; use {', '.join(CONDITIONS)}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     bundle = load_bundle(args.checkpoints, device=args.device)
     images, labels = load_split(bundle.cfg.dataset, "test")
     images, labels = images[:args.n], labels[:args.n]
-    results: dict[str, Any] = {"n": args.n, "phy": phy_options(args) or {"phy": "flat"}, "mode": args.mode,
-                               "classifier": args.classifier, "snr_db": args.snr_db,
+    results: dict[str, Any] = {"n": args.n, "conditions": {n: CONDITIONS[n] for n in args.conditions},
+                               "mode": args.mode, "classifier": args.classifier, "snr_db": args.snr_db,
                                "t_star": args.t_star, "batch_size": args.batch_size, "model_id": bundle.model_id,
                                "device": str(bundle.device), "host": platform.machine(),
                                "threads": torch.get_num_threads()}
+    eves = [EveSpec(name, e.attack, e.offset_db) for name, e in EAVESDROPPERS.items()]
     cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
                                 classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
-                                seed=args.seed, max_batch=args.max_batch, phy=phy_options(args),
-                                eavesdroppers=[EveSpec("eve", "feature-classifier", 0.0)], log_dir=args.log_dir)
+                                seed=args.seed, max_batch=args.max_batch, eavesdroppers=eves, log_dir=args.log_dir)
     t0 = time.monotonic()
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:
         results["startup_s"] = round(time.monotonic() - t0, 1)
-        results["agreement"], results["throughput"] = agreement(c, bundle, images, labels, args)
+        results["agreement"], results["throughput"] = agreement(c, bundle, images, args)
         results["upload_latency_ms"] = upload_latency(c, images, labels, args.uploads)
         if args.fanout:
             results["fanout"] = fanout(c, stack, args)

@@ -1,12 +1,13 @@
-"""Emulator-side cost of one link per PHY: frames/s of ``draw`` + ``carry`` (+ the CSI feedback the transmitter reads).
+"""Emulator-side cost of one link per PHY: frames/s of the legitimate link's ``feedback(B)`` + ``carry(B)``.
 
     .venv/bin/python benchmarks/phy_link.py [--threads 2] [--batches 1,16,64,256] [--seconds 3] [--out FILE.json]
 
-For each batch size B it pushes batches of B random unit-power frames (k = 256) through one link, the way the
-channel emulator's per-link step does: a ``flat`` Rayleigh link (``diffsem.framepath.carry`` with the link's
-generator, the baseline) and an ``ofdm`` link (TDL-A 100 ns, 3.5 GHz, 3 km/h, 14 x 12 grid at 30 kHz, LS + LMMSE,
-per-RE feedback with delay 1: ``OfdmLink.draw`` + ``carry`` + ``latest_feedback``). Channel windows are drawn as
-they fall due, so their cost is included. One warm-up batch per case; then as many batches as fit in --seconds.
+For each batch size B it pushes batches of B random unit-power frames (k = 256) through one core
+:class:`diffsem.phy.Link`, the way the channel emulator serves the legitimate link (the transmitter's ``Feedback``
+draws the batch's channel, its ``Send`` carries the frames over it): a ``flat`` Rayleigh link (the baseline) and an
+``ofdm`` link (TDL-A 100 ns, 3.5 GHz, 3 km/h, 14 x 12 grid at 30 kHz, LS + LMMSE, per-RE feedback with delay 1).
+Channel windows are drawn as they fall due, so their cost is included. One warm-up batch per case; then as many
+batches as fit in --seconds.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from pathlib import Path
 import torch
 
 from diffsem.config import LinkConfig
-from diffsem.framepath import carry
 from diffsem.models import power_normalise
-from diffsem.phy import make_link
+from diffsem.phy import Link
 
 K = 256
-FLAT = LinkConfig(snr_db=10.0, fading="rayleigh")
-OFDM = LinkConfig(snr_db=10.0, phy="ofdm", channel_model="TDL-A", delay_spread_ns=100.0, carrier_ghz=3.5,
+FLAT = LinkConfig(snr_db=10.0, fading="rayleigh", seed=1)
+OFDM = LinkConfig(snr_db=10.0, seed=2, phy="ofdm", channel_model="TDL-A", delay_spread_ns=100.0, carrier_ghz=3.5,
                   speed_kmh=3.0, estimator="ls", feedback="re", feedback_delay=1)
 
 
@@ -50,20 +50,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    flat_gen = torch.Generator().manual_seed(1)
-    ofdm = make_link(OFDM, torch.Generator().manual_seed(2), K)
+    flat, ofdm = Link(FLAT, K), Link(OFDM, K)
 
-    def ofdm_step(x: torch.Tensor) -> None:
-        ofdm.carry(x, ofdm.draw(len(x)))
-        ofdm.latest_feedback()
+    def step(link: Link) -> Callable[[torch.Tensor], object]:
+        return lambda x: (link.feedback(len(x)), link.carry(x))
 
     rows = []
     for b in [int(v) for v in args.batches.split(",")]:
-        flat = _rate(lambda x: carry(x, FLAT, flat_gen), b, args.seconds)
-        rate = _rate(ofdm_step, b, args.seconds)
-        rows.append({"batch": b, "flat_frames_per_s": round(flat), "ofdm_frames_per_s": round(rate),
-                     "ofdm_over_flat": round(rate / flat, 3)})
-        print(f"batch {b:4d}: flat {flat:9.0f} frames/s   ofdm {rate:8.0f} frames/s   ({rate / flat:.3f}x)", flush=True)
+        flat_rate = _rate(step(flat), b, args.seconds)
+        rate = _rate(step(ofdm), b, args.seconds)
+        rows.append({"batch": b, "flat_frames_per_s": round(flat_rate), "ofdm_frames_per_s": round(rate),
+                     "ofdm_over_flat": round(rate / flat_rate, 3)})
+        print(f"batch {b:4d}: flat {flat_rate:9.0f} frames/s   ofdm {rate:8.0f} frames/s   ({rate / flat_rate:.3f}x)",
+              flush=True)
     res = {"threads": args.threads, "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
            "ofdm": OFDM.model_dump(mode="json"), "rows": rows}
     if args.out:

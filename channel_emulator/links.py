@@ -1,22 +1,18 @@
-"""One emulated link per listener: settings, seeded generators, SNR trace, queue, counters.
+"""One emulated link per listener: the core's link, and around it the listener's queue, the SNR trace and the
+counters.
 
-The channel maths is the core's (:func:`diffsem.framepath.carry`, :func:`diffsem.channel.draw_fading`,
-:func:`diffsem.channel.equalised_noise`, and for an ``ofdm`` link :class:`diffsem.phy.OfdmLink` through
-:mod:`channel_emulator.phy`); a link only decides *which* SNR, fading gain and generator a batch uses. The
-``LinkSettings`` fields that the core's :class:`~diffsem.config.LinkConfig` has are named alike, so
-:func:`link_config` converts by name and the core checks them (with :func:`diffsem.phy.check_link` for the grid).
-
-Each link owns three generators seeded from its seed: ``noise`` (fading with coherence 1, channel
-noise and erasures, consumed exactly as the offline evaluator consumes its per-link generator; an ofdm link first
-draws its channel process's seed from it, as :func:`diffsem.phy.make_link` does offline), ``fade``
-(gains of coherence blocks longer than one frame) and ``aux`` (frame loss and delay jitter), so loss and
-delay settings never shift the noise a seed gives.
+The channel is the core's :class:`diffsem.phy.Link`: its settings, its generators, and ``feedback`` then ``carry``
+on every PHY (docs/design.md §3, the link). An :class:`EmulatedLink` only decides which SNR a batch is drawn at (an
+SNR trace, or the legitimate link's SNR plus an offset), turns what the link delivers into ``ReceivedFrame``
+messages and queues them for its listener, and counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,19 +21,35 @@ from pathlib import Path
 import torch
 
 from channel_emulator import schema
-from channel_emulator.phy import OfdmState
 from channel_emulator.traces import SnrTrace, from_points, load_named, parse_csv
-from diffsem.channel import ChannelOutput, draw_fading, equalised_noise, noise_variance
-from diffsem.config import LinkConfig, build
-from diffsem.framepath import carry
-from diffsem.phy import CsiFeedback, check_link
-from diffsem.seeds import derive_seed
+from diffsem.channel import equalised_noise, noise_variance
+from diffsem.config import LinkConfig
+from diffsem.phy import Link, LinkCsi
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common.errors import BadRequest
 from services_common.tensors import rows_to_proto
 
 Clock = Callable[[], float]
+STRIP_FRAMES = 32  # recent frames kept for an ofdm link's per-subcarrier SNR picture
+log = logging.getLogger(__name__)
+_warmed: set[str] = set()
+
+
+def warm_up(phy: str) -> None:
+    """Import Sionna and pass two frames over a throwaway ``phy`` link, on a background thread, once per process and
+    PHY. A process's first batch otherwise pays Sionna's import and its blocks' first calls (about 3 s for flat, 4 s
+    for ofdm) inside a ``Send`` or ``Feedback``, with the event loop starved meanwhile. The emulator starts the flat
+    warm-up when it starts and the ofdm one when an ofdm link is configured."""
+    if phy in _warmed:
+        return
+    _warmed.add(phy)
+
+    def run() -> None:
+        Link(LinkConfig(phy=phy, seed=0), 256).carry(torch.zeros(2, 256))
+        log.info("%s PHY warmed up", phy)
+
+    threading.Thread(target=run, name=f"{phy}-warm-up", daemon=True).start()
 
 
 def trace_of(tr: pb.SnrTrace, trace_dir: Path | None) -> SnrTrace:
@@ -52,28 +64,17 @@ def trace_of(tr: pb.SnrTrace, trace_dir: Path | None) -> SnrTrace:
     return replace(trace, linear=trace.linear or linear, loop=trace.loop or tr.loop)
 
 
-def link_config(p: pb.LinkSettings, snr_db: float, k: int | None = None) -> LinkConfig:
-    """The core's settings of a link at ``snr_db`` (every LinkConfig field from the LinkSettings field of that name);
-    with ``k``, also the cross-field check that the link carries frames of k real values. Raises ConfigError."""
-    values = {name: getattr(p, name) for name in LinkConfig.model_fields}
-    values.update(snr_db=snr_db, pilot_symbols=tuple(p.pilot_symbols))
-    cfg = build(LinkConfig, **values)
-    if k is not None:
-        check_link(cfg, k)
-    return cfg
-
-
 def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
-            trace_dir: Path | None = None, k: int = 256) -> tuple[pb.LinkSettings, SnrTrace | None]:
-    """``current`` with ``update`` applied and validated (the schema's bounds, then the core's rules between fields,
-    the OFDM grid against frames of ``k`` real values); the new trace, if the update sets one. Raises BadRequest /
-    OutOfRange / ConfigError naming the bad field."""
+            trace_dir: Path | None = None, k: int = 256) -> tuple[pb.LinkSettings, LinkConfig, SnrTrace | None]:
+    """``current`` with ``update`` applied, validated by building the core's settings (with the OFDM grid against
+    frames of ``k`` real values), those settings, and the new trace if the update sets one. Raises BadRequest or
+    ConfigError (OutOfRangeError) naming the bad field."""
     new = schema.merged(current, update)
     if legit and new.HasField("snr_offset_db"):
         raise BadRequest("the legitimate link cannot follow itself: snr_offset_db is for eavesdropper links")
-    link_config(new, new.snr_db, k)
+    cfg = schema.config(new, k)
     trace = trace_of(update.trace, trace_dir) if update.HasField("trace") else None
-    return new, trace
+    return new, cfg, trace
 
 
 class Subscriber:
@@ -113,43 +114,34 @@ class Subscriber:
         return None if self.closed else self.items.popleft()
 
 
-class Link:
-    """State of one link; every method is called under the emulator's lock. ``settings``: every field set
-    (:func:`channel_emulator.schema.initial` plus updates); ``now``: the emulator clock's time."""
+class EmulatedLink:
+    """One listener's link in the emulator: the core :class:`~diffsem.phy.Link`, its wire settings (every field
+    set), SNR trace, queue and counters. Every method is called under the emulator's lock; ``now``: the emulator
+    clock's time."""
 
     def __init__(self, name: str, role: int, settings: pb.LinkSettings, now: float, k: int = 256):
         self.name, self.role, self.settings, self.k = name, role, settings, k
-        self.ofdm: OfdmState | None = None  # built on the first batch of an ofdm link
+        self.link = Link(schema.config(settings, k), k)
         self.trace: SnrTrace | None = None
         self.trace_start = now
         self.subscriber: Subscriber | None = None
         self.detached_at: float | None = now  # clock time its listener left (None while one is attached)
         self.counts = {"frames_in": 0, "delivered": 0, "dropped_queue": 0, "lost": 0, "late": 0, "no_listener": 0}
         self.last_gain = complex(1.0, 0.0)
+        self.last_csi = math.nan  # an ofdm link's mean fed-back level N0 (1 + e) / |H|^2 over its last frame's REs
+        self.strip: deque[list[float]] = deque(maxlen=STRIP_FRAMES)
         self.last_deliver_at = 0.0
-        self._block_gain: torch.Tensor | None = None
-        self._block_left = 0
-        self.reseed(settings.seed)
 
     @property
     def legit(self) -> bool:
         return self.role == common_pb2.ROLE_LEGITIMATE
 
-    def reseed(self, seed: int) -> None:
-        self.settings.seed = seed
-        self.noise = torch.Generator().manual_seed(seed)
-        self.fade = torch.Generator().manual_seed(derive_seed(seed, "fade"))
-        self.aux = torch.Generator().manual_seed(derive_seed(seed, "aux"))
-        self._block_left = 0
-        self.ofdm = None  # its channel is seeded from ``noise``: a new seed, a new channel
-
     def update(self, s: pb.LinkSettings, now: float, trace_dir: Path | None = None) -> None:
-        new, trace = checked(self.settings, s, self.legit, trace_dir, self.k)
-        if new.fading != self.settings.fading or new.coherence_frames != self.settings.coherence_frames:
-            self._block_left = 0
+        new, cfg, trace = checked(self.settings, s, self.legit, trace_dir, self.k)
         self.settings = new
-        if s.HasField("seed"):
-            self.reseed(new.seed)
+        self.link.update(cfg, restart=s.HasField("seed"))
+        if cfg.phy != "ofdm":
+            self.strip.clear()
         if s.clear_trace:
             self.trace = None
         if trace is not None:
@@ -163,77 +155,31 @@ class Link:
             return self.trace.value(now - self.trace_start)
         return self.settings.snr_db
 
-    def config(self, snr_db: float) -> LinkConfig:
-        return link_config(self.settings, snr_db)
-
-    def phy(self, cfg: LinkConfig) -> OfdmState | None:
-        """The link's ofdm state for its settings ``cfg`` (rebuilt when its channel changed), or None if flat."""
-        if cfg.phy != "ofdm":
-            self.ofdm = None
-            return None
-        if self.ofdm is None or not self.ofdm.same_link(cfg):
-            self.ofdm = OfdmState(cfg, self.noise, self.k)
-        return self.ofdm
-
-    def feedback(self, n: int, snr_db: float) -> CsiFeedback | None:
-        """The transmitter's CSI of the link's next ``n`` frames (ofdm; drawn now), or None on a flat link."""
-        ofdm = self.phy(self.config(snr_db))
-        return None if ofdm is None else ofdm.feedback(n, snr_db)
-
-    def _gains(self, b: int, cfg: LinkConfig) -> torch.Tensor:
-        """Fading gains (B,) complex64: per frame (coherence 1, from ``noise`` as the evaluator draws them)
-        or held over blocks of ``coherence_frames`` frames (from ``fade``)."""
-        if self.settings.coherence_frames <= 1 or cfg.fading == "none":
-            return draw_fading(b, cfg, self.noise)
-        out = torch.empty(b, dtype=torch.complex64)
-        for i in range(b):
-            if self._block_left <= 0 or self._block_gain is None:
-                self._block_gain = draw_fading(1, cfg, self.fade)
-                self._block_left = self.settings.coherence_frames
-            out[i] = self._block_gain[0]
-            self._block_left -= 1
-        return out
-
-    def transmit(self, x: torch.Tensor, snr_db: float) -> tuple[ChannelOutput, torch.Tensor, torch.Tensor]:
-        """Pass x (B, k) through the link: (channel output, lost (B,) bool, extra delay (B,) seconds)."""
-        cfg = self.config(snr_db)  # validated once per batch
-        ofdm = self.phy(cfg)
-        if ofdm is not None:
-            if x.shape[1] != self.k:
-                raise BadRequest(f"frames of {x.shape[1]} real values; the ofdm link {self.name!r} carries k={self.k}")
-            out = ofdm.carry(x, snr_db)
-        else:
-            out = carry(x, cfg, self.noise, gain=self._gains(x.shape[0], cfg))
-        self.last_gain = complex(out.gain[-1].item())
-        p = self.settings
-        lost = torch.zeros(x.shape[0], dtype=torch.bool)
-        if p.loss_prob > 0:
-            lost = torch.rand(x.shape[0], generator=self.aux) < p.loss_prob
-        delay = torch.full((x.shape[0],), p.delay_ms / 1000.0, dtype=torch.float64)
-        if p.jitter_ms > 0:
-            delay += torch.rand(x.shape[0], generator=self.aux, dtype=torch.float64) * p.jitter_ms / 1000.0
-        return out, lost, delay
+    def feedback(self, n: int, snr_db: float) -> LinkCsi:
+        """The transmitter's CSI of the link's next ``n`` frames, drawn now (:meth:`diffsem.phy.Link.feedback`)."""
+        return self.link.feedback(n, snr_db)
 
     def csi(self, snr_db: float) -> tuple[float, float]:
-        """(N0, sigma_c^2 = N0/|h|^2 for the current gain) per real latent dimension; on an ofdm link the mean
-        N0/|H|^2 over the last frame's carried REs (N0 before its first frame)."""
+        """(N0, sigma_c^2) per real latent dimension now: N0/|h|^2 of the last frame's gain (flat), or the mean
+        fed-back level over the last frame's REs (ofdm; N0 before its first frame)."""
         n0 = float(noise_variance(snr_db))
-        if self.settings.phy == "ofdm":
-            last = self.ofdm.last_csi if self.ofdm is not None else math.nan
-            return n0, n0 if math.isnan(last) else last
-        gain = self._block_gain if (self.settings.coherence_frames > 1 and self._block_gain is not None) else None
-        h = gain if gain is not None else torch.tensor([self.last_gain], dtype=torch.complex64)
-        if self.settings.fading == "none":
-            h = torch.ones(1, dtype=torch.complex64)
-        return n0, float(equalised_noise(snr_db, h)[0])
+        if self.link.cfg.phy == "ofdm":
+            return n0, n0 if math.isnan(self.last_csi) else self.last_csi
+        return n0, float(equalised_noise(n0, torch.tensor([self.last_gain], dtype=torch.complex64))[0])
 
     def received(self, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, now: float,
                  space: int) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
-        """Pass a batch x (B, k) through the link and build the first ``space`` received frames with their delivery
+        """Carry a batch x (B, k) over the link and build the first ``space`` received frames with their delivery
         times. The whole batch goes through the channel even when not all of it fits, so the link's generators
         advance the same whether its listener keeps up or not; the frames that do not fit are counted as dropped
         and cost no message."""
-        out, lost, delay = self.transmit(x, snr_db)
+        out = self.link.carry(x, snr_db)
+        assert out.lost is not None and out.delay_s is not None
+        self.last_gain = complex(out.gain[-1].item())
+        if out.csi is not None:
+            self.last_csi = float(out.csi[-1].mean())
+        if out.subcarrier_snr_db is not None:
+            self.strip.extend(out.subcarrier_snr_db.clamp(-100.0, 100.0).tolist())  # finite for JSON
         csi = self.settings.csi
         avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
         n = min(space, len(frames))
@@ -248,7 +194,7 @@ class Link:
             rf = frame_pb2.ReceivedFrame(link=self.name, role=self.role, snr_db=snr_db, has_csi=csi)
             rf.frame.message_id, rf.frame.seq = f.message_id, f.seq
             rf.frame.header.CopyFrom(f.header)
-            if bool(lost[i]):
+            if bool(out.lost[i]):
                 rf.dropped = True
                 self.counts["lost"] += 1
             else:
@@ -261,8 +207,12 @@ class Link:
                 rf.erased = int(erased[i])
                 if csi:
                     rf.gain_re, rf.gain_im = gains[i].real, gains[i].imag
-            at = max(now + float(delay[i]), self.last_deliver_at)
+            at = max(now + float(out.delay_s[i]), self.last_deliver_at)
             self.last_deliver_at = at
             items.append((at, rf))
         self.counts["dropped_queue"] += len(frames) - n
         return items
+
+    def snr_picture(self) -> list[float]:
+        """An ofdm link's recent frames' SNR per subcarrier in dB, row-major (frames x fft_size), oldest first."""
+        return [v for row in self.strip for v in row]

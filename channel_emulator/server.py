@@ -1,15 +1,17 @@
 """The channel emulator service: one broadcast, a separately impaired link per listener.
 
-``Send`` passes each batch of frames through every link that has a listener (the core's
-:func:`diffsem.framepath.carry`, one call per link per batch) and queues the result for that listener.
+``Send`` carries each batch of frames over every link that has a listener (the core's :class:`diffsem.phy.Link`,
+one ``carry`` per link per batch) and queues the result for that listener. ``Feedback`` is the legitimate link's
+``feedback``: it draws the channel of the transmitter's next frames, on every PHY, and the next ``Send`` carries the
+frames over exactly that channel.
 ``Listen`` subscribes a listener: the legitimate receiver on the one legitimate link, eavesdroppers on
 links named after them (created on first use, at most ``max_links`` links). Queues are bounded; a frame that does
 not fit is counted in ``dropped_queue`` for that link only, so a slow listener never blocks the others.
 
 Who may do what (docs/design.md §8): ``Listen`` as the legitimate link only with the receiver's credential,
-as eavesdropper N only with the eavesdropper credential named N; ``Send`` only the transmitter; ``Configure`` only
-the control panel; ``GetState`` (the CSI) the panel and the transmitter. A second ``Listen`` under an attached name is
-refused with ALREADY_EXISTS unless it presents the same credential (a reconnect: it replaces the old stream).
+as eavesdropper N only with the eavesdropper credential named N; ``Send`` and ``Feedback`` (the legitimate link's
+CSI) only the transmitter; ``Configure`` and ``GetState`` only the control panel. A second ``Listen`` under an
+attached name is refused with ALREADY_EXISTS unless it presents the same credential (a reconnect: it replaces the old stream).
 
 Serving: the servicer is asynchronous (``grpc.aio``), so a ``Listen`` stream costs a coroutine, not a thread; state
 changes and the channel maths run on the host's thread pool under the emulator's lock, so the event loop (and the
@@ -37,9 +39,9 @@ import grpc
 import torch
 
 from channel_emulator import schema
-from channel_emulator.links import Clock, Link, Subscriber, checked
-from channel_emulator.phy import warm_up
+from channel_emulator.links import Clock, EmulatedLink, Subscriber, checked, warm_up
 from channel_emulator.traces import SnrTrace
+from diffsem.phy import CsiFeedback
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
@@ -77,11 +79,11 @@ class Emulator:
         self.lock = threading.RLock()
         self.seed, self.legit_name, self.clock = seed, legit_name, clock
         self.max_links, self.grace_s, self.trace_dir = max_links, grace_s, trace_dir
-        self.eve_defaults, _ = checked(schema.initial(), eve_defaults or pb.LinkSettings(), False, k=k)
+        self.eve_defaults, _, _ = checked(schema.initial(), eve_defaults or pb.LinkSettings(), False, k=k)
         self.frames = 0
-        first, _ = checked(schema.initial(), legit or pb.LinkSettings(), True, k=k)
+        first, _, _ = checked(schema.initial(), legit or pb.LinkSettings(), True, k=k)
         first.seed = derive_seed(seed, legit_name)
-        self.links: dict[str, Link] = {legit_name: Link(legit_name, LEGIT, first, clock(), k)}
+        self.links: dict[str, EmulatedLink] = {legit_name: EmulatedLink(legit_name, LEGIT, first, clock(), k)}
         for phy in {first.phy, self.eve_defaults.phy}:
             warm_up(phy)
         self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float] | None] = \
@@ -101,7 +103,7 @@ class Emulator:
         if role != EAVESDROPPER:
             raise BadRequest(f"only the link {self.legit_name!r} is legitimate; new links are eavesdropper links")
 
-    def _new_link(self, name: str, now: float) -> Link:
+    def _new_link(self, name: str, now: float) -> EmulatedLink:
         self._check_new(name, EAVESDROPPER)
         self._expire(now)
         if len(self.links) >= self.max_links:
@@ -110,7 +112,7 @@ class Emulator:
         settings = pb.LinkSettings()
         settings.CopyFrom(self.eve_defaults)
         settings.seed = derive_seed(self.seed, name)
-        link = Link(name, EAVESDROPPER, settings, now, self.k)
+        link = EmulatedLink(name, EAVESDROPPER, settings, now, self.k)
         self.links[name] = link
         return link
 
@@ -138,7 +140,7 @@ class Emulator:
         return name
 
     def subscribe(self, role: int, name: str, defaults: pb.LinkSettings | None, loop: asyncio.AbstractEventLoop,
-                  token: str | None = None) -> tuple[Link, Subscriber]:
+                  token: str | None = None) -> tuple[EmulatedLink, Subscriber]:
         """Attach a listener; create an eavesdropper link on first use (with ``defaults`` over the emulator's).
 
         A link with a listener is refused (ALREADY_EXISTS) unless the new one presents the same credential
@@ -257,10 +259,10 @@ class Emulator:
             self._expire(now)
         return len(frames), listeners + sum(1 for lk in self._eve_links() if lk.subscriber and not lk.subscriber.closed)
 
-    def _eve_links(self) -> list[Link]:
+    def _eve_links(self) -> list[EmulatedLink]:
         return [lk for lk in self.links.values() if not lk.legit]
 
-    def _deliver(self, link: Link, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, wall: float) -> int:
+    def _deliver(self, link: EmulatedLink, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, wall: float) -> int:
         """Pass a batch through one link and queue it for its listener; 1 if it has one, else 0."""
         link.counts["frames_in"] += len(frames)
         sub = link.subscriber
@@ -289,8 +291,9 @@ class Emulator:
         self.fanout.task_done()
 
     def feedback(self, name: str, n: int) -> pb.FeedbackReply:
-        """The transmitter's CSI of the legitimate link for its next ``n`` frames (ofdm: drawn now, carried by the
-        next Send; flat: the current sigma_c^2)."""
+        """The transmitter's CSI of the legitimate link for its next ``n`` frames, whose channel is drawn now and
+        carried by the next Send (:meth:`diffsem.phy.Link.feedback`): per frame N0/|h|^2 (flat), or per RE,
+        delayed and quantised (ofdm)."""
         name = name or self.legit_name
         if name != self.legit_name:
             raise BadRequest(f"CSI feedback is the legitimate link's ({self.legit_name!r}), not {name!r}'s")
@@ -299,14 +302,14 @@ class Emulator:
         with self.lock:
             link = self.links[name]
             snr = self._legit_snr(self.clock())
-            fb = link.feedback(n, snr)
-            if fb is None:
-                return pb.FeedbackReply(phy="flat", frames=n, sigma_c2=link.csi(snr)[1])
-            return pb.FeedbackReply(phy="ofdm", frames=n, codes=fb.symbol_codes().numpy().tobytes(),
-                                    sigma_c2=float(fb.sigma_c2().mean()))
+            csi = link.feedback(n, snr)
+            if isinstance(csi.sigma_c2, CsiFeedback):
+                return pb.FeedbackReply(phy="ofdm", frames=n, codes=csi.sigma_c2.symbol_codes().numpy().tobytes(),
+                                        sigma_c2=csi.mean())
+            return pb.FeedbackReply(phy="flat", frames=n, sigma_c2=csi.mean(), frame_sigma_c2=csi.sigma_c2.tolist())
 
     # ---- state -----------------------------------------------------------------------------------------
-    def link_state(self, link: Link, now: float, legit_snr: float) -> pb.LinkState:
+    def link_state(self, link: EmulatedLink, now: float, legit_snr: float) -> pb.LinkState:
         snr = link.snr_db(now, legit_snr)
         n0, sigma_c2 = link.csi(snr)
         sub = link.subscriber
@@ -316,8 +319,7 @@ class Emulator:
             gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_trace=link.trace is not None,
             queue_depth=len(sub.items) if sub else 0, settings=link.settings,
             detached_s=0.0 if link.detached_at is None else now - link.detached_at, **link.counts)
-        if link.ofdm is not None and link.settings.phy == "ofdm":
-            state.subcarrier_snr_db.extend(link.ofdm.snr_picture())
+        state.subcarrier_snr_db.extend(link.snr_picture())
         return state
 
     def state(self, name: str = "") -> pb.ChannelState:
@@ -395,7 +397,7 @@ class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
 
     @grpc_errors
     async def GetState(self, request: pb.GetStateRequest, context: grpc.aio.ServicerContext) -> pb.ChannelState:
-        self.verifier.require(context, [auth.CONTROL, auth.TRANSMITTER])
+        self.verifier.require(context, [auth.CONTROL])
         return await self._off_loop(self.emu.state, request.link)
 
     @grpc_errors

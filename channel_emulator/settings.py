@@ -1,20 +1,20 @@
-"""The channel emulator's settings spec: its options, the launcher's argv and its environment variables."""
+"""The channel emulator's settings spec: its options, the launcher's argv and its environment variables. The link
+options (meaning, default, bound) are the core's :class:`diffsem.config.LinkConfig` fields."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from diffsem.config import PHY_FIELDS
-from services_common.spec import Option, ServiceSpec, link_options, server_options
+from services_common.spec import DEFAULT_PORTS, Option, ServiceSpec, link_options, server_options
 
 SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
-    *server_options(50052),
+    *server_options(DEFAULT_PORTS["channel_emulator"]),
     Option("--seed", "base seed; each link's noise is seeded from it and its name", 0, int),
     Option("--legit-name", "name of the legitimate link (= the receiver credential's name)", "receiver"),
-    Option("--snr-db", "legitimate link SNR (dB)", 10.0, float),
-    *link_options(["fading"]),  # of every link
-    Option("--eve-snr-db", "SNR (dB) of a new eavesdropper link", 10.0, float),
-    Option("--queue-size", "per-listener queue bound (frames)", 4096, int),
+    *link_options(["snr_db"], whose="the legitimate link's "),
+    *link_options(["snr_db"], prefix="eve_", whose="a new eavesdropper link's "),
+    *link_options(["fading", "queue_size"]),  # of every link
     Option("--max-links", "most links at once; past it Listen answers RESOURCE_EXHAUSTED", 1024, int),
     Option("--link-grace-s", "a link without a listener is removed after this many seconds", 300.0, float),
     Option("--trace-dir", "folder of SNR trace files that SnrTrace.name may name (none: names are refused)", None,

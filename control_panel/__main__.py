@@ -1,4 +1,5 @@
-"""``python -m control_panel``: the HTTP API + dashboard and the Telemetry gRPC server, in one process."""
+"""``python -m control_panel``: the HTTP API + dashboard and the Telemetry gRPC server, in one process (options:
+control_panel/settings.py)."""
 
 from __future__ import annotations
 
@@ -8,58 +9,19 @@ import ipaddress
 import os
 import socket
 import sys
-from pathlib import Path
 
 import uvicorn
 
 from control_panel.app import PanelSettings, create_app
 from control_panel.limits import limited_protocol
-from control_panel.store import StoreError, default_db_path
-from diffsem.imageio import MAX_BYTES
+from control_panel.settings import SPEC
+from control_panel.store import StoreError
 from services_common import auth, logs
 from services_common.server import write_port_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m control_panel", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--http-port", type=int, default=8000, help="HTTP port (0 = ephemeral)")
-    p.add_argument("--telemetry-port", type=int, default=50060, help="Telemetry gRPC port (0 = ephemeral)")
-    p.add_argument("--port-file", type=Path, default=None, help="write the bound ports here as JSON")
-    p.add_argument("--transmitter", default="127.0.0.1:50051")
-    p.add_argument("--emulator", default="127.0.0.1:50052")
-    p.add_argument("--legit-name", default="receiver", help="the legitimate listener's name")
-    p.add_argument("--max-upload-bytes", type=int, default=MAX_BYTES)
-    p.add_argument("--transmit-timeout-s", type=float, default=10.0)
-    p.add_argument("--sweep-file", type=Path, default=os.environ.get("DIFFSEM_SWEEP_FILE") or None,
-                   help="a `diffsem eval` results.json for the dashboard's accuracy-vs-SNR chart ($DIFFSEM_SWEEP_FILE; "
-                        "default: the committed docs/results/mnist-headline/results.json)")
-    p.add_argument("--judging-pools", type=Path, default=os.environ.get("DIFFSEM_JUDGING_POOLS") or None,
-                   help="folder of judging pools for the 'Judge it yourself' page ($DIFFSEM_JUDGING_POOLS; default: "
-                        "the committed docs/results/judging/pools; make more with `diffsem attack eval --pools`)")
-    p.add_argument("--credential-file", default=None,
-                   help="this panel's control credential for its gRPC calls ($DIFFSEM_CREDENTIAL_FILE)")
-    p.add_argument("--auth-key-file", default=None,
-                   help="authority key that verifies the listeners' telemetry ($DIFFSEM_AUTH_KEY_FILE)")
-    p.add_argument("--db", default=os.environ.get("DIFFSEM_DB") or str(default_db_path()),
-                   help="SQLite database of messages, counts, runs and sweeps ($DIFFSEM_DB; default %(default)s; "
-                        "':memory:' keeps nothing across restarts)")
-    p.add_argument("--retention-messages", type=int, default=1_000_000,
-                   help="messages (and their reports) kept in the database; the counts keep every message")
-    p.add_argument("--prune-every-s", type=float, default=30.0, help="how often the retention setting is applied")
-    limits = p.add_argument_group("HTTP limits (docs/design.md, 'Bounded resources')")
-    limits.add_argument("--max-connections", type=int, default=256, help="concurrent connections (503 past it)")
-    limits.add_argument("--max-uploads", type=int, default=16, help="POST /api/transmit in flight (429 past it)")
-    limits.add_argument("--max-runs", type=int, default=4, help="runs and sweeps in flight (429 past it)")
-    limits.add_argument("--max-json-bytes", type=int, default=1 << 20, help="a JSON request body (413 past it)")
-    limits.add_argument("--max-header-bytes", type=int, default=16 * 1024,
-                        help="request line and headers (431 past it)")
-    limits.add_argument("--body-timeout-s", type=float, default=10.0, help="time to send a request body (408)")
-    limits.add_argument("--header-timeout-s", type=float, default=10.0, help="time to send a request head (408)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="bind a non-loopback --host even without $DIFFSEM_PANEL_TOKEN (containers whose published "
-                        "port is itself on loopback)")
-    return p.parse_args(argv)
+    return SPEC.parse(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:

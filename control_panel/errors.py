@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import grpc
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
@@ -20,10 +20,33 @@ from diffsem.errors import DataError
 T = TypeVar("T")
 
 
+class Refused(Exception):
+    """A request the panel itself refuses (not an upstream service): the subclass gives the HTTP status. The run and
+    sweep managers raise these; :func:`install` answers them, so no manager knows HTTP."""
+
+    status = 422
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Missing(Refused):
+    """Something named that is not there (a run, a sweep): 404."""
+
+    status = 404
+
+
+class Conflict(Refused):
+    """A request that collides with work in flight (a second sweep, t* while a sweep owns it): 409."""
+
+    status = 409
+
+
 def found(value: T | None, what: str) -> T:
     """``value``, or a 404 that says ``no <what>``: the one way a route answers for something that is not there."""
     if value is None:
-        raise HTTPException(404, f"no {what}")
+        raise Missing(f"no {what}")
     return value
 
 HTTP_OF_GRPC: dict[grpc.StatusCode, int] = {
@@ -93,6 +116,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UpstreamError)
     async def upstream(request: Request, exc: UpstreamError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "grpc_status": exc.code.name}, status_code=exc.http_status)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
     @app.exception_handler(TooBusy)
     async def busy(request: Request, exc: TooBusy) -> JSONResponse:

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from control_panel.ledger import GLOBAL
+from control_panel.ledger import GLOBAL, Ledger
 
-if TYPE_CHECKING:
-    from control_panel.state import PanelState
+Links = Callable[[], dict[str, dict[str, Any]]]  # the last known links' JSON, by name
 
 
 class _Collector:
-    def __init__(self, state: PanelState):
-        self.state = state
+    """Reads the ledger's counts and the links' counters when scraped."""
+
+    def __init__(self, ledger: Ledger, links: Links):
+        self.ledger, self.links = ledger, links
 
     def collect(self) -> Any:
-        ledger = self.state.ledger
+        ledger = self.ledger
         reports = CounterMetricFamily("diffsem_reports", "Reports received per listener", labels=["listener", "role"])
         correct = CounterMetricFamily("diffsem_correct", "Correct labelled decisions", labels=["listener"])
         labelled = CounterMetricFamily("diffsem_labelled", "Reports on labelled messages", labels=["listener"])
@@ -40,7 +42,7 @@ class _Collector:
                                     labels=["link"])
         delivered = CounterMetricFamily("diffsem_link_delivered", "Frames delivered", labels=["link"])
         snr = GaugeMetricFamily("diffsem_link_snr_db", "Current link SNR (dB)", labels=["link"])
-        for name, lk in self.state.last_links.items():
+        for name, lk in self.links().items():
             drops.add_metric([name], lk["dropped_queue"])
             delivered.add_metric([name], lk["delivered"])
             snr.add_metric([name], lk["snr_db"])
@@ -50,9 +52,9 @@ class _Collector:
 class PanelMetrics:
     """The registry ``GET /metrics`` serves, and the instruments the routes update."""
 
-    def __init__(self, state: PanelState):
+    def __init__(self, ledger: Ledger, links: Links):
         self.registry = CollectorRegistry()
-        self.registry.register(_Collector(state))
+        self.registry.register(_Collector(ledger, links))
         self.transmit_seconds = Histogram("diffsem_transmit_seconds", "POST /api/transmit latency",
                                           registry=self.registry,
                                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

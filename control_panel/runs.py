@@ -19,6 +19,7 @@ still owing reports. Runs are stored in the panel's database: a panel restart ma
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -28,10 +29,9 @@ from typing import Any, Literal
 
 import grpc
 import numpy as np
-from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from control_panel.errors import TooBusy, Upstream, UpstreamError
+from control_panel.errors import Missing, Refused, TooBusy, Upstream, UpstreamError
 from control_panel.jobs import cancel, cancel_all, save, track
 from control_panel.ledger import Ledger, RunWatch, Tally
 from control_panel.store import Store
@@ -41,9 +41,11 @@ from services_common.client import DEADLINE_S
 from services_common.tensors import to_proto
 
 log = logging.getLogger(__name__)
-FINISHED = ("done", "failed", "cancelled", "interrupted")
 KIND = "run"
 SAVE_EVERY_S = 1.0
+# A transmitter (or the emulator behind it) restarted by the launcher or the engine is back within seconds on a quiet
+# machine and within tens of seconds on a loaded one: a batch is retried that long before the run fails.
+TRANSMIT_PATIENCE_S = 90.0
 
 
 class RunRequest(BaseModel):
@@ -136,8 +138,8 @@ class RunManager:
         """The slice's uint8 images and labels; 422 when it is outside the split (a missing data set: 503)."""
         images, labels = await self.dataset(req.dataset, req.split)
         if req.start + req.n > len(images):
-            raise HTTPException(422, f"start + n = {req.start + req.n} exceeds the {len(images)} images of "
-                                     f"{req.dataset}/{req.split}; accepted: start + n <= {len(images)}")
+            raise Refused(f"start + n = {req.start + req.n} exceeds the {len(images)} images of "
+                          f"{req.dataset}/{req.split}; accepted: start + n <= {len(images)}")
         return images[req.start:req.start + req.n], labels[req.start:req.start + req.n]
 
     async def start(self, req: RunRequest, sweep: str | None = None) -> Run:
@@ -175,7 +177,7 @@ class RunManager:
         if cancel(self.active, run_id):
             return "cancelling"
         if not self.store.delete_doc(KIND, run_id):
-            raise HTTPException(404, f"no run {run_id!r}")
+            raise Missing(f"no run {run_id!r}")
         self.ledger.forget_run(run_id)
         return "deleted"
 
@@ -205,14 +207,16 @@ class RunManager:
     async def _transmit(self, ids: list[str], images: np.ndarray) -> None:
         """Send uint8 images as float32 in [0, 1], the values ``load_split`` gives (k / 255)."""
         req = transmitter_pb2.TransmitRequest(images=to_proto(images.astype(np.float32) / 255), message_ids=ids)
-        for attempt in range(5):
+        give_up = time.monotonic() + TRANSMIT_PATIENCE_S
+        for attempt in itertools.count():
             try:
                 await self.tx.call("Transmit", req, timeout=DEADLINE_S)
                 return
             except UpstreamError as exc:
-                if attempt == 4 or exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+                if (time.monotonic() > give_up
+                        or exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE)):
                     raise RuntimeError(f"transmitter refused a batch: {exc.code.name}: {exc.details}") from None
-                await asyncio.sleep(0.5 * 2**attempt)
+                await asyncio.sleep(min(0.5 * 2**attempt, 4.0))
 
     async def _stream(self, run: Run, watch: RunWatch, images: np.ndarray, labels: np.ndarray) -> None:
         req = run.req

@@ -14,10 +14,10 @@ from typing import Any
 
 import grpc
 
-from control_panel.channel import link_json
 from control_panel.errors import Upstream
 from control_panel.judging import HumanJudging
 from control_panel.ledger import Ledger
+from control_panel.links import link_json
 from control_panel.metrics import PanelMetrics
 from control_panel.runs import RunManager
 from control_panel.settings import PanelSettings
@@ -28,7 +28,7 @@ from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import telemetry_pb2, telemetry_pb2_grpc, transmitter_pb2_grpc
 from services_common.auth import Verifier
-from services_common.client import SHORT_DEADLINE_S, aio_channel
+from services_common.client import SHORT_DEADLINE_S, grpc_aio_channel
 from services_common.server import GRPC_OPTIONS, SERVING, add_health_and_reflection_aio
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ class PanelState:
         self.store = Store(settings.db)
         self.ledger = Ledger(self.store, settings.legit)
         self.judging = HumanJudging(self.store, settings.judging_pools)
-        self.metrics = PanelMetrics(self)
         self.last_links: dict[str, dict[str, Any]] = {}
+        self.metrics = PanelMetrics(self.ledger, lambda: self.last_links)
         self.telemetry_port = 0
         self.tx: Upstream
         self.emu: Upstream
@@ -61,7 +61,8 @@ class PanelState:
         await server.start()
         for name in ("", TELEMETRY):
             await health.set(name, SERVING)
-        tx_channel, emu_channel = aio_channel(s.transmitter, s.credential), aio_channel(s.emulator, s.credential)
+        tx_channel = grpc_aio_channel(s.transmitter, s.credential)
+        emu_channel = grpc_aio_channel(s.emulator, s.credential)
         self.tx = Upstream("transmitter", transmitter_pb2_grpc.TransmitterStub(tx_channel))
         self.emu = Upstream("channel emulator", ch_grpc.ChannelEmulatorStub(emu_channel))
         self.runs = RunManager(self.store, self.ledger, self.tx, self.attached, s.max_runs)
@@ -88,7 +89,7 @@ class PanelState:
                 if pruned:
                     log.info("retention: pruned %d old messages", pruned)
 
-    async def channel_state(self) -> ch_pb.ChannelState:
+    async def link_states(self) -> ch_pb.ChannelState:
         """The emulator's links (kept in ``last_links`` for the metrics)."""
         state = await self.emu.call("GetState", ch_pb.GetStateRequest(), SHORT_DEADLINE_S)
         self.last_links = {lk.name: link_json(lk) for lk in state.links}
@@ -96,4 +97,4 @@ class PanelState:
 
     async def attached(self) -> set[str]:
         """Names of the listeners attached to the emulator now."""
-        return {lk.name for lk in (await self.channel_state()).links if lk.attached}
+        return {lk.name for lk in (await self.link_states()).links if lk.attached}

@@ -158,9 +158,6 @@ class Store:
     def delete_doc(self, kind: str, doc_id: str) -> bool:
         return self.conn.execute("DELETE FROM docs WHERE kind=? AND id=?", (kind, doc_id)).rowcount > 0
 
-    def count_docs(self, kind: str) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM docs WHERE kind=?", (kind,)).fetchone()[0])
-
     def interrupt(self, kind: str, reason: str) -> int:
         """Mark the documents of ``kind`` left queued or running by a previous panel as ``interrupted``."""
         with self.transaction() as c:

@@ -2,7 +2,7 @@
 
 Each step sets the transmitter's t* and runs ``n`` test images (an ordinary run, listed under ``runs``), then
 records the receiver's and each eavesdropper's accuracy at that t*: the paper's accuracy-versus-privacy figure,
-measured on the running stack. While a sweep runs it owns t* (``PUT /api/channel`` may not change it: 409), it
+measured on the running stack. While a sweep runs it owns t* (``PUT /api/links`` may not change it: 409), it
 holds one run slot, and at the end, however it ends, t* is set back to what it was before.
 """
 
@@ -15,10 +15,9 @@ import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from fastapi import HTTPException
 from pydantic import Field
 
-from control_panel.errors import Upstream, UpstreamError
+from control_panel.errors import Conflict, Missing, Upstream, UpstreamError
 from control_panel.jobs import cancel, cancel_all, save, track
 from control_panel.ledger import Ledger
 from control_panel.runs import RunManager, RunRequest
@@ -69,8 +68,8 @@ class SweepManager:
 
     async def start(self, req: SweepRequest) -> Sweep:
         if self.active:
-            raise HTTPException(409, f"privacy sweep {self.owner_of_t_star()} is running; one sweep at a time "
-                                     "(wait for it, or DELETE /api/sweeps/{id})")
+            raise Conflict(f"privacy sweep {self.owner_of_t_star()} is running; one sweep at a time "
+                           "(wait for it, or DELETE /api/sweeps/{id})")
         await self.runs.check(req.run_request())
         for t in req.t_stars:  # every level is checked by the transmitter before anything changes
             await self.tx.call("Configure", transmitter_pb2.TransmitterConfig(t_star=t, validate_only=True),
@@ -97,7 +96,7 @@ class SweepManager:
             return "cancelling"
         with self.store.transaction():
             if not self.store.delete_doc(KIND, sweep_id):
-                raise HTTPException(404, f"no sweep {sweep_id!r}")
+                raise Missing(f"no sweep {sweep_id!r}")
         return "deleted"
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""The ``diffsem`` command: ``data fetch``, ``train``, ``eval``, ``attack list|train|eval``.
+"""The ``diffsem`` command: ``data fetch``, ``train``, ``eval``, ``attack list|train|eval``, ``antennas eval``.
 
 Every ``DiffSemError`` (bad config, missing data, mismatched checkpoint) is printed as one line and exits 2;
 no traceback from deep inside torch reaches the user.
@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any, get_args
 
 import torch
 
 from diffsem.bundle import load_bundle
-from diffsem.config import DECODE_MODES, OFDM_FIELDS, FadingName, LinkConfig, ModelConfig, PhyName, build, link_field_parser
+from diffsem.config import (
+    DECODE_MODES,
+    OFDM_FIELDS,
+    FadingName,
+    LinkConfig,
+    ModelConfig,
+    PhyName,
+    build,
+    link_field_parser,
+    link_help,
+)
 from diffsem.data import DATASETS, default_data_dir, fetch, load_split
 from diffsem.defaults import checkpoint_dir
 from diffsem.errors import DiffSemError
 from diffsem.phy import check_link
 from diffsem.pipeline import DEEP_FADE_POLICIES
+from diffsem.sweep import EXECUTORS
 from diffsem.train import TrainConfig
 
 
@@ -43,9 +55,8 @@ def _add_phy_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--phy", choices=list(get_args(PhyName)), default="flat")
     for name in OFDM_FIELDS:
         parse, choices = link_field_parser(name)
-        field = LinkConfig.model_fields[name]
         g.add_argument("--" + name.replace("_", "-"), type=parse, choices=choices, default=None,
-                       help=f"{field.description} (default {field.default})")
+                       help=f"{link_help(name)} (default {LinkConfig.model_fields[name].default})")
     g.add_argument("--deep-fade", default="mean", choices=list(DEEP_FADE_POLICIES),
                    help="listeners' policy for per-RE levels on ofdm links (docs/design.md §3)")
 
@@ -58,6 +69,30 @@ def _phy_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {"phy": args.phy, **given} if args.phy != "flat" else {}
     build(LinkConfig, **settings)  # one-line ConfigError on a bad value
     return settings
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Where the sweep's cells run (diffsem/sweep.py): here, or on Ray; finished cells are kept, so a rerun resumes."""
+    g = p.add_argument_group("executor (the grid's cells; a rerun with the same --out resumes)")
+    g.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                   help="local: one cell after another in this process; ray: cells as Ray tasks (pip install '.[cluster]')")
+    g.add_argument("--ray-address", default=None,
+                   help="a running Ray cluster's HOST:PORT (every worker must see the checkpoints and data at the same "
+                        "paths); default: start a local Ray runtime of --workers CPUs")
+    g.add_argument("--workers", type=int, default=None, help="local Ray runtime: CPUs, one cell each (default: all)")
+
+
+def _sweep(args: argparse.Namespace, grid: Any, cells: Path | None) -> dict:
+    """Run ``grid`` on the executor the options name, keeping finished cells in ``cells``; its results in order."""
+    from diffsem.sweep import CellStore, make_executor, run_grid
+
+    if args.workers is not None and args.workers < 1:
+        raise DiffSemError(f"--workers {args.workers}: give at least 1")
+    executor = make_executor(args.executor, args.ray_address, args.workers)
+    try:
+        return run_grid(grid, executor, CellStore(cells, grid) if cells is not None else None)
+    finally:
+        executor.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_attack(sub)
+    _add_antennas(sub)
     return p
 
 
@@ -117,6 +153,7 @@ def _add_eval(sub: Any) -> None:
     e.add_argument("--aging-speeds", type=_floats, default=None, help="CSI aging sweep (ofdm): UE speeds km/h, e.g. 3,30,120")
     e.add_argument("--aging-delays", type=_ints, default=None, help="CSI aging sweep: feedback delays in frames, e.g. 1,4")
     e.add_argument("--aging-snrs", type=_floats, default=None, help="CSI aging sweep: legitimate SNRs dB (default 10)")
+    _add_executor_args(e)
 
 
 def _add_attack(sub: Any) -> None:
@@ -124,7 +161,7 @@ def _add_attack(sub: Any) -> None:
     att = sub.add_parser("attack", help="eavesdropper attacks: list, train, eval").add_subparsers(dest="action", required=True)
     att.add_parser("list", help="print the installed attacks (built-ins and plugins)")
     at = att.add_parser("train", help="train an attack on the attacker's auxiliary split")
-    at.add_argument("--attack", required=True)
+    at.add_argument("--attack", required=True, help="an attack, or several comma-separated (one cell each)")
     at.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     at.add_argument("--checkpoints", type=Path, default=None, help="system checkpoint folder (default checkpoints/<dataset>)")
     at.add_argument("--out", type=Path, default=None,
@@ -139,6 +176,7 @@ def _add_attack(sub: Any) -> None:
     at.add_argument("--transmitter-checkpoint", type=Path, default=None,
                     help="for whitebox-inversion's adapted judge: the folder whose encoder it reads")
     at.add_argument("--whitebox-steps", type=int, default=100)
+    _add_executor_args(at)
     tj = att.add_parser("train-judge", help="train a clean judge of the panel on the transmitter's split")
     tj.add_argument("--judge", required=True, help="resnet or mlp (cnn is the bundle's judge, trained by `diffsem train`)")
     tj.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
@@ -176,6 +214,82 @@ def _add_attack(sub: Any) -> None:
                     help="also write a judging pool per reconstruction row into this folder, for the panel's "
                          "'Judge it yourself' page (--judging-pools)")
     ae.add_argument("--pool-size", type=int, default=200, help="reconstructions kept per pool (the first ones)")
+    _add_executor_args(ae)
+
+
+def _add_antennas(sub: Any) -> None:
+    """`diffsem antennas eval`: null-space self-noise from a multi-antenna transmitter against the attack zoo."""
+    from diffsem.phy.antennas import ARRAY_MODELS
+
+    actions = sub.add_parser("antennas", help="multi-antenna links and null-space self-noise").add_subparsers(
+        dest="action", required=True)
+    rep = actions.add_parser("report", help="tables and plots of several `antennas eval` runs together")
+    rep.add_argument("results", type=Path, nargs="+", help="antennas.json files")
+    rep.add_argument("--out", type=Path, required=True)
+    ae = actions.add_parser("eval", help="secrecy gap per antenna setting, CSI and eavesdropper")
+    ae.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    ae.add_argument("--checkpoints", type=Path, default=None)
+    ae.add_argument("--attacks", default="all", help="comma-separated names, or 'all' (whitebox needs --transmitter-checkpoint)")
+    ae.add_argument("--transmitter-checkpoint", type=Path, default=None, help="enables whitebox-inversion")
+    ae.add_argument("--whitebox-steps", type=int, default=100)
+    ae.add_argument("--whitebox-n", type=int, default=200, help="images for attacks that read the transmitter's weights")
+    ae.add_argument("--n", type=int, default=2000)
+    ae.add_argument("--snrs", type=_floats, default=[20.0], help="legitimate SNRs in dB (Es/N0 per receive antenna)")
+    ae.add_argument("--t-stars", default="none,300", help="comma list; 'none' = no beam self-noise")
+    ae.add_argument("--n-tx", type=_ints, default=[4], help="transmit antennas, from 1, 2, 4, 8")
+    ae.add_argument("--beam-fractions", type=_floats, default=[0.01],
+                    help="power fractions on the beam (the rest: null-space self-noise), e.g. 0.005,0.01,0.02")
+    ae.add_argument("--csi", default="perfect:0", help="legitimate CSI as ESTIMATOR:DELAY items, e.g. perfect:0,ls:1")
+    ae.add_argument("--speed-kmh", type=float, default=3.0, help="legitimate UE speed (CSI aging)")
+    ae.add_argument("--carrier-ghz", type=float, default=3.5)
+    ae.add_argument("--channel-model", choices=list(ARRAY_MODELS), default="rayleigh")
+    ae.add_argument("--eve-offsets", type=_floats, default=[0.0], help="eavesdropper SNR offsets in dB")
+    ae.add_argument("--eve-rx", type=_ints, default=[1], help="eavesdropper receive antennas, e.g. 1,2,4,8")
+    ae.add_argument("--eve-correlations", type=_floats, default=[0.0],
+                    help="correlation of each eavesdropper antenna's channel with the legitimate one, in [0, 1]")
+    ae.add_argument("--decode", default="direct", choices=list(DECODE_MODES))
+    ae.add_argument("--seed", type=int, default=0)
+    ae.add_argument("--out", type=Path, default=Path("out/antennas"))
+    ae.add_argument("--device", default="auto")
+    ae.add_argument("--judges", default=None, help="comma-separated panel of judges (default: cnn and every judge "
+                    "under <checkpoints>/judges)")
+    ae.add_argument("--no-adapted-judge", action="store_true", help="leave each attack's adapted judge out")
+    ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
+
+
+def _antennas(args: argparse.Namespace) -> None:
+    from diffsem.antenna_eval import AntennaEvalConfig, evaluate_antennas, gap_table, merge_results, write_antenna_report
+    from diffsem.attacks.run import read_attack_results
+    from diffsem.judges import judge_list, load_panel
+
+    if args.action == "report":
+        missing = [str(p) for p in args.results if not p.is_file()]
+        if missing:
+            raise DiffSemError(f"no such results file: {', '.join(missing)} (write one with `diffsem antennas eval`)")
+        res = merge_results([read_attack_results(p) for p in args.results])
+        paths = write_antenna_report(res, args.out)
+        print(gap_table(res["rows"]))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return
+
+    grid = {"n": args.n, "snrs": args.snrs, "n_tx": args.n_tx, "beam_fractions": args.beam_fractions,
+            "csi": [c.strip() for c in args.csi.split(",") if c.strip()], "speed_kmh": args.speed_kmh,
+            "carrier_ghz": args.carrier_ghz, "channel_model": args.channel_model, "eve_offsets": args.eve_offsets,
+            "eve_rx": args.eve_rx, "eve_correlations": args.eve_correlations, "seed": args.seed,
+            "decode": args.decode, "whitebox_n": args.whitebox_n,
+            "t_stars": [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]}
+    cfg = build(AntennaEvalConfig, **grid)  # validates every condition's settings before anything loads
+    folder = args.checkpoints or checkpoint_dir(args.dataset)
+    bundle = load_bundle(folder, device=args.device)
+    if bundle.cfg.dataset != args.dataset:
+        raise DiffSemError(f"checkpoint is for data set {bundle.cfg.dataset!r} but --dataset {args.dataset!r} was given")
+    attacks = _attack_zoo(args, bundle, folder)
+    panel = load_panel(bundle, folder, judge_list(args.judges), list(attacks), adapted=not args.no_adapted_judge)
+    images, labels = load_split(args.dataset, "test", args.data_dir)
+    res = evaluate_antennas(bundle, attacks, images[:cfg.n], labels[:cfg.n], cfg, panel, args.gap_judge)
+    paths = write_antenna_report(res, args.out)
+    print(gap_table(res["rows"]))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _attack(args: argparse.Namespace) -> None:
@@ -196,45 +310,33 @@ def _attack(args: argparse.Namespace) -> None:
         print(f"wrote {judge_path(args.out or folder, args.judge)} ({metrics})")
         return
     if args.action == "train":
-        _train_attack(args, bundle, folder)
+        _train_attack(args, folder)
         return
     t_stars = [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]
-    images, labels = load_split(args.dataset, "test", args.data_dir)
     attacks = _attack_zoo(args, bundle, folder)
-    _run_attacks(args, bundle, attacks, images[:args.n], labels[:args.n], t_stars, args.eve_offsets, args.snrs,
-                 args.decode, args.out)
+    _run_attacks(args, attacks, args.n, t_stars, args.eve_offsets, args.snrs, args.decode, args.out)
 
 
-def _train_attack(args: argparse.Namespace, bundle: object, folder: Path) -> None:
-    """`diffsem attack train`: the attack's weights (when it has any) and then, unless told otherwise, its adapted
-    judge (when it returns reconstructions)."""
-    from diffsem.attacks import attack_class, load_attack
-    from diffsem.attacks.adapted import NoReconstructions, train_adapted_judge
-    from diffsem.attacks.run import train_attack
+def _train_attack(args: argparse.Namespace, folder: Path) -> None:
+    """`diffsem attack train`: one cell per attack (diffsem.grids.AttackTrainGrid), each writing its checkpoint into
+    OUT/attacks as it finishes. No cell store: the output is a checkpoint folder that gets copied around (an
+    eavesdropper's files), and a rerun is asked to train again."""
+    from diffsem.attacks import attack_class
+    from diffsem.grids import AttackTrainGrid
 
-    cls = attack_class(args.attack)
+    names = [a.strip() for a in args.attack.split(",") if a.strip()]
+    for name in names:
+        attack_class(name)  # an unknown name fails here, before any training
     out = args.out or folder
-    options = {"train_snr_db": args.train_snr_db} if args.train_snr_db is not None else {}
-    if cls.trainable and args.adapted_judge != "only":
-        att, path, metrics = train_attack(bundle, args.attack, out, args.data_dir, args.n_aux, args.epochs, args.seed,
-                                          **options)
-        print(f"wrote {path} ({metrics})")
-    else:
-        if args.adapted_judge == "no":
-            raise DiffSemError(f"attack {args.attack!r} has nothing to train but its adapted judge "
-                               "(--adapted-judge yes or only)")
-        extra = {"steps": args.whitebox_steps} if cls.needs_transmitter else {}
-        att = load_attack(args.attack, bundle, checkpoint_root=out, transmitter_checkpoint=args.transmitter_checkpoint,
-                          **extra)
-    if args.adapted_judge != "no":
-        try:
-            path, metrics = train_adapted_judge(att, out, args.data_dir, args.n_aux, args.seed)
-        except NoReconstructions:
-            if cls.trainable and args.adapted_judge == "yes":
-                print(f"no adapted judge: {args.attack!r} decides labels itself")
-                return
-            raise
-        print(f"wrote {path} ({metrics})")
+    grid = AttackTrainGrid(args.dataset, str(folder), tuple(names), str(out), args.n_aux, args.epochs, args.train_snr_db,
+                           args.seed, args.adapted_judge, _str(args.transmitter_checkpoint), args.whitebox_steps,
+                           _str(args.data_dir))
+    for result in _sweep(args, grid, None).values():
+        print("\n".join(result["lines"]))
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
@@ -249,44 +351,45 @@ def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
     return load_attacks(bundle, names, folder, args.transmitter_checkpoint, {"steps": args.whitebox_steps})
 
 
-def _run_attacks(args: argparse.Namespace, bundle: object, attacks: dict, images: torch.Tensor, labels: torch.Tensor,
-                 t_stars: list[int | None], offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
-    """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`."""
-    from diffsem.attacks.run import evaluate_attacks, gap_table, write_attack_report
-    from diffsem.judges import judge_list, load_panel
+def _run_attacks(args: argparse.Namespace, attacks: dict, n: int, t_stars: list[int | None],
+                 offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
+    """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`, as a grid of cells
+    (diffsem.grids.AttackEvalGrid) on the chosen executor; finished cells are kept in OUT/cells. With --pools, a
+    judging pool per reconstruction row."""
+    from diffsem.attacks.run import attack_cells, gap_table, write_attack_report
+    from diffsem.grids import AttackEvalGrid
+    from diffsem.judges import judge_list
     from diffsem.pools import CHECKS
 
     folder = getattr(args, "checkpoints", None) or checkpoint_dir(args.dataset)
-    panel = load_panel(bundle, folder, judge_list(getattr(args, "judges", None)), list(attacks),
-                       adapted=not getattr(args, "no_adapted_judge", False))
+    judges = judge_list(getattr(args, "judges", None))
     pools = getattr(args, "pools", None)
     test_images, test_labels = load_split(args.dataset, "test", args.data_dir)
-    if pools is not None and len(images) > len(test_images) - CHECKS:
+    if pools is not None and getattr(args, "pool_size", 0) < 1:
+        raise DiffSemError(f"--pool-size {args.pool_size}: a pool keeps at least 1 reconstruction")
+    if pools is not None and n > len(test_images) - CHECKS:
         raise DiffSemError(f"--pools keeps the last {CHECKS} test images for attention checks: use --n "
                            f"{len(test_images) - CHECKS} or fewer")
-    neighbours = _neighbours(bundle, folder, args.data_dir) if getattr(args, "neighbours", False) else None
-    res = evaluate_attacks(bundle, attacks, images, labels, t_stars, offsets, snrs_db,
-                           tuple(m.strip() for m in args.self_noise.split(",")), seed=args.seed, decode=decode,
-                           fading=args.fading, phy=_phy_settings(args), panel=panel,
-                           gap_judge=getattr(args, "gap_judge", "max"), neighbours=neighbours, keep=pools is not None)
+    grid = AttackEvalGrid(args.dataset, str(folder), tuple(attacks), tuple(snrs_db),
+                          tuple(m.strip() for m in args.self_noise.split(",")), tuple(t_stars), tuple(offsets), n,
+                          _str(args.transmitter_checkpoint), args.whitebox_steps,
+                          None if judges is None else tuple(judges), not getattr(args, "no_adapted_judge", False),
+                          args.seed, decode, args.fading, _phy_settings(args), getattr(args, "gap_judge", "max"),
+                          getattr(args, "device", "auto"), _str(args.data_dir),
+                          neighbours=getattr(args, "neighbours", False),
+                          keep=getattr(args, "pool_size", 0) if pools is not None else 0)
+    attack_cells(*grid.axis_values())  # bad axis values fail before anything loads ...
+    grid.context()  # ... and a bad judge or attack checkpoint as one line, before any cell (reused by local cells)
+    started = time.time()
+    res = grid.assemble(_sweep(args, grid, out / "cells"), time.time() - started)
     if pools is not None:
         from diffsem.attacks.run import write_pools
 
-        written = write_pools(res, pools, labels, test_images[-CHECKS:], test_labels[-CHECKS:],
-                              getattr(args, "pool_size", None))
+        written = write_pools(res, pools, test_labels[:n], test_images[-CHECKS:], test_labels[-CHECKS:])
         print("wrote pools " + ", ".join(p.stem for p in written))
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-
-
-def _neighbours(bundle: Any, folder: Path, data_dir: Path | None) -> Any:
-    """The judge-free measures over the reference set, in the committed robust judge's feature space."""
-    from diffsem.judges import judge_path, load_judge
-    from diffsem.neighbours import Neighbours, reference_set
-
-    robust, _ = load_judge(judge_path(folder, "robust"), bundle.cfg)
-    return Neighbours(robust, *reference_set(bundle.cfg.dataset, data_dir), classes=bundle.cfg.num_classes)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -301,7 +404,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from diffsem.evaluate import EvalConfig, evaluate
+    from diffsem.evaluate import EvalConfig, check_t_stars
+    from diffsem.grids import EvalGrid
     from diffsem.report import markdown, write_all
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -319,15 +423,18 @@ def _eval(args: argparse.Namespace) -> None:
              "aging_speeds": args.aging_speeds, "aging_delays": args.aging_delays, "aging_snrs": args.aging_snrs}
     ec = build(EvalConfig, **{k: v for k, v in given.items() if v is not None})
     check_link(build(LinkConfig, **ec.phy), bundle.cfg.k)  # the grid must carry the bundle's frames
+    check_t_stars(bundle, ec)
     attacks = _attack_zoo(args, bundle, folder) if args.attacks else {}  # fail fast, before the sweep
-    images, labels = load_split(args.dataset, "test", args.data_dir)
-    res = evaluate(bundle, ec, images[:ec.n], labels[:ec.n])
+    load_split(args.dataset, "test", args.data_dir)  # a missing data set fails here, before any worker starts
+    grid = EvalGrid(args.dataset, str(folder), ec.model_dump(), args.device, _str(args.data_dir), args.k)
+    started = time.time()
+    res = grid.assemble(_sweep(args, grid, args.out / "cells"), time.time() - started)
     paths = write_all(res, args.out)
     print(markdown(res))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if attacks:
-        _run_attacks(args, bundle, attacks, images[:ec.n], labels[:ec.n], [None, *ec.t_stars], list(ec.eve_offsets),
-                     args.attack_snrs, "direct", args.out / "attacks")
+        _run_attacks(args, attacks, ec.n, [None, *ec.t_stars], list(ec.eve_offsets), args.attack_snrs, "direct",
+                     args.out / "attacks")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             _eval(args)
         elif args.command == "attack":
             _attack(args)
+        elif args.command == "antennas":
+            _antennas(args)
     except DiffSemError as exc:
         print(f"diffsem: error: {exc}", file=sys.stderr)
         return 2

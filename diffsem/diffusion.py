@@ -47,8 +47,12 @@ def timestep_table(num_train_timesteps: int, focus: tuple[int, int], focus_weigh
 
 
 def diffuse_with_noise(s: torch.Tensor, levels: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z, eps) with z = sqrt(abar) s + sqrt(1 - abar) eps, for s (B, k), levels (B,) and eps ~ N(0, 1) (B, k)."""
+    """The forward process at given levels (docs/design.md §3, diffusion schedule).
+
+    Input: s (B, k) latents; levels (B,) abar; gen, the generator of eps. Output: (z, eps), z (B, k) and eps ~ N(0, 1)
+    (B, k)."""
     eps = torch.randn(s.shape, generator=gen)
+    # z_t = sqrt(abar_t) s + sqrt(1 - abar_t) eps: q(x_t | x_0), DDPM (arXiv 2006.11239) eq. (4)
     return levels.sqrt()[:, None] * s + (1 - levels).sqrt()[:, None] * eps, eps
 
 

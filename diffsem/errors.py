@@ -9,6 +9,10 @@ class ConfigError(DiffSemError, ValueError):
     """An invalid configuration value (odd k, t* outside [0, T), a non-finite SNR, ...)."""
 
 
+class OutOfRangeError(ConfigError):
+    """A well-formed setting outside its documented range (a probability of 2, a queue of a million frames)."""
+
+
 class DataError(DiffSemError):
     """A data set file that is missing or corrupt."""
 

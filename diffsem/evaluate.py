@@ -15,20 +15,25 @@ Each receiver system runs with two classifiers: ``matched`` (noise-aware, traine
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from tqdm import tqdm
 
 from diffsem.bundle import ModelBundle, encode_all
 from diffsem.checkpoints import code_version
-from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, build, one_of, result_key
+from diffsem.config import CLASSIFIERS, FadingName, LinkConfig, PrivacyConfig, bound_of, build, one_of, result_key
 from diffsem.framepath import LEGIT, View, condition_links, eve_role, send
 from diffsem.pipeline import DEEP_FADE_POLICIES
 from diffsem.receiver import DiffusionReceiver
+from diffsem.sweep import seed_cell
 
 DEFAULT_T_STAR = 300
+# The LinkConfig settings a sweep may give every link (``EvalConfig.phy``): the channel's, less the ones with their own
+# options (SNR, fading) and the seed (derived per role and condition).
+CHANNEL_SETTINGS: tuple[str, ...] = tuple(name for name in LinkConfig().channel() if name != "fading")
 
 
 class EvalConfig(BaseModel):
@@ -55,17 +60,18 @@ class EvalConfig(BaseModel):
 
     @field_validator("snrs", "eve_offsets", "aging_snrs")
     @classmethod
-    def _finite(cls, values: list[float]) -> list[float]:
-        for v in values:
-            LinkConfig(snr_db=v)  # raises with a clear message on NaN/inf
+    def _finite(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        for v in values:  # an SNR's bound (offsets: the same finite dB)
+            bound_of(LinkConfig, "snr_db").check(info.field_name, v)
         return values
 
     @field_validator("phy")
     @classmethod
     def _phy(cls, values: dict[str, Any]) -> dict[str, Any]:
-        if {"snr_db", "fading"} & set(values):
-            raise ValueError("phy settings must not set snr_db or fading (use snrs and fading)")
-        LinkConfig(**values)
+        if extra := sorted(set(values) - set(CHANNEL_SETTINGS)):
+            raise ValueError(f"phy settings {extra}: give only the channel's ({', '.join(CHANNEL_SETTINGS)}); snrs, "
+                             "fading and seed have their own options, and the live delivery settings apply live only")
+        build(LinkConfig, **values)
         return values
 
     @field_validator("deep_fade")
@@ -112,47 +118,89 @@ def _condition(bundle: ModelBundle, receiver: DiffusionReceiver, ec: EvalConfig,
     return row, sample
 
 
-def _aging(bundle: ModelBundle, receiver: DiffusionReceiver, ec: EvalConfig, s_all: torch.Tensor,
-           labels: torch.Tensor) -> list[dict[str, Any]]:
-    """CSI aging rows at the default t*: one per (SNR in aging_snrs, UE speed, feedback delay) on the ofdm PHY."""
-    conds = [(snr, v, d) for snr in ec.aging_snrs for v in ec.aging_speeds for d in ec.aging_delays]
-    rows = []
-    for snr, speed, delay in tqdm(conds, desc="CSI aging") if conds else []:
-        phy = {**ec.phy, "phy": "ofdm", "speed_kmh": speed, "feedback_delay": delay}
-        row, _ = _condition(bundle, receiver, ec, s_all, labels, snr, ec.default_t_star, phy)
-        rows.append({**row, "speed_kmh": speed, "feedback_delay": delay})
-    return rows
+EVAL_AXES = ("kind", "snr_db", "t_star", "speed_kmh", "feedback_delay")  # a cell's coordinates (diffsem.sweep)
 
 
-def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """Run the sweep on ``images`` (N, 1, 28, 28) with ``labels`` (N,); return a JSON-able results dict."""
+@dataclass
+class EvalContext:
+    """What every cell of one sweep shares: the models, the receiver, the settings and the encoded test images
+    s_all (N, k) with their labels (N,)."""
+
+    bundle: ModelBundle
+    receiver: DiffusionReceiver
+    ec: EvalConfig
+    s_all: torch.Tensor
+    labels: torch.Tensor
+
+
+def check_t_stars(bundle: ModelBundle, ec: EvalConfig) -> None:
+    """Every t* of the sweep must be a timestep of the bundle's schedule (a one-line ConfigError otherwise)."""
     for t in [*ec.t_stars, ec.default_t_star]:
         build(PrivacyConfig, t_star=t, num_train_timesteps=bundle.cfg.num_train_timesteps)
-    receiver = DiffusionReceiver(bundle, steps=ec.steps, eta=ec.eta)
-    abar = bundle.abar
-    t_stars = sorted(set(ec.t_stars) | {ec.default_t_star})
-    started = time.time()
+
+
+def eval_context(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> EvalContext:
+    """Check the t* values and encode ``images`` (N, 1, 28, 28) once for every cell."""
+    check_t_stars(bundle, ec)
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
-    clean = receiver.decode_many(s_all, torch.ones(len(s_all)), ["direct"], ec.classifiers)
-    rows: list[dict[str, Any]] = []
-    samples: dict[int, torch.Tensor] = {}
-    for snr, t_star in tqdm([(snr, t) for snr in ec.snrs for t in [None, *t_stars]], desc="eval conditions"):
-        row, sample = _condition(bundle, receiver, ec, s_all, labels, snr, t_star)
-        rows.append(row)
-        if sample is not None and snr == max(ec.snrs):
-            samples[t_star] = sample
-    aging = _aging(bundle, receiver, ec, s_all, labels)
+    return EvalContext(bundle, DiffusionReceiver(bundle, steps=ec.steps, eta=ec.eta), ec, s_all, labels)
+
+
+def eval_cells(ec: EvalConfig) -> list[tuple[Any, ...]]:
+    """The sweep's cells (:data:`EVAL_AXES`): one per (SNR, t* or None for the plain system), then the CSI aging
+    cells at the default t*, one per (SNR in aging_snrs, UE speed, feedback delay) on the ofdm PHY."""
+    t_stars = sorted(set(ec.t_stars) | {ec.default_t_star})
+    cells: list[tuple[Any, ...]] = [("condition", snr, t, None, None) for snr in ec.snrs for t in [None, *t_stars]]
+    return cells + [("aging", snr, ec.default_t_star, v, d)
+                    for snr in ec.aging_snrs for v in ec.aging_speeds for d in ec.aging_delays]
+
+
+def eval_cell(ctx: EvalContext, cell: tuple[Any, ...]) -> dict[str, Any]:
+    """One cell's row (and, at the highest SNR, the first eavesdropper's first 8 latents for the eve-view figure);
+    its draws are seeded by its coordinates alone, so any process computes the same result."""
+    kind, snr, t_star, speed, delay = cell
+    ec = ctx.ec
+    seed_cell(ec.seed, cell)
+    if kind == "aging":
+        phy = {**ec.phy, "phy": "ofdm", "speed_kmh": speed, "feedback_delay": delay}
+        row, _ = _condition(ctx.bundle, ctx.receiver, ec, ctx.s_all, ctx.labels, snr, t_star, phy)
+        return {"row": {**row, "speed_kmh": speed, "feedback_delay": delay}}
+    row, sample = _condition(ctx.bundle, ctx.receiver, ec, ctx.s_all, ctx.labels, snr, t_star)
+    out: dict[str, Any] = {"row": row}
+    if sample is not None and snr == max(ec.snrs):
+        out["sample"] = sample.tolist()
+    return out
+
+
+def assemble(ctx: EvalContext, images: torch.Tensor, results: dict[tuple[Any, ...], dict[str, Any]],
+             seconds: float) -> dict[str, Any]:
+    """The results dict from every cell's result (in :func:`eval_cells` order)."""
+    ec, bundle, labels = ctx.ec, ctx.bundle, ctx.labels
+    clean = ctx.receiver.decode_many(ctx.s_all, torch.ones(len(ctx.s_all)), ["direct"], ec.classifiers)
+    rows = [r["row"] for c, r in results.items() if c[0] == "condition"]
+    aging = [r["row"] for c, r in results.items() if c[0] == "aging"]
+    samples = {c[2]: r["sample"] for c, r in results.items() if "sample" in r}
     eve_view = None
     if samples:
-        eve_view = {"t_stars": list(samples), "latents": torch.stack(list(samples.values())).tolist(),
+        eve_view = {"t_stars": list(samples), "latents": list(samples.values()),
                     "images": images[:8].squeeze(1).tolist(), "snr_db": max(ec.snrs)}
+    t_stars = sorted(set(ec.t_stars) | {ec.default_t_star})
     return {
-        "dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(s_all), "config": ec.model_dump(),
+        "dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(ctx.s_all), "config": ec.model_dump(),
         "model_config": bundle.cfg.model_dump(mode="json"), "code_version": code_version(),
         "clean_accuracy": float((clean[("matched", "direct")].labels == labels).float().mean()),
         "clean_accuracy_by_classifier": {c: float((clean[(c, "direct")].labels == labels).float().mean())
                                          for c in ec.classifiers}, "rows": rows,
         "unet_evals_per_image": {"direct": 0, "denoise": ec.steps, "selfref": ec.steps},
-        "seconds": round(time.time() - started, 1), "eve_view": eve_view, "aging": aging,
-        "abar": {str(t): float(abar[t]) for t in t_stars},
+        "seconds": round(seconds, 1), "eve_view": eve_view, "aging": aging,
+        "abar": {str(t): float(bundle.abar[t]) for t in t_stars},
     }
+
+
+def evaluate(bundle: ModelBundle, ec: EvalConfig, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Run the sweep on ``images`` (N, 1, 28, 28) with ``labels`` (N,) in this process; return a JSON-able results
+    dict (``diffsem eval --executor`` runs the same cells through :mod:`diffsem.sweep`)."""
+    started = time.time()
+    ctx = eval_context(bundle, ec, images, labels)
+    results = {cell: eval_cell(ctx, cell) for cell in tqdm(eval_cells(ec), desc="eval conditions")}
+    return assemble(ctx, images, results, time.time() - started)

@@ -1,20 +1,17 @@
 """The frame path, one function for everyone who sends frames: the evaluator, the attack evaluation, the benchmarks,
-and (split at the process boundaries) the live transmitter and the channel emulator's per-link step.
+and (split at the process boundaries) the live transmitter and the channel emulator's links.
 
-    legitimate CSI -> self-noise (transmitter) -> every link (:func:`carry`) -> every listener's view
+    legitimate link's feedback(B) -> self-noise (transmitter) -> every link's carry(x) -> every listener's view
 
-Random-draw order (docs/design.md §3, frame path). Each role owns a generator, named in ``gens``, so adding or removing
-a link never moves another role's noise:
+Random-draw order (docs/design.md §3, frame path). Each role owns its generators, so adding or removing a link never
+moves another role's noise:
 
-1. ``gens[legit]``: the legitimate link's fading gains h (B,) (no draw for ``fading="none"``); the transmitter gets
-   sigma_c^2 = N0 / |h|^2 per frame as CSI feedback before it sends;
+1. the legitimate link (a :class:`diffsem.phy.Link` with its own seeded generators) draws the batch's channel with
+   ``feedback(B)``: on a flat link its fading gains h (B,) (no draw for ``fading="none"``), fed back as
+   sigma_c^2 = N0 / |h|^2 per frame; on an ofdm link its channel, fed back per RE, delayed and quantised;
 2. ``gens["tx"]``: eps_self (B, k) for random self-noise; keyed self-noise draws from the key and the nonces instead;
-3. ``gens[name]``, for each link: its fading gains (the legitimate link reuses those of step 1), then the channel
-   noise, then the erasures (:func:`diffsem.channel.apply_link`).
-
-An ``ofdm`` link is a stateful :class:`diffsem.phy.ofdm.OfdmLink` (made by :func:`diffsem.phy.make_link` with the
-role's generator, its channel continues across batches): step 1 is its ``draw`` of the batch's channel and its
-delayed, quantised per-RE ``feedback``; step 3 its ``carry`` (an eavesdropper's draws its own channel first).
+3. each link's ``carry(x)``: the legitimate link over the channel of step 1, every other link over its own fresh
+   draw (its fading, then its noise, then its erasures).
 
 A link given as ``None`` is a noiseless tap on the transmitted signal (an eavesdropper at infinite SNR).
 """
@@ -24,14 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from diffsem.channel import ChannelOutput, apply_link, draw_fading, equalised_noise
+from diffsem.channel import ChannelOutput
 from diffsem.config import LinkConfig, build
 from diffsem.keyed import NonceSource
-from diffsem.phy import make_link
+from diffsem.phy.link import Link, carry
 from diffsem.pipeline import (
     Feedback,
     KeyedInfo,
@@ -41,13 +38,10 @@ from diffsem.pipeline import (
     listener_view,
     self_noise_frame,
 )
-from diffsem.seeds import generator
-
-if TYPE_CHECKING:
-    from diffsem.phy.ofdm import OfdmDraw, OfdmLink
+from diffsem.seeds import derive_seed, generator
 
 TX = "tx"  # the transmitter's generator (eps_self)
-LEGIT = "legit"  # the legitimate link's generator (fading, then channel noise)
+LEGIT = "legit"  # the legitimate link's role (its seed; it gives the CSI)
 
 
 def eve_role(offset_db: float) -> str:
@@ -61,17 +55,19 @@ def role_generators(seed: int, roles: Iterable[str], *condition: object) -> dict
 
 
 def condition_links(k: int, seed: int, snr_db: float, t_star: int | None, eve_offsets: Iterable[float],
-                    settings: Mapping[str, Any]) -> tuple[dict[str, LinkConfig | OfdmLink | None],
-                                                          dict[str, torch.Generator]]:
-    """One (SNR, t*) condition's links and generators, as ``diffsem eval`` and ``diffsem attack eval`` make them:
-    the legitimate link at ``snr_db`` and one eavesdropper link per offset (``inf``: a noiseless tap), each with
-    ``settings`` (the other LinkConfig fields) and its own generator seeded by (seed, role, SNR, t*). A link is made
-    once per condition, so an ofdm link's channel runs on across the condition's batches; k: real values per frame."""
-    cfgs: dict[str, LinkConfig | None] = {LEGIT: build(LinkConfig, snr_db=snr_db, **settings)}
+                    settings: Mapping[str, Any]) -> tuple[dict[str, Link | None], dict[str, torch.Generator]]:
+    """One (SNR, t*) condition's links and the transmitter's generator, as ``diffsem eval`` and ``diffsem attack eval``
+    make them: the legitimate link at ``snr_db`` and one eavesdropper link per offset (``inf``: a noiseless tap), each
+    with ``settings`` (the other LinkConfig fields) and its own seed derived from (seed, role, SNR, t*), as is the
+    ``tx`` generator. A link is made once per condition, so its channel runs on across the condition's batches;
+    k: real values per frame."""
+    cfgs: dict[str, float | None] = {LEGIT: snr_db}
     for off in eve_offsets:
-        cfgs[eve_role(off)] = None if off == math.inf else build(LinkConfig, snr_db=snr_db + off, **settings)
-    gens = role_generators(seed, [TX, *cfgs], snr_db, t_star)
-    return {name: None if cfg is None else make_link(cfg, gens[name], k) for name, cfg in cfgs.items()}, gens
+        cfgs[eve_role(off)] = None if off == math.inf else snr_db + off
+    links = {role: None if snr is None else Link(build(LinkConfig, snr_db=snr, seed=derive_seed(seed, role, snr_db, t_star),
+                                                       **settings), k)
+             for role, snr in cfgs.items()}
+    return links, role_generators(seed, [TX], snr_db, t_star)
 
 
 @dataclass(frozen=True)
@@ -118,22 +114,6 @@ def transmit(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, sigma_c2: 
     return x, header, None
 
 
-def carry(x: torch.Tensor, link: LinkConfig | OfdmLink | None, gen: torch.Generator | None, gain: torch.Tensor | None = None,
-          draw: OfdmDraw | None = None) -> ChannelOutput:
-    """One link's step: x (B, k) over ``link`` with its own generator (fading unless ``gain`` (B,) is given, then
-    noise, then erasures); ``link=None`` is a noiseless tap (sigma_c^2 = 0, h = 1). An ofdm link (an
-    :class:`~diffsem.phy.ofdm.OfdmLink`, its own generator inside) uses ``draw`` or draws the batch's channel."""
-    if link is not None and not isinstance(link, LinkConfig):
-        return link.carry(x, draw if draw is not None else link.draw(x.shape[0]))
-    if link is None:
-        b = x.shape[0]
-        return ChannelOutput(latent=x.detach().clone(), sigma_c2=torch.zeros(b), gain=torch.ones(b, dtype=torch.complex64),
-                             erased=torch.zeros(x.shape, dtype=torch.bool))
-    if gen is None:
-        raise ValueError("a noisy link needs its own generator")
-    return apply_link(x, link, gen, gain=gain)
-
-
 def view(out: ChannelOutput, header: PublicHeader, keyed: KeyedInfo | None = None, key: bytes | None = None,
          policy: str = "mean") -> View:
     """A listener's view of what its link delivered; the key holder (``key`` given) removes keyed self-noise.
@@ -145,31 +125,18 @@ def view(out: ChannelOutput, header: PublicHeader, keyed: KeyedInfo | None = Non
     return View(z, level, out)
 
 
-def _legit_csi(link: LinkConfig | OfdmLink | None, b: int, gen: torch.Generator | None
-               ) -> tuple[Feedback, torch.Tensor | None, OfdmDraw | None]:
-    """Step 1: the legitimate link's channel for the batch and the transmitter's feedback of it:
-    (feedback, flat gains or None, ofdm draw or None)."""
-    if link is None:
-        return torch.zeros(b), None, None
-    if isinstance(link, LinkConfig):
-        gain = draw_fading(b, link, gen)
-        return equalised_noise(link.snr_db, gain), gain, None
-    draw = link.draw(b)
-    return link.feedback(draw), None, draw
-
-
-def send(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, links: Mapping[str, LinkConfig | OfdmLink | None],
+def send(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, links: Mapping[str, Link | None],
          gens: Mapping[str, torch.Generator], legit: str = LEGIT, keyed: KeyedSender | None = None,
          policy: str = "mean") -> Sent:
     """Send latents s (B, k) at privacy level ``t_star`` (None: no self-noise) to every link in ``links``.
 
-    ``links`` maps a name to a flat ``LinkConfig``, an ``OfdmLink`` or ``None``.
-    ``links[legit]`` is the legitimate link: it gives the CSI and, with keyed self-noise, its listener holds the key.
-    ``gens`` holds ``"tx"`` and one generator per noisy flat link, named as the link (an ofdm link holds its own);
-    the draw order is this module's. ``policy``: every listener's deep-fade policy on ofdm links."""
-    sigma_c2, gain, draw = _legit_csi(links[legit], s.shape[0], gens.get(legit))
-    x, header, info = transmit(s, t_star, abar, sigma_c2, gens.get(TX), keyed)
-    views = {name: view(carry(x, link, gens.get(name), gain if name == legit else None, draw if name == legit else None),
-                        header, info, keyed.key if keyed is not None and name == legit else None, policy)
-             for name, link in links.items()}
+    ``links`` maps a name to a :class:`~diffsem.phy.Link` or ``None`` (a noiseless tap); ``links[legit]`` is the
+    legitimate link: its ``feedback`` gives the CSI and, with keyed self-noise, its listener holds the key. ``gens``
+    holds ``"tx"``, the transmitter's generator (each link owns its own). The draw order is this module's.
+    ``policy``: every listener's deep-fade policy on ofdm links."""
+    link = links[legit]
+    csi = torch.zeros(s.shape[0]) if link is None else link.feedback(s.shape[0]).sigma_c2
+    x, header, info = transmit(s, t_star, abar, csi, gens.get(TX), keyed)
+    views = {name: view(carry(x, lk), header, info, keyed.key if keyed is not None and name == legit else None, policy)
+             for name, lk in links.items()}
     return Sent(x, header, info, views)

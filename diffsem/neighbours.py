@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffsem.config import ModelConfig
 from diffsem.data import load_split, transmitter_split
 
 K = 5
@@ -117,3 +118,12 @@ class Neighbours:
         x = reconstructions.float().clamp(0, 1).cpu()
         knn = vote(self._features(x) @ self.ref_features.T, self.ref_labels, self.k, self.classes)
         return {"knn": knn, "ssim-nn": vote(ssim_matrix(x, self.refs), self.ref_labels, self.k, self.classes)}
+
+
+def robust_neighbours(cfg: ModelConfig, checkpoints: Path, data_dir: Path | None = None) -> Neighbours:
+    """The judge-free measures over the :func:`reference_set`, in the feature space of the robust judge committed
+    under ``checkpoints/judges`` (refused in one line when it is missing or made for another data set or k)."""
+    from diffsem.judges import judge_path, load_judge
+
+    robust, _ = load_judge(judge_path(checkpoints, "robust"), cfg)
+    return Neighbours(robust, *reference_set(cfg.dataset, data_dir), classes=cfg.num_classes)

@@ -36,6 +36,11 @@ class PublicHeader:
     sigma_self2: torch.Tensor
     csi: CsiFeedback | None = None
 
+    def rows(self, idx: slice | torch.Tensor | list[int]) -> PublicHeader:
+        """The header of some of the batch's frames: every per-frame field (sigma_self2, the CSI codes) indexed."""
+        csi = None if self.csi is None else CsiFeedback(self.csi.codes[idx], self.csi.units)
+        return PublicHeader(self.t_star, self.a, self.sigma_self2[idx], csi)
+
 
 def header_from_csi(t_star: int | None, a: float, csi: CsiFeedback) -> PublicHeader:
     """A listener rebuilds an ofdm frame's header from its public t*, a and quantised feedback: sigma_self^2 (B, k)."""
@@ -86,8 +91,8 @@ def _per_dim_view(y: torch.Tensor, a: float, s2_self: torch.Tensor, s2_channel: 
     the mean over the dims kept after zeroing those below ERASE_RATIO x the frame's best (``erase``)."""
     b, k = y.shape
     total = (a + s2_self.expand(b, k) + s2_channel.expand(b, k)).to(y.dtype)
-    z = y / total.sqrt()
-    level = (a / total.double()).to(torch.float32)
+    z = y / total.sqrt()  # z[i] = y[i] / sqrt(a + sigma_self^2[i] + sigma^2[i]): docs/design.md §3, per-RE self-noise
+    level = (a / total.double()).to(torch.float32)  # level[i] = a / (a + sigma_self^2[i] + sigma^2[i]), same §
     if policy == "mean":
         return z, level.mean(dim=1)
     if policy == "min":

@@ -28,12 +28,15 @@ from diffsem.errors import ConfigError
 
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor, abar_prev: torch.Tensor,
               eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """One DDIM step x_t -> x_prev (shapes (B, C, H, W)); ``abar_t`` and ``abar_prev`` are (B,)."""
+    """One DDIM step x_t -> x_prev (docs/design.md §3, receiver modes).
+
+    Input: x_t, eps (the U-Net's noise estimate) and noise (eta > 0) (B, C, H, W); abar_t, abar_prev (B,).
+    Output: x_prev (B, C, H, W)."""
     a_t = abar_t.reshape(-1, 1, 1, 1).to(x_t.dtype)
     a_p = abar_prev.reshape(-1, 1, 1, 1).to(x_t.dtype)
-    x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-    sigma = eta * ((1 - a_p) / (1 - a_t) * (1 - a_t / a_p)).clamp_min(0).sqrt()
-    out = a_p.sqrt() * x0 + (1 - a_p - sigma**2).clamp_min(0).sqrt() * eps
+    x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()  # "predicted x0", DDIM (arXiv 2010.02502) eq. (12)
+    sigma = eta * ((1 - a_p) / (1 - a_t) * (1 - a_t / a_p)).clamp_min(0).sqrt()  # sigma_t(eta), DDIM eq. (16)
+    out = a_p.sqrt() * x0 + (1 - a_p - sigma**2).clamp_min(0).sqrt() * eps  # DDIM eq. (12), its last term below
     if eta > 0:
         out = out + sigma * (torch.randn_like(x_t) if noise is None else noise)
     return out

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services_common.spec import LISTENER_OPTIONS, Option, ServiceSpec, model_options, server_options
+from services_common.spec import DEFAULT_PORTS, LISTENER_OPTIONS, Option, ServiceSpec, model_options, server_options
 
 SPEC = ServiceSpec("eavesdropper", "Run one eavesdropper (a name, an attack, its own link).", (
-    *server_options(50054),
+    *server_options(DEFAULT_PORTS["eavesdropper"]),
     *LISTENER_OPTIONS,
     *model_options("folder with bundle.json, the eavesdropper and judge parts, and attacks/ (the transmitter's "
                    "encoder is not read from it)"),

@@ -25,8 +25,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import get_args, get_type_hints
 
-from channel_emulator.settings import SPEC as EMULATOR
 from diffsem.config import PHY_FIELDS
+from launcher.specs import EMULATOR
 from launcher.stack import PORTS, EveSpec, Stack, StackConfig, StartupError
 
 
@@ -53,7 +53,7 @@ def add_phy_options(p: argparse.ArgumentParser) -> None:
     """The emulator's PHY options (channel_emulator/settings.py) for the legitimate link and new eavesdropper links;
     unset ones keep the emulator's defaults."""
     g = p.add_argument_group("physical layer", "of the legitimate link and of new eavesdropper links (each draws its "
-                             "own channel); change it live with PUT /api/channel")
+                             "own channel); change it live with PUT /api/links")
     for name in PHY_FIELDS:
         o = EMULATOR.option(name)
         g.add_argument(o.flag, type=o.type, choices=o.choices, default=None, help=f"{o.help} (default {o.default})")

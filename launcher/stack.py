@@ -31,15 +31,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from channel_emulator.settings import SPEC as EMULATOR
-from diffsem.config import CLASSIFIERS, DECODE_MODES
+from diffsem.config import CLASSIFIERS, DECODE_MODES, LinkConfig
 from diffsem.defaults import KEY_ENV, checkpoint_dir
-from eavesdropper.settings import SPEC as EAVESDROPPER
-from receiver.settings import SPEC as RECEIVER
+from launcher.specs import EAVESDROPPER, EMULATOR, PANEL, RECEIVER, TRANSMITTER
 from services_common import auth
 from services_common.client import health_status
-from services_common.spec import ENV_PREFIX
-from transmitter.settings import SPEC as TRANSMITTER
+from services_common.spec import DEFAULT_PORTS, ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,17 +76,17 @@ class StackConfig:
     checkpoints: Path = option(checkpoint_dir("mnist"), "checkpoint bundle folder")
     device: str = option("auto", "auto (CUDA when present), cpu, cuda, ...")
     host: str = option("127.0.0.1", "the address every service binds")
-    http_port: int = option(8000, "the control panel's HTTP port")
-    transmitter_port: int = option(50051, "the transmitter's gRPC port")
-    emulator_port: int = option(50052, "the channel emulator's gRPC port")
-    receiver_port: int = option(50053, "the receiver's gRPC port")
-    telemetry_port: int = option(50060, "the control panel's telemetry gRPC port")
-    eve_base_port: int = option(50070, "first eavesdropper port (+1 each)")
+    http_port: int = option(DEFAULT_PORTS["http"], "the control panel's HTTP port")
+    transmitter_port: int = option(DEFAULT_PORTS["transmitter"], "the transmitter's gRPC port")
+    emulator_port: int = option(DEFAULT_PORTS["channel_emulator"], "the channel emulator's gRPC port")
+    receiver_port: int = option(DEFAULT_PORTS["receiver"], "the receiver's gRPC port")
+    telemetry_port: int = option(DEFAULT_PORTS["telemetry"], "the control panel's telemetry gRPC port")
+    eve_base_port: int = option(DEFAULT_PORTS["eavesdroppers_from"], "first eavesdropper port (+1 each)")
     eavesdroppers: list[EveSpec] = field(default_factory=list)
     mode: str = option("selfref", "receiver decode mode", choices=DECODE_MODES)
     classifier: str = option("matched", "receiver classifier", choices=CLASSIFIERS)
     steps: int = option(1, "receiver reverse steps")
-    snr_db: float = option(10.0, "legitimate link SNR (dB)")
+    snr_db: float = option(LinkConfig.model_fields["snr_db"].default, "legitimate link SNR (dB)")
     # the PHY of the legitimate link and of new eavesdropper links, by LinkConfig's names (diffsem.config.PHY_FIELDS,
     # the emulator's options); empty: the emulator's defaults (flat)
     phy: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +98,7 @@ class StackConfig:
     seed: int = option(0, "seed of the channel draws and of random self-noise")
     max_batch: int = option(64, "receiver dynamic batching: most frames per decode")
     max_wait_ms: float = option(5.0, "receiver dynamic batching: longest wait for more frames")
-    queue_size: int = 4096
+    queue_size: int = LinkConfig.model_fields["queue_size"].default
     receiver_threads: int | None = option(None, "receiver torch CPU threads (default: torch's choice)")
     reads_transmitter_weights: tuple[str, ...] = ()  # eavesdropper names given the transmitter's checkpoint
     panel_args: tuple[str, ...] = ()  # more `python -m control_panel` options, e.g. its limits (benchmarks/load.py)
@@ -132,8 +129,10 @@ class Service:
     ``key_env`` (transmitter and receiver) sees a keyed self-noise secret in its environment."""
 
     def __init__(self, name: str, module: str, args: list[str], log_dir: Path, health: str,
-                 key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None):
+                 key_env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()):
         self.name, self.module, self.args, self.health = name, module, args, health
+        self.prefix = prefix  # runs the command inside it, e.g. ("ip", "netns", "exec", "host1"): another host
         self.key_env = key_env
         self.extra_env = extra_env or {}
         self.port_file = log_dir / f"{name}.port.json"
@@ -152,7 +151,8 @@ class Service:
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("DIFFSEM_METRICS_PORT", "0")  # each gRPC service's Prometheus endpoint, ephemeral
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args, "--port-file", str(self.port_file)],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", self.module, *self.args, "--port-file",
+                                      str(self.port_file)],
                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
@@ -328,11 +328,11 @@ class Stack:
                 self_noise="keyed" if key_env is not None or key_file else None, key_file=key_file,
                 **model, **self._auth(auth.TRANSMITTER)), key_env=key_env)
             self._wait_ports(tx)  # its address is known before its model is loaded
-            panel = self._add("control_panel", "control_panel", [
-                "--host", c.host, "--http-port", str(c.http_port), "--telemetry-port", str(c.telemetry_port),
-                "--transmitter", self.address("transmitter"), "--emulator", self.address("channel_emulator"),
-                "--credential-file", str(self.auth_dir / f"{auth.CONTROL}.credential"),
-                "--auth-key-file", str(self.auth_dir / "authority.key"), *c.panel_args],
+            panel = self._add("control_panel", "control_panel", [*PANEL.argv(
+                host=c.host, http_port=c.http_port, telemetry_port=c.telemetry_port,
+                transmitter=self.address("transmitter"), emulator=self.address("channel_emulator"),
+                credential_file=self.auth_dir / f"{auth.CONTROL}.credential",
+                auth_key_file=self.auth_dir / "authority.key"), *c.panel_args],
                 health="http", extra_env={f"{ENV_PREFIX}DB": os.environ.get(f"{ENV_PREFIX}DB") or str(c.log_dir / "panel.db")})
             self._wait(panel)
             rx = self._add("receiver", "receiver", RECEIVER.argv(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from diffsem.config import CLASSIFIERS, DECODE_MODES
 from diffsem.defaults import KEY_ENV
-from services_common.spec import LISTENER_OPTIONS, Option, ServiceSpec, model_options, server_options
+from services_common.spec import DEFAULT_PORTS, LISTENER_OPTIONS, Option, ServiceSpec, model_options, server_options
 
 SPEC = ServiceSpec("receiver", "Run the legitimate receiver service.", (
-    *server_options(50053),
+    *server_options(DEFAULT_PORTS["receiver"]),
     *LISTENER_OPTIONS,
     *model_options(),
     Option("--name", "the emulator's legitimate link name (= this receiver credential's name)", "receiver"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -14,33 +12,21 @@ DEADLINE_S = 10.0        # default deadline of a unary call
 SHORT_DEADLINE_S = 2.0   # state queries, health checks, telemetry
 
 
-def channel(address: str, credential: str | None = None) -> grpc.Channel:
-    """An insecure channel to ``host:port`` with the stack's message-size options; every call carries
+def grpc_channel(address: str, credential: str | None = None) -> grpc.Channel:
+    """An insecure gRPC channel (a connection) to ``host:port`` with the stack's message-size options; every call carries
     ``credential`` (services_common/auth.py) when one is given."""
     return with_credential(grpc.insecure_channel(address, options=GRPC_OPTIONS), credential)
 
 
-def aio_channel(address: str, credential: str | None = None) -> grpc.aio.Channel:
+def grpc_aio_channel(address: str, credential: str | None = None) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS, interceptors=aio_interceptors(credential))
 
 
 def health_status(address: str, service: str = "", timeout: float = SHORT_DEADLINE_S) -> str:
     """``SERVING``, ``NOT_SERVING``, ... or ``UNREACHABLE``."""
-    with channel(address) as ch:
+    with grpc_channel(address) as ch:
         try:
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError:
             return "UNREACHABLE"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
-
-
-def wait_healthy(address: str, timeout: float = 60.0, service: str = "") -> None:
-    """Poll the health service until SERVING; TimeoutError naming the last status otherwise."""
-    deadline = time.monotonic() + timeout
-    status = "UNREACHABLE"
-    while time.monotonic() < deadline:
-        status = health_status(address, service)
-        if status == "SERVING":
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{address} not SERVING after {timeout:.0f} s (last status {status})")

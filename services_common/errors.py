@@ -1,7 +1,8 @@
 """Turning exceptions into gRPC status codes with messages that say what was wrong.
 
 - :class:`BadRequest` and the core's ``ConfigError`` / ``DiffSemError`` -> INVALID_ARGUMENT
-- :class:`OutOfRange` (a value outside its documented range, e.g. t*) -> OUT_OF_RANGE
+- :class:`OutOfRange` and the core's ``OutOfRangeError`` (a value outside its documented range, e.g. t*, a link
+  setting outside its bound) -> OUT_OF_RANGE
 - ``CheckpointError``, ``KeyedNoiseError`` (this service's self-noise key) -> FAILED_PRECONDITION
 - :class:`NotReady` -> UNAVAILABLE
 - :class:`NotFound` -> NOT_FOUND, :class:`AlreadyExists` -> ALREADY_EXISTS, :class:`Exhausted` -> RESOURCE_EXHAUSTED
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from diffsem.errors import CheckpointError, DiffSemError, KeyedNoiseError
+from diffsem.errors import CheckpointError, DiffSemError, KeyedNoiseError, OutOfRangeError
 from services_common.auth import AuthError
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ class Exhausted(RuntimeError):
 
 
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
-    (OutOfRange, grpc.StatusCode.OUT_OF_RANGE), (NotFound, grpc.StatusCode.NOT_FOUND),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS), (Exhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (OutOfRange, grpc.StatusCode.OUT_OF_RANGE), (OutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
+    (NotFound, grpc.StatusCode.NOT_FOUND), (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (Exhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 

@@ -61,13 +61,16 @@ def symbols_of(frame: frame_pb2.Frame, k: int | None = None, what: str = "frame"
 @dataclass
 class ReceivedBatch:
     """A listener's batch. y: (B, k) received latents; sigma2: (B,) own noise per real dim;
-    z: (B, k) normalised latents z_t; abar_eff: (B,) float32; headers: the frames' public headers."""
+    z: (B, k) normalised latents z_t; abar_eff: (B,) float32; headers: the frames' public headers as received;
+    groups: the frames that share a header, as (their indices, the core's :class:`~diffsem.pipeline.PublicHeader`
+    of them: sigma_self2 per frame or per real dim, the CSI codes), the header the view was computed with."""
 
     y: torch.Tensor
     sigma2: torch.Tensor
     z: torch.Tensor
     abar_eff: torch.Tensor
     headers: list[frame_pb2.PublicHeader]
+    groups: list[tuple[list[int], PublicHeader]]
 
 
 def _check_frame(rf: frame_pb2.ReceivedFrame, k: int, model_id: str | None) -> None:
@@ -102,7 +105,8 @@ def _header_of(frames: list[frame_pb2.ReceivedFrame], t_star: int | None, a: flo
     """The core's header of a group of frames that share t*, a and whether they carry CSI codes."""
     if frames[0].frame.header.csi:
         return header_from_csi(t_star, a, csi_of([rf.frame.header.csi for rf in frames], k, "header csi"))
-    return PublicHeader(t_star, a, torch.tensor([rf.frame.header.sigma_self2 for rf in frames], dtype=torch.float32))
+    # float64, as the transmitter computed it (the wire's double holds it exactly): the view is then the offline one
+    return PublicHeader(t_star, a, torch.tensor([rf.frame.header.sigma_self2 for rf in frames], dtype=torch.float64))
 
 
 def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str | None = None,
@@ -124,6 +128,7 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
     z = torch.empty_like(y)
     abar_eff = torch.empty(len(frames), dtype=torch.float32)
     groups: dict[tuple[int | None, float, str, bool], list[int]] = defaultdict(list)
+    cores: list[tuple[list[int], PublicHeader]] = []
     for i, rf in enumerate(frames):
         h = rf.frame.header
         groups[(h.t_star if h.HasField("t_star") else None, h.a, h.key_check if key_holder else "",
@@ -131,6 +136,7 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
     for (t_star, a, check, _), idx in groups.items():
         group = [frames[i] for i in idx]
         header = _header_of(group, t_star, a, k)
+        cores.append((idx, header))
         per_dim = header.csi is not None or any(rf.sigma2_re for rf in group)
         own = _own_noise(group, k) if per_dim else sigma2[idx]
         if check:
@@ -140,4 +146,4 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
             z_g, level = listener_view(y[idx], header, own, policy)
         z[idx] = z_g
         abar_eff[idx] = level
-    return ReceivedBatch(y, sigma2, z, abar_eff, [rf.frame.header for rf in frames])
+    return ReceivedBatch(y, sigma2, z, abar_eff, [rf.frame.header for rf in frames], cores)

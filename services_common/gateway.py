@@ -1,14 +1,18 @@
-"""``python -m services_common.gateway``: the tap network's only way out (docs/design.md §8, "Networks").
+"""``python -m services_common.gateway``: the eavesdroppers' only way out (docs/design.md §8, "Networks").
 
-Eavesdroppers live alone on compose's internal ``tap`` network. This gateway, on both ``tap`` and ``control``,
-forwards exactly the TCP ports it is given, byte for byte, and nothing else: in compose, the channel emulator's
-gRPC port (its Listen service) and the panel's Telemetry port. Whatever an eavesdropper sends through them is still
-checked by the service behind (its credential, services_common/auth.py); the gateway only decides what is reachable.
+In compose, eavesdroppers have no network interface at all (``network_mode: none``). This gateway, on the
+``control`` network, serves exactly the routes it is given, byte for byte, and nothing else: there, two Unix
+sockets in the ``tap`` volume, which the eavesdroppers mount read-only, forwarding to the channel emulator's gRPC
+port (its Listen service) and the panel's Telemetry port. A route may also listen on a TCP port (all interfaces).
+Whatever an eavesdropper sends through a route is still checked by the service behind (its credential,
+services_common/auth.py); the gateway only decides what is reachable.
 
-    python -m services_common.gateway --forward 50052=channel_emulator:50052 --forward 50060=control_panel:50060
+    python -m services_common.gateway --forward /tap/emulator.sock=channel_emulator:50052 \
+                                      --forward /tap/telemetry.sock=control_panel:50060
+    python -m services_common.gateway --forward 50052=channel_emulator:50052        # a TCP route
 
-It needs no health service of its own: ``python -m services_common.healthcheck 127.0.0.1:50052`` reaches the
-emulator's health service through it, so the gateway is healthy exactly when its first route works.
+It needs no health service of its own: ``python -m services_common.healthcheck unix:///tap/emulator.sock`` reaches
+the emulator's health service through it, so the gateway is healthy exactly when its first route works.
 """
 
 from __future__ import annotations
@@ -17,36 +21,47 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 
 from services_common import logs
 
 log = logging.getLogger("gateway")
 CHUNK = 1 << 16  # bytes read per call
+# Any uid may connect to a socket route: connect(2) needs write permission on the socket file, the listeners run
+# under their image's user, and who may reach a route is decided by who is given the folder (then the credential).
+SOCKET_MODE = 0o666
 
 
 @dataclass(frozen=True)
 class Route:
-    """Listen on ``listen_port`` (all interfaces) and forward each connection to ``host:port``."""
+    """Listen on ``listen`` (a TCP port on all interfaces, or the path of a Unix socket) and forward each
+    connection to ``host:port``."""
 
-    listen_port: int
+    listen: int | Path
     host: str
     port: int
 
     @classmethod
     def parse(cls, text: str) -> Route:
-        """``LISTEN_PORT=HOST:PORT``; raises ValueError saying what is accepted."""
+        """``LISTEN=HOST:PORT``, LISTEN a port or an absolute socket path; raises ValueError saying what is accepted."""
         try:
             listen, target = text.split("=", 1)
             host, port = target.rsplit(":", 1)
-            route = cls(int(listen), host, int(port))
+            route = cls(Path(listen) if listen.startswith("/") else int(listen), host, int(port))
         except ValueError:
-            raise ValueError(f"--forward {text!r}: expected LISTEN_PORT=HOST:PORT, e.g. 50052=channel_emulator:50052") \
+            raise ValueError(f"--forward {text!r}: expected LISTEN=HOST:PORT with LISTEN a port or an absolute socket "
+                             "path, e.g. 50052=channel_emulator:50052 or /tap/emulator.sock=channel_emulator:50052") \
                 from None
-        if not host or not all(0 < p < 65536 for p in (route.listen_port, route.port)):
+        ports = (route.port,) if isinstance(route.listen, Path) else (route.listen, route.port)
+        if not host or not all(0 < p < 65536 for p in ports):
             raise ValueError(f"--forward {text!r}: ports must be 1-65535 and the host non-empty")
+        if isinstance(route.listen, Path) and not route.listen.parent.is_dir():
+            raise ValueError(f"--forward {text!r}: the socket's folder {route.listen.parent} does not exist")
         return route
 
 
@@ -79,12 +94,23 @@ async def _serve_one(route: Route, client_r: asyncio.StreamReader, client_w: asy
                 await w.wait_closed()
 
 
+async def _listen(route: Route, host: str) -> asyncio.Server:
+    def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Awaitable[None]:
+        return _serve_one(route, r, w)
+
+    if isinstance(route.listen, int):
+        server = await asyncio.start_server(serve, host, route.listen)
+        log.info("forwarding %s:%d -> %s:%d", host, route.listen, route.host, route.port)
+        return server
+    server = await asyncio.start_unix_server(serve, str(route.listen))  # replaces a stale socket of a restart
+    os.chmod(route.listen, SOCKET_MODE)
+    log.info("forwarding %s -> %s:%d", route.listen, route.host, route.port)
+    return server
+
+
 async def run(routes: list[Route], host: str = "0.0.0.0") -> None:
     """Serve every route until SIGTERM or SIGINT."""
-    servers = [await asyncio.start_server(lambda r, w, route=route: _serve_one(route, r, w), host, route.listen_port)
-               for route in routes]
-    for route in routes:
-        log.info("forwarding %s:%d -> %s:%d", host, route.listen_port, route.host, route.port)
+    servers = [await _listen(route, host) for route in routes]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,12 +119,16 @@ async def run(routes: list[Route], host: str = "0.0.0.0") -> None:
     for server in servers:
         server.close()
         await server.wait_closed()
+    for route in routes:
+        if isinstance(route.listen, Path):
+            route.listen.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m services_common.gateway", description=__doc__.splitlines()[0])
-    p.add_argument("--forward", action="append", required=True, metavar="LISTEN_PORT=HOST:PORT",
-                   help="a TCP port to forward (repeatable); nothing else is reachable through the gateway")
+    p.add_argument("--forward", action="append", required=True, metavar="LISTEN=HOST:PORT",
+                   help="a TCP port or an absolute Unix socket path to forward to HOST:PORT (repeatable); nothing "
+                        "else is reachable through the gateway")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     args = p.parse_args(argv)
     logs.setup("gateway")

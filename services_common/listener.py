@@ -26,7 +26,7 @@ from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import frame_pb2, telemetry_pb2, telemetry_pb2_grpc
 from services_common import metrics as m
-from services_common.client import SHORT_DEADLINE_S, channel
+from services_common.client import SHORT_DEADLINE_S, grpc_channel
 
 log = logging.getLogger(__name__)
 Process = Callable[[list[frame_pb2.ReceivedFrame]], list[telemetry_pb2.Report]]
@@ -54,8 +54,8 @@ class ListenerLoop:
         self.role, self.name, self.process, self.method = role, name, process, method
         self.max_batch, self.max_wait_s = max(1, max_batch), max(0.0, max_wait_ms) / 1000.0
         self.defaults = defaults
-        self._emulator = channel(emulator, credential)
-        self._telemetry = channel(telemetry, credential) if telemetry else None
+        self._emulator = grpc_channel(emulator, credential)
+        self._telemetry = grpc_channel(telemetry, credential) if telemetry else None
         self.inbox: queue.Queue[frame_pb2.ReceivedFrame] = queue.Queue(maxsize=INBOX_BATCHES * self.max_batch)
         self.outbox: queue.Queue[list[telemetry_pb2.Report]] = queue.Queue()
         self.stopped = threading.Event()

@@ -2,8 +2,8 @@
 
 ``DIFFSEM_METRICS_PORT=9100`` (compose: every container the same port) or ``0`` (ephemeral; the launcher
 reads the bound port from the service's port file, key ``metrics``). Unset: no metrics server.
-``DIFFSEM_METRICS_HOST``: the address it binds (default 127.0.0.1, so a listener on another network, such as the
-eavesdroppers' tap network in compose, never reaches a metrics port unless a deployment opens it on purpose).
+``DIFFSEM_METRICS_HOST``: the address it binds (default 127.0.0.1, so no other host or container reaches a
+metrics port unless a deployment opens it on purpose).
 
 The channel emulator's per-link counters (frames in, delivered, queue drops, losses, queue depth) are exported
 by the control panel's ``/metrics``, scraped from the emulator's ``GetState``; the listeners (receiver,

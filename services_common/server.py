@@ -38,13 +38,23 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Keepalive: across hosts a peer that vanishes (a cut link, a powered-off node) sends no RST, so without pings a
+# Listen stream would hang for the kernel's TCP timeout (~15 min) and the emulator would keep a dead listener
+# attached. Both ends ping every KEEPALIVE_S and drop a connection whose ping is unanswered for as long, so a cut
+# host detaches within 2 x KEEPALIVE_S and reattaches by itself once its link is back. $DIFFSEM_GRPC_KEEPALIVE_S
+# (default 20) sets it for every server and client of a process (tests/test_multihost.py uses 2).
+KEEPALIVE_S = float(os.environ.get("DIFFSEM_GRPC_KEEPALIVE_S") or 20)
+_KEEPALIVE_MS = max(1000, int(KEEPALIVE_S * 1000))
 GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
-    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", _KEEPALIVE_MS),
     ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", min(5_000, _KEEPALIVE_MS)),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", min(5_000, _KEEPALIVE_MS)),  # server: accept those pings
+    ("grpc.http2.max_pings_without_data", 0),  # a Listen stream may be idle between runs: keep pinging it
 ]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

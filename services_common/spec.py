@@ -3,9 +3,8 @@ variable names it documents (docs/design.md §5, "One service skeleton").
 
 Every option ``--some-thing`` of a service can also be set with ``$DIFFSEM_SOME_THING`` (the command line wins).
 A service adds an option by adding one :class:`Option` to its spec (``<service>/settings.py``); the launcher
-builds command lines with :meth:`ServiceSpec.argv`, which refuses names the spec does not have.
-
-    python -m services_common.spec            # every service's options and environment variables, as Markdown
+builds command lines with :meth:`ServiceSpec.argv`, which refuses names the spec does not have. The registry of
+every service's spec lives where every service is known: :mod:`launcher.specs`.
 """
 
 from __future__ import annotations
@@ -18,6 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 ENV_PREFIX = "DIFFSEM_"
+# The stack's default ports, in one place: each service binds its own and finds the others on loopback by default
+# (the launcher's fixed ports; docker-compose.yml writes the same numbers for its containers).
+DEFAULT_PORTS = {"transmitter": 50051, "channel_emulator": 50052, "receiver": 50053, "eavesdropper": 50054,
+                 "telemetry": 50060, "eavesdroppers_from": 50070, "http": 8000}
+
+
+def local_address(service: str) -> str:
+    """The default address of ``service`` (a :data:`DEFAULT_PORTS` name) on loopback, e.g. ``127.0.0.1:50052``."""
+    return f"127.0.0.1:{DEFAULT_PORTS[service]}"
 
 
 @dataclass(frozen=True)
@@ -92,21 +100,23 @@ def model_options(checkpoints_help: str = "checkpoint bundle folder") -> tuple[O
             Option("--device", "auto (CUDA when present), cpu, cuda, cuda:1, ...", "auto"))
 
 
-def link_options(names: Sequence[str]) -> tuple[Option, ...]:
-    """Options for the link settings ``names``: flag, help, default, parser and choices all come from the field of
-    ``diffsem.config.LinkConfig`` (the one definition of a link setting's meaning and default)."""
-    from diffsem.config import LinkConfig, link_field_parser
+def link_options(names: Sequence[str], prefix: str = "", whose: str = "") -> tuple[Option, ...]:
+    """Options for the link settings ``names`` (``--{prefix}{name}``; ``whose`` starts the help): help, default,
+    bound, parser and choices all come from the field of ``diffsem.config.LinkConfig`` (the one definition of a link
+    setting's meaning, default and bound)."""
+    from diffsem.config import LinkConfig, link_field_parser, link_help
 
     out = []
     for name in names:
-        field, (parse, choices) = LinkConfig.model_fields[name], link_field_parser(name)
-        out.append(Option("--" + name.replace("_", "-"), field.description or name, field.default, parse, choices))
+        parse, choices = link_field_parser(name)
+        out.append(Option("--" + (prefix + name).replace("_", "-"), whose + link_help(name),
+                          LinkConfig.model_fields[name].default, parse, choices))
     return tuple(out)
 
 
 LISTENER_OPTIONS = (
-    Option("--emulator", "channel emulator address ('' = do not listen)", "127.0.0.1:50052"),
-    Option("--telemetry", "control panel telemetry address ('' = none)", "127.0.0.1:50060"),
+    Option("--emulator", "channel emulator address ('' = do not listen)", local_address("channel_emulator")),
+    Option("--telemetry", "control panel telemetry address ('' = none)", local_address("telemetry")),
     Option("--max-batch", "dynamic batching: most frames per decode", 64, int),
     Option("--max-wait-ms", "dynamic batching: longest wait for more frames", 5.0, float),
 )
@@ -148,26 +158,3 @@ class ServiceSpec:
     def environment(self) -> dict[str, str]:
         """Environment variable -> what it sets (the documented names)."""
         return {o.env: o.help for o in self.options}
-
-
-def all_specs() -> list[ServiceSpec]:
-    from channel_emulator.settings import SPEC as EMULATOR
-    from eavesdropper.settings import SPEC as EAVESDROPPER
-    from receiver.settings import SPEC as RECEIVER
-    from transmitter.settings import SPEC as TRANSMITTER
-
-    return [EMULATOR, TRANSMITTER, RECEIVER, EAVESDROPPER]
-
-
-def markdown() -> str:
-    lines = []
-    for spec in all_specs():
-        lines += [f"### `python -m {spec.name}`", "", "| option | environment | default | meaning |", "|---|---|---|---|"]
-        lines += [f"| `{o.flag}` | `{o.env}` | {'' if o.default is None else f'`{o.default}`'} | {o.help} |"
-                  for o in spec.options]
-        lines.append("")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(markdown())

@@ -183,7 +183,7 @@ def test_custom_attack_override_adds_a_black_box_eavesdropper_with_its_own_crede
     eve = services["eve-custom"]
     assert eve["profiles"] == ["custom"] and "nearest-centroid" in eve["command"]
     assert eve["build"]["context"].endswith("examples/custom_attack") and eve["image"] != services["receiver"]["image"]
-    assert eve["networks"] == {"tap": None} or list(eve["networks"]) == ["tap"]
+    assert eve["network_mode"] == "none" and "networks" not in eve
     names = {Path(src).name for src, _ in mounts(eve)}
     assert names == {"bundle.json", "eavesdropper.safetensors", "eavesdropper.json", "judge.safetensors", "judge.json"}
     assert ("custom-attack", "/checkpoints/attacks") in all_mounts(eve)
@@ -196,24 +196,72 @@ def networks_of(svc: dict) -> set[str]:
     return set(svc.get("networks") or {"default"})
 
 
-def test_eavesdroppers_reach_only_the_tap_gateway():
-    cfg = resolved()
+def volume_modes(svc: dict) -> dict[str, tuple[str, str]]:
+    """target -> (source, "ro" or "rw") for every volume of ``svc``."""
+    out = {}
+    for v in svc.get("volumes", []):
+        if isinstance(v, dict):
+            out[v["target"]] = (v["source"], "ro" if v.get("read_only") else "rw")
+        else:
+            src, dst, *mode = v.split(":")
+            out[dst] = (src, "ro" if "ro" in mode[:1] else "rw")
+    return out
+
+
+def eavesdroppers(services: dict) -> dict[str, dict]:
+    """Every service that runs an eavesdropper (built in or from an override): untrusted code."""
+    return {n: s for n, s in services.items() if s.get("command", [])[:3] == ["python", "-m", "eavesdropper"]}
+
+
+def test_eavesdroppers_have_no_network_and_reach_only_the_gateways_two_sockets():
+    cfg = resolved("docker-compose.yml", "docker-compose.custom-attack.yml")
     services = cfg["services"]
-    assert cfg["networks"]["tap"]["internal"] is True  # no route off the tap network
-    on_tap = {n for n, s in services.items() if "tap" in networks_of(s)}
-    assert on_tap == set(EVES) | {"tap_gateway"}
-    for name in EVES:
-        assert networks_of(services[name]) == {"tap"}, name
-        cmd = services[name]["command"]
-        assert cmd[cmd.index("--emulator") + 1] == "tap_gateway:50052"
-        assert cmd[cmd.index("--telemetry") + 1] == "tap_gateway:50060"
-        assert "ports" not in services[name]
+    assert set(cfg["networks"]) == {"control"}  # no `tap` network left to share, spoof or route from
+    eves = eavesdroppers(services)
+    assert set(eves) == set(EVES) | {"eve-custom"}
+    for name, svc in eves.items():
+        assert svc["network_mode"] == "none" and "networks" not in svc and "ports" not in svc, name
+        cmd = svc["command"]
+        assert cmd[cmd.index("--emulator") + 1] == "unix:///tap/emulator.sock", name
+        assert cmd[cmd.index("--telemetry") + 1] == "unix:///tap/telemetry.sock", name
+        assert volume_modes(svc)["/tap"] == ("tap", "ro"), name  # it can connect, never replace a socket
     gw = services["tap_gateway"]
-    assert networks_of(gw) == {"control", "tap"}
+    assert networks_of(gw) == {"control"} and volume_modes(gw)["/tap"] == ("tap", "rw")
     forwards = [gw["command"][i + 1] for i, a in enumerate(gw["command"]) if a == "--forward"]
-    assert forwards == ["50052=channel_emulator:50052", "50060=control_panel:50060"]  # nothing else
+    assert forwards == ["/tap/emulator.sock=channel_emulator:50052", "/tap/telemetry.sock=control_panel:50060"]
+    assert gw["healthcheck"]["test"][-1] == "unix:///tap/emulator.sock"
+    assert {n for n, s in services.items() if "/tap" in volume_modes(s)} == set(eves) | {"tap_gateway"}
     for name in CORE:
         assert networks_of(services[name]) == {"control"}, name
+
+
+CONFINED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "read_only": True,
+            "tmpfs": ["/tmp:rw,noexec,nosuid,nodev,size=128m"]}
+LIMITS = ("mem_limit", "memswap_limit", "cpus", "pids_limit")
+
+
+def test_every_container_is_confined_and_only_the_credentials_job_keeps_three_capabilities():
+    services = resolved("docker-compose.yml", "docker-compose.custom-attack.yml")["services"]
+    for name, svc in services.items():
+        assert {k: svc.get(k) for k in CONFINED} == CONFINED, name
+        assert "privileged" not in svc, name
+        assert ("user" in svc) == (name in ("credentials", "train-custom")), name  # root jobs: no capability ...
+        assert ("cap_add" in svc) == (name == "credentials"), name
+    assert services["credentials"]["cap_add"] == ["CHOWN", "DAC_OVERRIDE", "FOWNER"]  # chown/chmod into volumes
+    assert services["train-custom"]["network_mode"] == "none"
+
+
+def test_every_eavesdropper_has_the_same_measured_limits_the_override_included():
+    """The override cannot use docker-compose.yml's anchor, so it repeats the keys: they must not drift."""
+    services = resolved("docker-compose.yml", "docker-compose.custom-attack.yml")["services"]
+    eves = eavesdroppers(services)
+    limits = {name: {k: svc.get(k) for k in LIMITS} for name, svc in eves.items()}
+    assert all(None not in lim.values() for lim in limits.values()), limits
+    assert len({tuple(lim.values()) for lim in limits.values()}) == 1, limits
+    lim = limits["eve-feature"]
+    assert lim["memswap_limit"] == lim["mem_limit"]  # no swap on top of the memory limit
+    for name in CORE | {"tap_gateway"}:  # the trusted services' use grows with the operator's settings: unbounded
+        assert not set(LIMITS) & set(services[name]), name
 
 
 def test_each_service_mounts_only_its_own_credentials_and_the_key_only_where_it_verifies():

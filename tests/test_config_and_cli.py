@@ -17,7 +17,7 @@ from diffsem.errors import ConfigError
     (PrivacyConfig, {"t_star": -1}, "must be in [0, 1000)"),
     (LinkConfig, {"snr_db": math.nan}, "must be a finite number of dB"),
     (LinkConfig, {"snr_db": math.inf}, "must be a finite number of dB"),
-    (LinkConfig, {"erasure_prob": 1.5}, "must be in [0, 1]"),
+    (LinkConfig, {"erasure_prob": 1.5}, "erasure_prob=1.5 is out of range [0, 1]"),
 ])
 def test_invalid_config_is_a_config_error(cls, values, needle):
     with pytest.raises(ConfigError) as err:
@@ -32,7 +32,7 @@ def test_invalid_config_is_a_config_error(cls, values, needle):
     (["eval", "--n", "10", "--k", "128"], "k=256 but k=128 was requested"),
     (["eval", "--dataset", "fashion-mnist", "--checkpoints", "checkpoints/mnist", "--n", "10"], "fashion-mnist"),
     (["eval", "--modes", "direct,magic"], "subset of direct, denoise, selfref"),
-    (["eval", "--n", "10", "--phy", "ofdm", "--speed-kmh", "-1"], "speed_kmh=-1.0 must be in [0, 500] km/h"),
+    (["eval", "--n", "10", "--phy", "ofdm", "--speed-kmh", "-1"], "speed_kmh=-1.0 km/h is out of range [0, 500] km/h"),
     (["eval", "--n", "10", "--phy", "ofdm", "--fft-size", "8"], "has 96 data REs; a frame of k=256 real values needs 128"),
     (["eval", "--n", "10", "--channel-model", "TDL-A"], "--channel-model needs --phy ofdm"),
 ])

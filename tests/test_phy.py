@@ -19,14 +19,26 @@ from diffsem.diffusion import alphas_cumprod
 from diffsem.errors import ConfigError
 from diffsem.framepath import LEGIT, TX, role_generators, send
 from diffsem.models import power_normalise
-from diffsem.phy import GridLayout, check_link, dequantise_csi, make_link, quantise_csi
+from diffsem.phy import GridLayout, Link, check_link, dequantise_csi, quantise_csi
 from diffsem.phy.grid import CSI_STEP_DB
-from diffsem.phy.ofdm import WINDOW_FRAMES
+from diffsem.phy.ofdm import WINDOW_FRAMES, OfdmPhy
 
 K = 256
 ABAR = alphas_cumprod(ModelConfig())
 OFDM = LinkConfig(snr_db=10.0, phy="ofdm")
 PERFECT = OFDM.model_copy(update={"estimator": "perfect", "feedback_delay": 0})
+
+
+N0 = 0.1  # 10 dB
+
+
+def ofdm(cfg: LinkConfig, seed: int = 0) -> OfdmPhy:
+    """The ofdm channel of one link, its noise generator seeded with ``seed``."""
+    return OfdmPhy(cfg, torch.Generator().manual_seed(seed), K)
+
+
+def link(cfg: LinkConfig, seed: int) -> Link:
+    return Link(cfg.model_copy(update={"seed": seed}), K)
 
 
 def _db(x: float) -> float:
@@ -38,12 +50,12 @@ def _latents(n: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("values", "words"), [
-    ({"channel_model": "TDL-F"}, "unknown channel_model 'TDL-F'; use one of TDL-A"),
-    ({"delay_spread_ns": 0.0}, "delay_spread_ns=0.0 must be in (0, 5000] ns"),
-    ({"delay_spread_ns": 1e6}, "delay_spread_ns=1000000.0 must be in (0, 5000] ns"),
-    ({"speed_kmh": -1.0}, "speed_kmh=-1.0 must be in [0, 500] km/h"),
+    ({"channel_model": "TDL-F"}, "channel_model='TDL-F' is not one of TDL-A"),
+    ({"delay_spread_ns": 0.0}, "delay_spread_ns=0.0 ns is out of range (0, 5000] ns"),
+    ({"delay_spread_ns": 1e6}, "delay_spread_ns=1000000.0 ns is out of range (0, 5000] ns"),
+    ({"speed_kmh": -1.0}, "speed_kmh=-1.0 km/h is out of range [0, 500] km/h"),
     ({"pilot_symbols": (2, 14)}, "must be distinct OFDM symbol indices in [0, 14)"),
-    ({"subcarrier_spacing_khz": 20.0}, "must be one of 15, 30, 60, 120, 240"),
+    ({"subcarrier_spacing_khz": 20.0}, "subcarrier_spacing_khz=20.0 kHz is not one of 15, 30, 60, 120, 240"),
 ])
 def test_bad_phy_settings_get_one_line_errors(values: dict, words: str) -> None:
     with pytest.raises(ConfigError, match=None) as err:
@@ -60,7 +72,7 @@ def test_a_grid_too_small_for_the_frame_says_how_many_data_res_it_has_and_needs(
 
 
 def test_layout_matches_sionnas_resource_grid_mapper() -> None:
-    link = make_link(OFDM, torch.Generator().manual_seed(0), K)
+    link = ofdm(OFDM, 0)
     assert link.rg.num_data_symbols == link.layout.data_res == 144
     ids = torch.arange(1, link.rg.num_data_symbols + 1).to(torch.complex64)
     grid = link.mapper(ids[None, None, None])[0, 0, 0]  # (S, F)
@@ -70,8 +82,8 @@ def test_layout_matches_sionnas_resource_grid_mapper() -> None:
 
 def test_per_re_snr_convention_and_reported_noise_with_perfect_csi() -> None:
     x = _latents(1000, 1)
-    link = make_link(PERFECT, torch.Generator().manual_seed(2), K)
-    draw = link.draw(len(x))
+    link = ofdm(PERFECT, 2)
+    draw = link.draw(len(x), N0)
     out = link.carry(x, draw)
     pos = link.layout.positions
     h = draw.h[:, pos[:, 0], pos[:, 1]]
@@ -85,8 +97,8 @@ def test_per_re_snr_convention_and_reported_noise_with_perfect_csi() -> None:
 
 def test_tdl_channel_has_unit_average_power_and_doppler_time_correlation() -> None:
     def corr(speed: float, lag: int, windows: int) -> tuple[float, float]:
-        link = make_link(OFDM.model_copy(update={"speed_kmh": speed}), torch.Generator().manual_seed(3), K)
-        h = link.draw(windows * WINDOW_FRAMES).h[:, 0, 0].reshape(windows, -1)  # one RE, continuous within a window
+        link = ofdm(OFDM.model_copy(update={"speed_kmh": speed}), 3)
+        h = link.draw(windows * WINDOW_FRAMES, N0).h[:, 0, 0].reshape(windows, -1)  # one RE, continuous within a window
         a, b = h[:, :-lag], h[:, lag:]
         return float((a.conj() * b).mean().abs() / h.abs().pow(2).mean()), float(h.abs().pow(2).mean())
 
@@ -98,30 +110,29 @@ def test_tdl_channel_has_unit_average_power_and_doppler_time_correlation() -> No
 
 
 def test_feedback_is_the_measurement_of_frame_i_minus_delay_grouped_and_quantised() -> None:
-    link = make_link(OFDM.model_copy(update={"feedback_delay": 2}), torch.Generator().manual_seed(4), K)
-    first, second = link.draw(5), link.draw(3)
+    link = ofdm(OFDM.model_copy(update={"feedback_delay": 2}), 4)
+    first, second = link.draw(5, N0), link.draw(3, N0)
     fb1, fb2 = link.feedback(first), link.feedback(second)
     assert torch.equal(fb1.codes[:2], quantise_csi(first.stale[:2]))  # the window's lead-in frames
     assert torch.equal(fb1.codes[2:], quantise_csi(first.csi[:3]))
     assert torch.equal(fb2.codes, quantise_csi(torch.cat([first.csi[3:], second.csi[:1]])))
-    assert torch.equal(link.latest_feedback().codes, quantise_csi(second.csi[1:2]))
+    assert torch.equal(link.feedback(link.draw(1, N0)).codes, quantise_csi(second.csi[1:2]))
     # Across a window boundary the feedback still comes from the same realisation, one frame earlier.
-    edges = [make_link(OFDM, torch.Generator().manual_seed(i), K).draw(WINDOW_FRAMES + 1) for i in range(8)]
+    edges = [ofdm(OFDM, i).draw(WINDOW_FRAMES + 1, N0) for i in range(8)]
     same = [float((10 * (e.csi[-1] / e.stale[-1]).log10()).abs().mean()) for e in edges]
     other = [float((10 * (e.csi[-1] / e.csi[-2]).log10()).abs().mean()) for e in edges]
     assert sum(same) / len(same) < 0.2 and sum(other) / len(other) > 2.0  # dB: 0.5 ms apart vs independent realisations
     levels = torch.logspace(-3, 2, 50)
     assert (10 * torch.log10(dequantise_csi(quantise_csi(levels)) / levels)).abs().max() <= CSI_STEP_DB / 2 + 1e-4
-    sub = make_link(OFDM.model_copy(update={"feedback": "subband", "subband_size": 4}), torch.Generator(), K)
-    assert sub.n_units == 3 and sub.feedback(sub.draw(2)).codes.shape == (2, 3)
+    sub = ofdm(OFDM.model_copy(update={"feedback": "subband", "subband_size": 4}))
+    assert sub.n_units == 3 and sub.feedback(sub.draw(2, N0)).codes.shape == (2, 3)
     assert torch.equal(GridLayout.of(OFDM, K).units("subband", 4)[:12], torch.arange(12) // 4)
 
 
 def test_legitimate_receiver_sees_z_t_at_a_per_re_where_compensation_holds() -> None:
     s = _latents(1000, 5)
-    gens = role_generators(0, [TX, LEGIT], "per-re")
-    link = make_link(PERFECT, gens[LEGIT], K)
-    sent = send(s, 300, ABAR, {LEGIT: link}, gens)
+    gens = role_generators(0, [TX], "per-re")
+    sent = send(s, 300, ABAR, {LEGIT: link(PERFECT, 1)}, gens)
     a = sent.header.a
     v = sent.views[LEGIT]
     held = (v.channel.sigma_c2 < 0.8 * (1 - a))  # REs whose fade the self-noise compensates, with quantisation room
@@ -138,10 +149,10 @@ def test_ofdm_links_own_their_generators_adding_an_eavesdropper_moves_nothing_el
     s = _latents(64, 6)
 
     def run(with_far: bool) -> dict:
-        gens = role_generators(1, [TX, LEGIT, "eve", "far"], 10.0)
-        links = {LEGIT: make_link(OFDM, gens[LEGIT], K), "eve": make_link(OFDM, gens["eve"], K)}
+        gens = role_generators(1, [TX], 10.0)
+        links = {LEGIT: link(OFDM, 1), "eve": link(OFDM, 2)}
         if with_far:
-            links["far"] = make_link(OFDM.model_copy(update={"snr_db": 0.0}), gens["far"], K)
+            links["far"] = link(OFDM.model_copy(update={"snr_db": 0.0}), 3)
         return send(s, 300, ABAR, links, gens).views
 
     one, two = run(False), run(True)
@@ -153,8 +164,8 @@ def test_ofdm_links_own_their_generators_adding_an_eavesdropper_moves_nothing_el
 
 def test_erase_policy_zeroes_deep_faded_dims_and_reports_the_kept_level() -> None:
     s = _latents(200, 7)
-    gens = role_generators(2, [TX, LEGIT], "erase")
-    sent = send(s, 300, ABAR, {LEGIT: make_link(OFDM, gens[LEGIT], K)}, gens, policy="erase")
+    gens = role_generators(2, [TX], "erase")
+    sent = send(s, 300, ABAR, {LEGIT: link(OFDM, 2)}, gens, policy="erase")
     v = sent.views[LEGIT]
     level = sent.header.a / (sent.header.a + sent.header.sigma_self2 + v.channel.sigma_c2)
     dropped = level < 0.5 * level.max(dim=1, keepdim=True).values
@@ -162,8 +173,8 @@ def test_erase_policy_zeroes_deep_faded_dims_and_reports_the_kept_level() -> Non
 
 
 def test_ls_feedback_predicts_the_receivers_noise_and_the_subcarrier_snr_strip() -> None:
-    link = make_link(OFDM, torch.Generator().manual_seed(9), K)
-    draw = link.draw(300)
+    link = ofdm(OFDM, 9)
+    draw = link.draw(300, N0)
     out = link.carry(_latents(300, 9), draw)
     ratio = out.sigma_c2[:, 0::2] / draw.csi  # LMMSE's no_eff against the fed-back N0 (1 + e) / |H|^2
     assert abs(float(ratio.median()) - 1) < 0.05
@@ -173,8 +184,8 @@ def test_ls_feedback_predicts_the_receivers_noise_and_the_subcarrier_snr_strip()
 
 
 def test_cdl_links_carry_frames_with_unit_energy_windows() -> None:
-    link = make_link(OFDM.model_copy(update={"channel_model": "CDL-C", "speed_kmh": 30.0}), torch.Generator(), K)
-    draw = link.draw(WINDOW_FRAMES)
+    link = ofdm(OFDM.model_copy(update={"channel_model": "CDL-C", "speed_kmh": 30.0}))
+    draw = link.draw(WINDOW_FRAMES, N0)
     out = link.carry(_latents(WINDOW_FRAMES, 10), draw)
     assert abs(float(draw.h.abs().pow(2).mean()) - 1) < 0.05 and out.latent.shape == (WINDOW_FRAMES, K)  # + lead-in
     assert torch.isfinite(out.sigma_c2).all()

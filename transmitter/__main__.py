@@ -25,8 +25,8 @@ def load(args: Namespace, servicer: TransmitterServicer, host: ServiceHost) -> s
     bundle = load_bundle(args.checkpoints, device=args.device)
     t_star = None if args.no_self_noise else args.t_star
     key = load_key(args.key_file) if args.self_noise == "keyed" else None
-    servicer.ready(Transmitter(bundle, args.emulator, args.legit_link, t_star, args.seed, args.csi_max_age_ms / 1000.0,
-                               key, credential_from(args.credential_file)))
+    servicer.ready(Transmitter(bundle, args.emulator, args.legit_link, t_star, args.seed, key,
+                               credential_from(args.credential_file)))
     return (f"model {bundle.model_id} on {bundle.device}, t*={t_star}, {args.self_noise} self-noise, "
             f"emulator {args.emulator}")
 

@@ -3,15 +3,15 @@
 Per request (a batch of B images) it
 
 1. encodes the images with the bundle's encoder (``s``, (B, k), unit power);
-2. takes the legitimate link's CSI (:mod:`transmitter.csi`): on a flat link sigma_c^2 from the emulator's
-   ``GetState`` (cached for ``csi_max_age_s``, so an SNR trace is followed within that time), on an ofdm link the
-   per-RE feedback of the batch's frames from the emulator's ``Feedback``, or CSI pinned with ``Feedback``;
+2. takes the legitimate link's CSI of the batch's frames (:mod:`transmitter.csi`): the emulator's ``Feedback`` draws
+   their channel now and answers sigma_c^2 per frame (flat) or per RE (ofdm), or CSI pinned with ``Feedback``;
 3. self-noises them with the frame path's transmitter step, :func:`diffsem.framepath.transmit`, and its seeded
    generator (one call per request, in request order, as the offline evaluator does per batch), or, with a key,
    keyed self-noise (a fresh nonce per frame, random per-process prefix);
 4. sends the B frames to the emulator in one ``Send`` and replies with their ids and sequence numbers.
 
-Steps 2-4 run under one lock, so the generator's draws and the emulator's see requests in the same order.
+Steps 2-4 run under one lock, so the generator's draws and the emulator's see requests in the same order, and each
+``Send`` carries the frames whose channel its ``Feedback`` drew.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from protos.diffsem.v1 import transmitter_pb2 as pb
-from services_common.client import DEADLINE_S, channel
+from services_common.client import DEADLINE_S, grpc_channel
 from services_common.errors import BadRequest, OutOfRange
 from services_common.frames import header_to_proto
 from services_common.tensors import rows_to_proto, to_torch
@@ -67,16 +67,16 @@ class Transmitter:
     (None: the paper's random self-noise); ``credential``: the transmitter's own, for its calls to the emulator."""
 
     def __init__(self, bundle: ModelBundle, emulator: str, legit_link: str = "receiver", t_star: int | None = 300,
-                 seed: int = 0, csi_max_age_s: float = 0.02, key: bytes | None = None, credential: str | None = None):
+                 seed: int = 0, key: bytes | None = None, credential: str | None = None):
         self.bundle = bundle
         self.key = key
         # random nonce prefix per process: no (key, nonce) reuse across restarts
         self.keyed = KeyedSender(key, NonceSource()) if key is not None else None
         self.abar = bundle.abar
         self.legit_link = legit_link
-        self.channel = channel(emulator, credential)
-        self.emulator = ch_grpc.ChannelEmulatorStub(self.channel)
-        self.csi = CsiSource(self.emulator, legit_link, bundle.cfg.k, csi_max_age_s)
+        self.emulator_channel = grpc_channel(emulator, credential)
+        self.emulator = ch_grpc.ChannelEmulatorStub(self.emulator_channel)
+        self.csi = CsiSource(self.emulator, legit_link, bundle.cfg.k)
         self.lock = threading.Lock()
         self.t_star = self._check_t(t_star)
         self.gen = torch.Generator().manual_seed(seed)

@@ -22,7 +22,7 @@ function drawSnrStrips(links) {
   if (!box) return;
   const ofdm = Object.entries(links).filter(([, l]) => l.phy === "ofdm" && (l.subcarrier_snr_db || []).length);
   if (!ofdm.length) {
-    box.innerHTML = '<span class="muted">no ofdm link with traffic yet (PUT /api/channel with "phy": "ofdm")</span>';
+    box.innerHTML = '<span class="muted">no ofdm link with traffic yet (PUT /api/links with "phy": "ofdm")</span>';
     return;
   }
   box.replaceChildren(...ofdm.map(([name, l]) => {

@@ -15,6 +15,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from diffsem.neighbours import MEASURES, Neighbours
 from diffsem.pipeline import PublicHeader
 from diffsem.samplers import attacker_levels
 from diffsem.seeds import derive_seed
+from diffsem.sweep import from_json, seed_cell, to_json
 
 SELF_NOISE_MODES = ("random", "keyed")
 EVAL_KEY = bytes(range(32))  # evaluation only: a fixed demo key, and nonces derived from the seed, so runs reproduce
@@ -97,12 +99,11 @@ def _psnr_ssim(rec: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
             float(structural_similarity_index_measure(rec, ref, data_range=1.0)))
 
 
-def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: Any, batch: int = 256):
+def run_attack(att: Attack, z: torch.Tensor, level: torch.Tensor, header: PublicHeader, batch: int = 256):
     labels, recs = [], []
     for i in range(0, len(z), batch):
         sl = slice(i, i + batch)
-        hdr = type(header)(header.t_star, header.a, header.sigma_self2[sl])
-        lab, rec = att.attack(z[sl], level[sl], hdr)
+        lab, rec = att.attack(z[sl], level[sl], header.rows(sl))
         labels.append(lab)
         recs.append(rec)
     lab = None if labels[0] is None else torch.cat(labels)
@@ -169,77 +170,149 @@ def _attack_rows(attacks: dict[str, Attack], panel: JudgePanel, eve: View, heade
     return rows, recs
 
 
+ATTACK_AXES = ("snr_db", "self_noise", "t_star", "eve_offset_db", "attack")  # a cell's coordinates (diffsem.sweep)
+
+
+@dataclass
+class AttackContext:
+    """What every cell of one attack evaluation shares: the models, the attacks, the judges, the queried latents
+    s (N, k) of the test images (N, 1, 28, 28) and their labels (N,), and the settings that are not grid axes."""
+
+    bundle: Any
+    attacks: dict[str, Attack]
+    panel: JudgePanel
+    receiver: Any
+    s: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor
+    seed: int = 0
+    decode: str = "direct"
+    fading: FadingName = "none"
+    phy: dict[str, Any] = field(default_factory=dict)
+    gap_judge: str = "max"
+    neighbours: Neighbours | None = None  # the judge-free measures, when asked for
+    keep: int = 0  # reconstructions each cell returns with every reader's labels, for judging pools (0: none)
+    legit: dict[tuple[Any, ...], dict[str, float]] = field(default_factory=dict)  # per setting: its cells share it
+
+
+def attack_context(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
+                   decode: str = "direct", fading: FadingName = "none", phy: dict[str, Any] | None = None,
+                   panel: JudgePanel | None = None, gap_judge: str = "max", neighbours: Neighbours | None = None,
+                   keep: int = 0) -> AttackContext:
+    from diffsem.receiver import DiffusionReceiver
+
+    return AttackContext(bundle, attacks, panel or JudgePanel.of_bundle(bundle), DiffusionReceiver(bundle),
+                         query_encoder(bundle, images), images, labels, seed, decode, fading, phy or {}, gap_judge,
+                         neighbours, keep)
+
+
+def attack_cells(snrs_db: Sequence[float], self_noise: Sequence[str], t_stars: Sequence[int | None],
+                 offsets: Sequence[float], attacks: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The evaluation's cells (:data:`ATTACK_AXES`), in report order; each value checked."""
+    if not all(math.isfinite(v) for v in snrs_db) or any(math.isnan(o) or o == -math.inf for o in offsets):
+        raise ConfigError(f"SNRs {list(snrs_db)} must be finite and offsets {list(offsets)} finite or inf "
+                          "(a noiseless eavesdropper channel)")
+    if unknown := sorted(set(self_noise) - set(SELF_NOISE_MODES)):
+        raise ConfigError(f"self-noise {unknown}: use {' and/or '.join(SELF_NOISE_MODES)}")
+    return [(snr, mode, t, off, name) for snr in snrs_db for mode in self_noise for t in t_stars for off in offsets
+            for name in attacks]
+
+
 @torch.no_grad()
+def attack_cell(ctx: AttackContext, cell: tuple[Any, ...]) -> dict[str, Any]:
+    """One attack on one eavesdropper link at one setting: its row (no secrecy gap yet: that needs every attack of
+    the setting, :func:`assemble_attacks`), its first 8 reconstructions and, with ``ctx.keep``, its first
+    ``keep`` reconstructions with every judge's and measure's labels of them. The setting's frames are sent over the
+    legitimate link and this eavesdropper's link only; each link's generator is seeded by (seed, role, SNR, t*),
+    so its draws are those of the whole setting's."""
+    snr_db, mode, t_star, off, name = cell
+    seed_cell(ctx.seed, cell)
+    sent = _send_setting(ctx.bundle, ctx.s, snr_db, mode, t_star, [off], ctx.fading, ctx.seed, ctx.phy)
+    legit, eve = sent.views[LEGIT], sent.views[eve_role(off)]
+    if cell[:3] not in ctx.legit:  # the legitimate link's draws are the setting's, whatever the offset or attack
+        dev = ctx.bundle.device
+        decided = ctx.receiver.decode(legit.z.to(dev), legit.abar_eff.to(dev), ctx.decode).labels.cpu()
+        ctx.legit[cell[:3]] = {"legit_acc": float((decided == ctx.labels).float().mean()),
+                               "legit_abar_eff": float(legit.abar_eff.mean())}
+    base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off, **ctx.legit[cell[:3]],
+            "eve_abar_eff": float(eve.abar_eff.mean())}
+    rows, recs = _attack_rows({name: ctx.attacks[name]}, ctx.panel, eve, sent.header, ctx.images, ctx.labels, base,
+                              ctx.gap_judge, ctx.neighbours)
+    out: dict[str, Any] = {"row": {k: v for k, v in rows[0].items() if k != "secrecy_gap"}}
+    if name in recs:
+        rec, decided = recs[name]
+        out["gallery"] = rec[:8].tolist()
+        if ctx.keep:
+            out["kept"] = {"rec": rec[:ctx.keep].tolist(), "labels": {k: v[:ctx.keep].tolist() for k, v in decided.items()}}
+    return out
+
+
+def assemble_attacks(ctx: AttackContext, axes: Sequence[Sequence[Any]], results: dict[tuple[Any, ...], dict[str, Any]],
+                     seconds: float) -> dict[str, Any]:
+    """The evaluation's results from every cell's (in :func:`attack_cells` order, whose arguments are ``axes``): rows
+    with their secrecy gap (legitimate accuracy minus the best attack's at that setting and offset), the gallery (the
+    first SNR and offset) and the config."""
+    best: dict[tuple[Any, ...], float] = {}
+    for c, r in results.items():
+        best[c[:4]] = max(best.get(c[:4], 0.0), r["row"]["attacker_acc"])
+    rows = [{**r["row"], "secrecy_gap": r["row"]["legit_acc"] - best[c[:4]]} for c, r in results.items()]
+    snrs, modes, t_stars, offsets, names = (list(a) for a in axes)
+    gallery = {f"{c[4]} | {c[1]} t*={c[2]}": torch.tensor(r["gallery"]) for c, r in results.items()
+               if "gallery" in r and c[0] == snrs[0] and c[3] == offsets[0]}
+    b = ctx.bundle
+    config = {"dataset": b.cfg.dataset, "model_id": b.model_id, "n": len(ctx.images), "snrs_db": snrs,
+              "self_noise": modes, "t_stars": t_stars, "eve_offsets_db": offsets, "seed": ctx.seed,
+              "decode": ctx.decode, "fading": ctx.fading, "phy": ctx.phy, "attacks": names,
+              "code_version": code_version(), "judges": {a: ctx.panel.names(a) for a in names},
+              "gap_judge": ctx.gap_judge, "threat_models": {a: ctx.attacks[a].threat_model for a in names},
+              "neighbours": None if ctx.neighbours is None else {"k": ctx.neighbours.k,
+                                                                 "references": len(ctx.neighbours.refs),
+                                                                 "measures": list(MEASURES)},
+              "seconds": round(seconds, 1)}
+    res = {"config": config, "rows": rows, "gallery": gallery, "originals": ctx.images[:8]}
+    if ctx.keep:
+        res["kept"] = [(i, torch.tensor(r["kept"]["rec"]), {k: torch.tensor(v) for k, v in r["kept"]["labels"].items()})
+                       for i, r in enumerate(results.values()) if "kept" in r]
+    return res
+
+
 def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor,
                      t_stars: list[int | None], offsets: Sequence[float], snrs_db: Sequence[float] = (20.0,),
                      self_noise: tuple[str, ...] = ("random", "keyed"), seed: int = 0,
                      decode: str = "direct", fading: FadingName = "none", phy: dict[str, Any] | None = None,
                      panel: JudgePanel | None = None, gap_judge: str = "max", neighbours: Neighbours | None = None,
-                     keep: bool = False) -> dict[str, Any]:
-    """Every attack at every (legitimate SNR dB, self-noise mode, t* (None: no self-noise), eavesdropper offset dB).
+                     keep: int = 0) -> dict[str, Any]:
+    """Every attack at every (legitimate SNR dB, self-noise mode, t* (None: no self-noise), eavesdropper offset dB),
+    in this process (``diffsem attack eval --executor`` runs the same cells through :mod:`diffsem.sweep`).
 
     images (N, 1, 28, 28) in [0, 1], labels (N,). An offset of ``inf`` is a noiseless eavesdropper channel. Each row
     has the legitimate accuracy, the attack's label accuracy and/or each judge's accuracy of its reconstructions
     (``panel``; default: the bundle's judge alone) with their max and spread, PSNR/SSIM of reconstructions, and the
     secrecy gap (legitimate accuracy minus the best attack's at that setting; judged by the max over judges, or by
     ``gap_judge``). Each row names its attack's threat model; with ``neighbours``, reconstruction rows also carry the
-    judge-free accuracies (``neighbours``: k-NN and SSIM-NN, :mod:`diffsem.neighbours`). ``keep`` returns every
-    row's reconstructions too (``kept``: (row index, reconstructions, every judge's and measure's labels)), for
-    judging pools (:func:`write_pools`). The same seed gives the same rows."""
-    from diffsem.receiver import DiffusionReceiver
-
-    if not all(math.isfinite(v) for v in snrs_db) or any(math.isnan(o) or o == -math.inf for o in offsets):
-        raise ConfigError(f"SNRs {list(snrs_db)} must be finite and offsets {list(offsets)} finite or inf "
-                          "(a noiseless eavesdropper channel)")
-    if unknown := sorted(set(self_noise) - set(SELF_NOISE_MODES)):
-        raise ConfigError(f"self-noise {unknown}: use {' and/or '.join(SELF_NOISE_MODES)}")
+    judge-free accuracies (``neighbours``: k-NN and SSIM-NN, :mod:`diffsem.neighbours`). ``keep`` > 0 returns each
+    reconstruction row's first ``keep`` reconstructions too (``kept``: (row index, reconstructions, every judge's and
+    measure's labels)), for judging pools (:func:`write_pools`). The same seed gives the same rows."""
     started = time.time()
-    panel = panel or JudgePanel.of_bundle(bundle)
-    s = query_encoder(bundle, images)
-    receiver = DiffusionReceiver(bundle)
-    rows: list[dict[str, Any]] = []
-    gallery: dict[str, torch.Tensor] = {}
-    kept: list[tuple[int, torch.Tensor, dict[str, torch.Tensor]]] = []
-    settings = [(snr, mode, t) for snr in snrs_db for mode in self_noise for t in t_stars]
-    for snr_db, mode, t_star in tqdm(settings, desc="attack settings", unit="setting"):
-        sent = _send_setting(bundle, s, snr_db, mode, t_star, offsets, fading, seed, phy)
-        legit = sent.views[LEGIT]
-        decided = receiver.decode(legit.z.to(bundle.device), legit.abar_eff.to(bundle.device), decode).labels.cpu()
-        legit_acc = float((decided == labels).float().mean())
-        for off in offsets:
-            eve = sent.views[eve_role(off)]
-            base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off, "legit_acc": legit_acc,
-                    "legit_abar_eff": float(legit.abar_eff.mean()), "eve_abar_eff": float(eve.abar_eff.mean())}
-            per, recs = _attack_rows(attacks, panel, eve, sent.header, images, labels, base, gap_judge, neighbours)
-            if keep:
-                kept += [(len(rows) + i, *recs[r["attack"]]) for i, r in enumerate(per) if r["attack"] in recs]
-            rows.extend(per)
-            if off == offsets[0] and snr_db == snrs_db[0]:
-                gallery |= {f"{name} | {mode} t*={t_star}": rec[:8] for name, (rec, _) in recs.items()}
-    config = {"dataset": bundle.cfg.dataset, "model_id": bundle.model_id, "n": len(images), "snrs_db": list(snrs_db),
-              "self_noise": list(self_noise), "t_stars": list(t_stars), "eve_offsets_db": list(offsets), "seed": seed,
-              "decode": decode, "fading": fading, "phy": phy or {}, "attacks": list(attacks), "code_version": code_version(),
-              "judges": {a: panel.names(a) for a in attacks}, "gap_judge": gap_judge,
-              "threat_models": {a: att.threat_model for a, att in attacks.items()},
-              "neighbours": None if neighbours is None else {"k": neighbours.k, "references": len(neighbours.refs),
-                                                             "measures": list(MEASURES)},
-              "seconds": round(time.time() - started, 1)}
-    return {"config": config, "rows": rows, "gallery": gallery, "originals": images[:8], **({"kept": kept} if keep else {})}
+    axes = (snrs_db, self_noise, t_stars, offsets, list(attacks))
+    cells = attack_cells(*axes)
+    ctx = attack_context(bundle, attacks, images, labels, seed, decode, fading, phy, panel, gap_judge, neighbours, keep)
+    results = {c: attack_cell(ctx, c) for c in tqdm(cells, desc="attack cells", unit="cell")}
+    return assemble_attacks(ctx, axes, results, time.time() - started)
 
 
 def write_pools(res: dict[str, Any], folder: Path, labels: torch.Tensor, checks: torch.Tensor,
-                check_labels: torch.Tensor, size: int | None = None) -> list[Path]:
+                check_labels: torch.Tensor) -> list[Path]:
     """One judging pool (:mod:`diffsem.pools`) per reconstruction row of an evaluation run with ``keep``: its
-    reconstructions of the first ``size`` (default: all) test images labelled ``labels`` (N,), every judge's and
-    measure's labels of them, and the clean attention-check images ``checks`` (M, 1, 28, 28) with ``check_labels``
-    (M,). The card's figures are the row's, over all N images."""
+    reconstructions of the first ``keep`` test images labelled ``labels`` (N,), every judge's and measure's labels
+    of them, and the clean attention-check images ``checks`` (M, 1, 28, 28) with ``check_labels`` (M,). The card's
+    figures are the row's, over all N images."""
     from diffsem.pools import CLASS_NAMES, pool_name, write_pool
 
     cfg = res["config"]
-    size = size or len(labels)
     paths = []
     for idx, rec, decided in res["kept"]:
-        row = res["rows"][idx]
+        row, size = res["rows"][idx], len(rec)
         figures = {k: row[k] for k in ("judges", "judged_max", "judged_spread", "recognisable", "abstained",
                                        "neighbours", "psnr", "ssim", "legit_acc") if k in row}
         card = {"dataset": cfg["dataset"], "classes": CLASS_NAMES[cfg["dataset"]], "attack": row["attack"],
@@ -247,37 +320,16 @@ def write_pools(res: dict[str, Any], folder: Path, labels: torch.Tensor, checks:
                 "condition": {k: row[k] for k in ("snr_db", "self_noise", "t_star", "eve_offset_db")},
                 "seed": cfg["seed"], "images": f"the first {size} test images",
                 "check_images": f"the last {len(check_labels)} test images",
-                "figures": _strict_json({**figures, "over_images": len(labels)})}
-        paths.append(write_pool(folder, pool_name(cfg["dataset"], row), rec[:size].numpy(), labels[:size].numpy(),
-                                {k: v[:size].numpy() for k, v in decided.items()}, checks.numpy(),
+                "figures": to_json({**figures, "over_images": len(labels)})}
+        paths.append(write_pool(folder, pool_name(cfg["dataset"], row), rec.numpy(), labels[:size].numpy(),
+                                {k: v.numpy() for k, v in decided.items()}, checks.numpy(),
                                 check_labels.numpy(), card))
     return paths
 
 
-def _strict_json(value: Any) -> Any:
-    """Non-finite floats as the strings ``inf``, ``-inf`` and ``nan``: strict JSON readers refuse ``Infinity``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict_json(v) for v in value]
-    return value
-
-
-def _from_strict_json(value: Any) -> Any:
-    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _from_strict_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_strict_json(v) for v in value]
-    return value
-
-
 def read_attack_results(path: Path) -> dict[str, Any]:
     """An ``attacks.json`` as floats: reads the strict form (``"inf"``) and the older one (bare ``Infinity``)."""
-    return _from_strict_json(json.loads(Path(path).read_text()))
+    return from_json(json.loads(Path(path).read_text()))
 
 
 def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -289,7 +341,7 @@ def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "attacks.json", "md": out / "attacks.md", "gallery": out / "attack_gallery.png",
              "scatter": out / "attack_acc_vs_psnr.png", "gap": out / "secrecy_gap.png"}
-    strict = _strict_json({k: v for k, v in res.items() if k not in ("gallery", "originals", "kept")})
+    strict = to_json({k: v for k, v in res.items() if k not in ("gallery", "originals", "kept")})
     paths["json"].write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")
     paths["md"].write_text("## Secrecy gap (best attack per setting)\n\n" + gap_table(res["rows"])
                            + "\n\n## Every attack\n\n" + markdown_table(res["rows"]) + "\n")

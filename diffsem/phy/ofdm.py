@@ -18,8 +18,11 @@ d frames earlier; each window is an independent realisation (the user moved on),
 over many fades. TDL keeps Sionna's average path gain (E|H|^2 = 1 over realisations, LOS included); CDL's
 single-antenna gain is not unit, so a CDL window is scaled to unit mean energy.
 
-Randomness. The link's generator seeds, on construction, a second generator for the channel process (one draw),
-then draws the AWGN and the erasures, so a batch's noise does not depend on when a window was drawn.
+Randomness. The link's noise generator seeds, on construction, a second generator for the channel process (one
+draw), then draws the AWGN and the erasures, so a batch's noise does not depend on when a window was drawn.
+
+As for the flat PHY, drawing and applying the channel are two steps (:meth:`OfdmPhy.draw`, :meth:`OfdmPhy.carry`),
+so the CSI of drawn frames can be fed back before they are carried; :class:`diffsem.phy.link.Link` runs them.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sionna.phy.channel.tr38901 import CDL, TDL, PanelArray
 from sionna.phy.mimo import StreamManagement
 from sionna.phy.ofdm import LMMSEEqualizer, LSChannelEstimator, ResourceGrid, ResourceGridMapper
 
-from diffsem.channel import ChannelOutput, from_symbols, noise_variance, to_symbols
+from diffsem.channel import ChannelOutput, from_symbols, to_symbols
 from diffsem.config import LinkConfig
 from diffsem.phy.blocks import seeded
 from diffsem.phy.grid import CsiFeedback, GridLayout, check_link, quantise_csi
@@ -61,22 +64,28 @@ class OfdmDraw:
         (what a dashboard draws as a heat strip)."""
         return (10 * torch.log10(self.h.abs().pow(2).mean(dim=1) / self.n0)).to(torch.float32)
 
+    def __len__(self) -> int:
+        return self.h.shape[0]
+
     def frames(self, start: int, stop: int) -> OfdmDraw:
         """Frames [start, stop) of this draw: every per-frame tensor sliced, the first frame index moved."""
         return replace(self, h=self.h[start:stop], csi=self.csi[start:stop], stale=self.stale[start:stop],
                        first_frame=self.first_frame + start)
 
 
-class OfdmLink:
-    """One ``ofdm`` link: its grid, its 3GPP channel and its clock (frames drawn so far).
+class OfdmPhy:
+    """The ofdm channel of one link: its grid, its 3GPP channel process and its clock (frames drawn so far).
+
+    Parameters: link, the link's settings (``phy="ofdm"``); generator, the link's noise generator (one draw seeds the
+    channel process, then AWGN and erasures); k, real values per frame.
 
     Use in frame order: :meth:`draw` the next frames' channel, then (legitimate link) :meth:`feedback` for them,
-    then :meth:`carry` the transmitted frames over it. A link is stateful: consecutive calls continue its channel.
+    then :meth:`carry` the transmitted frames over it. It is stateful: consecutive calls continue its channel.
     """
 
     def __init__(self, link: LinkConfig, generator: torch.Generator, k: int):
         if link.phy != "ofdm":
-            raise ValueError("OfdmLink needs a LinkConfig with phy='ofdm'")
+            raise ValueError("OfdmPhy needs a LinkConfig with phy='ofdm'")
         check_link(link, k)
         self.cfg, self.gen, self.layout = link, generator, GridLayout.of(link, k)
         self.units = self.layout.units(link.feedback, link.subband_size)
@@ -146,10 +155,9 @@ class OfdmLink:
         gain2 = h[:, pos[:, 0], pos[:, 1]].abs().pow(2).clamp_min(1e-12)
         return (n0 * (1.0 + self.err_factor) / gain2).to(torch.float32)
 
-    def draw(self, n: int, snr_db: float | None = None) -> OfdmDraw:
-        """The channel of the link's next ``n`` frames (advances its clock); ``snr_db`` overrides the config's."""
+    def draw(self, n: int, n0: float) -> OfdmDraw:
+        """The channel of the link's next ``n`` frames at AWGN ``n0`` per complex symbol (advances its clock)."""
         h, before = self._frames(self.frame, n)
-        n0 = float(noise_variance(self.cfg.snr_db if snr_db is None else snr_db))
         out = OfdmDraw(h, n0, self.frame, self._csi(h, n0), self._csi(before, n0))
         self.frame += n
         return out
@@ -165,18 +173,12 @@ class OfdmLink:
         (the same realisation; at that frame's channel and this draw's N0), grouped per unit and quantised."""
         return CsiFeedback(quantise_csi(self._group(draw.stale)), self.units)
 
-    def latest_feedback(self, snr_db: float | None = None) -> CsiFeedback:
-        """(1, U) feedback for the next frame to be sent (live: what the transmitter asks for before it sends);
-        does not advance the clock."""
-        _, before = self._frames(self.frame, 1)
-        n0 = float(noise_variance(self.cfg.snr_db if snr_db is None else snr_db))
-        return CsiFeedback(quantise_csi(self._group(self._csi(before, n0))), self.units)
-
     def carry(self, x: torch.Tensor, draw: OfdmDraw) -> ChannelOutput:
         """Send real latents x (B, k) over the drawn channel (B frames): map, H, AWGN, estimate, LMMSE, unpack.
 
         Output: latent (B, k), sigma_c2 (B, k) = no_eff per RE (both reals of a symbol), gain (B,) mean H over the
-        carried REs, erased (B, k), csi (B, k/2) = draw.csi. Draws the AWGN, then the erasures."""
+        carried REs, erased (B, k), csi (B, k/2) = draw.csi, subcarrier_snr_db (B, F). Draws the AWGN, then the
+        erasures."""
         b, ns = x.shape[0], self.layout.n_symbols
         c = to_symbols(x.detach().to("cpu", torch.float32))
         data = torch.zeros(b, self.rg.num_data_symbols, dtype=torch.complex64)
@@ -198,7 +200,8 @@ class OfdmLink:
         pos = self.layout.positions
         return ChannelOutput(latent=from_symbols(x_hat).to(x.device), sigma_c2=no_eff.repeat_interleave(2, -1).to(x.device),
                              gain=draw.h[:, pos[:, 0], pos[:, 1]].mean(dim=1),
-                             erased=erased_sym.repeat_interleave(2, dim=-1).to(x.device), csi=draw.csi)
+                             erased=erased_sym.repeat_interleave(2, dim=-1).to(x.device), csi=draw.csi,
+                             subcarrier_snr_db=draw.subcarrier_snr_db())
 
 
 def _channel_model(link: LinkConfig, generator: torch.Generator) -> TDL | CDL:

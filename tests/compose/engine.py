@@ -10,7 +10,8 @@ them) serving its Docker-compatible API on a socket in a temporary folder, with 
   in :data:`PODMAN_RUN` on tmpfs, which a reboot clears as Podman expects;
 - without systemd Podman never runs healthchecks itself, so :class:`HealthLoop` runs ``podman healthcheck run`` for
   each running container: every :data:`STARTING_EVERY` seconds until it is healthy, then at its own interval. That
-  is what makes ``depends_on: condition: service_healthy`` work.
+  is what makes ``depends_on: condition: service_healthy`` work. It remembers when each container's first passing
+  check started (the engine's health log keeps only the last five).
 
 One harness at a time per store (a lock file); :meth:`Engine.close` removes every container, pod, network and
 volume it made and stops the API service.
@@ -80,6 +81,7 @@ class HealthLoop:
     env: dict[str, str]
     stop: threading.Event = field(default_factory=threading.Event)
     next_due: dict[str, float] = field(default_factory=dict)
+    first_healthy: dict[str, float] = field(default_factory=dict)  # container id -> epoch seconds its check began
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._loop, name="podman-health", daemon=True)
@@ -99,8 +101,11 @@ class HealthLoop:
         return out
 
     def _check(self, cid: str, interval: float) -> None:
+        began = time.time()
         done = _run(["podman", "healthcheck", "run", cid], self.env, timeout=60)
         healthy = done.returncode == 0
+        if healthy:
+            self.first_healthy.setdefault(cid, began)
         self.next_due[cid] = time.monotonic() + (interval if healthy else STARTING_EVERY)
 
     def _loop(self) -> None:

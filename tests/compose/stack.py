@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +60,8 @@ class Stack:
         full_env = self.engine.env | {"COMPOSE_PROJECT_NAME": self.project} | self.env | (env or {})
         t0 = time.monotonic()
         done = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
-        self.log.append(f"[{time.monotonic() - t0:6.1f} s] {' '.join(cmd[len(self.engine.compose_cmd):])} -> "
-                        f"{done.returncode}")
+        shown = " ".join(a if len(a) <= 80 else a[:60] + "..." for a in cmd[len(self.engine.compose_cmd):])
+        self.log.append(f"[{time.monotonic() - t0:6.1f} s] {shown} -> {done.returncode}")
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
         return done
@@ -118,15 +117,15 @@ def ensure_base_image(engine: Engine) -> None:
 
 
 def wheels_complete() -> bool:
-    """Whether wheels/ alone satisfies pyproject.toml's runtime dependencies (pip resolves offline, installs nothing)."""
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """Whether wheels/ alone serves the runtime lock, hashes included (pip resolves offline, installs nothing)."""
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
-                           "--no-index", "--find-links", str(ROOT / "wheels"), *deps], capture_output=True, timeout=300)
+                           "--no-index", "--find-links", str(ROOT / "wheels"), "--require-hashes",
+                           "-r", str(ROOT / "requirements" / "runtime.txt")], capture_output=True, timeout=300)
     return done.returncode == 0
 
 
 def ensure_wheels() -> None:
-    """scripts/wheels when wheels/ cannot serve every runtime dependency (a fresh clone, or a new pin)."""
+    """scripts/wheels when wheels/ cannot serve the runtime lock (a fresh clone, or a refreshed lock)."""
     if wheels_complete():
         return
     done = subprocess.run([str(ROOT / "scripts" / "wheels")], cwd=ROOT, env=dict(os.environ) | {"PYTHON": sys.executable},

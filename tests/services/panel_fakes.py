@@ -3,8 +3,8 @@
 The stand-ins are real gRPC servers speaking the project's protos: ``FakeEmulator`` lists links and honours the
 ``Configure`` contract (``validate_only``, NOT_FOUND for an unknown link, INVALID_ARGUMENT for a non-finite value);
 ``FakeTransmitter`` validates t* like the real one and, for every message it is asked to send, reports a decision to
-the panel's Telemetry as each configured listener (after ``delay_s``; ``silent`` listeners never report). No model
-runs, so a test of the panel's bookkeeping takes seconds, not minutes.
+the panel's Telemetry as each configured listener (after ``delay_s`` and, if given, once ``gate`` is set; ``silent``
+listeners never report). No model runs, so a test of the panel's bookkeeping takes seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class FakeTransmitter(transmitter_pb2_grpc.TransmitterServicer):
                                                                 "eve": common_pb2.ROLE_EAVESDROPPER})
     silent: set[str] = field(default_factory=set)
     delay_s: float = 0.0
+    gate: threading.Event | None = None  # when given, reports wait until it is set (uploads stay in flight)
     t_star: int | None = 300
     applied: list[transmitter_pb2.TransmitterConfig] = field(default_factory=list)
     sent: int = 0
@@ -95,6 +96,8 @@ class FakeTransmitter(transmitter_pb2_grpc.TransmitterServicer):
 
     def _report(self, ids: list[str], t_star: int | None) -> None:
         """Receiver right on every message; an eavesdropper right on fewer as t* grows (label 0 = the guess)."""
+        if self.gate is not None:
+            self.gate.wait(60)
         with grpc.insecure_channel(self.telemetry) as ch:
             stub = telemetry_pb2_grpc.TelemetryStub(ch)
             for name, role in self.listeners.items():

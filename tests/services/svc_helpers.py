@@ -93,11 +93,11 @@ class LiveStack:
         path.chmod(0o600)
         return path
 
-    def channel(self, service: str, role: str = "control", key: str = "grpc", name: str | None = None) -> Any:
-        """A gRPC channel to ``service`` carrying this stack's credential of ``role`` (named ``name``)."""
-        from services_common.client import channel
+    def grpc(self, service: str, role: str = "control", key: str = "grpc", name: str | None = None) -> Any:
+        """A gRPC connection to ``service`` carrying this stack's credential of ``role`` (named ``name``)."""
+        from services_common.client import grpc_channel
 
-        return channel(self.address(service, key), self.credential(role, name))
+        return grpc_channel(self.address(service, key), self.credential(role, name))
 
     def http(self, timeout: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)
@@ -165,27 +165,3 @@ def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition", p
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(poll_s)
-
-
-def offline_decisions(checkpoints: Path, link: Any, n: int, batch: int, seed: int, t_star: int) -> dict[str, list[int]]:
-    """The evaluator's frame path (``diffsem.framepath.send``) for one condition, seeded as ``diffsem eval`` seeds it:
-    per test image, the receiver's selfref label and the core eavesdropper's, both on ``link`` (a ``LinkConfig``)."""
-    import torch
-
-    from diffsem.bundle import encode_all, load_bundle
-    from diffsem.data import load_split
-    from diffsem.framepath import LEGIT, condition_links, eve_role, send
-    from diffsem.receiver import DiffusionReceiver
-
-    bundle = load_bundle(checkpoints, device="cpu")
-    images, _ = load_split("mnist", "test")
-    s_all = encode_all(bundle, images[:n]).cpu()
-    links, gens = condition_links(bundle.cfg.k, seed, link.snr_db, t_star, [0.0], link.model_dump(exclude={"snr_db"}))
-    rx, legit, eve = DiffusionReceiver(bundle, steps=1), [], []
-    for i in range(0, n, batch):
-        sent = send(s_all[i:i + batch], t_star, bundle.abar, links, gens)
-        legit += rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, "selfref").labels.tolist()
-        e = sent.views[eve_role(0.0)]
-        with torch.no_grad():
-            eve += bundle.eavesdropper(e.z, e.abar_eff).argmax(1).tolist()
-    return {"receiver": legit, "eve": eve}

@@ -15,7 +15,7 @@ from typing import Any
 from svc_helpers import ROOT, LiveStack, child_env, eavesdropper_folder
 
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc
-from services_common.client import channel
+from services_common.client import grpc_channel
 
 EXAMPLE = ROOT / "examples" / "custom_attack"
 
@@ -51,7 +51,7 @@ def _start(live: LiveStack, eve_dir: Path, name: str, attack: str) -> tuple[subp
 
 def _info(live: LiveStack, port_file: Path) -> Any:
     port = json.loads(port_file.read_text())["grpc"]
-    with channel(f"127.0.0.1:{port}", live.credential("control")) as ch:
+    with grpc_channel(f"127.0.0.1:{port}", live.credential("control")) as ch:
         return eavesdropper_pb2_grpc.EavesdropperStub(ch).Info(common_pb2.InfoRequest(), timeout=10)
 
 
@@ -106,10 +106,45 @@ def test_plugin_error_is_reported_by_name() -> None:
 
     from eavesdropper.attacks import ServiceAttack
     from protos.diffsem.v1 import frame_pb2
+    from services_common.frames import received_batch
+    from services_common.tensors import to_proto
 
-    class FakeBatch:
-        z, abar_eff = torch.zeros(2, 256), torch.ones(2)
-        headers = [frame_pb2.PublicHeader(a=1.0)] * 2
-
+    frames = [frame_pb2.ReceivedFrame(frame=frame_pb2.Frame(message_id=f"m{i}", symbols=to_proto(torch.zeros(256)),
+                                                            header=frame_pb2.PublicHeader(a=1.0)), sigma2=0.1)
+              for i in range(2)]
     with pytest.raises(AttackError, match="attack 'broken' failed: RuntimeError: boom"):
-        ServiceAttack(Broken(None)).attack(FakeBatch())  # type: ignore[arg-type]
+        ServiceAttack(Broken(None)).attack(received_batch(frames, 256))
+
+
+def test_an_attack_gets_the_cores_header_per_re_codes_included() -> None:
+    """On an ofdm link the frames' header carries per-RE CSI codes: the service hands the attack the core's header of
+    them (sigma_self^2 per real dim, the codes), the one ``diffsem attack eval`` gives the same attack, not a mean."""
+    import torch
+
+    from diffsem.attacks import Attack
+    from diffsem.phy import CsiFeedback
+    from diffsem.pipeline import header_from_csi
+    from eavesdropper.attacks import ServiceAttack
+    from protos.diffsem.v1 import frame_pb2
+    from services_common.frames import received_batch
+    from services_common.tensors import to_proto
+
+    seen = []
+
+    class Recorder(Attack):
+        name = "recorder"
+
+        def attack(self, z, abar_eff, header):
+            seen.append(header)
+            return torch.zeros(len(z), dtype=torch.long), None
+
+    codes = torch.randint(40, 70, (2, 128), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    want = header_from_csi(300, 0.4, CsiFeedback.per_symbol(codes))
+    frames = [frame_pb2.ReceivedFrame(frame=frame_pb2.Frame(
+        message_id=f"m{i}", symbols=to_proto(torch.zeros(256)), header=frame_pb2.PublicHeader(
+            t_star=300, a=0.4, sigma_self2=float(want.sigma_self2[i].mean()), csi=codes[i].numpy().tobytes())),
+        sigma2=0.1, sigma2_re=[0.1] * 128) for i in range(2)]
+    ServiceAttack(Recorder(None)).attack(received_batch(frames, 256))
+    (header,) = seen
+    assert header.sigma_self2.shape == (2, 256) and torch.equal(header.sigma_self2, want.sigma_self2)
+    assert torch.equal(header.csi.codes, codes) and (header.t_star, header.a) == (300, 0.4)

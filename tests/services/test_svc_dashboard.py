@@ -143,7 +143,7 @@ def test_api_docs_render_offline(stack: LiveStack, browser):
     page.goto(stack.url + "/docs")
     page.wait_for_selector(".opblock-summary-path", timeout=30_000)
     paths = {p.strip() for p in page.locator(".opblock-summary-path").all_inner_texts()}
-    assert {"/api/transmit", "/api/runs", "/api/sweeps", "/api/channel", "/api/summary"} <= paths, paths
+    assert {"/api/transmit", "/api/runs", "/api/sweeps", "/api/links", "/api/summary"} <= paths, paths
     page.screenshot(path=str(ARTIFACTS / "docs.png"))
     assert not external, f"/docs fetched from elsewhere: {external}"
     page.close()

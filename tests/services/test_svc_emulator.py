@@ -23,12 +23,12 @@ from channel_emulator import schema
 from channel_emulator.server import ChannelEmulatorServicer, Emulator
 from channel_emulator.traces import load_trace
 from diffsem.config import LinkConfig
-from diffsem.framepath import carry
+from diffsem.phy import Link
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common import auth
-from services_common.client import channel
+from services_common.client import grpc_channel
 from services_common.errors import BadRequest
 from services_common.server import ServiceHost
 from services_common.tensors import to_numpy, to_proto
@@ -62,7 +62,7 @@ class Emu:
     def stub(self, role: str | None = "control", name: str | None = None) -> pb_grpc.ChannelEmulatorStub:
         """A stub whose calls carry the ``role`` credential named ``name`` (None: no credential)."""
         cred = auth.issue(KEY, role, name or role) if role else None
-        ch = channel(self.address, cred)
+        ch = grpc_channel(self.address, cred)
         self.channels.append(ch)
         return pb_grpc.ChannelEmulatorStub(ch)
 
@@ -152,9 +152,7 @@ def test_seeded_links_give_the_core_channel_output(emu: Emu) -> None:
     x, fs = frames(8)
     emu.tx.Send(pb.SendRequest(frames=fs), timeout=5)
     rx.wait(8)
-    gen = torch.Generator().manual_seed(123)
-    link = LinkConfig(snr_db=10.0)
-    want = carry(x, link, gen)  # the frame path's link step, as the offline evaluator runs it
+    want = Link(LinkConfig(snr_db=10.0, seed=123), 256).carry(x)  # the core's link, as the offline evaluator runs it
     got = torch.stack([torch.from_numpy(to_numpy(rf.frame.symbols)) for rf in rx.got])
     assert torch.equal(got, want.latent)
     assert [rf.sigma2 for rf in rx.got] == pytest.approx([0.1] * 8)
@@ -242,10 +240,7 @@ def test_unknown_link_is_not_found_and_validate_only_applies_nothing(emu: Emu) -
     assert {n: lk.snr_db for n, lk in emu.links().items()} == {"receiver": 1.0, "eve": 2.0}
 
 
-def test_every_link_setting_has_bounds_in_the_schema_and_the_queue_bound_states_its_memory(emu: Emu) -> None:
-    scalar = [f for f in pb.LinkSettings.DESCRIPTOR.fields
-              if (f.has_presence or schema.is_repeated(f)) and f.message_type is None]
-    assert {f.name for f in scalar} == {f.name for f in schema.FIELDS}  # every setting has a rule
+def test_every_link_setting_is_set_on_a_link_and_the_queue_bound_states_its_memory(emu: Emu) -> None:
     state = emu.links()["receiver"]
     assert all(schema.is_set(state.settings, f) for f in schema.FIELDS if f.name != "snr_offset_db")
     with pytest.raises(grpc.RpcError) as err:
@@ -277,7 +272,7 @@ def test_links_past_the_limit_are_resource_exhausted_and_detached_links_expire(t
 
 
 @pytest.mark.parametrize("rpc,allowed", [
-    ("Send", {"transmitter"}), ("Configure", {"control"}), ("GetState", {"control", "transmitter"}),
+    ("Send", {"transmitter"}), ("Feedback", {"transmitter"}), ("Configure", {"control"}), ("GetState", {"control"}),
     ("Listen-legit", {"receiver"}), ("Listen-eve", {"eavesdropper:eve"})])
 def test_each_rpc_only_for_its_role(emu: Emu, rpc: str, allowed: set[str]) -> None:
     """From the attacker's position: every other role's credential, a forged one and none are refused."""
@@ -288,6 +283,7 @@ def test_each_rpc_only_for_its_role(emu: Emu, rpc: str, allowed: set[str]) -> No
         "Send": lambda s: s.Send(pb.SendRequest(frames=frames(1)[1]), timeout=5),
         "Configure": lambda s: s.Configure(pb.ConfigureRequest(), timeout=5),
         "GetState": lambda s: s.GetState(pb.GetStateRequest(), timeout=5),
+        "Feedback": lambda s: s.Feedback(pb.FeedbackRequest(frames=1), timeout=5),
         "Listen-legit": lambda s: s.Listen(pb.ListenRequest(role=LEGIT, name="receiver"), timeout=1).next(),
         "Listen-eve": lambda s: s.Listen(pb.ListenRequest(role=EVE, name="eve"), timeout=1).next(),
     }
@@ -302,7 +298,7 @@ def test_each_rpc_only_for_its_role(emu: Emu, rpc: str, allowed: set[str]) -> No
             assert code in (grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED), (who, code)  # a stream waits
         else:
             assert code == grpc.StatusCode.PERMISSION_DENIED, (who, code)
-    for stub in (emu.stub(None), pb_grpc.ChannelEmulatorStub(channel(emu.address, forged))):
+    for stub in (emu.stub(None), pb_grpc.ChannelEmulatorStub(grpc_channel(emu.address, forged))):
         with pytest.raises(grpc.RpcError) as err:
             calls[rpc](stub)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -349,6 +345,29 @@ def test_csi_feedback_follows_a_trace_and_fading_blocks(emu: Emu) -> None:
     assert len(gains) == 1  # one gain per coherence block
     h2 = rx.got[0].gain_re ** 2 + rx.got[0].gain_im ** 2
     assert sigma_c2(emu) == pytest.approx(0.1 / h2, rel=1e-5) == pytest.approx(rx.got[0].sigma2, rel=1e-5)
+
+
+@pytest.mark.parametrize("coherence", [1, 4])
+def test_flat_fading_feedback_is_the_csi_of_the_frames_the_next_send_carries(emu: Emu, coherence: int) -> None:
+    """Rayleigh, a new gain every frame or blocks of 4: the transmitter's CSI for B frames (``Feedback``) is N0/|h|^2
+    of exactly the gains those B frames then meet, frame by frame, and the same the core's link gives offline."""
+    emu.control.Configure(pb.ConfigureRequest(links=[pb.LinkUpdate(name="receiver", settings=pb.LinkSettings(
+        fading="rayleigh", coherence_frames=coherence, seed=77))]), timeout=5)
+    rx = Reader(emu, LEGIT, "receiver")
+    attached(emu, "receiver")
+    offline = Link(LinkConfig(snr_db=10.0, fading="rayleigh", coherence_frames=coherence, seed=77), 256)
+    for batch in range(3):
+        x, fs = frames(10, seed=batch, start=10 * batch)
+        fb = emu.tx.Feedback(pb.FeedbackRequest(frames=10), timeout=5)
+        csi = offline.feedback(10)
+        assert fb.phy == "flat" and torch.equal(torch.tensor(list(fb.frame_sigma_c2)), csi.sigma_c2)
+        emu.tx.Send(pb.SendRequest(frames=fs), timeout=5)
+        rx.wait(10 * (batch + 1))
+        got = rx.got[10 * batch:]
+        assert [rf.sigma2 for rf in got] == pytest.approx(list(fb.frame_sigma_c2), rel=1e-6)  # the fade it met
+        want = offline.carry(x)
+        assert torch.equal(torch.stack([torch.from_numpy(to_numpy(rf.frame.symbols)) for rf in got]), want.latent)
+    assert len({round(rf.gain_re, 6) for rf in rx.got}) == (30 if coherence == 1 else 8)  # ceil(30 / 4) blocks
 
 
 def test_traces_by_name_or_content_never_by_path_and_errors_quote_no_file(emu: Emu, tmp_path: Path) -> None:

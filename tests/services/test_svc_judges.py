@@ -40,7 +40,9 @@ def test_whitebox_eavesdropper_starts_from_the_launcher_and_reports_every_judge(
 
 def test_summary_shows_each_judge_their_max_and_spread(judged_stack: LiveStack) -> None:
     with judged_stack.http() as c:
-        run_id = c.post("/api/runs", json={"n": 40, "batch_size": 20}).json()["id"]
+        # the white-box attack optimises per image: on a loaded machine a batch takes longer than the default
+        # 10 s report deadline, and the claim here is the judges' tallies, not the attack's latency
+        run_id = c.post("/api/runs", json={"n": 40, "batch_size": 20, "report_deadline_s": 300}).json()["id"]
     run = judged_stack.wait_run(run_id)
     assert run["status"] == "done" and not run["missed"], run
     with judged_stack.http() as c:
@@ -50,7 +52,8 @@ def test_summary_shows_each_judge_their_max_and_spread(judged_stack: LiveStack) 
         per = t["judges"]
         assert {"cnn", "resnet", "mlp"} <= set(per), t
         assert t["judged_max"] == max(per.values()) == t["accuracy"]
-        assert t["judged_spread"] == pytest.approx(max(per.values()) - min(per.values()))
+        forced = [v for judge, v in per.items() if judge != "abstain"]  # the spread leaves the abstaining judge out
+        assert "abstain" in per and t["judged_spread"] == pytest.approx(max(forced) - min(forced))
     assert listeners["inv"]["accuracy"] > 0.5  # the black-box inversion leaks at 20 dB, t* = 300
     assert "judges" not in listeners["receiver"]  # a listener that decides labels itself has no judges
     # each eavesdropper reports its attack's threat model; the dashboard shows it beside the attack

@@ -22,7 +22,7 @@ from svc_helpers import ROOT, LiveStack, child_env, start_stack, stop_stack, wai
 
 from diffsem.defaults import KEY_ENV
 from protos.diffsem.v1 import common_pb2, frame_pb2, receiver_pb2, receiver_pb2_grpc, transmitter_pb2_grpc
-from services_common.client import channel
+from services_common.client import grpc_channel
 
 T_STAR, SNR_DB = 700, 20.0
 
@@ -46,7 +46,7 @@ def run(stack: LiveStack, n: int, start: int = 0) -> dict:
 
 
 def test_keyed_receiver_decodes_and_eavesdropper_without_key_does_not(keyed: LiveStack) -> None:
-    with keyed.channel("transmitter") as ch:
+    with keyed.grpc("transmitter") as ch:
         state = transmitter_pb2_grpc.TransmitterStub(ch).GetState(common_pb2.InfoRequest(), timeout=10)
     assert state.self_noise == "keyed" and len(state.key_check) == 16 and state.t_star == T_STAR
     result = run(keyed, 300)
@@ -86,7 +86,7 @@ def _receiver(stack: LiveStack, tmp_path: Path, key_args: list[str]) -> tuple[su
             pytest.fail("our receiver did not start and attach within 120 s")
         if port_file.exists() and _legit_attached(stack):
             addr = f"127.0.0.1:{json.loads(port_file.read_text())['grpc']}"
-            with channel(addr, stack.credential("control")) as ch:
+            with grpc_channel(addr, stack.credential("control")) as ch:
                 try:
                     receiver_pb2_grpc.ReceiverStub(ch).Info(common_pb2.InfoRequest(), timeout=5)
                     return proc, addr
@@ -122,7 +122,7 @@ def test_wrong_or_missing_key_loses_frames_with_the_reason(keyed: LiveStack, tmp
     for i, (key_args, reason) in enumerate(((["--key-file", str(wrong)], "different key"), ([], "has no key"))):
         proc, addr = _receiver(keyed, tmp_path, key_args)
         try:
-            with channel(addr, keyed.credential("control")) as ch, pytest.raises(grpc.RpcError) as err:
+            with grpc_channel(addr, keyed.credential("control")) as ch, pytest.raises(grpc.RpcError) as err:
                 receiver_pb2_grpc.ReceiverStub(ch).Decode(receiver_pb2.DecodeRequest(frames=[keyed_frame(keyed)]),
                                                           timeout=30)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in err.value.details()

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from panel_fakes import FakeTransmitter, PanelUnderTest, start_panel
+from svc_helpers import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -107,29 +108,37 @@ def test_two_files_in_one_upload_are_refused(panel: PanelUnderTest) -> None:
         assert c.get("/api/summary").json()["messages"] == before
 
 
-def test_an_upload_flood_gets_429_at_once_not_a_queue(panel: PanelUnderTest) -> None:
-    results: list[tuple[int, float, dict[str, str]]] = []
-    lock = threading.Lock()
+def test_uploads_past_the_bound_get_429_at_once_not_a_queue(tmp_path: Path) -> None:
+    """With every upload slot held (the fake transmitter's reports wait on a gate), further uploads are refused
+    while the held ones are still in flight: the refusal waits for no slot. Then the held ones complete."""
+    gate = threading.Event()
+    p = start_panel(tmp_path, "--max-uploads", "2", transmitter=FakeTransmitter(gate=gate))
+    held: list[tuple[int, float, dict[str, str]]] = []
+    try:
+        def hold() -> None:
+            with p.http() as c:
+                held.append(upload(c))
 
-    def client() -> None:
-        with panel.http() as c:
-            for _ in range(3):
-                out = upload(c)
-                with lock:
-                    results.append(out)
-
-    threads = [threading.Thread(target=client) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    refused = [r for r in results if r[0] == 429]
-    assert {code for code, _, _ in results} <= {200, 429}, results
-    assert refused and all(h["retry-after"] == "1" for _, _, h in refused)
-    assert max(dt for _, dt, _ in refused) < 1.0  # refused at the door, not after a wait
-    with panel.http() as c:
-        metrics = c.get("/metrics").text
-    assert f'diffsem_uploads_total{{status="429"}} {float(len(refused))}' in metrics
+        holders = [threading.Thread(target=hold) for _ in range(2)]
+        for t in holders:
+            t.start()
+        wait_until(lambda: p.transmitter.sent == 2, 30, "both held uploads to reach the transmitter")
+        with p.http() as c:
+            refused = [upload(c) for _ in range(3)]
+        assert all(t.is_alive() for t in holders) and not held  # refused while both slots were still held
+        assert [code for code, _, _ in refused] == [429] * 3, refused
+        assert all(h["retry-after"] == "1" for _, _, h in refused)
+        gate.set()
+        for t in holders:
+            t.join(60)
+        assert [code for code, _, _ in held] == [200, 200], held
+        with p.http() as c:
+            metrics = c.get("/metrics").text
+        assert 'diffsem_uploads_total{status="429"} 3.0' in metrics
+        assert 'diffsem_uploads_total{status="200"} 2.0' in metrics
+    finally:
+        gate.set()
+        p.close()
 
 
 def test_connections_past_the_cap_get_503(tmp_path: Path) -> None:

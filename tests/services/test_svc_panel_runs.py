@@ -169,10 +169,10 @@ def test_a_live_privacy_sweep_records_accuracy_per_t_star_and_restores_t_star(pa
         assert r.status_code == 422 and "t_star=1000" in r.json()["detail"], r.text
         assert panel.transmitter.applied == []  # the bad level was refused before anything changed
         sweep_id = c.post("/api/sweeps", json={"t_stars": [0, 500, 900], "n": 40, "batch_size": 20}).json()["id"]
-        assert c.put("/api/channel", json={"t_star": 100}).status_code == 409  # the sweep owns t*
+        assert c.put("/api/links", json={"t_star": 100}).status_code == 409  # the sweep owns t*
         sweep = wait_until(lambda: (s := c.get(f"/api/sweeps/{sweep_id}").json())["status"] != "running" and s, 60,
                            "the sweep")
-        channel = c.get("/api/channel").json()
+        channel = c.get("/api/links").json()
     assert sweep["status"] == "done", sweep
     assert [p["t_star"] for p in sweep["points"]] == [0, 500, 900]
     assert [p["accuracy"]["receiver"] for p in sweep["points"]] == [1.0, 1.0, 1.0]
@@ -182,6 +182,9 @@ def test_a_live_privacy_sweep_records_accuracy_per_t_star_and_restores_t_star(pa
 
 def test_the_offline_chart_shows_the_committed_headline_by_default(panel: PanelUnderTest) -> None:
     with panel.http() as c:
-        results = c.get("/api/sweep").json()
+        results = c.get("/api/offline-results").json()
     assert results["file"] == "results.json" and results["dataset"] == "mnist" and results["n"] == 10000
     assert results["default_t_star"] == 300 and any(r["t_star"] == 300 for r in results["rows"])
+    with panel.http() as c:  # the deprecated name of the route answers the same, until the next release
+        assert c.get("/api/sweep").json() == results
+        assert c.get("/openapi.json").json()["paths"]["/api/sweep"]["get"]["deprecated"]

@@ -12,7 +12,7 @@ import torch
 from diffsem.errors import CheckpointError, ConfigError
 from protos.diffsem.v1 import common_pb2, receiver_pb2, receiver_pb2_grpc
 from receiver.server import ReceiverServicer
-from services_common.client import channel, health_status
+from services_common.client import grpc_channel, health_status
 from services_common.errors import BadRequest, NotReady, OutOfRange, status_for
 from services_common.server import ServiceHost
 from services_common.tensors import to_numpy, to_proto, to_torch
@@ -28,7 +28,7 @@ def test_health_is_not_serving_until_loaded_and_rpcs_say_unavailable() -> None:
     try:
         assert health_status(address) == "NOT_SERVING"
         assert health_status(address, RECEIVER) == "NOT_SERVING"
-        with channel(address) as ch:
+        with grpc_channel(address) as ch:
             with pytest.raises(grpc.RpcError) as err:
                 receiver_pb2_grpc.ReceiverStub(ch).Info(common_pb2.InfoRequest(), timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "loading" in err.value.details()

@@ -20,26 +20,21 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from PIL import Image
 from svc_helpers import (
-    DEFAULT_CHECKPOINTS,
     ROOT,
     LiveStack,
     child_env,
     huge_png_header,
-    offline_decisions,
     png_bytes,
     wait_until,
 )
 
-from diffsem.config import LinkConfig
 from diffsem.data import load_split
-from diffsem.framepath import LEGIT, TX, eve_role
-from diffsem.seeds import derive_seed
 from launcher.__main__ import main as launcher_main
 from protos.diffsem.v1 import common_pb2, eavesdropper_pb2_grpc, receiver_pb2_grpc, transmitter_pb2_grpc
 from services_common import auth
-from services_common.client import channel
+from services_common.client import grpc_channel
 
-SNR, T_STAR, SEED, N_RUN, BATCH = 10.0, 300, 0, 200, 100
+SNR, T_STAR = 10.0, 300
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
@@ -145,14 +140,14 @@ def test_bad_uploads_get_a_clear_4xx(live: LiveStack, case: str, payload: bytes 
     assert after["messages"] == before["messages"]  # nothing was sent or counted
 
 
-# ---- channel settings: tests/services/test_svc_panel_channel.py ---------------------------------------
+# ---- link settings: tests/services/test_svc_panel_links.py -------------------------------------------
 
 
 # ---- names and frames ----------------------------------------------------------------------------------
 def test_unknown_attack_is_refused_with_the_known_names(live: LiveStack, capsys: pytest.CaptureFixture[str]) -> None:
     from protos.diffsem.v1 import eavesdropper_pb2, eavesdropper_pb2_grpc
 
-    with live.channel("eve") as ch:
+    with live.grpc("eve") as ch:
         with pytest.raises(grpc.RpcError) as err:
             eavesdropper_pb2_grpc.EavesdropperStub(ch).Attack(eavesdropper_pb2.AttackRequest(attack="nope"), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -186,7 +181,7 @@ def test_frames_of_wrong_shape_or_dtype_are_invalid_argument(live: LiveStack) ->
         (torch.zeros(256, dtype=torch.float64), "dtype float64, expected float32"),
         (torch.zeros(2, 128), "shape (2, 128)"),
     ]
-    with live.channel("receiver") as ch:
+    with live.grpc("receiver") as ch:
         stub = receiver_pb2_grpc.ReceiverStub(ch)
         for x, words in bad_rx:
             rf = frame_pb2.ReceivedFrame(frame=frame_pb2.Frame(message_id="m", symbols=to_proto(x), header=header()))
@@ -204,14 +199,14 @@ def test_frames_of_wrong_shape_or_dtype_are_invalid_argument(live: LiveStack) ->
         for clf in ("matched", "channel"):
             decided = stub.Decode(receiver_pb2.DecodeRequest(frames=[ok], mode="direct", classifier=clf), timeout=5)
             assert decided.decisions[0].label in range(10) and decided.decisions[0].classifier == clf
-    with live.channel("channel_emulator", "transmitter") as ch:
+    with live.grpc("channel_emulator", "transmitter") as ch:
         stub = channel_emulator_pb2_grpc.ChannelEmulatorStub(ch)
         for x, words in ((torch.zeros(256, dtype=torch.float64), "float64"), (torch.zeros(7), "even"),
                          (torch.full((256,), float("nan")), "NaN")):
             with pytest.raises(grpc.RpcError) as err:
                 stub.Send(channel_emulator_pb2.SendRequest(frames=[frame_pb2.Frame(symbols=to_proto(x))]), timeout=5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details()
-    with live.channel("transmitter") as ch:
+    with live.grpc("transmitter") as ch:
         stub = transmitter_pb2_grpc.TransmitterStub(ch)
         for x, words in ((torch.zeros(2, 28), "expected (B, 1, 28, 28)"), (torch.full((28, 28), 2.0), "[0, 1]"),
                          (torch.zeros(28, 28, dtype=torch.int64), "int64")):
@@ -230,7 +225,7 @@ def test_transmit_stream_answers_each_batch_in_order(live: LiveStack) -> None:
     images, _ = load_split("mnist", "test")
     reqs = [transmitter_pb2.TransmitRequest(images=to_proto(images[i:i + 3]), message_ids=[f"s{i}-{j}" for j in range(3)])
             for i in (0, 3)]
-    with live.channel("transmitter") as ch:
+    with live.grpc("transmitter") as ch:
         replies = list(transmitter_pb2_grpc.TransmitterStub(ch).TransmitStream(iter(reqs), timeout=20))
     assert [list(r.message_ids) for r in replies] == [list(r.message_ids) for r in reqs]
     seqs = [s for r in replies for s in r.seqs]
@@ -239,47 +234,14 @@ def test_transmit_stream_answers_each_batch_in_order(live: LiveStack) -> None:
         wait_until(lambda: c.get("/api/summary").json()["unmatched_reports"] >= 6, 20, "6 unmatched reports")
 
 
-# ---- test-set runs: accuracy, and the same decisions as the offline pipeline ---------------------------
-@pytest.fixture(scope="module")
-def seeded_run(live: LiveStack) -> dict[str, Any]:
-    """200 test images through the live stack, with every generator seeded as ``diffsem eval`` seeds them."""
-    seeds = {role: derive_seed(SEED, role, SNR, T_STAR) for role in (TX, LEGIT, eve_role(0.0))}
-    with live.http() as c:
-        r = c.put("/api/channel", json={"t_star": T_STAR, "tx_seed": seeds[TX], "links": {
-            "receiver": {"snr_db": SNR, "seed": seeds[LEGIT]}, "eve": {"seed": seeds[eve_role(0.0)]}}})
-        assert r.status_code == 200, r.text
-        run_id = c.post("/api/runs", json={"n": N_RUN, "batch_size": BATCH}).json()["id"]
-        run = live.wait_run(run_id)
-        decisions = c.get(f"/api/runs/{run_id}/decisions").json()
-    return {"run": run, "decisions": decisions}
-
-
-def test_run_of_200_test_images_is_above_90_percent(live: LiveStack, seeded_run: dict[str, Any]) -> None:
-    run = seeded_run["run"]
-    assert run["status"] == "done" and run["decided"] == N_RUN and run["gave_up"] == 0
-    assert run["listeners"]["receiver"]["reports"] == N_RUN
-    if live.checkpoints.resolve() != DEFAULT_CHECKPOINTS.resolve():
-        pytest.skip("the 90% threshold is for the committed checkpoints/mnist")
-    assert run["accuracy"]["receiver"] > 0.90, run
-
-
-def test_live_decisions_match_the_offline_pipeline(live: LiveStack, seeded_run: dict[str, Any]) -> None:
-    offline = offline_decisions(live.checkpoints, LinkConfig(snr_db=SNR), N_RUN, BATCH, SEED, T_STAR)
-    live_dec = seeded_run["decisions"]["listeners"]
-    truth = seeded_run["decisions"]["truth"]
-    for name in ("receiver", "eve"):
-        same = sum(a == b for a, b in zip(live_dec[name], offline[name], strict=True))
-        assert same >= N_RUN - 1, f"{name}: {same}/{N_RUN} decisions agree"
-        acc_live = np.mean([a == t for a, t in zip(live_dec[name], truth, strict=True)])
-        acc_off = np.mean([a == t for a, t in zip(offline[name], truth, strict=True)])
-        assert abs(acc_live - acc_off) <= 0.005 + 1e-9
+# ---- test-set runs: accuracy and the same decisions as offline are test_svc_agreement.py's ----------------
 
 
 # ---- disconnects, attach/detach, restarts --------------------------------------------------------------
 def test_listener_disconnect_mid_stream_is_removed_and_nobody_notices(live: LiveStack) -> None:
     from protos.diffsem.v1 import channel_emulator_pb2, channel_emulator_pb2_grpc, common_pb2
 
-    probe = channel(live.address("channel_emulator"), live.credential("eavesdropper", "probe"))
+    probe = grpc_channel(live.address("channel_emulator"), live.credential("eavesdropper", "probe"))
     with probe as ch, live.http() as c:
         stub = channel_emulator_pb2_grpc.ChannelEmulatorStub(ch)
         stream = stub.Listen(channel_emulator_pb2.ListenRequest(role=common_pb2.ROLE_EAVESDROPPER, name="probe"),
@@ -367,7 +329,7 @@ def test_reports_are_joined_once_and_reconstructions_are_served(live: LiveStack)
         report = telemetry_pb2.Report(message_id=sent["message_id"], listener="inverter", has_label=True,
                                       label=int(labels[2]), role=common_pb2.ROLE_EAVESDROPPER, method="test-attack",
                                       reconstruction=to_proto(images[2]))
-        with live.channel("control_panel", "eavesdropper", "telemetry", name="inverter") as ch:
+        with live.grpc("control_panel", "eavesdropper", "telemetry", name="inverter") as ch:
             stub = telemetry_pb2_grpc.TelemetryStub(ch)
             first = stub.Report(telemetry_pb2.ReportRequest(reports=[report]), timeout=5)
             again = stub.Report(telemetry_pb2.ReportRequest(reports=[report, report]), timeout=5)
@@ -420,10 +382,10 @@ def test_only_the_control_credential_may_call_a_service(live: LiveStack, service
              (live.credential(auth.TRANSMITTER), other),
              (forged, grpc.StatusCode.UNAUTHENTICATED), (None, grpc.StatusCode.UNAUTHENTICATED)]
     for credential, code in cases:
-        with channel(live.address(service), credential) as ch, pytest.raises(grpc.RpcError) as err:
+        with grpc_channel(live.address(service), credential) as ch, pytest.raises(grpc.RpcError) as err:
             call(ch)
         assert err.value.code() == code, (credential and credential.split(".")[1], err.value.details())
-    with live.channel(service) as ch:
+    with live.grpc(service) as ch:
         assert call(ch)  # the panel's own credential
 
 
@@ -435,7 +397,7 @@ def test_nobody_but_the_receiver_listens_as_the_legitimate_link(live: LiveStack)
                              (live.credential(auth.CONTROL), grpc.StatusCode.PERMISSION_DENIED),
                              (auth.issue(os.urandom(auth.KEY_BYTES), auth.RECEIVER, "receiver"),
                               grpc.StatusCode.UNAUTHENTICATED), (None, grpc.StatusCode.UNAUTHENTICATED)):
-        with channel(live.address("channel_emulator"), credential) as ch, pytest.raises(grpc.RpcError) as err:
+        with grpc_channel(live.address("channel_emulator"), credential) as ch, pytest.raises(grpc.RpcError) as err:
             next(channel_emulator_pb2_grpc.ChannelEmulatorStub(ch).Listen(req, timeout=5))
         assert err.value.code() == code
     assert emulator_state(live)["receiver"]["attached"]  # the real receiver kept its link

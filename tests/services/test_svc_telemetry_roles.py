@@ -13,7 +13,7 @@ from control_panel.store import Store
 from control_panel.telemetry import TelemetryServicer
 from protos.diffsem.v1 import common_pb2, telemetry_pb2, telemetry_pb2_grpc
 from services_common import auth
-from services_common.client import aio_channel
+from services_common.client import grpc_aio_channel
 
 KEY = secrets.token_bytes(auth.KEY_BYTES)
 
@@ -33,7 +33,7 @@ async def _calls(cases: list[tuple[str | None, telemetry_pb2.ReportRequest]]) ->
     out: list[object] = []
     try:
         for credential, req in cases:
-            async with aio_channel(f"127.0.0.1:{port}", credential) as ch:
+            async with grpc_aio_channel(f"127.0.0.1:{port}", credential) as ch:
                 try:
                     out.append((await telemetry_pb2_grpc.TelemetryStub(ch).Report(req, timeout=5)).accepted)
                 except grpc.aio.AioRpcError as exc:

@@ -22,100 +22,45 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from protos.diffsem.v1 import common_pb2 as protos_dot_diffsem_dot_v1_dot_common__pb2
 from protos.diffsem.v1 import frame_pb2 as protos_dot_diffsem_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(protos/diffsem/v1/channel_emulator.proto\x12\ndiffsem.v1\x1a google/protobuf/descriptor.proto\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"\x8c\x01\n\tFieldRule\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x04 \x03(\t\x12\x14\n\x07initial\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nbytes_each\x18\x06 \x01(\x01\x12\x10\n\x08initials\x18\x07 \x03(\x01\x42\n\n\x08_initial\")\n\nTracePoint\x12\x0b\n\x03t_s\x18\x01 \x01(\x01\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\"\x85\x01\n\x08SnrTrace\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.TracePoint\x12\"\n\x06interp\x18\x02 \x01(\x0e\x32\x12.diffsem.v1.Interp\x12\x0c\n\x04loop\x18\x03 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03\x63sv\x18\x06 \x01(\tJ\x04\x08\x04\x10\x05\"\xb6\x0f\n\x0cLinkSettings\x12\x39\n\x06snr_db\x18\x01 \x01(\x01\x42$\xa2\xbb\x18 \t\x00\x00\x00\x00\x00\x00Y\xc0\x11\x00\x00\x00\x00\x00\x00Y@\x1a\x03 dB)\x00\x00\x00\x00\x00\x00\x34@H\x00\x88\x01\x01\x12\x31\n\x06\x66\x61\x64ing\x18\x11 \x01(\tB\x1c\xa2\xbb\x18\x18\"\x04none\"\x08rayleigh\"\x06ricianH\x01\x88\x01\x01\x12-\n\x08rician_k\x18\x03 \x01(\x01\x42\x16\xa2\xbb\x18\x12\x11\x00\x00\x00\x00\x80\x84.A)\x00\x00\x00\x00\x00\x00\x10@H\x02\x88\x01\x01\x12>\n\x10\x63oherence_frames\x18\x04 \x01(\rB\x1f\xa2\xbb\x18\x1b\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x80\x84.A)\x00\x00\x00\x00\x00\x00\xf0?H\x03\x88\x01\x01\x12.\n\tloss_prob\x18\x05 \x01(\x01\x42\x16\xa2\xbb\x18\x12\x11\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00H\x04\x88\x01\x01\x12\x31\n\x0c\x65rasure_prob\x18\x06 \x01(\x01\x42\x16\xa2\xbb\x18\x12\x11\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00H\x05\x88\x01\x01\x12\x32\n\x08\x64\x65lay_ms\x18\x07 \x01(\x01\x42\x1b\xa2\xbb\x18\x17\x11\x00\x00\x00\x00\x00L\xed@\x1a\x03 ms)\x00\x00\x00\x00\x00\x00\x00\x00H\x06\x88\x01\x01\x12\x33\n\tjitter_ms\x18\x08 \x01(\x01\x42\x1b\xa2\xbb\x18\x17\x11\x00\x00\x00\x00\x00L\xed@\x1a\x03 ms)\x00\x00\x00\x00\x00\x00\x00\x00H\x07\x88\x01\x01\x12\x35\n\x0b\x64\x65\x61\x64line_ms\x18\t \x01(\x01\x42\x1b\xa2\xbb\x18\x17\x11\x00\x00\x00\x00@wKA\x1a\x03 ms)\x00\x00\x00\x00\x00\x00\x00\x00H\x08\x88\x01\x01\x12 \n\x04seed\x18\n \x01(\x04\x42\r\xa2\xbb\x18\t\x11\x00\x00\x00\x00\x00\x00\xf0\x43H\t\x88\x01\x01\x12\x37\n\rsnr_offset_db\x18\x0b \x01(\x01\x42\x1b\xa2\xbb\x18\x17\t\x00\x00\x00\x00\x00\x00Y\xc0\x11\x00\x00\x00\x00\x00\x00Y@\x1a\x03 dBH\n\x88\x01\x01\x12\x14\n\x0c\x63lear_offset\x18\x0c \x01(\x08\x12#\n\x05trace\x18\r \x01(\x0b\x32\x14.diffsem.v1.SnrTrace\x12\x13\n\x0b\x63lear_trace\x18\x0e \x01(\x08\x12\x1f\n\x03\x63si\x18\x0f \x01(\x08\x42\r\xa2\xbb\x18\t)\x00\x00\x00\x00\x00\x00\xf0?H\x0b\x88\x01\x01\x12J\n\nqueue_size\x18\x10 \x01(\rB1\xa2\xbb\x18-\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00\x00\xc0@\x1a\x07 frames)\x00\x00\x00\x00\x00\x00\xb0@1\x00\x00\x00\x00\x00\x00\x98@H\x0c\x88\x01\x01\x12\"\n\x03phy\x18\x12 \x01(\tB\x10\xa2\xbb\x18\x0c\"\x04\x66lat\"\x04ofdmH\r\x88\x01\x01\x12\x66\n\rchannel_model\x18\x13 \x01(\tBJ\xa2\xbb\x18\x46\"\x05TDL-A\"\x05TDL-B\"\x05TDL-C\"\x05TDL-D\"\x05TDL-E\"\x05\x43\x44L-A\"\x05\x43\x44L-B\"\x05\x43\x44L-C\"\x05\x43\x44L-D\"\x05\x43\x44L-EH\x0e\x88\x01\x01\x12\x42\n\x0f\x64\x65lay_spread_ns\x18\x14 \x01(\x01\x42$\xa2\xbb\x18 \t\xfc\xa9\xf1\xd2MbP?\x11\x00\x00\x00\x00\x00\x88\xb3@\x1a\x03 ns)\x00\x00\x00\x00\x00\x00Y@H\x0f\x88\x01\x01\x12?\n\x0b\x63\x61rrier_ghz\x18\x15 \x01(\x01\x42%\xa2\xbb\x18!\t\x00\x00\x00\x00\x00\x00\xe0?\x11\x00\x00\x00\x00\x00\x00Y@\x1a\x04 GHz)\x00\x00\x00\x00\x00\x00\x0c@H\x10\x88\x01\x01\x12\x35\n\tspeed_kmh\x18\x16 \x01(\x01\x42\x1d\xa2\xbb\x18\x19\x11\x00\x00\x00\x00\x00@\x7f@\x1a\x05 km/h)\x00\x00\x00\x00\x00\x00\x08@H\x11\x88\x01\x01\x12\x44\n\x08\x66\x66t_size\x18\x17 \x01(\rB-\xa2\xbb\x18)\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00\x00\xb0@\x1a\x0c subcarriers)\x00\x00\x00\x00\x00\x00(@H\x12\x88\x01\x01\x12J\n\x16subcarrier_spacing_khz\x18\x18 \x01(\x01\x42%\xa2\xbb\x18!\t\x00\x00\x00\x00\x00\x00.@\x11\x00\x00\x00\x00\x00\x00n@\x1a\x04 kHz)\x00\x00\x00\x00\x00\x00>@H\x13\x88\x01\x01\x12:\n\x0cofdm_symbols\x18\x19 \x01(\rB\x1f\xa2\xbb\x18\x1b\t\x00\x00\x00\x00\x00\x00\x00@\x11\x00\x00\x00\x00\x00\x00\xb0@)\x00\x00\x00\x00\x00\x00,@H\x14\x88\x01\x01\x12\x36\n\rpilot_symbols\x18\x1a \x03(\rB\x1f\xa2\xbb\x18\x1b\x11\x00\x00\x00\x00\x00\xfe\xaf@:\x10\x00\x00\x00\x00\x00\x00\x00@\x00\x00\x00\x00\x00\x00&@\x12)\n\testimator\x18\x1b \x01(\tB\x11\xa2\xbb\x18\r\"\x02ls\"\x07perfectH\x15\x88\x01\x01\x12/\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x1c \x01(\tB\x18\xa2\xbb\x18\x14\"\x02re\"\x07subband\"\x05\x66rameH\x16\x88\x01\x01\x12H\n\x0csubband_size\x18\x1d \x01(\rB-\xa2\xbb\x18)\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00\x00\xb0@\x1a\x0c subcarriers)\x00\x00\x00\x00\x00\x00\x10@H\x17\x88\x01\x01\x12<\n\x0e\x66\x65\x65\x64\x62\x61\x63k_delay\x18\x1e \x01(\rB\x1f\xa2\xbb\x18\x1b\x11\x00\x00\x00\x00\x00\x00P@\x1a\x07 frames)\x00\x00\x00\x00\x00\x00\xf0?H\x18\x88\x01\x01\x42\t\n\x07_snr_dbB\t\n\x07_fadingB\x0b\n\t_rician_kB\x13\n\x11_coherence_framesB\x0c\n\n_loss_probB\x0f\n\r_erasure_probB\x0b\n\t_delay_msB\x0c\n\n_jitter_msB\x0e\n\x0c_deadline_msB\x07\n\x05_seedB\x10\n\x0e_snr_offset_dbB\x06\n\x04_csiB\r\n\x0b_queue_sizeB\x06\n\x04_phyB\x10\n\x0e_channel_modelB\x12\n\x10_delay_spread_nsB\x0e\n\x0c_carrier_ghzB\x0c\n\n_speed_kmhB\x0b\n\t_fft_sizeB\x19\n\x17_subcarrier_spacing_khzB\x0f\n\r_ofdm_symbolsB\x0c\n\n_estimatorB\x0b\n\t_feedbackB\x0f\n\r_subband_sizeB\x11\n\x0f_feedback_delayJ\x04\x08\x02\x10\x03\"v\n\nLinkUpdate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12*\n\x08settings\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings\x12\x0e\n\x06remove\x18\x04 \x01(\x08\"P\n\x10\x43onfigureRequest\x12%\n\x05links\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.LinkUpdate\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"\xda\x03\n\tLinkState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x10\n\x08\x61ttached\x18\x03 \x01(\x08\x12\x0e\n\x06snr_db\x18\x04 \x01(\x01\x12\n\n\x02n0\x18\x05 \x01(\x01\x12\x10\n\x08sigma_c2\x18\x06 \x01(\x01\x12\x0f\n\x07gain_re\x18\x07 \x01(\x01\x12\x0f\n\x07gain_im\x18\x08 \x01(\x01\x12\x11\n\thas_trace\x18\x13 \x01(\x08\x12\x13\n\x0bqueue_depth\x18\x15 \x01(\r\x12\x11\n\tframes_in\x18\x16 \x01(\x04\x12\x11\n\tdelivered\x18\x17 \x01(\x04\x12\x15\n\rdropped_queue\x18\x18 \x01(\x04\x12\x0c\n\x04lost\x18\x19 \x01(\x04\x12\x0c\n\x04late\x18\x1a \x01(\x04\x12\x13\n\x0bno_listener\x18\x1b \x01(\x04\x12*\n\x08settings\x18\x1e \x01(\x0b\x32\x18.diffsem.v1.LinkSettings\x12\x12\n\ndetached_s\x18\x1f \x01(\x01\x12\x19\n\x11subcarrier_snr_db\x18  \x03(\x02J\x04\x08\t\x10\nJ\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0cJ\x04\x08\x0c\x10\rJ\x04\x08\r\x10\x0eJ\x04\x08\x0e\x10\x0fJ\x04\x08\x0f\x10\x10J\x04\x08\x10\x10\x11J\x04\x08\x11\x10\x12J\x04\x08\x12\x10\x13J\x04\x08\x14\x10\x15J\x04\x08\x1c\x10\x1dJ\x04\x08\x1d\x10\x1e\"R\n\x0c\x43hannelState\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.diffsem.v1.LinkState\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x0c\n\x04time\x18\x03 \x01(\x01\"\x1f\n\x0fGetStateRequest\x12\x0c\n\x04link\x18\x01 \x01(\t\"0\n\x0bSendRequest\x12!\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x11.diffsem.v1.Frame\"0\n\tSendReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x11\n\tlisteners\x18\x02 \x01(\r\"/\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x0c\n\x04link\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\r\"M\n\rFeedbackReply\x12\x0b\n\x03phy\x18\x01 \x01(\t\x12\r\n\x05\x63odes\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66rames\x18\x03 \x01(\r\x12\x10\n\x08sigma_c2\x18\x04 \x01(\x01\"i\n\rListenRequest\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x08\x64\x65\x66\x61ults\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings*,\n\x06Interp\x12\x0f\n\x0bINTERP_STEP\x10\x00\x12\x11\n\rINTERP_LINEAR\x10\x01\x32\xd7\x02\n\x0f\x43hannelEmulator\x12\x36\n\x04Send\x12\x17.diffsem.v1.SendRequest\x1a\x15.diffsem.v1.SendReply\x12@\n\x06Listen\x12\x19.diffsem.v1.ListenRequest\x1a\x19.diffsem.v1.ReceivedFrame0\x01\x12\x43\n\tConfigure\x12\x1c.diffsem.v1.ConfigureRequest\x1a\x18.diffsem.v1.ChannelState\x12\x41\n\x08GetState\x12\x1b.diffsem.v1.GetStateRequest\x1a\x18.diffsem.v1.ChannelState\x12\x42\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1b.diffsem.v1.FeedbackRequest\x1a\x19.diffsem.v1.FeedbackReply:D\n\x04rule\x12\x1d.google.protobuf.FieldOptions\x18\xb4\x87\x03 \x01(\x0b\x32\x15.diffsem.v1.FieldRuleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(protos/diffsem/v1/channel_emulator.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\")\n\nTracePoint\x12\x0b\n\x03t_s\x18\x01 \x01(\x01\x12\x0e\n\x06snr_db\x18\x02 \x01(\x01\"\x85\x01\n\x08SnrTrace\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.TracePoint\x12\"\n\x06interp\x18\x02 \x01(\x0e\x32\x12.diffsem.v1.Interp\x12\x0c\n\x04loop\x18\x03 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03\x63sv\x18\x06 \x01(\tJ\x04\x08\x04\x10\x05\"\xe5\x08\n\x0cLinkSettings\x12\x13\n\x06snr_db\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06\x66\x61\x64ing\x18\x11 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08rician_k\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x10\x63oherence_frames\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x16\n\tloss_prob\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x19\n\x0c\x65rasure_prob\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x15\n\x08\x64\x65lay_ms\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x16\n\tjitter_ms\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x18\n\x0b\x64\x65\x61\x64line_ms\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\t\x88\x01\x01\x12\x1a\n\rsnr_offset_db\x18\x0b \x01(\x01H\n\x88\x01\x01\x12\x14\n\x0c\x63lear_offset\x18\x0c \x01(\x08\x12#\n\x05trace\x18\r \x01(\x0b\x32\x14.diffsem.v1.SnrTrace\x12\x13\n\x0b\x63lear_trace\x18\x0e \x01(\x08\x12\x10\n\x03\x63si\x18\x0f \x01(\x08H\x0b\x88\x01\x01\x12\x17\n\nqueue_size\x18\x10 \x01(\rH\x0c\x88\x01\x01\x12\x10\n\x03phy\x18\x12 \x01(\tH\r\x88\x01\x01\x12\x1a\n\rchannel_model\x18\x13 \x01(\tH\x0e\x88\x01\x01\x12\x1c\n\x0f\x64\x65lay_spread_ns\x18\x14 \x01(\x01H\x0f\x88\x01\x01\x12\x18\n\x0b\x63\x61rrier_ghz\x18\x15 \x01(\x01H\x10\x88\x01\x01\x12\x16\n\tspeed_kmh\x18\x16 \x01(\x01H\x11\x88\x01\x01\x12\x15\n\x08\x66\x66t_size\x18\x17 \x01(\rH\x12\x88\x01\x01\x12#\n\x16subcarrier_spacing_khz\x18\x18 \x01(\x01H\x13\x88\x01\x01\x12\x19\n\x0cofdm_symbols\x18\x19 \x01(\rH\x14\x88\x01\x01\x12\x15\n\rpilot_symbols\x18\x1a \x03(\r\x12\x16\n\testimator\x18\x1b \x01(\tH\x15\x88\x01\x01\x12\x15\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x1c \x01(\tH\x16\x88\x01\x01\x12\x19\n\x0csubband_size\x18\x1d \x01(\rH\x17\x88\x01\x01\x12\x1b\n\x0e\x66\x65\x65\x64\x62\x61\x63k_delay\x18\x1e \x01(\rH\x18\x88\x01\x01\x42\t\n\x07_snr_dbB\t\n\x07_fadingB\x0b\n\t_rician_kB\x13\n\x11_coherence_framesB\x0c\n\n_loss_probB\x0f\n\r_erasure_probB\x0b\n\t_delay_msB\x0c\n\n_jitter_msB\x0e\n\x0c_deadline_msB\x07\n\x05_seedB\x10\n\x0e_snr_offset_dbB\x06\n\x04_csiB\r\n\x0b_queue_sizeB\x06\n\x04_phyB\x10\n\x0e_channel_modelB\x12\n\x10_delay_spread_nsB\x0e\n\x0c_carrier_ghzB\x0c\n\n_speed_kmhB\x0b\n\t_fft_sizeB\x19\n\x17_subcarrier_spacing_khzB\x0f\n\r_ofdm_symbolsB\x0c\n\n_estimatorB\x0b\n\t_feedbackB\x0f\n\r_subband_sizeB\x11\n\x0f_feedback_delayJ\x04\x08\x02\x10\x03\"v\n\nLinkUpdate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12*\n\x08settings\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings\x12\x0e\n\x06remove\x18\x04 \x01(\x08\"P\n\x10\x43onfigureRequest\x12%\n\x05links\x18\x01 \x03(\x0b\x32\x16.diffsem.v1.LinkUpdate\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"\xda\x03\n\tLinkState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x10\n\x08\x61ttached\x18\x03 \x01(\x08\x12\x0e\n\x06snr_db\x18\x04 \x01(\x01\x12\n\n\x02n0\x18\x05 \x01(\x01\x12\x10\n\x08sigma_c2\x18\x06 \x01(\x01\x12\x0f\n\x07gain_re\x18\x07 \x01(\x01\x12\x0f\n\x07gain_im\x18\x08 \x01(\x01\x12\x11\n\thas_trace\x18\x13 \x01(\x08\x12\x13\n\x0bqueue_depth\x18\x15 \x01(\r\x12\x11\n\tframes_in\x18\x16 \x01(\x04\x12\x11\n\tdelivered\x18\x17 \x01(\x04\x12\x15\n\rdropped_queue\x18\x18 \x01(\x04\x12\x0c\n\x04lost\x18\x19 \x01(\x04\x12\x0c\n\x04late\x18\x1a \x01(\x04\x12\x13\n\x0bno_listener\x18\x1b \x01(\x04\x12*\n\x08settings\x18\x1e \x01(\x0b\x32\x18.diffsem.v1.LinkSettings\x12\x12\n\ndetached_s\x18\x1f \x01(\x01\x12\x19\n\x11subcarrier_snr_db\x18  \x03(\x02J\x04\x08\t\x10\nJ\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0cJ\x04\x08\x0c\x10\rJ\x04\x08\r\x10\x0eJ\x04\x08\x0e\x10\x0fJ\x04\x08\x0f\x10\x10J\x04\x08\x10\x10\x11J\x04\x08\x11\x10\x12J\x04\x08\x12\x10\x13J\x04\x08\x14\x10\x15J\x04\x08\x1c\x10\x1dJ\x04\x08\x1d\x10\x1e\"R\n\x0c\x43hannelState\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.diffsem.v1.LinkState\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x0c\n\x04time\x18\x03 \x01(\x01\"\x1f\n\x0fGetStateRequest\x12\x0c\n\x04link\x18\x01 \x01(\t\"0\n\x0bSendRequest\x12!\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x11.diffsem.v1.Frame\"0\n\tSendReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x11\n\tlisteners\x18\x02 \x01(\r\"/\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x0c\n\x04link\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\r\"e\n\rFeedbackReply\x12\x0b\n\x03phy\x18\x01 \x01(\t\x12\r\n\x05\x63odes\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66rames\x18\x03 \x01(\r\x12\x10\n\x08sigma_c2\x18\x04 \x01(\x01\x12\x16\n\x0e\x66rame_sigma_c2\x18\x05 \x03(\x02\"i\n\rListenRequest\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x08\x64\x65\x66\x61ults\x18\x03 \x01(\x0b\x32\x18.diffsem.v1.LinkSettings*,\n\x06Interp\x12\x0f\n\x0bINTERP_STEP\x10\x00\x12\x11\n\rINTERP_LINEAR\x10\x01\x32\xd7\x02\n\x0f\x43hannelEmulator\x12\x36\n\x04Send\x12\x17.diffsem.v1.SendRequest\x1a\x15.diffsem.v1.SendReply\x12@\n\x06Listen\x12\x19.diffsem.v1.ListenRequest\x1a\x19.diffsem.v1.ReceivedFrame0\x01\x12\x43\n\tConfigure\x12\x1c.diffsem.v1.ConfigureRequest\x1a\x18.diffsem.v1.ChannelState\x12\x41\n\x08GetState\x12\x1b.diffsem.v1.GetStateRequest\x1a\x18.diffsem.v1.ChannelState\x12\x42\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1b.diffsem.v1.FeedbackRequest\x1a\x19.diffsem.v1.FeedbackReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.diffsem.v1.channel_emulator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['snr_db']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['snr_db']._serialized_options = b'\242\273\030 \t\000\000\000\000\000\000Y\300\021\000\000\000\000\000\000Y@\032\003 dB)\000\000\000\000\000\0004@'
-  _globals['_LINKSETTINGS'].fields_by_name['fading']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['fading']._serialized_options = b'\242\273\030\030\"\004none\"\010rayleigh\"\006rician'
-  _globals['_LINKSETTINGS'].fields_by_name['rician_k']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['rician_k']._serialized_options = b'\242\273\030\022\021\000\000\000\000\200\204.A)\000\000\000\000\000\000\020@'
-  _globals['_LINKSETTINGS'].fields_by_name['coherence_frames']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['coherence_frames']._serialized_options = b'\242\273\030\033\t\000\000\000\000\000\000\360?\021\000\000\000\000\200\204.A)\000\000\000\000\000\000\360?'
-  _globals['_LINKSETTINGS'].fields_by_name['loss_prob']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['loss_prob']._serialized_options = b'\242\273\030\022\021\000\000\000\000\000\000\360?)\000\000\000\000\000\000\000\000'
-  _globals['_LINKSETTINGS'].fields_by_name['erasure_prob']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['erasure_prob']._serialized_options = b'\242\273\030\022\021\000\000\000\000\000\000\360?)\000\000\000\000\000\000\000\000'
-  _globals['_LINKSETTINGS'].fields_by_name['delay_ms']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['delay_ms']._serialized_options = b'\242\273\030\027\021\000\000\000\000\000L\355@\032\003 ms)\000\000\000\000\000\000\000\000'
-  _globals['_LINKSETTINGS'].fields_by_name['jitter_ms']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['jitter_ms']._serialized_options = b'\242\273\030\027\021\000\000\000\000\000L\355@\032\003 ms)\000\000\000\000\000\000\000\000'
-  _globals['_LINKSETTINGS'].fields_by_name['deadline_ms']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['deadline_ms']._serialized_options = b'\242\273\030\027\021\000\000\000\000@wKA\032\003 ms)\000\000\000\000\000\000\000\000'
-  _globals['_LINKSETTINGS'].fields_by_name['seed']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['seed']._serialized_options = b'\242\273\030\t\021\000\000\000\000\000\000\360C'
-  _globals['_LINKSETTINGS'].fields_by_name['snr_offset_db']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['snr_offset_db']._serialized_options = b'\242\273\030\027\t\000\000\000\000\000\000Y\300\021\000\000\000\000\000\000Y@\032\003 dB'
-  _globals['_LINKSETTINGS'].fields_by_name['csi']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['csi']._serialized_options = b'\242\273\030\t)\000\000\000\000\000\000\360?'
-  _globals['_LINKSETTINGS'].fields_by_name['queue_size']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['queue_size']._serialized_options = b'\242\273\030-\t\000\000\000\000\000\000\360?\021\000\000\000\000\000\000\300@\032\007 frames)\000\000\000\000\000\000\260@1\000\000\000\000\000\000\230@'
-  _globals['_LINKSETTINGS'].fields_by_name['phy']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['phy']._serialized_options = b'\242\273\030\014\"\004flat\"\004ofdm'
-  _globals['_LINKSETTINGS'].fields_by_name['channel_model']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['channel_model']._serialized_options = b'\242\273\030F\"\005TDL-A\"\005TDL-B\"\005TDL-C\"\005TDL-D\"\005TDL-E\"\005CDL-A\"\005CDL-B\"\005CDL-C\"\005CDL-D\"\005CDL-E'
-  _globals['_LINKSETTINGS'].fields_by_name['delay_spread_ns']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['delay_spread_ns']._serialized_options = b'\242\273\030 \t\374\251\361\322MbP?\021\000\000\000\000\000\210\263@\032\003 ns)\000\000\000\000\000\000Y@'
-  _globals['_LINKSETTINGS'].fields_by_name['carrier_ghz']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['carrier_ghz']._serialized_options = b'\242\273\030!\t\000\000\000\000\000\000\340?\021\000\000\000\000\000\000Y@\032\004 GHz)\000\000\000\000\000\000\014@'
-  _globals['_LINKSETTINGS'].fields_by_name['speed_kmh']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['speed_kmh']._serialized_options = b'\242\273\030\031\021\000\000\000\000\000@\177@\032\005 km/h)\000\000\000\000\000\000\010@'
-  _globals['_LINKSETTINGS'].fields_by_name['fft_size']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['fft_size']._serialized_options = b'\242\273\030)\t\000\000\000\000\000\000\360?\021\000\000\000\000\000\000\260@\032\014 subcarriers)\000\000\000\000\000\000(@'
-  _globals['_LINKSETTINGS'].fields_by_name['subcarrier_spacing_khz']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['subcarrier_spacing_khz']._serialized_options = b'\242\273\030!\t\000\000\000\000\000\000.@\021\000\000\000\000\000\000n@\032\004 kHz)\000\000\000\000\000\000>@'
-  _globals['_LINKSETTINGS'].fields_by_name['ofdm_symbols']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['ofdm_symbols']._serialized_options = b'\242\273\030\033\t\000\000\000\000\000\000\000@\021\000\000\000\000\000\000\260@)\000\000\000\000\000\000,@'
-  _globals['_LINKSETTINGS'].fields_by_name['pilot_symbols']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['pilot_symbols']._serialized_options = b'\242\273\030\033\021\000\000\000\000\000\376\257@:\020\000\000\000\000\000\000\000@\000\000\000\000\000\000&@'
-  _globals['_LINKSETTINGS'].fields_by_name['estimator']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['estimator']._serialized_options = b'\242\273\030\r\"\002ls\"\007perfect'
-  _globals['_LINKSETTINGS'].fields_by_name['feedback']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['feedback']._serialized_options = b'\242\273\030\024\"\002re\"\007subband\"\005frame'
-  _globals['_LINKSETTINGS'].fields_by_name['subband_size']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['subband_size']._serialized_options = b'\242\273\030)\t\000\000\000\000\000\000\360?\021\000\000\000\000\000\000\260@\032\014 subcarriers)\000\000\000\000\000\000\020@'
-  _globals['_LINKSETTINGS'].fields_by_name['feedback_delay']._loaded_options = None
-  _globals['_LINKSETTINGS'].fields_by_name['feedback_delay']._serialized_options = b'\242\273\030\033\021\000\000\000\000\000\000P@\032\007 frames)\000\000\000\000\000\000\360?'
-  _globals['_INTERP']._serialized_start=3583
-  _globals['_INTERP']._serialized_end=3627
-  _globals['_FIELDRULE']._serialized_start=154
-  _globals['_FIELDRULE']._serialized_end=294
-  _globals['_TRACEPOINT']._serialized_start=296
-  _globals['_TRACEPOINT']._serialized_end=337
-  _globals['_SNRTRACE']._serialized_start=340
-  _globals['_SNRTRACE']._serialized_end=473
-  _globals['_LINKSETTINGS']._serialized_start=476
-  _globals['_LINKSETTINGS']._serialized_end=2450
-  _globals['_LINKUPDATE']._serialized_start=2452
-  _globals['_LINKUPDATE']._serialized_end=2570
-  _globals['_CONFIGUREREQUEST']._serialized_start=2572
-  _globals['_CONFIGUREREQUEST']._serialized_end=2652
-  _globals['_LINKSTATE']._serialized_start=2655
-  _globals['_LINKSTATE']._serialized_end=3129
-  _globals['_CHANNELSTATE']._serialized_start=3131
-  _globals['_CHANNELSTATE']._serialized_end=3213
-  _globals['_GETSTATEREQUEST']._serialized_start=3215
-  _globals['_GETSTATEREQUEST']._serialized_end=3246
-  _globals['_SENDREQUEST']._serialized_start=3248
-  _globals['_SENDREQUEST']._serialized_end=3296
-  _globals['_SENDREPLY']._serialized_start=3298
-  _globals['_SENDREPLY']._serialized_end=3346
-  _globals['_FEEDBACKREQUEST']._serialized_start=3348
-  _globals['_FEEDBACKREQUEST']._serialized_end=3395
-  _globals['_FEEDBACKREPLY']._serialized_start=3397
-  _globals['_FEEDBACKREPLY']._serialized_end=3474
-  _globals['_LISTENREQUEST']._serialized_start=3476
-  _globals['_LISTENREQUEST']._serialized_end=3581
-  _globals['_CHANNELEMULATOR']._serialized_start=3630
-  _globals['_CHANNELEMULATOR']._serialized_end=3973
+  _globals['_INTERP']._serialized_start=2581
+  _globals['_INTERP']._serialized_end=2625
+  _globals['_TRACEPOINT']._serialized_start=119
+  _globals['_TRACEPOINT']._serialized_end=160
+  _globals['_SNRTRACE']._serialized_start=163
+  _globals['_SNRTRACE']._serialized_end=296
+  _globals['_LINKSETTINGS']._serialized_start=299
+  _globals['_LINKSETTINGS']._serialized_end=1424
+  _globals['_LINKUPDATE']._serialized_start=1426
+  _globals['_LINKUPDATE']._serialized_end=1544
+  _globals['_CONFIGUREREQUEST']._serialized_start=1546
+  _globals['_CONFIGUREREQUEST']._serialized_end=1626
+  _globals['_LINKSTATE']._serialized_start=1629
+  _globals['_LINKSTATE']._serialized_end=2103
+  _globals['_CHANNELSTATE']._serialized_start=2105
+  _globals['_CHANNELSTATE']._serialized_end=2187
+  _globals['_GETSTATEREQUEST']._serialized_start=2189
+  _globals['_GETSTATEREQUEST']._serialized_end=2220
+  _globals['_SENDREQUEST']._serialized_start=2222
+  _globals['_SENDREQUEST']._serialized_end=2270
+  _globals['_SENDREPLY']._serialized_start=2272
+  _globals['_SENDREPLY']._serialized_end=2320
+  _globals['_FEEDBACKREQUEST']._serialized_start=2322
+  _globals['_FEEDBACKREQUEST']._serialized_end=2369
+  _globals['_FEEDBACKREPLY']._serialized_start=2371
+  _globals['_FEEDBACKREPLY']._serialized_end=2472
+  _globals['_LISTENREQUEST']._serialized_start=2474
+  _globals['_LISTENREQUEST']._serialized_end=2579
+  _globals['_CHANNELEMULATOR']._serialized_start=2628
+  _globals['_CHANNELEMULATOR']._serialized_end=2971
 # @@protoc_insertion_point(module_scope)

@@ -6,7 +6,7 @@ import warnings
 from protos.diffsem.v1 import channel_emulator_pb2 as protos_dot_diffsem_dot_v1_dot_channel__emulator__pb2
 from protos.diffsem.v1 import frame_pb2 as protos_dot_diffsem_dot_v1_dot_frame__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -90,7 +90,7 @@ class ChannelEmulatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Feedback(self, request, context):
-        """The transmitter only: it asks before each Send, and that Send's frames go over the channel drawn here.
+        """The transmitter only: it asks before each Send, and that Send's frames go over the channel drawn here (every PHY).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,8 +1,9 @@
-"""``PUT /api/channel``'s body and its conversion: the proto ``LinkSettings`` is the schema of a link's settings.
+"""``PUT /api/links``'s body and its conversion: the proto ``LinkSettings`` carries a link's settings, the core's
+``LinkConfig`` declares them.
 
 Each link's JSON is converted with protobuf's ``json_format.ParseDict`` (field names as in the proto, snake_case
 or camelCase; enums by name, e.g. ``"interp": "INTERP_LINEAR"``): the panel keeps no list of fields, and the
-channel emulator is the one validator of their values (docs/design.md §5). Traces come as
+channel emulator validates their values by building the core's settings (docs/design.md §5). Traces come as
 points or CSV content (``trace.points`` / ``trace.csv``) or by name from the emulator's trace folder, never a path.
 
 The change is atomic across the emulator and the transmitter: both check it with ``validate_only`` before either
@@ -23,8 +24,8 @@ from protos.diffsem.v1 import common_pb2, transmitter_pb2
 from services_common.client import SHORT_DEADLINE_S
 
 
-class ChannelPatch(BaseModel):
-    """PUT /api/channel body: per-link settings by link name, and the transmitter's privacy level."""
+class LinksPatch(BaseModel):
+    """PUT /api/links body: per-link settings by link name, and the transmitter's privacy level."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     links: dict[str, dict[str, Any]] = Field(
@@ -67,7 +68,7 @@ def link_updates(links: dict[str, dict[str, Any]]) -> list[ch_pb.LinkUpdate]:
     return updates
 
 
-def transmitter_config(patch: ChannelPatch) -> transmitter_pb2.TransmitterConfig | None:
+def transmitter_config(patch: LinksPatch) -> transmitter_pb2.TransmitterConfig | None:
     if not patch.changes_t_star() and patch.tx_seed is None:
         return None
     if patch.self_noise and patch.t_star is None:
@@ -83,7 +84,7 @@ def transmitter_config(patch: ChannelPatch) -> transmitter_pb2.TransmitterConfig
         raise json_format.ParseError(str(exc).replace("TransmitterConfig.", "")) from None
 
 
-async def apply(emu: Upstream, tx: Upstream, patch: ChannelPatch) -> None:
+async def apply(emu: Upstream, tx: Upstream, patch: LinksPatch) -> None:
     """Validate on both services, then apply on both: a refused change applies nothing."""
     updates = link_updates(patch.links)
     tx_cfg = transmitter_config(patch)
