@@ -77,3 +77,5 @@ def test_attack_eval_writes_judging_pools_with_the_judge_free_measures(tmp_path,
     assert sorted(p.name for p in (tmp_path / "pools").iterdir()) == [f"{pool.name}.json", f"{pool.name}.npz"]
     assert main(args[:5] + ["9960"] + args[6:]) == 2
     assert "--pools keeps the last 50 test images" in capsys.readouterr().err
+    assert main(args[:-4] + ["--pool-size", "0"] + args[-2:]) == 2
+    assert "--pool-size 0: a pool keeps at least 1 reconstruction" in capsys.readouterr().err
