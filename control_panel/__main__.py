@@ -35,6 +35,8 @@ async def serve(args: argparse.Namespace) -> None:
         body_timeout_s=args.body_timeout_s)
     if args.sweep_file is not None:
         settings.sweep_file = args.sweep_file
+    if args.judging_pools is not None:
+        settings.judging_pools = args.judging_pools
     app = create_app(settings)
     # proto=IPPROTO_TCP matters: asyncio only disables Nagle (TCP_NODELAY) on sockets whose proto says TCP,
     # and accepted sockets inherit it; with proto 0 every keep-alive response waits ~40 ms for a delayed ACK.

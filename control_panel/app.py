@@ -1,6 +1,6 @@
 """The control panel's HTTP app, assembled: settings -> state, routers, error handlers, limits, static files.
 
-The routes live in :mod:`control_panel.routers` (images, runs, sweeps, links, status), the shared state in
+The routes live in :mod:`control_panel.routers` (images, runs, sweeps, links, status, judging), the shared state in
 :mod:`control_panel.state`, the gRPC-to-HTTP error table in :mod:`control_panel.errors` and the HTTP limits in
 :mod:`control_panel.limits`. OpenAPI docs at ``/docs`` use the Swagger UI vendored under ``static/swagger-ui``.
 """
@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from control_panel import errors
 from control_panel.limits import UPLOAD_PATH, HttpLimits, LimitsMiddleware
 from control_panel.metrics import UploadMetricsMiddleware
-from control_panel.routers import images, links, runs, status, sweeps
+from control_panel.routers import images, judging, links, runs, status, sweeps
 from control_panel.settings import PanelSettings
 from control_panel.state import PanelState
 
@@ -45,7 +45,7 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
                               "the channel.")
     app.state.panel = state
     errors.install(app)
-    for module in (images, runs, sweeps, links, status):
+    for module in (images, runs, sweeps, links, status, judging):
         app.include_router(module.router)
     app.add_middleware(LimitsMiddleware, limits=HttpLimits(settings.max_upload_bytes, settings.max_uploads,
                                                            settings.max_json_bytes, settings.body_timeout_s))

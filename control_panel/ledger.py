@@ -54,6 +54,7 @@ class Outcome:
     has_reconstruction: bool
     error: str = ""
     judge_labels: dict[str, int] = field(default_factory=dict)  # judge name -> its label of the reconstruction
+    threat_model: str = ""  # an eavesdropper's attack's (query, white-box, none)
 
     def as_json(self, truth: int | None, message_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "lost": self.lost, "method": self.method,
@@ -79,15 +80,18 @@ class Tally:
     lost: int = 0
     last_error: str | None = None  # the listener's latest reason for reaching no decision
     judges: dict[str, int] = field(default_factory=dict)  # judge name -> correct decisions (judged listeners only)
+    threat_model: str | None = None  # an eavesdropper's attack's, as it reports it
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
     @classmethod
     def from_row(cls, role: str, method: str, reports: int, labelled: int, correct: int, lost: int,
-                 last_error: str | None, judges: str | None) -> Tally:
-        return cls(role, method, reports, labelled, correct, lost, last_error, json.loads(judges) if judges else {})
+                 last_error: str | None, judges: str | None, threat_model: str | None = None) -> Tally:
+        return cls(role, method, reports, labelled, correct, lost, last_error, json.loads(judges) if judges else {},
+                   threat_model)
 
     def add(self, o: Outcome, truth: int | None) -> None:
         self.role, self.method = o.role, o.method
+        self.threat_model = o.threat_model or self.threat_model
         self.reports += 1
         self.lost += o.lost
         if o.error:
@@ -116,7 +120,7 @@ class Tally:
         lat = np.asarray(self.latencies) if self.latencies else None
         out = {"role": self.role, "method": self.method, "reports": self.reports, "labelled": self.labelled,
                "correct": self.correct, "lost": self.lost, "last_error": self.last_error,
-               "accuracy": self.accuracy,
+               "accuracy": self.accuracy, "threat_model": self.threat_model,
                "latency_ms_p50": float(np.percentile(lat, 50)) if lat is not None else None,
                "latency_ms_p99": float(np.percentile(lat, 99)) if lat is not None else None}
         if per := self.judge_accuracy():
@@ -138,15 +142,15 @@ class Tallies:
 
     def _rows(self, scope: str) -> list[tuple[str, Tally]]:
         rows = self.store.conn.execute("SELECT listener, role, method, reports, labelled, correct, lost, last_error, "
-                                       "judges FROM tallies WHERE scope=?", (scope,)).fetchall()
+                                       "judges, threat_model FROM tallies WHERE scope=?", (scope,)).fetchall()
         return [(r[0], Tally.from_row(*r[1:])) for r in rows]
 
     def get(self, scope: str, listener: str) -> Tally:
         key = (scope, listener)
         t = self.cache.get(key)
         if t is None:
-            row = self.store.conn.execute("SELECT role, method, reports, labelled, correct, lost, last_error, judges "
-                                          "FROM tallies WHERE scope=? AND listener=?", key).fetchone()
+            row = self.store.conn.execute("SELECT role, method, reports, labelled, correct, lost, last_error, judges, "
+                                          "threat_model FROM tallies WHERE scope=? AND listener=?", key).fetchone()
             t = self.cache[key] = Tally.from_row(*row) if row else Tally()
         self.dirty.add(key)
         return t
@@ -160,12 +164,13 @@ class Tallies:
     def flush(self) -> None:
         """Inside a transaction: write the changed tallies; evict the idle ones when the cache is large."""
         self.store.conn.executemany(
-            "INSERT INTO tallies(scope, listener, role, method, reports, labelled, correct, lost, last_error, judges) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(scope, listener) DO UPDATE SET "
+            "INSERT INTO tallies(scope, listener, role, method, reports, labelled, correct, lost, last_error, judges, "
+            "threat_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(scope, listener) DO UPDATE SET "
             "role=excluded.role, method=excluded.method, reports=excluded.reports, labelled=excluded.labelled, "
-            "correct=excluded.correct, lost=excluded.lost, last_error=excluded.last_error, judges=excluded.judges",
+            "correct=excluded.correct, lost=excluded.lost, last_error=excluded.last_error, judges=excluded.judges, "
+            "threat_model=excluded.threat_model",
             [(*k, t.role, t.method, t.reports, t.labelled, t.correct, t.lost, t.last_error,
-              json.dumps(t.judges) if t.judges else None) for k in self.dirty for t in (self.cache[k],)])
+              json.dumps(t.judges) if t.judges else None, t.threat_model) for k in self.dirty for t in (self.cache[k],)])
         self.dirty.clear()
         if len(self.cache) > MAX_CACHED_TALLIES:
             self.cache = {k: t for k, t in self.cache.items() if k[0] in self.active}
@@ -263,7 +268,7 @@ class Ledger:
         role = "legitimate" if r.role == common_pb2.ROLE_LEGITIMATE else "eavesdropper"
         # the panel's telemetry door has checked every field's bound (control_panel/telemetry.py)
         o = Outcome(r.listener, role, r.method, r.label if r.has_label and not r.lost else None, r.lost,
-                    r.latency_ms, r.abar_eff, False, r.error, dict(r.judge_labels))
+                    r.latency_ms, r.abar_eff, False, r.error, dict(r.judge_labels), r.threat_model)
         img = to_numpy(r.reconstruction, "reconstruction").reshape(28, 28) if r.HasField("reconstruction") else None
         o.has_reconstruction = img is not None
         inserted = c.execute("INSERT OR IGNORE INTO outcomes(seq, listener, role, method, label, lost, latency_ms, "

@@ -17,6 +17,7 @@ from services_common.spec import DEFAULT_PORTS, Option, ServiceSpec, local_addre
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINE_RESULTS = ROOT / "docs" / "results" / "mnist-headline" / "results.json"  # the committed MNIST headline
+JUDGING_POOLS = ROOT / "docs" / "results" / "judging" / "pools"  # the committed judging pools
 
 
 @dataclass
@@ -32,6 +33,7 @@ class PanelSettings:
     transmit_timeout_s: float = 10.0
     token: str | None = None  # bearer token required by the mutating endpoints (None: no check)
     sweep_file: Path | None = field(default_factory=lambda: HEADLINE_RESULTS)  # `diffsem eval` results.json
+    judging_pools: Path | None = field(default_factory=lambda: JUDGING_POOLS)  # `diffsem attack eval --pools` folder
     credential: str | None = None  # this panel's control-role credential for its gRPC calls (services_common/auth.py)
     auth_key: bytes | None = None  # the authority key that verifies the listeners' telemetry (None: not verified)
     db: str = MEMORY  # the SQLite database (the command line's default is store.default_db_path())
@@ -61,6 +63,8 @@ SPEC = ServiceSpec("control_panel", "The HTTP API + dashboard and the Telemetry 
            _default("transmit_timeout_s"), float),
     Option("--sweep-file", "a `diffsem eval` results.json for the dashboard's accuracy-vs-SNR chart (default: the "
                            "committed docs/results/mnist-headline/results.json)", None, Path),
+    Option("--judging-pools", "folder of judging pools for the 'Judge it yourself' page (default: the committed "
+                              "docs/results/judging/pools; make more with `diffsem attack eval --pools`)", None, Path),
     Option("--credential-file", "this panel's control credential for its gRPC calls"),
     Option("--auth-key-file", "authority key that verifies the listeners' telemetry"),
     Option("--db", "SQLite database of messages, counts, runs and sweeps (':memory:' keeps nothing across restarts)",

@@ -1,4 +1,5 @@
-"""``PanelState``: everything the routes share (store, ledger, runs, sweeps, upstream clients), and its lifecycle.
+"""``PanelState``: everything the routes share (store, ledger, runs, sweeps, human judging, upstream clients), and
+its lifecycle.
 
 Routes receive it through FastAPI's ``Depends`` (``control_panel.deps.Panel``); the app's lifespan calls
 :meth:`PanelState.start` and :meth:`PanelState.stop`.
@@ -12,6 +13,7 @@ import logging
 from typing import Any
 
 from control_panel.errors import Upstream
+from control_panel.judging import HumanJudging
 from control_panel.ledger import Ledger
 from control_panel.links import link_json
 from control_panel.metrics import PanelMetrics
@@ -39,6 +41,7 @@ class PanelState:
         self.settings = settings
         self.store = Store(settings.db)
         self.ledger = Ledger(self.store, settings.legit)
+        self.judging = HumanJudging(self.store, settings.judging_pools)
         self.last_links: dict[str, dict[str, Any]] = {}
         self.metrics = PanelMetrics(self.ledger, lambda: self.last_links)
         self.telemetry_port = 0

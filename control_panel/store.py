@@ -1,4 +1,5 @@
-"""The panel's durable state: one SQLite database (WAL) with messages, reports, tallies, runs and sweeps.
+"""The panel's durable state: one SQLite database (WAL) with messages, reports, tallies, runs, sweeps and human
+judging sets (whose stored answers triggers keep from ever changing or going).
 
 Why SQLite (docs/design.md §5, "Durable results"): embedded, no server to run, durable across restarts, and the
 process's memory is bounded by SQLite's page cache whatever the number of rows. The panel writes through ONE
@@ -39,9 +40,20 @@ CREATE TABLE IF NOT EXISTS tallies (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS docs (
     kind TEXT NOT NULL, id TEXT NOT NULL, created REAL NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS judging_sets (
+    id TEXT PRIMARY KEY, pool TEXT NOT NULL, created REAL NOT NULL, items INTEGER NOT NULL, exported REAL,
+    card TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS judging_items (
+    set_id TEXT NOT NULL, pos INTEGER NOT NULL, kind TEXT NOT NULL, pool_index INTEGER NOT NULL,
+    truth INTEGER NOT NULL, judges TEXT NOT NULL, image BLOB NOT NULL, answer INTEGER, answered REAL, source TEXT,
+    PRIMARY KEY (set_id, pos)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS judging_answers_are_final BEFORE UPDATE OF answer ON judging_items
+    WHEN OLD.answer IS NOT NULL BEGIN SELECT RAISE(ABORT, 'a stored answer is final'); END;
+CREATE TRIGGER IF NOT EXISTS judging_items_are_kept BEFORE DELETE ON judging_items
+    WHEN OLD.answer IS NOT NULL BEGIN SELECT RAISE(ABORT, 'an answered item is kept'); END;
 """
 # Columns added since the first schema: (table, column, type). A database written before them gains them at start-up.
-ADDED_COLUMNS = (("outcomes", "judges", "TEXT"), ("tallies", "judges", "TEXT"))
+ADDED_COLUMNS = (("outcomes", "judges", "TEXT"), ("tallies", "judges", "TEXT"), ("tallies", "threat_model", "TEXT"))
 
 
 class StoreError(RuntimeError):

@@ -51,6 +51,7 @@ def check_report(i: int, r: telemetry_pb2.Report) -> None:
         raise BadRequest(f"report {i}: role must be ROLE_LEGITIMATE or ROLE_EAVESDROPPER")
     _text(i, "method", r.method, MAX_METHOD_CHARS)
     _text(i, "error", r.error, MAX_ERROR_CHARS)
+    _text(i, "threat_model", r.threat_model, MAX_METHOD_CHARS)
     for name in ("latency_ms", "abar_eff", "report_time"):
         if not math.isfinite(getattr(r, name)):
             raise BadRequest(f"report {i}: {name} = {getattr(r, name)}; numbers must be finite")

@@ -207,6 +207,13 @@ def _add_attack(sub: Any) -> None:
     ae.add_argument("--no-adapted-judge", action="store_true",
                     help="leave each attack's adapted judge out of its panel")
     ae.add_argument("--gap-judge", default="max", help="the judged figure the secrecy gap uses: max (default) or a judge")
+    ae.add_argument("--neighbours", action="store_true",
+                    help="also the judge-free measures: k-NN in the robust judge's feature space and SSIM nearest "
+                         "neighbours (needs <checkpoints>/judges/robust; SSIM costs about 0.1 s per reconstruction)")
+    ae.add_argument("--pools", type=Path, default=None,
+                    help="also write a judging pool per reconstruction row into this folder, for the panel's "
+                         "'Judge it yourself' page (--judging-pools)")
+    ae.add_argument("--pool-size", type=int, default=200, help="reconstructions kept per pool (the first ones)")
     _add_executor_args(ae)
 
 
@@ -347,23 +354,39 @@ def _attack_zoo(args: argparse.Namespace, bundle: object, folder: Path) -> dict:
 def _run_attacks(args: argparse.Namespace, attacks: dict, n: int, t_stars: list[int | None],
                  offsets: list[float], snrs_db: list[float], decode: str, out: Path) -> None:
     """The attack evaluation shared by `diffsem attack eval` and `diffsem eval --attacks`, as a grid of cells
-    (diffsem.grids.AttackEvalGrid) on the chosen executor; finished cells are kept in OUT/cells."""
+    (diffsem.grids.AttackEvalGrid) on the chosen executor; finished cells are kept in OUT/cells. With --pools, a
+    judging pool per reconstruction row."""
     from diffsem.attacks.run import attack_cells, gap_table, write_attack_report
     from diffsem.grids import AttackEvalGrid
     from diffsem.judges import judge_list
+    from diffsem.pools import CHECKS
 
     folder = getattr(args, "checkpoints", None) or checkpoint_dir(args.dataset)
     judges = judge_list(getattr(args, "judges", None))
+    pools = getattr(args, "pools", None)
+    test_images, test_labels = load_split(args.dataset, "test", args.data_dir)
+    if pools is not None and getattr(args, "pool_size", 0) < 1:
+        raise DiffSemError(f"--pool-size {args.pool_size}: a pool keeps at least 1 reconstruction")
+    if pools is not None and n > len(test_images) - CHECKS:
+        raise DiffSemError(f"--pools keeps the last {CHECKS} test images for attention checks: use --n "
+                           f"{len(test_images) - CHECKS} or fewer")
     grid = AttackEvalGrid(args.dataset, str(folder), tuple(attacks), tuple(snrs_db),
                           tuple(m.strip() for m in args.self_noise.split(",")), tuple(t_stars), tuple(offsets), n,
                           _str(args.transmitter_checkpoint), args.whitebox_steps,
                           None if judges is None else tuple(judges), not getattr(args, "no_adapted_judge", False),
                           args.seed, decode, args.fading, _phy_settings(args), getattr(args, "gap_judge", "max"),
-                          getattr(args, "device", "auto"), _str(args.data_dir))
+                          getattr(args, "device", "auto"), _str(args.data_dir),
+                          neighbours=getattr(args, "neighbours", False),
+                          keep=getattr(args, "pool_size", 0) if pools is not None else 0)
     attack_cells(*grid.axis_values())  # bad axis values fail before anything loads ...
     grid.context()  # ... and a bad judge or attack checkpoint as one line, before any cell (reused by local cells)
     started = time.time()
     res = grid.assemble(_sweep(args, grid, out / "cells"), time.time() - started)
+    if pools is not None:
+        from diffsem.attacks.run import write_pools
+
+        written = write_pools(res, pools, test_labels[:n], test_images[-CHECKS:], test_labels[-CHECKS:])
+        print("wrote pools " + ", ".join(p.stem for p in written))
     paths = write_attack_report(res, out)
     print(gap_table(res["rows"]))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -26,9 +26,11 @@ class FitResult:
 
 
 def fit(module: nn.Module, step: Step, n: int, gen: torch.Generator, epochs: int, batch_size: int, lr: float,
-        name: str = "fit") -> FitResult:
+        name: str = "fit", on_epoch: Callable[[int, FitResult], None] | None = None) -> FitResult:
     """Train ``module``'s parameters for ``epochs`` over ``n`` samples; ``module`` is in train mode while it learns
-    and in eval mode afterwards. ``name`` labels the progress bar and the per-epoch log line."""
+    and in eval mode afterwards. ``name`` labels the progress bar and the per-epoch log line; ``on_epoch(epoch,
+    result)``, when given, runs after each epoch's log line (``module`` in eval mode; it must draw nothing from
+    ``gen``), e.g. to keep the best weights by a validation figure."""
     opt = torch.optim.AdamW(module.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * -(-n // batch_size), 1))
     module.train()
@@ -51,5 +53,9 @@ def fit(module: nn.Module, step: Step, n: int, gen: torch.Generator, epochs: int
         result = FitResult(loss_sum / max(total, 1), None if correct is None else correct / max(total, 1))
         tqdm.write(f"{name} epoch {epoch + 1}: loss {result.loss:.4f}"
                    + ("" if result.accuracy is None else f" acc {result.accuracy:.4f}"))
+        if on_epoch is not None:
+            module.eval()
+            on_epoch(epoch, result)
+            module.train()
     module.eval()
     return result

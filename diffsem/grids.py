@@ -99,6 +99,8 @@ class AttackEvalGrid:
     gap_judge: str = "max"
     device: str = "auto"
     data_dir: str | None = None
+    neighbours: bool = False  # also the judge-free measures (diffsem.neighbours)
+    keep: int = 0  # reconstructions per row returned for judging pools (0: none)
     kind: str = "attack-eval"
     axes: tuple[str, ...] = ("snr_db", "self_noise", "t_star", "eve_offset_db", "attack")
 
@@ -116,6 +118,7 @@ class AttackEvalGrid:
             from diffsem.bundle import load_bundle
             from diffsem.data import load_split
             from diffsem.judges import load_panel
+            from diffsem.neighbours import robust_neighbours
 
             root = Path(self.checkpoints)
             bundle = load_bundle(root, device=self.device)
@@ -123,9 +126,11 @@ class AttackEvalGrid:
             attacks = load_attacks(bundle, list(self.attacks), root, tx, {"steps": self.whitebox_steps})
             panel = load_panel(bundle, root, list(self.judges) if self.judges is not None else None, list(attacks),
                                adapted=self.adapted)
-            images, labels = load_split(self.dataset, "test", Path(self.data_dir) if self.data_dir else None)
+            data_dir = Path(self.data_dir) if self.data_dir else None
+            images, labels = load_split(self.dataset, "test", data_dir)
+            near = robust_neighbours(bundle.cfg, root, data_dir) if self.neighbours else None
             return attack_context(bundle, attacks, images[:self.n], labels[:self.n], self.seed, self.decode,
-                                  self.fading, self.phy, panel, self.gap_judge)
+                                  self.fading, self.phy, panel, self.gap_judge, near, self.keep)
 
         return process_cache(settings_key(self), build)
 

@@ -4,12 +4,17 @@ Leakage is the attacker's task accuracy. An attack that returns only images is s
 that never see latents. One judge is not a measurement (white-box reconstructions are adversarial-looking images
 whose features transfer unevenly between networks), so every report shows a panel of judges with different
 inductive biases, their **max** (the conservative leakage figure, which the secrecy gap uses by default) and their
-**spread** (max - min):
+**spread** (max - min over the judges that must name a class, :func:`diffsem.leakage.summarise`):
 
 - ``cnn``: the bundle's own judge (:class:`~diffsem.models.ImageJudge`, ``judge.safetensors``, trained by
   ``diffsem train`` on clean images without augmentation);
 - ``resnet``: a deeper residual CNN, shifts and small rotations;
 - ``mlp``: an MLP on pixels (no convolution), elastic distortion and pixel noise;
+- ``robust``: a small strided CNN trained adversarially (PGD, :mod:`diffsem.robust`; L∞ ε = 0.3 on MNIST, 0.1 on
+  Fashion-MNIST), for diversity, not as a model of a person;
+- ``abstain``: a judge that can say "can't tell" (its label :data:`ABSTAIN`), a reject class trained on
+  out-of-distribution negatives (:mod:`diffsem.abstain`). What it labels correctly is the *confidently
+  recognisable* leakage; it joins the max like any reader the attacker could use, and is reported beside it;
 - ``adapted``: per attack, a residual CNN trained on the attacker's *own reconstructions* of its auxiliary images
   (``diffsem attack train``), the classifier an attacker would really put behind its decoder.
 
@@ -36,12 +41,15 @@ from diffsem.config import ModelConfig
 from diffsem.data import get_spec, load_split, transmitter_split
 from diffsem.errors import CheckpointError, ConfigError
 from diffsem.fit import fit
-from diffsem.models import ImageJudge, PixelMLPJudge, ResidualJudge
+from diffsem.leakage import ABSTAINING  # the judge that can say "can't tell"
+from diffsem.models import AbstainingJudge, ImageJudge, PixelMLPJudge, ResidualJudge, StridedJudge
 
 BUNDLE_JUDGE = "cnn"  # the bundle's ``judge`` part
 ADAPTED = "adapted"
+ABSTAIN = -1  # an abstaining judge's label for "can't tell" (never a class, so never correct)
 ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "cnn": ImageJudge, "resnet": ResidualJudge, "mlp": PixelMLPJudge}
+    "cnn": ImageJudge, "resnet": ResidualJudge, "mlp": PixelMLPJudge, "strided": StridedJudge,
+    "abstaining": AbstainingJudge}
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -88,20 +96,25 @@ AUGMENTS: dict[str, Augment] = {"none": no_augment, "shift-rotate": shift_rotate
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one committed judge is trained: architecture, augmentation, seed, epochs, learning rate."""
+    """How one committed judge is trained: architecture, augmentation, seed, epochs, learning rate, and how it
+    learns: ``clean`` (cross-entropy on augmented images), ``adversarial`` (:mod:`diffsem.robust`) or
+    ``abstaining`` (with a reject class, :mod:`diffsem.abstain`)."""
 
     arch: str
     augment: str
     seed: int
     epochs: int
     lr: float = 2e-3
+    kind: str = "clean"
 
 
-# The clean judges trained by ``diffsem attack train-judge`` (``cnn`` is trained by ``diffsem train``), and the
-# recipe of every attacker-adapted judge.
+# The judges trained by ``diffsem attack train-judge`` (``cnn`` is trained by ``diffsem train``), and the recipe of
+# every attacker-adapted judge.
 RECIPES = {
     "resnet": Recipe("resnet", "shift-rotate", seed=11, epochs=2),
     "mlp": Recipe("mlp", "elastic-noise", seed=12, epochs=25, lr=1e-3),
+    "robust": Recipe("strided", "none", seed=14, epochs=10, lr=5e-3, kind="adversarial"),
+    ABSTAINING: Recipe("abstaining", "none", seed=15, epochs=4, kind="abstaining"),
 }
 ADAPTED_RECIPE = Recipe("resnet", "shift-rotate", seed=13, epochs=4)
 
@@ -122,12 +135,27 @@ def fit_judge(judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, reci
     return float(res.accuracy or 0.0)
 
 
+def decide(judge: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A judge's labels (B,) int64 of images (B, 1, 28, 28): the argmax class, or :data:`ABSTAIN` where an
+    abstaining judge picks its reject class (its last output)."""
+    logits = judge(images)
+    labels = logits.argmax(1)
+    if getattr(judge, "abstains", False):
+        labels = labels.masked_fill(labels == logits.shape[1] - 1, ABSTAIN)
+    return labels
+
+
 @torch.no_grad()
 def judge_accuracy(judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
+    """Share of images the judge labels correctly (an abstention is never correct)."""
     judge.eval()
-    hits = sum(int((judge(images[i:i + batch]).argmax(1) == labels[i:i + batch]).sum())
+    hits = sum(int((decide(judge, images[i:i + batch]) == labels[i:i + batch]).sum())
                for i in range(0, len(images), batch))
     return hits / max(len(images), 1)
+
+
+PGD_CARD_STEPS = 40  # a robust judge's card: PGD-40 accuracy on the first PGD_CARD_IMAGES test images
+PGD_CARD_IMAGES = 2000
 
 
 def judge_path(root: Path, name: str) -> Path:
@@ -163,16 +191,36 @@ def train_clean_judge(cfg: ModelConfig, name: str, out_root: Path, data_dir: Pat
     tx, _ = transmitter_split(len(images), seed=0)  # never the attacker's auxiliary split
     tx = tx[:max_train] if max_train else tx
     judge = ARCHITECTURES[recipe.arch](cfg)
-    t0 = time.time()
-    train_acc = fit_judge(judge, images[tx], labels[tx], recipe, f"judge {name}", epochs)
-    seconds = time.time() - t0
     test_images, test_labels = load_split(cfg.dataset, "test", data_dir)
-    metrics = {"train_acc": train_acc, "clean_test_acc": judge_accuracy(judge, test_images, test_labels)}
+    extra: dict[str, Any] = {}
+    t0 = time.time()
+    if recipe.kind == "adversarial":
+        from diffsem.robust import pgd_accuracy, robust_eps, train_robust
+
+        eps = robust_eps(cfg.dataset)
+        extra = {"eps": eps, **train_robust(judge, images[tx], labels[tx], eps, recipe.seed, epochs or recipe.epochs,
+                                            recipe.lr, f"judge {name}")}
+        seconds = time.time() - t0
+        metrics = {"train_acc": extra.pop("train_adv_acc"),
+                   f"pgd{PGD_CARD_STEPS}_test_acc": pgd_accuracy(judge, test_images[:PGD_CARD_IMAGES],
+                                                                 test_labels[:PGD_CARD_IMAGES], eps, PGD_CARD_STEPS),
+                   "pgd_test_images": PGD_CARD_IMAGES}
+    elif recipe.kind == "abstaining":
+        from diffsem.abstain import abstention_metrics, train_abstaining
+
+        extra = train_abstaining(judge, images[tx], labels[tx], cfg.dataset, recipe, f"judge {name}", epochs, data_dir)
+        seconds = time.time() - t0
+        metrics = {"train_acc": extra.pop("train_acc"),
+                   **abstention_metrics(judge, test_images, test_labels, cfg.dataset, data_dir)}
+    else:
+        metrics = {"train_acc": fit_judge(judge, images[tx], labels[tx], recipe, f"judge {name}", epochs)}
+        seconds = time.time() - t0
+    metrics["clean_test_acc"] = judge_accuracy(judge, test_images, test_labels)
     save_weights(judge, judge_path(out_root, name), {
-        "judge": name, "arch": recipe.arch, "augment": recipe.augment, "seed": recipe.seed,
+        "judge": name, "arch": recipe.arch, "augment": recipe.augment, "seed": recipe.seed, "kind": recipe.kind,
         "epochs": epochs or recipe.epochs, "lr": recipe.lr, "config": cfg.model_dump(mode="json"),
         "dataset": {"name": cfg.dataset, "sha256": get_spec(cfg.dataset).sha256}, "split": "transmitter",
-        "n_train": len(tx),
+        "n_train": len(tx), **extra,
         "train_seconds": round(seconds, 1), "metrics": metrics})
     return metrics
 
@@ -226,9 +274,10 @@ class JudgePanel:
     @torch.no_grad()
     def labels(self, reconstructions: torch.Tensor, attack: str | None = None,
                batch: int = 512) -> dict[str, torch.Tensor]:
-        """Each judge's labels (N,) int64 (CPU) for reconstructions (N, 1, 28, 28) in [0, 1]."""
+        """Each judge's labels (N,) int64 (CPU) for reconstructions (N, 1, 28, 28) in [0, 1]; an abstaining
+        judge's "can't tell" is :data:`ABSTAIN`."""
         x = reconstructions.float()
-        return {name: torch.cat([j(x[i:i + batch].to(self.device)).argmax(1).cpu() for i in range(0, len(x), batch)])
+        return {name: torch.cat([decide(j, x[i:i + batch].to(self.device)).cpu() for i in range(0, len(x), batch)])
                 for name, j in self.for_attack(attack).items()}
 
 

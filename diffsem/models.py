@@ -130,6 +130,44 @@ class PixelMLPJudge(nn.Module):
         return self.net(images)
 
 
+class StridedJudge(nn.Module):
+    """A small strided CNN with no pooling, batch norm or dropout: two 4x4 stride-2 convolutions (``widths``
+    channels, 28 -> 14 -> 7 px) and one hidden layer, the network Wong, Rice & Kolter (2020) train adversarially on
+    MNIST. Cheap enough to train with FGSM on a CPU (the ``robust`` judge). Images (B, 1, 28, 28) -> logits
+    (B, ``outputs``, default num_classes); :meth:`features` is the hidden layer (B, hidden), where the k-NN measure
+    looks for neighbours (:mod:`diffsem.neighbours`)."""
+
+    abstains = False
+
+    def __init__(self, cfg: ModelConfig, widths: tuple[int, int] = (16, 32), hidden: int = 100,
+                 outputs: int | None = None):
+        super().__init__()
+        w1, w2 = widths
+        self.body = nn.Sequential(
+            nn.Conv2d(1, w1, 4, 2, 1), nn.ReLU(), nn.Conv2d(w1, w2, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(w2 * 7 * 7, hidden), nn.ReLU(),
+        )
+        self.head = nn.Linear(hidden, outputs or cfg.num_classes)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(images))
+
+
+class AbstainingJudge(StridedJudge):
+    """A judge that can say "can't tell": a wider :class:`StridedJudge` (32/64 channels, 256 hidden) with one output
+    more than there are classes, the **reject** class (the last logit), trained on clean images and on
+    out-of-distribution negatives (:mod:`diffsem.abstain`). Images (B, 1, 28, 28) -> logits (B, num_classes + 1);
+    :func:`diffsem.judges.decide` turns the reject class into the label ``ABSTAIN``."""
+
+    abstains = True
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg, widths=(32, 64), hidden=256, outputs=cfg.num_classes + 1)
+
+
 def make_unet(cfg: ModelConfig) -> UNet2DModel:
     """Class-conditional epsilon-predicting U-Net over the (k/64, 8, 8) latent.
 

@@ -68,7 +68,7 @@ class Eavesdropper:
         results = []
         for i, rf in enumerate(frames):
             r = eavesdropper_pb2.AttackResult(message_id=rf.frame.message_id, seq=rf.frame.seq, attack=name,
-                                              abar_eff=float(batch.abar_eff[i]))
+                                              abar_eff=float(batch.abar_eff[i]), threat_model=att.core.threat_model)
             if rf.frame.header.send_time:
                 r.latency_ms = (done - rf.frame.header.send_time) * 1000.0
             if labels is not None:
@@ -87,7 +87,8 @@ class Eavesdropper:
         for r in self.run(frames):
             rep = telemetry_pb2.Report(message_id=r.message_id, seq=r.seq, listener=self.name,
                                        role=common_pb2.ROLE_EAVESDROPPER, method=r.attack, has_label=r.has_label,
-                                       label=r.label, latency_ms=r.latency_ms, abar_eff=r.abar_eff, report_time=now)
+                                       label=r.label, latency_ms=r.latency_ms, abar_eff=r.abar_eff, report_time=now,
+                                       threat_model=r.threat_model)
             if r.HasField("reconstruction"):
                 rep.reconstruction.CopyFrom(r.reconstruction)
             rep.judge_labels.update(r.judge_labels)

@@ -52,3 +52,30 @@ def test_eval_with_unknown_attack_fails_before_the_sweep(tmp_path, capsys: pytes
     assert main(["eval", "--n", "10", "--attacks", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown attack 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_attack_eval_writes_judging_pools_with_the_judge_free_measures(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--pools writes one pool per reconstruction row (the row's labels, every judge's, k-NN and SSIM-NN, and clean
+    attention checks); --neighbours puts the judge-free accuracies and each attack's threat model in the table."""
+    import json
+
+    from diffsem.pools import read_pool
+
+    args = ["attack", "eval", "--attacks", "feature-classifier,inversion-decoder", "--n", "24", "--snrs=20",
+            "--t-stars", "none", "--eve-offsets=0", "--self-noise", "random", "--device", "cpu", "--neighbours",
+            "--pools", str(tmp_path / "pools"), "--pool-size", "10", "--out", str(tmp_path / "out")]
+    assert main(args) == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "out" / "attacks.json").read_text())["rows"]
+    assert {r["attack"]: r["threat_model"] for r in rows} == {"feature-classifier": "query", "inversion-decoder": "query"}
+    inv = next(r for r in rows if r["attack"] == "inversion-decoder")
+    assert set(inv["neighbours"]) == {"knn", "ssim-nn"} and inv["neighbours"]["ssim-nn"] > 0.5
+    assert "| threat model |" in (tmp_path / "out" / "attacks.md").read_text()
+    pool = read_pool(tmp_path / "pools", "mnist-inversion-decoder-20db-random-tnone-eve0")  # labels-only: no pool
+    assert len(pool.labels) == 10 and len(pool.check_labels) == 50
+    assert {"cnn", "robust", "abstain", "knn", "ssim-nn"} <= set(pool.judge_labels)
+    assert pool.card["threat_model"] == "query" and pool.card["figures"]["over_images"] == 24
+    assert sorted(p.name for p in (tmp_path / "pools").iterdir()) == [f"{pool.name}.json", f"{pool.name}.npz"]
+    assert main(args[:5] + ["9960"] + args[6:]) == 2
+    assert "--pools keeps the last 50 test images" in capsys.readouterr().err
+    assert main(args[:-4] + ["--pool-size", "0"] + args[-2:]) == 2
+    assert "--pool-size 0: a pool keeps at least 1 reconstruction" in capsys.readouterr().err

@@ -178,3 +178,71 @@ def test_a_plugin_must_be_an_attack_named_as_its_entry_point(monkeypatch: pytest
     with pytest.raises(ConfigError, match="'missing' \\(no_such_package:Nope\\) failed to load"):
         attack_class("missing")
     assert default_zoo(transmitter=True) == []  # broken or foreign entries are skipped, not fatal
+
+
+def test_every_attack_declares_its_threat_model_and_a_wrong_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    import diffsem.attacks.base as base
+
+    declared = {n: attack_class(n).threat_model for n in BUILTINS | {"fora", "genprior-inversion"}}
+    assert declared == {"feature-classifier": "query", "inversion-decoder": "query", "adaptive-diffusion": "query",
+                        "whitebox-inversion": "white-box", "genprior-inversion": "white-box", "fora": "none"}
+    assert set(declared.values()) <= set(base.THREAT_MODELS)
+
+    class Sneaky(base.Attack):  # reads the transmitter's weights but claims query access
+        name, needs_transmitter = "sneaky", True
+
+    monkeypatch.setattr(base, "_entry_points",
+                        lambda: {"sneaky": EntryPoint("sneaky", f"{__name__}:Sneaky", base.ENTRY_POINT_GROUP)})
+    monkeypatch.setitem(globals(), "Sneaky", Sneaky)
+    with pytest.raises(ConfigError, match="'sneaky' declares threat_model 'query' with needs_transmitter=True"):
+        attack_class("sneaky")
+
+
+class _NoOracle(torch.nn.Module):
+    """Stands in for the transmitter's encoder in an attack that must never query it."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the transmitter's encoder was queried")
+
+
+def test_fora_learns_and_attacks_without_ever_querying_the_transmitter(mnist_bundle: ModelBundle, aux, test_slice) -> None:
+    import copy
+
+    from diffsem.attacks.fora import Fora
+    from diffsem.attacks.run import intercepted_traffic
+
+    traffic = intercepted_traffic(mnist_bundle, n=600)  # the transmitter's own frames, intercepted
+    assert traffic[0].shape == (600, 256) and float(traffic[1].min()) >= 0 and float(traffic[1].max()) <= 1
+    blind = copy.copy(mnist_bundle)
+    blind.encoder = _NoOracle()
+    att = Fora(blind)
+    metrics = att.fit(aux[0][:256], aux[1][:256], traffic=traffic, epochs=1)
+    assert metrics["traffic_frames_used"] == int((traffic[1] >= 0.5).sum()) and metrics["align_per_epoch"][0]["mmd2"] > 0
+    assert att.aux_latents(aux[0][:4]).shape == (4, 256)  # its own substitute, for its adapted judge
+    z, level, header = _intercept(mnist_bundle, test_slice[0][:8])
+    labels, rec = att.attack(z, level, header)
+    assert labels is None and rec.shape == (8, 1, 28, 28) and 0 <= float(rec.min()) and float(rec.max()) <= 1
+    with pytest.raises(ConfigError, match="learns from intercepted frames"):
+        att.fit(aux[0][:256], aux[1][:256])
+
+
+def test_the_generative_prior_trains_without_the_transmitter_and_attacks_with_it(mnist_bundle: ModelBundle, aux,
+                                                                                  test_slice, tmp_path: Path) -> None:
+    from diffsem.attacks.genprior import GenerativePriorInversion
+
+    prior = GenerativePriorInversion(mnist_bundle)  # no transmitter weights to train the prior
+    assert prior.fit(aux[0][:256], aux[1][:256], epochs=1)["neg_elbo_nats"] > 0
+    z, level, header = _intercept(mnist_bundle, test_slice[0][:4])
+    with pytest.raises(ConfigError, match="transmitter_checkpoint"):
+        prior.attack(z, level, header)
+    save_attack(prior, tmp_path / "attacks" / "genprior-inversion.safetensors", {})
+    with pytest.raises(ConfigError, match="transmitter_checkpoint"):
+        load_attack("genprior-inversion", mnist_bundle, checkpoint_root=tmp_path)
+    att = load_attack("genprior-inversion", mnist_bundle, checkpoint_root=tmp_path,
+                      transmitter_checkpoint=DEFAULT_CHECKPOINTS / "mnist", steps=3)
+    labels, rec = att.attack(z, level, header)
+    assert labels is None and rec.shape == (4, 1, 28, 28)
+    decoded = att.vae.decode(torch.zeros(1, 16))
+    assert float(decoded.min()) >= 0 and float(decoded.max()) <= 1

@@ -55,12 +55,19 @@ def _save_judge(path: Path, cfg: ModelConfig, arch: str = "mlp") -> None:
 def test_every_committed_judge_is_accurate_on_clean_test_images(bundle: ModelBundle) -> None:
     images, labels = load_split("mnist", "test")
     panel = load_panel(bundle, MNIST)
-    assert panel.names() == ["cnn", "mlp", "resnet"]
-    for name, lab in panel.labels(images[:1000]).items():
+    assert panel.names() == ["cnn", "abstain", "mlp", "resnet", "robust"]
+    for name, lab in panel.labels(images[:1000]).items():  # an abstention counts as wrong
         assert float((lab == labels[:1000]).float().mean()) >= 0.98, name
     for name in ("mlp", "resnet"):
         card = read_card(judge_path(MNIST, name))
         assert card["metrics"]["clean_test_acc"] >= 0.985 and card["split"] == "transmitter", card
+    robust = read_card(judge_path(MNIST, "robust"))  # issue 24's targets, on the card (before the float16 round trip)
+    assert robust["eps"] == 0.3 and robust["metrics"]["clean_test_acc"] >= 0.98
+    assert robust["metrics"]["pgd40_test_acc"] >= 0.85 and robust["kind"] == "adversarial"
+    abstain = read_card(judge_path(MNIST, "abstain"))["metrics"]
+    assert abstain["clean_test_acc_counting_abstentions"] >= 0.98 and abstain["clean_test_abstained"] <= 0.02
+    assert min(abstain["abstained_uniform_noise"], abstain["abstained_gaussian_noise"],
+               abstain["abstained_scribbles"]) >= 0.9
 
 
 def test_augmentations_keep_shape_and_range() -> None:
@@ -73,6 +80,14 @@ def test_augmentations_keep_shape_and_range() -> None:
 
 def test_summary_is_the_max_and_the_spread() -> None:
     assert summarise({"a": 0.9, "b": 0.6, "c": 0.75}) == pytest.approx({"max": 0.9, "spread": 0.3})
+
+
+def test_the_spread_leaves_out_the_abstaining_judge_and_the_max_does_not() -> None:
+    # an abstaining judge that abstained on nearly every image reads 0.5%: the spread stays the one among the
+    # judges that must name a class (1 point), not 96 points of abstentions
+    assert summarise({"cnn": 0.97, "mlp": 0.96, "abstain": 0.005}) == pytest.approx({"max": 0.97, "spread": 0.01})
+    assert summarise({"cnn": 0.5, "abstain": 0.6}) == pytest.approx({"max": 0.6, "spread": 0.0})
+    assert summarise({"abstain": 0.4}) == pytest.approx({"max": 0.4, "spread": 0.0})
 
 
 def test_rows_show_every_judge_and_the_gap_uses_their_max(bundle: ModelBundle, test_slice, tmp_path: Path) -> None:

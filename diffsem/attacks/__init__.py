@@ -3,6 +3,7 @@
 
 from diffsem.attacks.base import (
     ENTRY_POINT_GROUP,
+    THREAT_MODELS,
     Attack,
     AttackError,
     AttackResult,
@@ -15,5 +16,5 @@ from diffsem.attacks.base import (
     save_attack,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "Attack", "AttackError", "AttackResult", "attack_checkpoint_path", "attack_class",
-           "default_zoo", "known_attacks", "load_attack", "load_attack_weights", "save_attack"]
+__all__ = ["ENTRY_POINT_GROUP", "THREAT_MODELS", "Attack", "AttackError", "AttackResult", "attack_checkpoint_path",
+           "attack_class", "default_zoo", "known_attacks", "load_attack", "load_attack_weights", "save_attack"]

@@ -1,9 +1,11 @@
 """The attacker-adapted judge (docs/design.md §4): the classifier an attacker would really put behind its decoder.
 
 It is trained on the attack's *own reconstructions* of the attacker's auxiliary images, with their labels: each
-auxiliary image is queried through the transmitter's encoder (black box), noised to a level drawn as the attacks
-train (:func:`diffsem.samplers.attacker_levels`: any t* and a link SNR of 0-30 dB, or the link alone), attacked,
-and the reconstruction is kept. The last tenth is held out for the card's accuracy. Never the transmitter's split.
+auxiliary image is encoded as the attack obtains latents (:meth:`~diffsem.attacks.base.Attack.aux_latents`: a
+black-box query to the transmitter's encoder, or the substitute encoder of an attack without an oracle), noised to
+a level drawn as the attacks train (:func:`diffsem.samplers.attacker_levels`: any t* and a link SNR of 0-30 dB, or
+the link alone), attacked, and the reconstruction is kept. The last tenth is held out for the card's accuracy.
+Never the transmitter's split.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 import torch
 
 from diffsem.attacks.base import Attack
-from diffsem.attacks.builtin import query_encoder
 from diffsem.attacks.run import run_attack
 from diffsem.checkpoints import save_weights
 from diffsem.data import get_spec, load_split, transmitter_split
@@ -38,7 +39,7 @@ def reconstruct_aux(att: Attack, images: torch.Tensor, seed: int) -> torch.Tenso
     """``att``'s reconstructions (N, 1, 28, 28) of auxiliary images (N, 1, 28, 28), each from one noisy query at an
     attacker-training level. The header of such a draw says no self-noise (a = 1): the levels mix t* and link."""
     gen = torch.Generator().manual_seed(derive_seed(seed, ADAPTED, att.name))
-    s = query_encoder(att.bundle, images)
+    s = att.aux_latents(images)  # queries, or an attack without an oracle's own encoder
     levels = attacker_levels(len(images), att.bundle.abar, gen)
     _, rec = run_attack(att, diffuse(s, levels, gen), levels, PublicHeader(None, 1.0, torch.zeros(len(images))))
     if rec is None:

@@ -32,6 +32,19 @@ from diffsem.errors import CheckpointError, ConfigError, DiffSemError
 
 ENTRY_POINT_GROUP = "diffsem.attacks"
 AttackResult = tuple[torch.Tensor | None, torch.Tensor | None]
+# What an attack reaches beyond its own channel tap and the public headers (docs/design.md §4, "Threat models").
+THREAT_MODELS = {
+    "query": "query access: black-box queries to the transmitter's encoder with its own images",
+    "white-box": "white-box: the transmitter's encoder weights",
+    "none": "no oracle: public data of the same kind and the intercepted frames only",
+}
+
+
+def query_encoder(bundle: Any, images: torch.Tensor) -> torch.Tensor:
+    """Black-box queries: the transmitter encodes the attacker's images; the attacker sees only the outputs (CPU)."""
+    from diffsem.bundle import encode_all
+
+    return encode_all(bundle, images).cpu()
 
 
 class AttackError(DiffSemError):
@@ -47,13 +60,19 @@ class Attack:
       ``transmitter_checkpoint`` (a white-box attacker, never in a black-box eavesdropper's default set);
     - ``in_default_zoo``: part of ``--attacks all`` (plugins are not, unless they say so);
     - ``weights_of``: the name of another attack whose trained weights (and adapted judge) it runs with, where it
-      only changes what that attack is fed (the noise-replay attack runs the inversion decoder's).
+      only changes what that attack is fed (the noise-replay attack runs the inversion decoder's);
+    - ``threat_model``: what it reaches beyond its tap, a key of :data:`THREAT_MODELS` (``query`` unless it says
+      otherwise; one that ``needs_transmitter`` is ``white-box``), shown in every table and on the dashboard;
+    - ``needs_traffic``: :meth:`fit` takes ``traffic``, intercepted frames of the transmitter's own images
+      (``diffsem attack train`` supplies them), as an attack without an oracle learns from.
     """
 
     name = "attack"
     trainable = False
     needs_transmitter = False
     in_default_zoo = False
+    threat_model = "query"
+    needs_traffic = False
     weights_of: str | None = None
 
     @classmethod
@@ -75,6 +94,11 @@ class Attack:
 
     def module(self) -> nn.Module | None:
         return None
+
+    def aux_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Latents s (N, k) (CPU) of the attacker's own images (N, 1, 28, 28) as this attack obtains them: black-box
+        queries to the transmitter's encoder. An attack without an oracle overrides this with its own encoder."""
+        return query_encoder(self.bundle, images)
 
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any) -> AttackResult:
         raise NotImplementedError
@@ -105,6 +129,10 @@ def attack_class(name: str) -> type[Attack]:
     if not (isinstance(cls, type) and issubclass(cls, Attack)) or cls.name != name:
         raise ConfigError(f"attack plugin {name!r} ({ep.value}) must be a diffsem.attacks.Attack subclass whose "
                           f"name is {name!r}")
+    if cls.threat_model not in THREAT_MODELS or cls.needs_transmitter != (cls.threat_model == "white-box"):
+        raise ConfigError(f"attack {name!r} declares threat_model {cls.threat_model!r} with needs_transmitter="
+                          f"{cls.needs_transmitter}: use one of {', '.join(THREAT_MODELS)}, and white-box exactly when "
+                          "it reads the transmitter's weights")
     return cls
 
 

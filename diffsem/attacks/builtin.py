@@ -13,18 +13,12 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 from torch import nn
 
-from diffsem.attacks.base import Attack, AttackResult
-from diffsem.bundle import encode_all
+from diffsem.attacks.base import Attack, AttackResult, query_encoder
 from diffsem.checkpoints import load_weights
 from diffsem.diffusion import diffuse, diffuse_with_noise
 from diffsem.fit import fit
 from diffsem.models import NoiseAwareClassifier, SemanticEncoder
 from diffsem.samplers import attacker_levels, light_levels
-
-
-def query_encoder(bundle: Any, images: torch.Tensor) -> torch.Tensor:
-    """Black-box queries: the transmitter encodes the attacker's images; the attacker sees only the outputs (CPU)."""
-    return encode_all(bundle, images).cpu()
 
 
 class LatentDecoder(nn.Module):
@@ -39,6 +33,19 @@ class LatentDecoder(nn.Module):
         lv = abar.to(z.dtype).reshape(-1, 1).expand(z.shape[0], 1)
         h = self.fc(torch.cat([z, lv.sqrt(), (1 - lv).clamp_min(0).sqrt()], 1)).reshape(-1, 32, 7, 7)
         return torch.sigmoid(self.up(h))
+
+
+def fit_latent_decoder(decoder: LatentDecoder, s: torch.Tensor, images: torch.Tensor, abar: torch.Tensor,
+                       gen: torch.Generator, epochs: int, batch: int, lr: float, train_snr_db: float | None,
+                       name: str) -> float:
+    """Train ``decoder`` (on the CPU) to map latents s (N, k), noised at the levels attackers train on
+    (:func:`~diffsem.samplers.attacker_levels`), back to their images (N, 1, 28, 28); return the last epoch's BCE."""
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        lv = attacker_levels(len(idx), abar, gen, train_snr_db)
+        return F.binary_cross_entropy(decoder(diffuse(s[idx], lv, gen), lv), images[idx])
+
+    return fit(decoder, step, len(images), gen, epochs, batch, lr, name).loss
 
 
 class FeatureClassifier(Attack):
@@ -73,17 +80,10 @@ class InversionDecoder(Attack):
     def fit(self, images: torch.Tensor, labels: torch.Tensor, epochs: int = 3, batch: int = 128, lr: float = 2e-3,
             seed: int = 0, **kw: Any) -> dict[str, float]:
         gen = torch.Generator().manual_seed(seed)
-        s = query_encoder(self.bundle, images)
-        abar = self.bundle.abar
-        dec = self.decoder.cpu()
-
-        def step(idx: torch.Tensor) -> torch.Tensor:
-            lv = attacker_levels(len(idx), abar, gen, self.train_snr_db)
-            return F.binary_cross_entropy(dec(diffuse(s[idx], lv, gen), lv), images[idx])
-
-        res = fit(dec, step, len(images), gen, epochs, batch, lr, self.name)
-        dec.to(self.device)
-        return {"train_bce": res.loss}
+        loss = fit_latent_decoder(self.decoder.cpu(), query_encoder(self.bundle, images), images, self.bundle.abar,
+                                  gen, epochs, batch, lr, self.train_snr_db, self.name)
+        self.decoder.to(self.device)
+        return {"train_bce": loss}
 
     @torch.no_grad()
     def attack(self, z: torch.Tensor, abar_eff: torch.Tensor, header: Any) -> AttackResult:
@@ -108,6 +108,7 @@ class WhiteboxInversion(Attack):
     name = "whitebox-inversion"
     needs_transmitter = True
     in_default_zoo = True
+    threat_model = "white-box"
 
     def __init__(self, bundle: Any, transmitter_checkpoint: str | Path, steps: int = 150, tv_weight: float = 0.05,
                  lr: float = 0.1, **options: Any):

@@ -24,15 +24,19 @@ from tqdm.auto import tqdm
 
 from diffsem.attacks.base import Attack, attack_checkpoint_path, attack_class, load_attack, save_attack
 from diffsem.attacks.builtin import query_encoder
+from diffsem.bundle import encode_all
 from diffsem.checkpoints import code_version
 from diffsem.config import FadingName
 from diffsem.data import load_split, transmitter_split
+from diffsem.diffusion import diffuse
 from diffsem.errors import ConfigError
 from diffsem.framepath import LEGIT, KeyedSender, Sent, View, condition_links, eve_role, send
-from diffsem.judges import JudgePanel
+from diffsem.judges import ABSTAIN, ABSTAINING, JudgePanel
 from diffsem.keyed import NonceSource
 from diffsem.leakage import summarise
+from diffsem.neighbours import MEASURES, Neighbours
 from diffsem.pipeline import PublicHeader
+from diffsem.samplers import attacker_levels
 from diffsem.seeds import derive_seed
 from diffsem.sweep import from_json, seed_cell, to_json
 
@@ -40,9 +44,29 @@ SELF_NOISE_MODES = ("random", "keyed")
 EVAL_KEY = bytes(range(32))  # evaluation only: a fixed demo key, and nonces derived from the seed, so runs reproduce
 
 
+TRAFFIC_FRAMES = 6000  # intercepted frames an attack without an oracle learns from
+
+
+def intercepted_traffic(bundle: Any, data_dir: Path | None = None, n: int = TRAFFIC_FRAMES, seed: int = 0,
+                        train_snr_db: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frames a passive eavesdropper collects before it attacks (``needs_traffic`` attacks learn from them):
+    ``n`` images of the transmitter's split (its users' images, which no attacker sees), encoded by the transmitter
+    and received at the levels attacks train on (:func:`~diffsem.samplers.attacker_levels`, or one link SNR). The
+    attacker gets the noisy latents z (n, k) and their levels abar_eff (n,) (public header plus its own SNR), never
+    the images or their labels."""
+    images, _ = load_split(bundle.cfg.dataset, "train", data_dir)
+    tx, _ = transmitter_split(len(images), seed=0)
+    gen = torch.Generator().manual_seed(derive_seed(seed, "traffic"))
+    sent = images[tx[torch.randperm(len(tx), generator=gen)[:n]]]
+    s = encode_all(bundle, sent).cpu()  # the transmitter transmitting its own images, not a query
+    levels = attacker_levels(len(s), bundle.abar, gen, train_snr_db)
+    return diffuse(s, levels, gen), levels
+
+
 def train_attack(bundle: Any, name: str, out_root: Path, data_dir: Path | None = None, n_aux: int | None = 6000,
                  epochs: int = 3, seed: int = 0, **options: Any) -> tuple[Attack, Path, dict[str, float]]:
-    """Fit ``name`` on the attacker's auxiliary split and write ``out_root/attacks/<name>.safetensors`` + card."""
+    """Fit ``name`` on the attacker's auxiliary split (and, for an attack that ``needs_traffic``, on
+    :func:`intercepted_traffic`) and write ``out_root/attacks/<name>.safetensors`` + card."""
     cls = attack_class(name)
     if not cls.trainable:
         raise ConfigError(f"attack {name!r} has nothing to train")
@@ -53,11 +77,19 @@ def train_attack(bundle: Any, name: str, out_root: Path, data_dir: Path | None =
     _, aux = transmitter_split(len(images), seed=0)
     if n_aux:
         aux = aux[:n_aux]
+    extra: dict[str, Any] = {}
+    card: dict[str, Any] = {}
+    if cls.needs_traffic:
+        extra["traffic"] = intercepted_traffic(bundle, data_dir, seed=seed, train_snr_db=options.get("train_snr_db"))
+        card["traffic"] = {"frames": TRAFFIC_FRAMES, "images": "transmitter split (never the attacker's)",
+                           "levels": "attacker_levels" if options.get("train_snr_db") is None
+                           else f"{options['train_snr_db']} dB link"}
     t0 = time.time()
-    metrics = att.fit(images[aux], labels[aux], epochs=epochs, seed=seed)
+    metrics = att.fit(images[aux], labels[aux], epochs=epochs, seed=seed, **extra)
     path = attack_checkpoint_path(out_root, name)
     save_attack(att, path, {"train_seconds": round(time.time() - t0, 1), "metrics": metrics, "n_aux": len(aux),
-                            "epochs": epochs, "seed": seed, "dataset": {"name": bundle.cfg.dataset, "split": "aux"}})
+                            "epochs": epochs, "seed": seed, "threat_model": cls.threat_model,
+                            "dataset": {"name": bundle.cfg.dataset, "split": "aux"}, **card})
     return att, path, metrics
 
 
@@ -94,35 +126,44 @@ def _send_setting(bundle: Any, s: torch.Tensor, snr_db: float, mode: str, t_star
     return send(s, t_star, bundle.abar, links, gens, keyed=keyed)
 
 
-def judged(panel: JudgePanel, attack: str, rec: torch.Tensor, labels: torch.Tensor,
-           gap_judge: str = "max") -> dict[str, Any]:
-    """A row's judge fields for reconstructions (N, 1, 28, 28) of images labelled (N,): ``judges`` (each judge's
-    accuracy), ``judged_max``, ``judged_spread`` and ``judged_acc``, the figure the gap uses (the max, or
-    ``gap_judge``'s accuracy)."""
-    per = {name: float((lab == labels).float().mean()) for name, lab in panel.labels(rec, attack).items()}
+def judged(decided: dict[str, torch.Tensor], labels: torch.Tensor, attack: str, gap_judge: str = "max") -> dict[str, Any]:
+    """A row's judge fields from each judge's labels (N,) of an attack's reconstructions of images labelled (N,):
+    ``judges`` (each judge's accuracy), ``judged_max``, ``judged_spread`` and ``judged_acc``, the figure the gap uses
+    (the max, or ``gap_judge``'s accuracy). With the abstaining judge in the panel, ``recognisable`` (its accuracy:
+    the confidently recognisable leakage) and ``abstained`` (the share it could not tell) go beside them."""
+    per = {name: float((lab == labels).float().mean()) for name, lab in decided.items()}
     summary = summarise(per)
     if gap_judge != "max" and gap_judge not in per:
         raise ConfigError(f"gap judge {gap_judge!r} is not in the panel for {attack!r} ({', '.join(per)}); "
                           "use max or one of them")
-    return {"judges": per, "judged_max": summary["max"], "judged_spread": summary["spread"],
-            "judged_acc": summary["max"] if gap_judge == "max" else per[gap_judge]}
+    out = {"judges": per, "judged_max": summary["max"], "judged_spread": summary["spread"],
+           "judged_acc": summary["max"] if gap_judge == "max" else per[gap_judge]}
+    if ABSTAINING in decided:
+        out |= {"recognisable": per[ABSTAINING], "abstained": float((decided[ABSTAINING] == ABSTAIN).float().mean())}
+    return out
 
 
 def _attack_rows(attacks: dict[str, Attack], panel: JudgePanel, eve: View, header: PublicHeader,
-                 images: torch.Tensor, labels: torch.Tensor, base: dict[str, Any],
-                 gap_judge: str) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
-    """Every attack on one eavesdropper's view: a row each (with the secrecy gap), and 8 reconstructions each."""
+                 images: torch.Tensor, labels: torch.Tensor, base: dict[str, Any], gap_judge: str,
+                 neighbours: Neighbours | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every attack on one eavesdropper's view: a row each (with the secrecy gap), and per reconstruction attack
+    its reconstructions with every judge's and judge-free measure's labels of them."""
     rows, recs = [], {}
     for name, att in attacks.items():
         t0 = time.time()
         lab, rec = run_attack(att, eve.z, eve.abar_eff, header)
-        r = {**base, "attack": name, "seconds": round(time.time() - t0, 2)}
+        r = {**base, "attack": name, "threat_model": att.threat_model, "seconds": round(time.time() - t0, 2)}
         if lab is not None:
             r["label_acc"] = float((lab == labels).float().mean())
         if rec is not None:
-            r |= judged(panel, name, rec, labels, gap_judge)
+            decided = panel.labels(rec, name)
+            r |= judged(decided, labels, name, gap_judge)
             r["psnr"], r["ssim"] = _psnr_ssim(rec, images)
-            recs[name] = rec[:8]
+            if neighbours is not None:
+                near = neighbours.labels(rec)
+                r["neighbours"] = {m: float((v == labels).float().mean()) for m, v in near.items()}
+                decided = {**decided, **near}
+            recs[name] = (rec, decided)
         r["attacker_acc"] = max(r.get("label_acc", 0.0), r.get("judged_acc", 0.0))
         rows.append(r)
     best = max((r["attacker_acc"] for r in rows), default=0.0)
@@ -151,16 +192,20 @@ class AttackContext:
     fading: FadingName = "none"
     phy: dict[str, Any] = field(default_factory=dict)
     gap_judge: str = "max"
+    neighbours: Neighbours | None = None  # the judge-free measures, when asked for
+    keep: int = 0  # reconstructions each cell returns with every reader's labels, for judging pools (0: none)
     legit: dict[tuple[Any, ...], dict[str, float]] = field(default_factory=dict)  # per setting: its cells share it
 
 
 def attack_context(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
                    decode: str = "direct", fading: FadingName = "none", phy: dict[str, Any] | None = None,
-                   panel: JudgePanel | None = None, gap_judge: str = "max") -> AttackContext:
+                   panel: JudgePanel | None = None, gap_judge: str = "max", neighbours: Neighbours | None = None,
+                   keep: int = 0) -> AttackContext:
     from diffsem.receiver import DiffusionReceiver
 
     return AttackContext(bundle, attacks, panel or JudgePanel.of_bundle(bundle), DiffusionReceiver(bundle),
-                         query_encoder(bundle, images), images, labels, seed, decode, fading, phy or {}, gap_judge)
+                         query_encoder(bundle, images), images, labels, seed, decode, fading, phy or {}, gap_judge,
+                         neighbours, keep)
 
 
 def attack_cells(snrs_db: Sequence[float], self_noise: Sequence[str], t_stars: Sequence[int | None],
@@ -178,7 +223,8 @@ def attack_cells(snrs_db: Sequence[float], self_noise: Sequence[str], t_stars: S
 @torch.no_grad()
 def attack_cell(ctx: AttackContext, cell: tuple[Any, ...]) -> dict[str, Any]:
     """One attack on one eavesdropper link at one setting: its row (no secrecy gap yet: that needs every attack of
-    the setting, :func:`assemble_attacks`) and its first 8 reconstructions. The setting's frames are sent over the
+    the setting, :func:`assemble_attacks`), its first 8 reconstructions and, with ``ctx.keep``, its first
+    ``keep`` reconstructions with every judge's and measure's labels of them. The setting's frames are sent over the
     legitimate link and this eavesdropper's link only; each link's generator is seeded by (seed, role, SNR, t*),
     so its draws are those of the whole setting's."""
     snr_db, mode, t_star, off, name = cell
@@ -193,9 +239,14 @@ def attack_cell(ctx: AttackContext, cell: tuple[Any, ...]) -> dict[str, Any]:
     base = {"self_noise": mode, "t_star": t_star, "snr_db": snr_db, "eve_offset_db": off, **ctx.legit[cell[:3]],
             "eve_abar_eff": float(eve.abar_eff.mean())}
     rows, recs = _attack_rows({name: ctx.attacks[name]}, ctx.panel, eve, sent.header, ctx.images, ctx.labels, base,
-                              ctx.gap_judge)
-    row = {k: v for k, v in rows[0].items() if k != "secrecy_gap"}
-    return {"row": row, "gallery": recs[name].tolist()} if name in recs else {"row": row}
+                              ctx.gap_judge, ctx.neighbours)
+    out: dict[str, Any] = {"row": {k: v for k, v in rows[0].items() if k != "secrecy_gap"}}
+    if name in recs:
+        rec, decided = recs[name]
+        out["gallery"] = rec[:8].tolist()
+        if ctx.keep:
+            out["kept"] = {"rec": rec[:ctx.keep].tolist(), "labels": {k: v[:ctx.keep].tolist() for k, v in decided.items()}}
+    return out
 
 
 def assemble_attacks(ctx: AttackContext, axes: Sequence[Sequence[Any]], results: dict[tuple[Any, ...], dict[str, Any]],
@@ -215,15 +266,24 @@ def assemble_attacks(ctx: AttackContext, axes: Sequence[Sequence[Any]], results:
               "self_noise": modes, "t_stars": t_stars, "eve_offsets_db": offsets, "seed": ctx.seed,
               "decode": ctx.decode, "fading": ctx.fading, "phy": ctx.phy, "attacks": names,
               "code_version": code_version(), "judges": {a: ctx.panel.names(a) for a in names},
-              "gap_judge": ctx.gap_judge, "seconds": round(seconds, 1)}
-    return {"config": config, "rows": rows, "gallery": gallery, "originals": ctx.images[:8]}
+              "gap_judge": ctx.gap_judge, "threat_models": {a: ctx.attacks[a].threat_model for a in names},
+              "neighbours": None if ctx.neighbours is None else {"k": ctx.neighbours.k,
+                                                                 "references": len(ctx.neighbours.refs),
+                                                                 "measures": list(MEASURES)},
+              "seconds": round(seconds, 1)}
+    res = {"config": config, "rows": rows, "gallery": gallery, "originals": ctx.images[:8]}
+    if ctx.keep:
+        res["kept"] = [(i, torch.tensor(r["kept"]["rec"]), {k: torch.tensor(v) for k, v in r["kept"]["labels"].items()})
+                       for i, r in enumerate(results.values()) if "kept" in r]
+    return res
 
 
 def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tensor, labels: torch.Tensor,
                      t_stars: list[int | None], offsets: Sequence[float], snrs_db: Sequence[float] = (20.0,),
                      self_noise: tuple[str, ...] = ("random", "keyed"), seed: int = 0,
                      decode: str = "direct", fading: FadingName = "none", phy: dict[str, Any] | None = None,
-                     panel: JudgePanel | None = None, gap_judge: str = "max") -> dict[str, Any]:
+                     panel: JudgePanel | None = None, gap_judge: str = "max", neighbours: Neighbours | None = None,
+                     keep: int = 0) -> dict[str, Any]:
     """Every attack at every (legitimate SNR dB, self-noise mode, t* (None: no self-noise), eavesdropper offset dB),
     in this process (``diffsem attack eval --executor`` runs the same cells through :mod:`diffsem.sweep`).
 
@@ -231,13 +291,42 @@ def evaluate_attacks(bundle: Any, attacks: dict[str, Attack], images: torch.Tens
     has the legitimate accuracy, the attack's label accuracy and/or each judge's accuracy of its reconstructions
     (``panel``; default: the bundle's judge alone) with their max and spread, PSNR/SSIM of reconstructions, and the
     secrecy gap (legitimate accuracy minus the best attack's at that setting; judged by the max over judges, or by
-    ``gap_judge``). The same seed gives the same rows."""
+    ``gap_judge``). Each row names its attack's threat model; with ``neighbours``, reconstruction rows also carry the
+    judge-free accuracies (``neighbours``: k-NN and SSIM-NN, :mod:`diffsem.neighbours`). ``keep`` > 0 returns each
+    reconstruction row's first ``keep`` reconstructions too (``kept``: (row index, reconstructions, every judge's and
+    measure's labels)), for judging pools (:func:`write_pools`). The same seed gives the same rows."""
     started = time.time()
     axes = (snrs_db, self_noise, t_stars, offsets, list(attacks))
     cells = attack_cells(*axes)
-    ctx = attack_context(bundle, attacks, images, labels, seed, decode, fading, phy, panel, gap_judge)
+    ctx = attack_context(bundle, attacks, images, labels, seed, decode, fading, phy, panel, gap_judge, neighbours, keep)
     results = {c: attack_cell(ctx, c) for c in tqdm(cells, desc="attack cells", unit="cell")}
     return assemble_attacks(ctx, axes, results, time.time() - started)
+
+
+def write_pools(res: dict[str, Any], folder: Path, labels: torch.Tensor, checks: torch.Tensor,
+                check_labels: torch.Tensor) -> list[Path]:
+    """One judging pool (:mod:`diffsem.pools`) per reconstruction row of an evaluation run with ``keep``: its
+    reconstructions of the first ``keep`` test images labelled ``labels`` (N,), every judge's and measure's labels
+    of them, and the clean attention-check images ``checks`` (M, 1, 28, 28) with ``check_labels`` (M,). The card's
+    figures are the row's, over all N images."""
+    from diffsem.pools import CLASS_NAMES, pool_name, write_pool
+
+    cfg = res["config"]
+    paths = []
+    for idx, rec, decided in res["kept"]:
+        row, size = res["rows"][idx], len(rec)
+        figures = {k: row[k] for k in ("judges", "judged_max", "judged_spread", "recognisable", "abstained",
+                                       "neighbours", "psnr", "ssim", "legit_acc") if k in row}
+        card = {"dataset": cfg["dataset"], "classes": CLASS_NAMES[cfg["dataset"]], "attack": row["attack"],
+                "threat_model": row["threat_model"], "model_id": cfg["model_id"], "code_version": cfg["code_version"],
+                "condition": {k: row[k] for k in ("snr_db", "self_noise", "t_star", "eve_offset_db")},
+                "seed": cfg["seed"], "images": f"the first {size} test images",
+                "check_images": f"the last {len(check_labels)} test images",
+                "figures": to_json({**figures, "over_images": len(labels)})}
+        paths.append(write_pool(folder, pool_name(cfg["dataset"], row), rec.numpy(), labels[:size].numpy(),
+                                {k: v.numpy() for k, v in decided.items()}, checks.numpy(),
+                                check_labels.numpy(), card))
+    return paths
 
 
 def read_attack_results(path: Path) -> dict[str, Any]:
@@ -254,7 +343,7 @@ def write_attack_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "attacks.json", "md": out / "attacks.md", "gallery": out / "attack_gallery.png",
              "scatter": out / "attack_acc_vs_psnr.png", "gap": out / "secrecy_gap.png"}
-    strict = to_json({k: v for k, v in res.items() if k not in ("gallery", "originals")})
+    strict = to_json({k: v for k, v in res.items() if k not in ("gallery", "originals", "kept")})
     paths["json"].write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")
     paths["md"].write_text("## Secrecy gap (best attack per setting)\n\n" + gap_table(res["rows"])
                            + "\n\n## Every attack\n\n" + markdown_table(res["rows"]) + "\n")
@@ -285,7 +374,7 @@ def _scatter_plot(rows: list[dict[str, Any]], path: Path) -> None:
         mine = [r for r in rows if r["attack"] == name and "psnr" in r]
         ax.errorbar([r["psnr"] for r in mine], [r.get("judged_max", r["judged_acc"]) for r in mine],
                     yerr=[[r.get("judged_spread", 0.0) for r in mine], [0.0] * len(mine)], fmt="o", ms=3,
-                    color=f"C{i}", elinewidth=0.8, capsize=0, label=name)
+                    color=f"C{i}", elinewidth=0.8, capsize=0, label=f"{name} ({mine[0].get('threat_model', '?')})")
     ax.set_xlabel("PSNR (dB)")
     ax.set_ylabel("judged accuracy (max over judges; bar: down to the min)")
     ax.legend(fontsize=7)
@@ -333,19 +422,23 @@ def judge_names(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Every row: accuracies in %, PSNR in dB, gap in points; the judged accuracy as the max over the panel, its
-    spread in points, then each judge's accuracy."""
+    """Every row: accuracies in %, PSNR in dB, gap in points; the attack's threat model; the judged accuracy as the
+    max over the panel, its spread in points, then each judge's accuracy, then the judge-free measures where the
+    run had them."""
     judges = judge_names(rows)
-    head = ("| SNR dB | self-noise | t* | eve offset dB | attack | legit % | label % | judged max % | spread pts | "
-            + "".join(f"{j} % | " for j in judges) + "PSNR dB | SSIM | gap pts |")
-    lines = [head, "|" + "---|" * (12 + len(judges))]
+    measures = list(dict.fromkeys(m for r in rows for m in r.get("neighbours", {})))
+    head = ("| SNR dB | self-noise | t* | eve offset dB | attack | threat model | legit % | label % | judged max % | "
+            "spread pts | " + "".join(f"{j} % | " for j in judges) + "".join(f"{m} % | " for m in measures)
+            + "PSNR dB | SSIM | gap pts |")
+    lines = [head, "|" + "---|" * (13 + len(judges) + len(measures))]
     for r in rows:
         per = r.get("judges", {})
         spread = r.get("judged_spread")
         cells = [f"{r['snr_db']:g}", r["self_noise"], "none" if r["t_star"] is None else str(r["t_star"]),
-                 f"{r['eve_offset_db']:g}", r["attack"], _pct(r["legit_acc"]), _pct(r.get("label_acc")),
-                 _pct(r.get("judged_max", r.get("judged_acc"))), "-" if spread is None else f"{100 * spread:.1f}",
-                 *(_pct(per.get(j)) for j in judges), f"{r['psnr']:.2f}" if "psnr" in r else "-",
+                 f"{r['eve_offset_db']:g}", r["attack"], r.get("threat_model", "-"), _pct(r["legit_acc"]),
+                 _pct(r.get("label_acc")), _pct(r.get("judged_max", r.get("judged_acc"))),
+                 "-" if spread is None else f"{100 * spread:.1f}", *(_pct(per.get(j)) for j in judges),
+                 *(_pct(r.get("neighbours", {}).get(m)) for m in measures), f"{r['psnr']:.2f}" if "psnr" in r else "-",
                  f"{r['ssim']:.3f}" if "ssim" in r else "-", f"{100 * r['secrecy_gap']:+.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -353,7 +446,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def gap_table(rows: list[dict[str, Any]]) -> str:
     """One line per (SNR, self-noise, t*): legitimate accuracy, then per eavesdropper offset the best attack's
-    accuracy (which attack) and the secrecy gap in points."""
+    accuracy (which attack, its threat model) and the secrecy gap in points."""
     offsets = sorted({r["eve_offset_db"] for r in rows}, reverse=True)
     head = "| SNR dB | self-noise | t* | legit % | " + " | ".join(f"best attack, eve {_offset(o)} | gap" for o in offsets) + " |"
     lines = [head, "|" + "---|" * (4 + 2 * len(offsets))]
@@ -364,7 +457,8 @@ def gap_table(rows: list[dict[str, Any]]) -> str:
         for o in offsets:
             at = [r for r in group if r["eve_offset_db"] == o]
             best = max(at, key=lambda r: r["attacker_acc"])
-            cells += [f"{_pct(best['attacker_acc'])} ({best['attack']})", f"{100 * best['secrecy_gap']:+.1f}"]
+            cells += [f"{_pct(best['attacker_acc'])} ({best['attack']}, {best.get('threat_model', '-')})",
+                      f"{100 * best['secrecy_gap']:+.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
 """The launcher attaches a white-box eavesdropper when told that it reads the transmitter's weights, and every
-reconstruction attack reports each judge's label live: the panel's summary shows each judge's accuracy, their max
-(the listener's accuracy) and their spread (docs/design.md §4)."""
+reconstruction attack reports each judge's label live (-1: the abstaining judge could not tell) and its threat
+model: the panel's summary shows each judge's accuracy, their max (the listener's accuracy), their spread and the
+threat model (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_whitebox_eavesdropper_starts_from_the_launcher_and_reports_every_judge(
     assert r.json()["missing"] == []
     for name in ("wb", "inv"):
         judged = eves[name]["judge_labels"]
-        assert {"cnn", "resnet", "mlp"} <= set(judged) and all(v in range(10) for v in judged.values()), eves[name]
+        assert {"cnn", "resnet", "mlp"} <= set(judged) and all(v in range(-1, 10) for v in judged.values()), eves[name]
         assert eves[name]["label"] == judged["cnn"]  # the report's label is the first judge's
 
 
@@ -51,9 +52,13 @@ def test_summary_shows_each_judge_their_max_and_spread(judged_stack: LiveStack) 
         per = t["judges"]
         assert {"cnn", "resnet", "mlp"} <= set(per), t
         assert t["judged_max"] == max(per.values()) == t["accuracy"]
-        assert t["judged_spread"] == pytest.approx(max(per.values()) - min(per.values()))
+        forced = [v for judge, v in per.items() if judge != "abstain"]  # the spread leaves the abstaining judge out
+        assert "abstain" in per and t["judged_spread"] == pytest.approx(max(forced) - min(forced))
     assert listeners["inv"]["accuracy"] > 0.5  # the black-box inversion leaks at 20 dB, t* = 300
     assert "judges" not in listeners["receiver"]  # a listener that decides labels itself has no judges
+    # each eavesdropper reports its attack's threat model; the dashboard shows it beside the attack
+    assert (listeners["wb"]["threat_model"], listeners["inv"]["threat_model"]) == ("white-box", "query")
+    assert listeners["receiver"]["threat_model"] is None
 
 
 def test_judge_counts_survive_a_restart_and_an_older_database_gains_them(tmp_path: Path) -> None:

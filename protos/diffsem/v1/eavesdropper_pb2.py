@@ -26,7 +26,7 @@ from protos.diffsem.v1 import common_pb2 as protos_dot_diffsem_dot_v1_dot_common
 from protos.diffsem.v1 import frame_pb2 as protos_dot_diffsem_dot_v1_dot_frame__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$protos/diffsem/v1/eavesdropper.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"J\n\rAttackRequest\x12)\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x19.diffsem.v1.ReceivedFrame\x12\x0e\n\x06\x61ttack\x18\x02 \x01(\t\"\xa8\x02\n\x0c\x41ttackResult\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\thas_label\x18\x03 \x01(\x08\x12\r\n\x05label\x18\x04 \x01(\x05\x12*\n\x0ereconstruction\x18\x05 \x01(\x0b\x32\x12.diffsem.v1.Tensor\x12\x10\n\x08\x61\x62\x61r_eff\x18\x06 \x01(\x01\x12\x0e\n\x06\x61ttack\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12?\n\x0cjudge_labels\x18\t \x03(\x0b\x32).diffsem.v1.AttackResult.JudgeLabelsEntry\x1a\x32\n\x10JudgeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"8\n\x0b\x41ttackReply\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.diffsem.v1.AttackResult2\x86\x01\n\x0c\x45\x61vesdropper\x12<\n\x06\x41ttack\x12\x19.diffsem.v1.AttackRequest\x1a\x17.diffsem.v1.AttackReply\x12\x38\n\x04Info\x12\x17.diffsem.v1.InfoRequest\x1a\x17.diffsem.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$protos/diffsem/v1/eavesdropper.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\x1a\x1dprotos/diffsem/v1/frame.proto\"J\n\rAttackRequest\x12)\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x19.diffsem.v1.ReceivedFrame\x12\x0e\n\x06\x61ttack\x18\x02 \x01(\t\"\xbe\x02\n\x0c\x41ttackResult\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\thas_label\x18\x03 \x01(\x08\x12\r\n\x05label\x18\x04 \x01(\x05\x12*\n\x0ereconstruction\x18\x05 \x01(\x0b\x32\x12.diffsem.v1.Tensor\x12\x10\n\x08\x61\x62\x61r_eff\x18\x06 \x01(\x01\x12\x0e\n\x06\x61ttack\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12?\n\x0cjudge_labels\x18\t \x03(\x0b\x32).diffsem.v1.AttackResult.JudgeLabelsEntry\x12\x14\n\x0cthreat_model\x18\n \x01(\t\x1a\x32\n\x10JudgeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"8\n\x0b\x41ttackReply\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.diffsem.v1.AttackResult2\x86\x01\n\x0c\x45\x61vesdropper\x12<\n\x06\x41ttack\x12\x19.diffsem.v1.AttackRequest\x1a\x17.diffsem.v1.AttackReply\x12\x38\n\x04Info\x12\x17.diffsem.v1.InfoRequest\x1a\x17.diffsem.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTACKREQUEST']._serialized_start=115
   _globals['_ATTACKREQUEST']._serialized_end=189
   _globals['_ATTACKRESULT']._serialized_start=192
-  _globals['_ATTACKRESULT']._serialized_end=488
-  _globals['_ATTACKRESULT_JUDGELABELSENTRY']._serialized_start=438
-  _globals['_ATTACKRESULT_JUDGELABELSENTRY']._serialized_end=488
-  _globals['_ATTACKREPLY']._serialized_start=490
-  _globals['_ATTACKREPLY']._serialized_end=546
-  _globals['_EAVESDROPPER']._serialized_start=549
-  _globals['_EAVESDROPPER']._serialized_end=683
+  _globals['_ATTACKRESULT']._serialized_end=510
+  _globals['_ATTACKRESULT_JUDGELABELSENTRY']._serialized_start=460
+  _globals['_ATTACKRESULT_JUDGELABELSENTRY']._serialized_end=510
+  _globals['_ATTACKREPLY']._serialized_start=512
+  _globals['_ATTACKREPLY']._serialized_end=568
+  _globals['_EAVESDROPPER']._serialized_start=571
+  _globals['_EAVESDROPPER']._serialized_end=705
 # @@protoc_insertion_point(module_scope)

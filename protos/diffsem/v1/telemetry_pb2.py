@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.diffsem.v1 import common_pb2 as protos_dot_diffsem_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!protos/diffsem/v1/telemetry.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\"\x80\x03\n\x06Report\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08listener\x18\x03 \x01(\t\x12\x1e\n\x04role\x18\x04 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x11\n\thas_label\x18\x06 \x01(\x08\x12\r\n\x05label\x18\x07 \x01(\x05\x12\x0c\n\x04lost\x18\x08 \x01(\x08\x12*\n\x0ereconstruction\x18\t \x01(\x0b\x32\x12.diffsem.v1.Tensor\x12\x12\n\nlatency_ms\x18\n \x01(\x01\x12\x10\n\x08\x61\x62\x61r_eff\x18\x0b \x01(\x01\x12\x13\n\x0breport_time\x18\x0c \x01(\x01\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x39\n\x0cjudge_labels\x18\x0e \x03(\x0b\x32#.diffsem.v1.Report.JudgeLabelsEntry\x1a\x32\n\x10JudgeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"4\n\rReportRequest\x12#\n\x07reports\x18\x01 \x03(\x0b\x32\x12.diffsem.v1.Report\"F\n\x0bReportReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x11\n\tunmatched\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r2I\n\tTelemetry\x12<\n\x06Report\x12\x19.diffsem.v1.ReportRequest\x1a\x17.diffsem.v1.ReportReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!protos/diffsem/v1/telemetry.proto\x12\ndiffsem.v1\x1a\x1eprotos/diffsem/v1/common.proto\"\x96\x03\n\x06Report\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08listener\x18\x03 \x01(\t\x12\x1e\n\x04role\x18\x04 \x01(\x0e\x32\x10.diffsem.v1.Role\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x11\n\thas_label\x18\x06 \x01(\x08\x12\r\n\x05label\x18\x07 \x01(\x05\x12\x0c\n\x04lost\x18\x08 \x01(\x08\x12*\n\x0ereconstruction\x18\t \x01(\x0b\x32\x12.diffsem.v1.Tensor\x12\x12\n\nlatency_ms\x18\n \x01(\x01\x12\x10\n\x08\x61\x62\x61r_eff\x18\x0b \x01(\x01\x12\x13\n\x0breport_time\x18\x0c \x01(\x01\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x39\n\x0cjudge_labels\x18\x0e \x03(\x0b\x32#.diffsem.v1.Report.JudgeLabelsEntry\x12\x14\n\x0cthreat_model\x18\x0f \x01(\t\x1a\x32\n\x10JudgeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"4\n\rReportRequest\x12#\n\x07reports\x18\x01 \x03(\x0b\x32\x12.diffsem.v1.Report\"F\n\x0bReportReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x11\n\tunmatched\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r2I\n\tTelemetry\x12<\n\x06Report\x12\x19.diffsem.v1.ReportRequest\x1a\x17.diffsem.v1.ReportReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORT_JUDGELABELSENTRY']._loaded_options = None
   _globals['_REPORT_JUDGELABELSENTRY']._serialized_options = b'8\001'
   _globals['_REPORT']._serialized_start=82
-  _globals['_REPORT']._serialized_end=466
-  _globals['_REPORT_JUDGELABELSENTRY']._serialized_start=416
-  _globals['_REPORT_JUDGELABELSENTRY']._serialized_end=466
-  _globals['_REPORTREQUEST']._serialized_start=468
-  _globals['_REPORTREQUEST']._serialized_end=520
-  _globals['_REPORTREPLY']._serialized_start=522
-  _globals['_REPORTREPLY']._serialized_end=592
-  _globals['_TELEMETRY']._serialized_start=594
-  _globals['_TELEMETRY']._serialized_end=667
+  _globals['_REPORT']._serialized_end=488
+  _globals['_REPORT_JUDGELABELSENTRY']._serialized_start=438
+  _globals['_REPORT_JUDGELABELSENTRY']._serialized_end=488
+  _globals['_REPORTREQUEST']._serialized_start=490
+  _globals['_REPORTREQUEST']._serialized_end=542
+  _globals['_REPORTREPLY']._serialized_start=544
+  _globals['_REPORTREPLY']._serialized_end=614
+  _globals['_TELEMETRY']._serialized_start=616
+  _globals['_TELEMETRY']._serialized_end=689
 # @@protoc_insertion_point(module_scope)
