@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from channel_emulator import schema
+from channel_emulator import antennas, schema
 from channel_emulator.traces import SnrTrace, from_points, load_named, parse_csv
-from diffsem.channel import equalised_noise, noise_variance
+from diffsem.channel import ChannelOutput, equalised_noise, noise_variance
 from diffsem.config import LinkConfig
 from diffsem.phy import Link, LinkCsi
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -72,7 +72,9 @@ def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
     new = schema.merged(current, update)
     if legit and new.HasField("snr_offset_db"):
         raise BadRequest("the legitimate link cannot follow itself: snr_offset_db is for eavesdropper links")
+    antennas.check_update(update.antennas, legit)
     cfg = schema.config(new, k)
+    antennas.configs(new.antennas)
     trace = trace_of(update.trace, trace_dir) if update.HasField("trace") else None
     return new, cfg, trace
 
@@ -133,6 +135,8 @@ class EmulatedLink:
         self.strip: deque[list[float]] = deque(maxlen=STRIP_FRAMES)
         self.last_deliver_at = 0.0
         self.seeded = seeded
+        self.antennas = antennas.AntennaLink(settings.seed)  # its multi-antenna channel, from the same seed
+        self.last_sigma2: float | None = None  # a multi-antenna link's last combined frame's noise per real dim
 
     @property
     def legit(self) -> bool:
@@ -144,6 +148,8 @@ class EmulatedLink:
         self.link.update(cfg, restart=s.HasField("seed"))
         if s.HasField("seed"):
             self.seeded = True  # the operator's seed: its noise is known to whoever knows it
+            drawn, self.antennas = self.antennas.drawn, antennas.AntennaLink(s.seed)
+            self.antennas.drawn = drawn  # frames already fed back keep the channel they were drawn with
         if cfg.phy != "ofdm":
             self.strip.clear()
         if s.clear_trace:
@@ -167,17 +173,30 @@ class EmulatedLink:
         """(N0, sigma_c^2) per real latent dimension now: N0/|h|^2 of the last frame's gain (flat), or the mean
         fed-back level over the last frame's REs (ofdm; N0 before its first frame)."""
         n0 = float(noise_variance(snr_db))
+        if self.last_sigma2 is not None:  # a multi-antenna link: its LMMSE combiner's noise
+            return n0, self.last_sigma2
         if self.link.cfg.phy == "ofdm":
             return n0, n0 if math.isnan(self.last_csi) else self.last_csi
         return n0, float(equalised_noise(n0, torch.tensor([self.last_gain], dtype=torch.complex64))[0])
 
-    def received(self, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, now: float,
+    def carry(self, x: torch.Tensor | antennas.Batch, snr_db: float) -> ChannelOutput:
+        """A batch x (B, k) over the core link, or a multi-antenna batch over this link's antennas, combined as its
+        listener does (:meth:`antennas.AntennaLink.carry`), with the core link's delivery (loss, delay)."""
+        if not isinstance(x, antennas.Batch):
+            self.last_sigma2 = None
+            return self.link.carry(x, snr_db)
+        out = self.antennas.carry(x, snr_db, self.settings.antennas.n_rx, self.legit)
+        out.lost, out.delay_s = self.link.delivery(out.latent.shape[0])
+        self.last_sigma2 = float(out.sigma_c2[-1])
+        return out
+
+    def received(self, frames: list[frame_pb2.Frame], x: torch.Tensor | antennas.Batch, snr_db: float, now: float,
                  space: int) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
-        """Carry a batch x (B, k) over the link and build the first ``space`` received frames with their delivery
-        times. The whole batch goes through the channel even when not all of it fits, so the link's generators
-        advance the same whether its listener keeps up or not; the frames that do not fit are counted as dropped
-        and cost no message."""
-        out = self.link.carry(x, snr_db)
+        """Carry a batch x (B, k) (or antenna signals) over the link and build the first ``space`` received frames
+        with their delivery times. The whole batch goes through the channel even when not all of it fits, so the
+        link's generators advance the same whether its listener keeps up or not; the frames that do not fit are
+        counted as dropped and cost no message."""
+        out = self.carry(x, snr_db)
         assert out.lost is not None and out.delay_s is not None
         self.last_gain = complex(out.gain[-1].item())
         if out.csi is not None:
