@@ -214,3 +214,33 @@ def test_malformed_csi_feedback_is_refused_at_the_transmitter_and_nothing_is_pre
     assert words in str(err.value), str(err.value)
     assert torch.equal(gen.get_state(), torch.Generator().manual_seed(3).get_state())
 
+
+
+def test_scenario_presets_expand_before_the_command_line_which_wins() -> None:
+    from launcher.__main__ import config_from, parse_args
+    from launcher.scenarios import expand
+
+    cfg = config_from(parse_args(["--scenario", "antennas", "--beam-fraction", "0.02"]))
+    assert (cfg.n_tx, cfg.null_space, cfg.beam_fraction, cfg.snr_db) == (4, True, 0.02, 20.0)
+    assert [(e.name, e.snr_offset_db, e.n_rx) for e in cfg.eavesdroppers] == [("eve", 0.0, None)]
+    cfg = config_from(parse_args(["--scenario=keyed", "-e", "x:feature-classifier:-3:2"]))
+    assert cfg.self_noise == "keyed" and cfg.t_star == 700
+    assert [(e.name, e.snr_offset_db, e.n_rx) for e in cfg.eavesdroppers] == [("x", -3.0, 2)]  # its own, not the preset's
+    assert expand(["--ports", "0"], "snr-advantage")[-2:] == ["--ports", "0"]  # $DIFFSEM_SCENARIO's default
+    with pytest.raises(ValueError, match="unknown scenario 'nope'; use one of equal-snr, snr-advantage, keyed, antennas"):
+        expand(["--scenario", "nope"])
+
+
+def test_eavesdropper_antennas_on_the_command_lines() -> None:
+    from channel_emulator.__main__ import eavesdropper_links
+    from launcher.stack import EveSpec, eve_link
+
+    assert [eve_link(EveSpec.parse(t)) for t in ("e:feature-classifier:0:4", "e::-3", "e::", "e:::2")] == \
+        ["e=0:4", "e=-3", None, "e=:2"]
+    with pytest.raises(ValueError, match="receive antennas 'x' must be an integer 1 to 8"):
+        EveSpec.parse("e:feature-classifier:0:x")
+    links = eavesdropper_links(["a=0:4", "b=:2", "c=-5"])
+    assert (links["a"].snr_offset_db, links["a"].antennas.n_rx, links["b"].HasField("snr_offset_db"),
+            links["b"].antennas.n_rx, links["c"].antennas.HasField("n_rx")) == (0.0, 4, False, 2, False)
+    with pytest.raises(BadRequest, match="NAME=OFFSET_DB:N_RX"):
+        eavesdropper_links(["a=0:x"])

@@ -1,7 +1,7 @@
 """The ``antennas`` scenario on the live stack (``launcher --scenario antennas``; issue 22): 4 transmit antennas, 1%
 of the power on the beam, the rest as self-noise in the null space of the legitimate channel, 20 dB, t* = 300. The
 privacy comes from the antennas, with no key and at equal SNR; an eavesdropper with as many antennas as the
-transmitter cancels it. The operator changes the antennas through ``PUT /api/links``; bad values are refused with
+transmitter (added here beside the preset's one-antenna eavesdropper) cancels it. The operator changes the antennas through ``PUT /api/links``; bad values are refused with
 the settings in force kept.
 
 Thresholds, from docs/results/mnist-antennas (2000 images, i.i.d. Rayleigh, perfect CSI, n_t = 4, 20 dB,
@@ -25,6 +25,7 @@ from protos.diffsem.v1 import common_pb2, transmitter_pb2_grpc
 @pytest.fixture(scope="module")
 def antennas(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     stack = start_stack(checkpoints, tmp_path_factory.mktemp("antennas"), "--scenario", "antennas",
+                        "-e", "eve:feature-classifier:0", "-e", "eve-4rx:feature-classifier:0:4",
                         "--receiver-threads", "1", "--no-restart")
     yield stack
     assert stop_stack(stack) == 0
