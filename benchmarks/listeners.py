@@ -10,11 +10,13 @@ the slowest health answer. ``main`` measures 0 extra listeners and then ``extra`
     python benchmarks/listeners.py --extra 256 --reading 32 --batches 100 --batch 32 --interval-ms 50
 
 ``--curve`` measures, at each offered rate (the batch size at one ``Send`` every ``interval_ms``), 0 extra listeners,
-then ``extra``, on one emulator, with the eavesdroppers' fan-out on the emulator's own thread (``--fanout thread``:
-how the emulator drew them before issue 20) and on another with it in its worker process (``--fanout process``, the
-default), ``--repeat`` times, alternating, and prints each pair's ratio::
+then ``extra``, on one emulator, for each of ``--compare``: the eavesdroppers' fan-out on the emulator's own thread
+(``thread``), in its worker process (``process``, the default), or the emulator of another source tree (a folder,
+e.g. ``git archive bd1137c | tar -x -C /tmp/before``: the emulator before issue 20), ``--repeat`` times,
+alternating, and prints each pair's ratio::
 
-    python benchmarks/listeners.py --curve 80,160,320,640 --extra 256 --reading 8 --batches 200 --repeat 2
+    python benchmarks/listeners.py --curve 80,160,320,640 --extra 256 --reading 8 --batches 200 --repeat 2 \
+        --compare /tmp/before,thread,process
 """
 
 from __future__ import annotations
@@ -64,12 +66,15 @@ class Result:
 
 
 def start_emulator(folder: Path, fanout: str = "process") -> tuple[subprocess.Popen, str, bytes]:
+    """The emulator as its own process; ``fanout``: ``process``, ``thread``, or a folder holding another source tree
+    of the project (e.g. ``git archive`` of an older commit) whose emulator runs with its own defaults."""
     key = auth.init_dir(folder / "auth", [])
     port_file = folder / "emu.port.json"
+    tree = ROOT if fanout in ("process", "thread") else Path(fanout)
     proc = subprocess.Popen([sys.executable, "-m", "channel_emulator", "--port", "0", "--port-file", str(port_file),
                              "--auth-key-file", str(folder / "auth" / "authority.key"), "--max-links", "2048",
-                             "--fanout", fanout],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *(["--fanout", fanout] if tree == ROOT else [])],
+                            cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not port_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -215,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fanout", choices=("process", "thread"), default="process")
     p.add_argument("--curve", default="", help="offered rates in frames/s, comma-separated (see the docstring)")
     p.add_argument("--repeat", type=int, default=1, help="--curve: measurements per rate and fan-out")
+    p.add_argument("--compare", type=lambda t: t.split(","), default=["thread", "process"],
+                   help="--curve: fan-outs to compare (process, thread, or the folder of another source tree)")
     args = p.parse_args(argv)
     torch.manual_seed(secrets.randbits(32))
     if args.curve:
@@ -236,21 +243,21 @@ def _ratios(pairs: list[list[Result]]) -> str:
 def curve(rates: list[float], args: argparse.Namespace) -> None:
     """The ``--curve`` table: per offered rate, the legitimate rate with ``extra`` listeners against none, each pair
     on one emulator, with the fan-out on the emulator's thread and in its worker process."""
-    print("| offered frames/s | thread fan-out (before): ratio (0 -> 256 extra, frames/s; lost) | process fan-out "
-          "(after): ratio (0 -> 256 extra; lost) | slowest health answer, thread / process |")
-    print("|---|---|---|---|")
+    print(f"| offered frames/s | {' | '.join(f'{f}: ratio (0 -> {args.extra} extra, frames/s; lost)' for f in args.compare)} "
+          f"| slowest health answer, {' / '.join(args.compare)} |")
+    print("|---" * (len(args.compare) + 2) + "|")
     for rate in rates:
         batch = max(1, round(rate * args.interval_ms / 1000))
-        rows: dict[str, list[list[Result]]] = {"thread": [], "process": []}
+        rows: dict[str, list[list[Result]]] = {fanout: [] for fanout in args.compare}
         for _ in range(args.repeat):
-            for fanout in ("thread", "process"):
+            for fanout in args.compare:
                 pair = measure_phases([(0, 0), (args.extra, args.reading)], args.batches, batch, args.interval_ms,
                                       fanout)
                 rows[fanout].append(pair)
                 print(fanout, json.dumps([asdict(r) for r in pair]), file=sys.stderr, flush=True)
-        health = ", ".join(f"{t[1].health_max_ms:.0f} / {q[1].health_max_ms:.0f} ms"
-                           for t, q in zip(rows["thread"], rows["process"], strict=True))
-        print(f"| {batch * 1000 / args.interval_ms:.0f} | {_ratios(rows['thread'])} | {_ratios(rows['process'])} "
+        health = ", ".join(" / ".join(f"{pairs[1].health_max_ms:.0f}" for pairs in rep) + " ms"
+                           for rep in zip(*rows.values(), strict=True))
+        print(f"| {batch * 1000 / args.interval_ms:.0f} | {' | '.join(_ratios(r) for r in rows.values())} "
               f"| {health} |", flush=True)
 
 
