@@ -104,9 +104,9 @@ def worker_main(conn: Connection, k: int) -> None:
     while True:
         try:
             x, jobs, gone = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
+            conn.send_bytes(pickle.dumps(drawer.carry(torch.from_numpy(x), jobs, gone), pickle.HIGHEST_PROTOCOL))
+        except (EOFError, OSError):  # the emulator closed the pipe or died
             return
-        conn.send_bytes(pickle.dumps(drawer.carry(torch.from_numpy(x), jobs, gone), pickle.HIGHEST_PROTOCOL))
 
 
 class WorkerDied(RuntimeError):
