@@ -48,7 +48,7 @@ from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common import auth
 from services_common.errors import AlreadyExists, BadRequest, Exhausted, NotFound, grpc_errors
-from services_common.frames import symbols_of
+from services_common.frames import symbols_matrix
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -235,11 +235,9 @@ class Emulator:
             return 0, 0
         if len(frames) > MAX_FRAMES_PER_SEND:
             raise BadRequest(f"{len(frames)} frames in one Send; at most {MAX_FRAMES_PER_SEND}")
-        rows = [symbols_of(f, None, "frame") for f in frames]  # checks dtype float32, 1-D, finite
-        lengths = sorted({len(r) for r in rows})
-        if len(lengths) != 1 or lengths[0] % 2 or lengths[0] == 0:
-            raise BadRequest(f"frames in one Send must share one even, non-zero length k; got lengths {lengths[:5]}")
-        x = torch.stack(rows)
+        x = symbols_matrix(frames, None, "frame")  # checks dtype float32, 1-D, one length, finite
+        if x.shape[1] % 2 or x.shape[1] == 0:
+            raise BadRequest(f"frames in one Send must share one even, non-zero length k; got length {x.shape[1]}")
         if float(x.pow(2).mean(dim=1).max()) > MAX_POWER:
             raise BadRequest(f"frame power above {MAX_POWER} per real dimension; frames must have power <= 1 "
                              "(a + sigma_self^2)")
