@@ -29,13 +29,18 @@ B = 16
 
 
 @pytest.fixture()
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A Subscriber wakes its reader on a loop; here the test reads the queue itself, so the loop never runs."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+@pytest.fixture()
 def emu() -> Iterator[Emulator]:
     e = Emulator("receiver", pb.LinkSettings(snr_db=10.0), pb.LinkSettings(snr_db=5.0), seed=7, fanout="process")
-    loop = asyncio.new_event_loop()  # a Subscriber wakes its reader on a loop; here the test reads the queue itself
-    e.test_loop = loop  # type: ignore[attr-defined]
     yield e
     e.close()
-    loop.close()
 
 
 def batch(start: int) -> tuple[torch.Tensor, list[frame_pb2.Frame]]:
@@ -45,9 +50,9 @@ def batch(start: int) -> tuple[torch.Tensor, list[frame_pb2.Frame]]:
                                header=frame_pb2.PublicHeader(a=1.0)) for i in range(B)]
 
 
-def listen(e: Emulator, role: int, name: str, queue_size: int = 1024) -> Subscriber:
+def listen(e: Emulator, loop: asyncio.AbstractEventLoop, role: int, name: str, queue_size: int = 1024) -> Subscriber:
     e.configure([pb.LinkUpdate(name=name, role=role, settings=pb.LinkSettings(queue_size=queue_size, seed=99))])
-    return e.subscribe(role, name, None, e.test_loop)[1]  # type: ignore[attr-defined]
+    return e.subscribe(role, name, None, loop)[1]
 
 
 def taken(sub: Subscriber) -> torch.Tensor:
@@ -57,9 +62,10 @@ def taken(sub: Subscriber) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def test_the_worker_draws_what_the_core_draws_whether_or_not_the_listener_keeps_up(emu: Emulator) -> None:
+def test_the_worker_draws_what_the_core_draws_whether_or_not_the_listener_keeps_up(
+        emu: Emulator, loop: asyncio.AbstractEventLoop) -> None:
     assert isinstance(emu.fanout.drawer, ProcessDrawer)
-    fast, slow = listen(emu, EVE, "fast"), listen(emu, EVE, "slow", queue_size=4)  # same seed, one never reads
+    fast, slow = listen(emu, loop, EVE, "fast"), listen(emu, loop, EVE, "slow", queue_size=4)  # same seed, one never reads
     core = Link(LinkConfig(snr_db=5.0, seed=99), 256)  # the core's link, as the offline evaluator runs it
     xs = [batch(i * B) for i in range(3)]
     for _, fs in xs[:2]:
@@ -75,8 +81,9 @@ def test_the_worker_draws_what_the_core_draws_whether_or_not_the_listener_keeps_
     assert torch.equal(taken(fast), want[2])
 
 
-def test_a_killed_worker_is_restarted_the_legitimate_link_goes_on_and_the_window_is_counted(emu: Emulator) -> None:
-    legit, eve = listen(emu, LEGIT, "receiver"), listen(emu, EVE, "eve")
+def test_a_killed_worker_is_restarted_the_legitimate_link_goes_on_and_the_window_is_counted(
+        emu: Emulator, loop: asyncio.AbstractEventLoop) -> None:
+    legit, eve = listen(emu, loop, LEGIT, "receiver"), listen(emu, loop, EVE, "eve")
     drawer = emu.fanout.drawer
     assert isinstance(drawer, ProcessDrawer)
     emu.send(batch(0)[1])
