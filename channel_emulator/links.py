@@ -15,14 +15,14 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from channel_emulator import schema
 from channel_emulator.traces import SnrTrace, from_points, load_named, parse_csv
-from diffsem.channel import equalised_noise, noise_variance
+from diffsem.channel import ChannelOutput, equalised_noise, noise_variance
 from diffsem.config import LinkConfig
 from diffsem.phy import Link, LinkCsi
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -75,6 +75,28 @@ def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
     cfg = schema.config(new, k)
     trace = trace_of(update.trace, trace_dir) if update.HasField("trace") else None
     return new, cfg, trace
+
+
+@dataclass
+class Carried:
+    """What a link's listener and its state need of a batch carried over the link: ``out``, the channel's output
+    for the first n frames of the batch (those that fit the listener's queue; every row field cut to n), and from the
+    whole batch the last frame's gain, an ofdm link's last fed-back level (NaN on flat) and the heat-strip rows.
+    Small enough to pass between processes whatever the batch, when the listener reads nothing (n = 0)."""
+
+    out: ChannelOutput
+    last_gain: complex
+    last_csi: float
+    strip: list[list[float]]
+
+
+def carried(out: ChannelOutput, n: int) -> Carried:
+    """Cut a whole batch's channel output down to what its listener gets (:class:`Carried`): its first n frames."""
+    cut = {f.name: None if (v := getattr(out, f.name)) is None else v[:n] for f in fields(out)}
+    strip = [] if out.subcarrier_snr_db is None else \
+        out.subcarrier_snr_db[-STRIP_FRAMES:].clamp(-100.0, 100.0).tolist()  # finite for JSON
+    return Carried(ChannelOutput(**cut), complex(out.gain[-1].item()),
+                   math.nan if out.csi is None else float(out.csi[-1].mean()), strip)
 
 
 class Subscriber:
@@ -133,6 +155,7 @@ class EmulatedLink:
         self.strip: deque[list[float]] = deque(maxlen=STRIP_FRAMES)
         self.last_deliver_at = 0.0
         self.seeded = seeded
+        self.updates: list[tuple[LinkConfig, bool]] = []  # (settings, restart) not yet passed to the fan-out
 
     @property
     def legit(self) -> bool:
@@ -144,6 +167,8 @@ class EmulatedLink:
         self.link.update(cfg, restart=s.HasField("seed"))
         if s.HasField("seed"):
             self.seeded = True  # the operator's seed: its noise is known to whoever knows it
+        if not self.legit:  # an eavesdropper link draws in the fan-out, which replays its updates in order
+            self.updates.append((cfg, s.HasField("seed")))
         if cfg.phy != "ofdm":
             self.strip.clear()
         if s.clear_trace:
@@ -177,28 +202,35 @@ class EmulatedLink:
         times. The whole batch goes through the channel even when not all of it fits, so the link's generators
         advance the same whether its listener keeps up or not; the frames that do not fit are counted as dropped
         and cost no message."""
-        out = self.link.carry(x, snr_db)
+        return self.items(frames, carried(self.link.carry(x, snr_db), min(space, len(frames))), snr_db, now)
+
+    def items(self, frames: list[frame_pb2.Frame], got: Carried, snr_db: float,
+              now: float) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
+        """The received frames of a batch carried over this link (here or by the fan-out worker, which carries
+        eavesdropper links: channel_emulator/fanout.py): ``got.out``'s rows, the first frames of the batch; the
+        rest of the batch is counted as dropped."""
+        out = got.out
         assert out.lost is not None and out.delay_s is not None
-        self.last_gain = complex(out.gain[-1].item())
-        if out.csi is not None:
-            self.last_csi = float(out.csi[-1].mean())
-        if out.subcarrier_snr_db is not None:
-            self.strip.extend(out.subcarrier_snr_db.clamp(-100.0, 100.0).tolist())  # finite for JSON
+        self.last_gain = got.last_gain
+        if not math.isnan(got.last_csi):
+            self.last_csi = got.last_csi
+        self.strip.extend(got.strip)
         csi = self.settings.csi
         avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
-        n = min(space, len(frames))
-        rows = rows_to_proto(out.latent[:n])
+        n = out.latent.shape[0]
+        rows = rows_to_proto(out.latent)
         per_re = out.sigma_c2.dim() == 2  # ofdm: the LMMSE noise per RE, one value per complex symbol
-        erased = out.erased[:n].sum(dim=1).tolist()
-        sigma2 = out.sigma_c2[:n, 0::2].tolist() if per_re else out.sigma_c2[:n].tolist()
-        gains = out.gain[:n].tolist()
+        erased = out.erased.sum(dim=1).tolist()
+        sigma2 = out.sigma_c2[:, 0::2].tolist() if per_re else out.sigma_c2.tolist()
+        gains = out.gain.tolist()
+        lost = out.lost.tolist()
         items = []
         for i in range(n):
             f = frames[i]
             rf = frame_pb2.ReceivedFrame(link=self.name, role=self.role, snr_db=snr_db, has_csi=csi)
             rf.frame.message_id, rf.frame.seq = f.message_id, f.seq
             rf.frame.header.CopyFrom(f.header)
-            if bool(out.lost[i]):
+            if lost[i]:
                 rf.dropped = True
                 self.counts["lost"] += 1
             else:
