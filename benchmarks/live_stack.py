@@ -22,6 +22,13 @@ and measures:
 4. **Fan-out**: ``fanout`` eavesdroppers attached, a run of ``fanout_n`` images; drops per link.
 
 Prints a Markdown table and one JSON line.
+
+``--pairs N`` measures throughput alone, as issue 20 asks: one eavesdropper (``eve``), one stack per ``--max-batch``
+value (comma-separated; the stacks run side by side, idle but for the run in flight), and N repetitions, each a
+seeded run of ``n`` images on every stack and the in-process pipeline, alternating; prints each stack's live /
+in-process ratio per repetition and their medians::
+
+    .venv/bin/python benchmarks/live_stack.py --n 1000 --pairs 3 --max-batch 64,512
 """
 
 from __future__ import annotations
@@ -90,7 +97,9 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--fanout", type=int, default=8)
     ap.add_argument("--fanout-n", type=int, default=2000)
     ap.add_argument("--fanout-batch", type=int, default=100)
-    ap.add_argument("--max-batch", type=int, default=64, help="receiver dynamic batching")
+    ap.add_argument("--max-batch", type=lambda t: [int(v) for v in t.split(",")], default=[64],
+                    help="receiver dynamic batching (--pairs: comma-separated, one stack each)")
+    ap.add_argument("--pairs", type=int, default=0, help="throughput alone: repetitions (see the docstring)")
     ap.add_argument("--conditions", type=lambda t: [v for v in t.split(",") if v], default=list(CONDITIONS),
                     help=f"comma-separated, of {', '.join(CONDITIONS)} (default: all)")
     ap.add_argument("--log-dir", type=Path, default=None)
@@ -102,17 +111,18 @@ def share(xs: list[int], ys: list[int]) -> float:
     return float(np.mean([a == b for a, b in zip(xs, ys, strict=True)]))
 
 
-def live_run(c: httpx.Client, settings: dict[str, Any], args: argparse.Namespace) -> tuple[dict[str, Any], dict]:
+def live_run(c: httpx.Client, settings: dict[str, Any], args: argparse.Namespace,
+             listeners: tuple[str, ...] = LISTENERS) -> tuple[dict[str, Any], dict]:
     """One seeded run of ``n`` images on ``settings``, every listener's reports in: (the run, its decisions)."""
     seeds = {r: derive_seed(args.seed, r, args.snr_db, args.t_star) for r in (TX, LEGIT)}
     links = {"receiver": {"snr_db": args.snr_db, "seed": seeds[LEGIT], **settings}}
     links |= {name: {"snr_offset_db": e.offset_db, "seed": derive_seed(args.seed, eve_role(e.offset_db), args.snr_db,
                                                                        args.t_star), **settings}
-              for name, e in EAVESDROPPERS.items()}
+              for name, e in EAVESDROPPERS.items() if name in listeners}
     c.put("/api/links", json={"t_star": args.t_star, "tx_seed": seeds[TX], "links": links}).raise_for_status()
     run_id = c.post("/api/runs", json={"n": args.n, "batch_size": args.batch_size, "window": 2 * args.batch_size}).json()["id"]
     run = wait_run(c, run_id)
-    while any(run["listeners"][n]["reports"] < args.n for n in LISTENERS):  # the eavesdroppers may lag a little
+    while any(run["listeners"][n]["reports"] < args.n for n in listeners):  # the eavesdroppers may lag a little
         time.sleep(0.5)
         run = c.get(f"/api/runs/{run_id}").json()
     return run, c.get(f"/api/runs/{run_id}/decisions").json()
@@ -199,6 +209,36 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(json.dumps(results))
 
 
+def throughput_pairs(bundle: Any, images: torch.Tensor, args: argparse.Namespace) -> None:
+    """``--pairs``: live / in-process throughput, one stack per ``--max-batch`` value, one eavesdropper."""
+    settings = CONDITIONS[args.conditions[0]]
+    stacks = [Stack(StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
+                                          classifier=args.classifier, steps=args.steps, snr_db=args.snr_db,
+                                          t_star=args.t_star, seed=args.seed, max_batch=mb,
+                                          eavesdroppers=[EveSpec("eve", EAVESDROPPERS["eve"].attack, 0.0)]))
+              for mb in args.max_batch]
+    ratios: dict[int, list[float]] = {mb: [] for mb in args.max_batch}
+    try:
+        clients = []
+        for stack in stacks:
+            stack.start()
+            clients.append(c := httpx.Client(base_url=stack.http_url, timeout=120))
+            c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
+        for rep in range(args.pairs):
+            rate = inprocess_rate(bundle, images, settings, args)
+            for mb, c in zip(args.max_batch, clients, strict=True):
+                run, _ = live_run(c, settings, args, ("receiver", "eve"))
+                ratios[mb].append(run["images_per_s"] / rate)
+                print(f"repetition {rep + 1}: max_batch {mb}: live {run['images_per_s']:.1f} images/s, in-process "
+                      f"{rate:.1f}, ratio {ratios[mb][-1]:.3f}", flush=True)
+    finally:
+        for stack in stacks:
+            stack.stop()
+    for mb, rs in ratios.items():
+        print(f"max_batch {mb}: live / in-process {', '.join(f'{r:.3f}' for r in rs)}, median {np.median(rs):.3f}")
+    print(json.dumps({"n": args.n, "condition": args.conditions[0], "ratios": ratios}))
+
+
 def main() -> None:
     args = _args()
     if unknown := sorted(set(args.conditions) - set(CONDITIONS)):
@@ -207,6 +247,8 @@ def main() -> None:
     bundle = load_bundle(args.checkpoints, device=args.device)
     images, labels = load_split(bundle.cfg.dataset, "test")
     images, labels = images[:args.n], labels[:args.n]
+    if args.pairs:
+        return throughput_pairs(bundle, images, args)
     results: dict[str, Any] = {"n": args.n, "conditions": {n: CONDITIONS[n] for n in args.conditions},
                                "mode": args.mode, "classifier": args.classifier, "snr_db": args.snr_db,
                                "t_star": args.t_star, "batch_size": args.batch_size, "model_id": bundle.model_id,
@@ -215,7 +257,7 @@ def main() -> None:
     eves = [EveSpec(name, e.attack, e.offset_db) for name, e in EAVESDROPPERS.items()]
     cfg = StackConfig.ephemeral(checkpoints=args.checkpoints, device=args.device, mode=args.mode,
                                 classifier=args.classifier, steps=args.steps, snr_db=args.snr_db, t_star=args.t_star,
-                                seed=args.seed, max_batch=args.max_batch, eavesdroppers=eves, log_dir=args.log_dir)
+                                seed=args.seed, max_batch=args.max_batch[0], eavesdroppers=eves, log_dir=args.log_dir)
     t0 = time.monotonic()
     with Stack(cfg) as stack, httpx.Client(base_url=stack.http_url, timeout=120) as c:
         results["startup_s"] = round(time.monotonic() - t0, 1)

@@ -59,7 +59,8 @@ def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorService
     legit.antennas.CopyFrom(antenna_settings(args))
     eve.antennas.n_rx = args.eve_n_rx
     emu = Emulator(args.legit_name, legit, eve, args.seed, max_links=args.max_links, grace_s=args.link_grace_s,
-                   trace_dir=args.trace_dir, k=args.k, eve_links=eavesdropper_links(args.eavesdropper_link))
+                   trace_dir=args.trace_dir, k=args.k, eve_links=eavesdropper_links(args.eavesdropper_link),
+                   fanout=args.fanout)
     for spec in args.trace:
         name, sep, path = spec.partition("=")
         if not sep:

@@ -15,7 +15,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -79,6 +79,43 @@ def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
     return new, cfg, trace
 
 
+@dataclass
+class Carried:
+    """What a link's listener and its state need of a batch carried over the link: ``out``, the channel's output
+    for the first n frames of the batch (those that fit the listener's queue; every row field cut to n), and from the
+    whole batch the last frame's gain, an ofdm link's last fed-back level (NaN on flat) and the heat-strip rows.
+    Small enough to pass between processes whatever the batch, when the listener reads nothing (n = 0)."""
+
+    out: ChannelOutput
+    last_gain: complex
+    last_csi: float
+    strip: list[list[float]]
+    last_sigma2: float | None = None  # a multi-antenna link's last frame's combined noise per real dim
+
+
+def carry(link: Link, ant: antennas.AntennaLink, x: torch.Tensor | antennas.Batch, snr_db: float, n_rx: int,
+          legit: bool) -> ChannelOutput:
+    """A batch x (B, k) over the core ``link``, or a multi-antenna batch over the link's antennas ``ant`` (``n_rx``
+    of them), combined as its listener does (:meth:`antennas.AntennaLink.carry`) with the core link's delivery
+    (loss, delay). The emulator calls it for the legitimate link, the fan-out's drawer for eavesdropper links."""
+    if not isinstance(x, antennas.Batch):
+        return link.carry(x, snr_db)
+    out = ant.carry(x, snr_db, n_rx, legit)
+    out.lost, out.delay_s = link.delivery(out.latent.shape[0])
+    return out
+
+
+def carried(out: ChannelOutput, n: int, mimo: bool = False) -> Carried:
+    """Cut a whole batch's channel output down to what its listener gets (:class:`Carried`): its first n frames;
+    ``mimo``: a multi-antenna link's, whose state reports its last frame's combined noise."""
+    cut = {f.name: None if (v := getattr(out, f.name)) is None else v[:n] for f in fields(out)}
+    strip = [] if out.subcarrier_snr_db is None else \
+        out.subcarrier_snr_db[-STRIP_FRAMES:].clamp(-100.0, 100.0).tolist()  # finite for JSON
+    return Carried(ChannelOutput(**cut), complex(out.gain[-1].item()),
+                   math.nan if out.csi is None else float(out.csi[-1].mean()), strip,
+                   float(out.sigma_c2[-1]) if mimo else None)
+
+
 class Subscriber:
     """A listener's bounded queue of ``(deliver_at, ReceivedFrame)``, filled from any thread (under the
     emulator's lock) and read by one coroutine on ``loop``. A full queue drops and counts. ``principal``: who the
@@ -137,6 +174,7 @@ class EmulatedLink:
         self.seeded = seeded
         self.antennas = antennas.AntennaLink(settings.seed)  # its multi-antenna channel, from the same seed
         self.last_sigma2: float | None = None  # a multi-antenna link's last combined frame's noise per real dim
+        self.updates: list[tuple[LinkConfig, bool]] = []  # (settings, restart) not yet passed to the fan-out
 
     @property
     def legit(self) -> bool:
@@ -150,6 +188,8 @@ class EmulatedLink:
             self.seeded = True  # the operator's seed: its noise is known to whoever knows it
             drawn, self.antennas = self.antennas.drawn, antennas.AntennaLink(s.seed)
             self.antennas.drawn = drawn  # frames already fed back keep the channel they were drawn with
+        if not self.legit:  # an eavesdropper link draws in the fan-out, which replays its updates in order
+            self.updates.append((cfg, s.HasField("seed")))
         if cfg.phy != "ofdm":
             self.strip.clear()
         if s.clear_trace:
@@ -179,45 +219,43 @@ class EmulatedLink:
             return n0, n0 if math.isnan(self.last_csi) else self.last_csi
         return n0, float(equalised_noise(n0, torch.tensor([self.last_gain], dtype=torch.complex64))[0])
 
-    def carry(self, x: torch.Tensor | antennas.Batch, snr_db: float) -> ChannelOutput:
-        """A batch x (B, k) over the core link, or a multi-antenna batch over this link's antennas, combined as its
-        listener does (:meth:`antennas.AntennaLink.carry`), with the core link's delivery (loss, delay)."""
-        if not isinstance(x, antennas.Batch):
-            self.last_sigma2 = None
-            return self.link.carry(x, snr_db)
-        out = self.antennas.carry(x, snr_db, self.settings.antennas.n_rx, self.legit)
-        out.lost, out.delay_s = self.link.delivery(out.latent.shape[0])
-        self.last_sigma2 = float(out.sigma_c2[-1])
-        return out
-
     def received(self, frames: list[frame_pb2.Frame], x: torch.Tensor | antennas.Batch, snr_db: float, now: float,
                  space: int) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
         """Carry a batch x (B, k) (or antenna signals) over the link and build the first ``space`` received frames
         with their delivery times. The whole batch goes through the channel even when not all of it fits, so the
         link's generators advance the same whether its listener keeps up or not; the frames that do not fit are
         counted as dropped and cost no message."""
-        out = self.carry(x, snr_db)
+        out = carry(self.link, self.antennas, x, snr_db, self.settings.antennas.n_rx, self.legit)
+        return self.items(frames, carried(out, min(space, len(frames)), isinstance(x, antennas.Batch)), snr_db, now)
+
+    def items(self, frames: list[frame_pb2.Frame], got: Carried, snr_db: float,
+              now: float) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
+        """The received frames of a batch carried over this link (here or by the fan-out worker, which carries
+        eavesdropper links: channel_emulator/fanout.py): ``got.out``'s rows, the first frames of the batch; the
+        rest of the batch is counted as dropped."""
+        out = got.out
+        self.last_sigma2 = got.last_sigma2
         assert out.lost is not None and out.delay_s is not None
-        self.last_gain = complex(out.gain[-1].item())
-        if out.csi is not None:
-            self.last_csi = float(out.csi[-1].mean())
-        if out.subcarrier_snr_db is not None:
-            self.strip.extend(out.subcarrier_snr_db.clamp(-100.0, 100.0).tolist())  # finite for JSON
+        self.last_gain = got.last_gain
+        if not math.isnan(got.last_csi):
+            self.last_csi = got.last_csi
+        self.strip.extend(got.strip)
         csi = self.settings.csi
         avg = float(noise_variance(snr_db))  # N0 without CSI: the listener knows only the average SNR
-        n = min(space, len(frames))
-        rows = rows_to_proto(out.latent[:n])
+        n = out.latent.shape[0]
+        rows = rows_to_proto(out.latent)
         per_re = out.sigma_c2.dim() == 2  # ofdm: the LMMSE noise per RE, one value per complex symbol
-        erased = out.erased[:n].sum(dim=1).tolist()
-        sigma2 = out.sigma_c2[:n, 0::2].tolist() if per_re else out.sigma_c2[:n].tolist()
-        gains = out.gain[:n].tolist()
+        erased = out.erased.sum(dim=1).tolist()
+        sigma2 = out.sigma_c2[:, 0::2].tolist() if per_re else out.sigma_c2.tolist()
+        gains = out.gain.tolist()
+        lost = out.lost.tolist()
         items = []
         for i in range(n):
             f = frames[i]
             rf = frame_pb2.ReceivedFrame(link=self.name, role=self.role, snr_db=snr_db, has_csi=csi)
             rf.frame.message_id, rf.frame.seq = f.message_id, f.seq
             rf.frame.header.CopyFrom(f.header)
-            if bool(out.lost[i]):
+            if lost[i]:
                 rf.dropped = True
                 self.counts["lost"] += 1
             else:

@@ -23,10 +23,10 @@ old stream).
 Serving: the servicer is asynchronous (``grpc.aio``), so a ``Listen`` stream costs a coroutine, not a thread; state
 changes and the channel maths run on the host's thread pool under the emulator's lock, so the event loop (and the
 health service) stay responsive during a large ``Send``. ``Send`` passes the batch through the legitimate link
-itself and hands it to one fan-out thread for the eavesdropper links, in order, so the legitimate link's rate does
-not depend on how many eavesdroppers listen. When the fan-out falls ``FANOUT_BATCHES`` batches behind, eavesdropper
-links drop the new batch (counted in their ``dropped_queue``). ``Configure`` waits for the fan-out to catch up, so
-settings and seeds apply between the same frames on every link. Links whose listener left are removed after
+itself and hands it to the fan-out for the eavesdropper links (:mod:`channel_emulator.fanout`: their channels are
+drawn in a worker process, off the legitimate link's interpreter lock), in order, so the legitimate link's rate does
+not depend on how many eavesdroppers listen. ``Configure`` waits for the fan-out to catch up, so settings and seeds
+apply between the same frames on every link. Links whose listener left are removed after
 ``grace_s`` of the emulator's clock (injected, so tests need no sleeps).
 """
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import re
 import threading
 import time
@@ -46,6 +45,7 @@ import grpc
 import torch
 
 from channel_emulator import antennas, schema
+from channel_emulator.fanout import Fanout
 from channel_emulator.links import Clock, EmulatedLink, Subscriber, checked, warm_up
 from channel_emulator.traces import SnrTrace
 from diffsem.phy import CsiFeedback
@@ -56,14 +56,13 @@ from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
 from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common import auth
 from services_common.errors import AlreadyExists, BadRequest, Exhausted, NotFound, grpc_errors
-from services_common.frames import symbols_of
+from services_common.frames import symbols_matrix
 from services_common.sizes import MAX_FRAMES, frames_request_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")  # a link name is a credential name (services_common.auth)
 MAX_POWER = 2.0
-FANOUT_BATCHES = 64  # Send batches the eavesdropper fan-out may lag behind before eavesdropper links drop
 LEGIT, EAVESDROPPER = common_pb2.ROLE_LEGITIMATE, common_pb2.ROLE_EAVESDROPPER
 
 
@@ -78,13 +77,14 @@ class Emulator:
     ``time.time``); frame timestamps stay on the wall clock, because they are compared with the transmitter's.
     ``max_links``: links at most (RESOURCE_EXHAUSTED past it); ``grace_s``: how long a link without a listener
     stays; ``trace_dir``: the folder ``SnrTrace.name`` resolves in (None: names are refused); ``k``: real values
-    per frame, which an ofdm link's grid must carry (checked when it is configured).
+    per frame, which an ofdm link's grid must carry (checked when it is configured); ``fanout``: where eavesdropper
+    links draw, ``process`` (a worker process: the service) or ``thread`` (in-process use).
     """
 
     def __init__(self, legit_name: str = "receiver", legit: pb.LinkSettings | None = None,
                  eve_defaults: pb.LinkSettings | None = None, seed: int | None = None, clock: Clock = time.time,
                  max_links: int = 1024, grace_s: float = 300.0, trace_dir: Path | None = None, k: int = 256,
-                 eve_links: dict[str, pb.LinkSettings] | None = None):
+                 eve_links: dict[str, pb.LinkSettings] | None = None, fanout: str = "thread"):
         if max_links < 1 or grace_s < 0 or k < 2 or k % 2:
             raise BadRequest(f"max_links={max_links} must be >= 1, grace_s={grace_s} >= 0 and k={k} even and >= 2")
         self.k = k
@@ -104,16 +104,13 @@ class Emulator:
         antennas.check_plan({legit_name: first, **self.eve_links}, legit_name, self.eve_defaults)
         for phy in {first.phy, self.eve_defaults.phy}:
             warm_up(phy)
-        self.fanout: queue.Queue[tuple[list[frame_pb2.Frame], torch.Tensor | antennas.Batch, float, float, float]
-                                 | None] = \
-            queue.Queue(maxsize=FANOUT_BATCHES)
-        self._fanout_thread = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
-        self._fanout_thread.start()
+        if fanout not in ("process", "thread"):
+            raise BadRequest(f"fanout={fanout!r}: use 'process' or 'thread'")
+        self.fanout = Fanout(self.links, self.lock, k, fanout == "process")
 
     def close(self) -> None:
-        """Stop the fan-out thread (after the batches it holds)."""
-        self.fanout.put(None)
-        self._fanout_thread.join(10)
+        """Stop the fan-out (after the batches it holds)."""
+        self.fanout.close()
 
     # ---- links -----------------------------------------------------------------------------------------
     def _link_seed(self, name: str) -> int:
@@ -262,11 +259,9 @@ class Emulator:
             return 0, 0
         if len(frames) > MAX_FRAMES:
             raise BadRequest(f"{len(frames)} frames in one Send; at most {MAX_FRAMES}")
-        rows = [symbols_of(f, None, "frame") for f in frames]  # checks dtype float32, 1-D, finite
-        lengths = sorted({len(r) for r in rows})
-        if len(lengths) != 1 or lengths[0] % 2 or lengths[0] == 0:
-            raise BadRequest(f"frames in one Send must share one even, non-zero length k; got lengths {lengths[:5]}")
-        x: torch.Tensor | antennas.Batch = torch.stack(rows)
+        x: torch.Tensor | antennas.Batch = symbols_matrix(frames, None, "frame")  # dtype float32, 1-D, one length, finite
+        if x.shape[1] % 2 or x.shape[1] == 0:
+            raise BadRequest(f"frames in one Send must share one even, non-zero length k; got length {x.shape[1]}")
         if float(x.pow(2).mean(dim=1).max()) > MAX_POWER:
             raise BadRequest(f"frame power above {MAX_POWER} per real dimension; frames must have power <= 1 "
                              "(a + sigma_self^2)")
@@ -280,13 +275,7 @@ class Emulator:
             legit_snr = self._legit_snr(now)
             self.frames += len(frames)
             listeners = self._deliver(self.links[self.legit_name], frames, x, legit_snr, wall)
-            try:
-                self.fanout.put_nowait((frames, x, now, wall, legit_snr))
-            except queue.Full:  # the eavesdropper fan-out is behind: their links drop this batch, counted
-                for link in self._eve_links():
-                    link.counts["frames_in"] += len(frames)
-                    attached = link.subscriber is not None and not link.subscriber.closed
-                    link.counts["dropped_queue" if attached else "no_listener"] += len(frames)
+            self.fanout.offer((frames, x, now, wall, legit_snr))
             self._expire(now)
         return len(frames), listeners + sum(1 for lk in self._eve_links() if lk.subscriber and not lk.subscriber.closed)
 
@@ -304,23 +293,6 @@ class Emulator:
         items = link.received(frames, x, snr_db, wall, sub.space())
         sub.offer(items, len(frames) - len(items))
         return 1
-
-    def _fanout_loop(self) -> None:
-        """The eavesdropper links' side of every Send, batch by batch in Send order."""
-        while (item := self.fanout.get()) is not None:
-            frames, x, now, wall, legit_snr = item
-            try:
-                with self.lock:
-                    links = self._eve_links()
-                for link in links:  # the lock per link, so a Send never waits for the whole fan-out
-                    with self.lock:
-                        if self.links.get(link.name) is link:
-                            self._deliver(link, frames, x, link.snr_db(now, legit_snr), wall)
-            except Exception:  # noqa: BLE001 - one bad batch must not stop every eavesdropper link
-                log.exception("fan-out of a batch failed")
-            finally:
-                self.fanout.task_done()
-        self.fanout.task_done()
 
     def feedback(self, name: str, n: int) -> pb.FeedbackReply:
         """The transmitter's CSI of the legitimate link for its next ``n`` frames, whose channel is drawn now and

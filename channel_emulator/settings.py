@@ -41,4 +41,6 @@ SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
     Option("--k", "real values per frame, which an ofdm link's grid must carry", 256, int),
     *link_options(PHY_FIELDS),  # the legitimate link and new eavesdropper links
     Option("--threads", "torch CPU threads", 1, int),
+    Option("--fanout", "where eavesdropper links draw their channel: a worker process (off the legitimate link's "
+           "interpreter lock) or a thread of the emulator", "process", choices=("process", "thread")),
 ))

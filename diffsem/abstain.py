@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffsem.augment import AUGMENTS
 from diffsem.data import load_split
+from diffsem.models import ABSTAIN, decide
 from diffsem.seeds import generator
 
 OTHER_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
@@ -114,7 +116,6 @@ def train_abstaining(judge: nn.Module, images: torch.Tensor, labels: torch.Tenso
     :data:`NEGATIVE_SHARE` negatives per image labelled with the reject class. The other data set's training
     images are the fourth kind of negative. Returns the training figures for the card."""
     from diffsem.fit import fit
-    from diffsem.judges import AUGMENTS
 
     reject = judge(images[:1]).shape[1] - 1  # the last output
     other, _ = load_split(OTHER_DATASET[dataset], "train", data_dir)
@@ -139,8 +140,6 @@ def abstention_metrics(judge: nn.Module, test_images: torch.Tensor, test_labels:
                        data_dir: Path | None = None) -> dict[str, float]:
     """The card's figures: on clean test images, accuracy (an abstention is wrong) and the abstention rate; on
     :data:`EVAL_PER_KIND` held-out draws of each negative kind, the abstention rate."""
-    from diffsem.judges import ABSTAIN, decide
-
     judge.eval()
     lab = torch.cat([decide(judge, test_images[i:i + 1000]) for i in range(0, len(test_images), 1000)])
     out = {"clean_test_acc_counting_abstentions": float((lab == test_labels).float().mean()),

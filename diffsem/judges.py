@@ -25,7 +25,6 @@ and ``<checkpoints>/attacks/<attack>.judge.safetensors``, float16 with JSON card
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,62 +35,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffsem.augment import AUGMENTS
 from diffsem.checkpoints import load_weights, read_card, save_weights
 from diffsem.config import ModelConfig
 from diffsem.data import get_spec, load_split, transmitter_split
 from diffsem.errors import CheckpointError, ConfigError
 from diffsem.fit import fit
 from diffsem.leakage import ABSTAINING  # the judge that can say "can't tell"
-from diffsem.models import AbstainingJudge, ImageJudge, PixelMLPJudge, ResidualJudge, StridedJudge
+from diffsem.models import (  # noqa: F401 - ABSTAIN, decide: re-exported, the judges' vocabulary
+    ABSTAIN,
+    AbstainingJudge,
+    ImageJudge,
+    PixelMLPJudge,
+    ResidualJudge,
+    StridedJudge,
+    decide,
+)
 
 BUNDLE_JUDGE = "cnn"  # the bundle's ``judge`` part
 ADAPTED = "adapted"
-ABSTAIN = -1  # an abstaining judge's label for "can't tell" (never a class, so never correct)
 ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": ImageJudge, "resnet": ResidualJudge, "mlp": PixelMLPJudge, "strided": StridedJudge,
     "abstaining": AbstainingJudge}
-Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-def shift_rotate(x: torch.Tensor, gen: torch.Generator, max_shift_px: float = 2.0,
-                 max_deg: float = 10.0) -> torch.Tensor:
-    """Random shifts (up to ``max_shift_px`` px each way) and rotations (up to ``max_deg``) of images (B, 1, 28, 28)."""
-    b = x.shape[0]
-    ang = math.radians(max_deg) * (2 * torch.rand(b, generator=gen) - 1)
-    shift = (max_shift_px / 14.0) * (2 * torch.rand(b, 2, generator=gen) - 1)  # grid units: 14 px per unit
-    cos, sin = ang.cos(), ang.sin()
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
-
-
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    r = int(2 * sigma)
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32).pow(2) / (2 * sigma ** 2))
-    return k / k.sum()
-
-
-def elastic_noise(x: torch.Tensor, gen: torch.Generator, alpha_px: float = 1.5, sigma_px: float = 3.0,
-                  noise_std: float = 0.05) -> torch.Tensor:
-    """Elastic distortion (Simard et al. 2003: a random displacement field smoothed by a Gaussian of ``sigma_px``,
-    about ``alpha_px`` px at its largest) plus Gaussian pixel noise, clamped to [0, 1]. x: (B, 1, 28, 28)."""
-    b, _, h, w = x.shape
-    k = _gaussian_kernel(sigma_px)
-    field = torch.randn(b * 2, 1, h, w, generator=gen)
-    field = F.conv2d(F.conv2d(field, k.view(1, 1, 1, -1), padding=(0, len(k) // 2)), k.view(1, 1, -1, 1),
-                     padding=(len(k) // 2, 0)).view(b, 2, h, w)
-    field = alpha_px * field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    base = F.affine_grid(torch.eye(2, 3).expand(b, 2, 3), list(x.shape), align_corners=False)
-    grid = base + field.permute(0, 2, 3, 1) * torch.tensor([2.0 / w, 2.0 / h])
-    out = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
-    return (out + noise_std * torch.randn(out.shape, generator=gen)).clamp(0, 1)
-
-
-def no_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return x
-
-
-AUGMENTS: dict[str, Augment] = {"none": no_augment, "shift-rotate": shift_rotate, "elastic-noise": elastic_noise}
 
 
 @dataclass(frozen=True)
@@ -135,14 +100,6 @@ def fit_judge(judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, reci
     return float(res.accuracy or 0.0)
 
 
-def decide(judge: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """A judge's labels (B,) int64 of images (B, 1, 28, 28): the argmax class, or :data:`ABSTAIN` where an
-    abstaining judge picks its reject class (its last output)."""
-    logits = judge(images)
-    labels = logits.argmax(1)
-    if getattr(judge, "abstains", False):
-        labels = labels.masked_fill(labels == logits.shape[1] - 1, ABSTAIN)
-    return labels
 
 
 @torch.no_grad()

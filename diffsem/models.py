@@ -182,3 +182,16 @@ def make_unet(cfg: ModelConfig) -> UNet2DModel:
         up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (levels - 1),
         num_class_embeds=cfg.num_classes + 1, norm_num_groups=32,
     )
+
+
+ABSTAIN = -1  # an abstaining judge's label for "can't tell" (never a class, so never correct)
+
+
+def decide(judge: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A judge's labels (B,) int64 of images (B, 1, 28, 28): the argmax class, or :data:`ABSTAIN` where an
+    abstaining judge picks its reject class (its last output)."""
+    logits = judge(images)
+    labels = logits.argmax(1)
+    if getattr(judge, "abstains", False):
+        labels = labels.masked_fill(labels == logits.shape[1] - 1, ABSTAIN)
+    return labels

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from diffsem.phy import CsiFeedback
@@ -55,6 +56,26 @@ def symbols_of(frame: frame_pb2.Frame, k: int | None = None, what: str = "frame"
     x = to_torch(frame.symbols, f"{what} {frame.message_id or frame.seq} symbols", FLOAT32, (k,))
     if not torch.isfinite(x).all():
         raise BadRequest(f"{what} {frame.message_id or frame.seq}: symbols contain NaN or inf")
+    return x
+
+
+def symbols_matrix(frames: list[frame_pb2.Frame], k: int | None = None, what: str = "frame") -> torch.Tensor:
+    """The frames' symbols as float32 (B, k): :func:`symbols_of` of each, stacked, but converted and checked for
+    NaN or inf in one go (the per-frame hot path of the emulator's ``Send`` and of every listener's batch). ``k``:
+    the length every frame must have (None: the first frame's). BadRequest as :func:`symbols_of` gives it for the
+    first bad frame, or naming the lengths when the frames' lengths differ."""
+    first = frames[0].symbols.shape
+    n = k if k is not None else (first[0] if len(first) == 1 else -1)
+    if n < 0 or not all(f.symbols.dtype == common_pb2.DTYPE_FLOAT32 and len(f.symbols.shape) == 1
+                        and f.symbols.shape[0] == n and len(f.symbols.data) == 4 * n for f in frames):
+        lengths = sorted({len(symbols_of(f, k, what)) for f in frames})  # raises for a malformed frame
+        raise BadRequest(f"{what}s in one batch must share one length; got lengths {lengths[:5]}")
+    x = torch.from_numpy(np.frombuffer(b"".join(f.symbols.data for f in frames), dtype="<f4")
+                         .reshape(len(frames), n).astype(np.float32))  # one copy, native byte order
+    finite = torch.isfinite(x).all(dim=1)
+    if not bool(finite.all()):
+        f = frames[int((~finite).nonzero()[0, 0])]
+        raise BadRequest(f"{what} {f.message_id or f.seq}: symbols contain NaN or inf")
     return x
 
 
@@ -128,7 +149,7 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
         raise BadRequest("no frames to decode")
     for rf in frames:
         _check_frame(rf, k, model_id)
-    y = torch.stack([symbols_of(rf.frame, k, "received frame") for rf in frames])
+    y = symbols_matrix([rf.frame for rf in frames], k, "received frame")
     sigma2 = torch.tensor([rf.sigma2 for rf in frames], dtype=torch.float32)
     z = torch.empty_like(y)
     abar_eff = torch.empty(len(frames), dtype=torch.float32)

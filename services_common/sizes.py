@@ -16,8 +16,9 @@ MAX_REPORTS = 64  # reports in one Telemetry.Report call (a listener sends its r
 # A Report's free-text fields, capped at the panel's door (control_panel/telemetry.py); listeners stay within them
 MAX_METHOD_CHARS, MAX_ERROR_CHARS, MAX_JUDGE_CHARS, MAX_JUDGES = 128, 512, 64, 16
 RECONSTRUCTION_BYTES = IMAGE_BYTES  # one (1, 28, 28) float32 image
-# The most one Report takes within those caps: ids and texts, a reconstruction, the judges' labels and the numbers
-REPORT_BYTES = (MAX_ID_CHARS + 64 + MAX_METHOD_CHARS + MAX_ERROR_CHARS + RECONSTRUCTION_BYTES
+# The most one Report takes within those caps: ids and texts (the threat model is capped as a method), a
+# reconstruction, the judges' labels and the numbers
+REPORT_BYTES = (MAX_ID_CHARS + 64 + 2 * MAX_METHOD_CHARS + MAX_ERROR_CHARS + RECONSTRUCTION_BYTES
                 + MAX_JUDGES * (MAX_JUDGE_CHARS + 16) + 256)
 
 

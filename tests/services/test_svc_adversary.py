@@ -347,6 +347,8 @@ def test_reports_out_of_bounds_are_refused_before_anything_is_stored(stack: Live
         "a 2 MB method": (report(method="m" * 2_000_000), grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
         "a long method": (report(method="m" * 129), grpc.StatusCode.INVALID_ARGUMENT, "method has 129 characters"),
         "a long error": (report(error="e" * 513), grpc.StatusCode.INVALID_ARGUMENT, "error has 513"),
+        "a long threat model": (report(threat_model="w" * 129), grpc.StatusCode.INVALID_ARGUMENT,
+                                "threat_model has 129"),
         "a long judge name": (report(judge_labels={"j" * 65: 1}), grpc.StatusCode.INVALID_ARGUMENT, "judge name"),
         "17 judges": (report(judge_labels={f"j{i}": 1 for i in range(17)}), grpc.StatusCode.INVALID_ARGUMENT,
                       "at most 16"),

@@ -1,8 +1,8 @@
 """The ``antennas`` scenario on the live stack (``launcher --scenario antennas``; issue 22): 4 transmit antennas, 1%
 of the power on the beam, the rest as self-noise in the null space of the legitimate channel, 20 dB, t* = 300. The
 privacy comes from the antennas, with no key and at equal SNR; an eavesdropper with as many antennas as the
-transmitter (added here beside the preset's one-antenna eavesdropper) cancels it. The operator changes the antennas through ``PUT /api/links``; bad values are refused with
-the settings in force kept.
+transmitter (added here beside the preset's one-antenna eavesdropper) cancels it. The operator changes the antennas
+through ``PUT /api/links``; bad values are refused with the settings in force kept.
 
 Thresholds, from docs/results/mnist-antennas (2000 images, i.i.d. Rayleigh, perfect CSI, n_t = 4, 20 dB,
 beta = 0.01, t* = 300): legitimate 97.4%, best attack on a one-antenna eavesdropper 28.9% (the feature classifier,

@@ -30,6 +30,7 @@ from protos.diffsem.v1 import common_pb2, frame_pb2
 from services_common import auth
 from services_common.client import grpc_channel
 from services_common.errors import BadRequest
+from services_common.frames import symbols_matrix, symbols_of
 from services_common.server import ServiceHost, host_for
 from services_common.tensors import to_numpy, to_proto
 
@@ -432,3 +433,21 @@ def test_trace_files_and_interpolation(tmp_path: Path) -> None:
         csv.write_text(bad)
         with pytest.raises(BadRequest):
             load_trace(csv)
+
+
+def test_a_batch_of_frames_is_read_in_one_go_as_each_frame_would_be_and_a_bad_one_is_named() -> None:
+    x, fs = frames(50)
+    assert torch.equal(symbols_matrix(fs), torch.stack([symbols_of(f) for f in fs]))
+    assert torch.equal(symbols_matrix(fs, 256), x)
+    bad = list(fs)
+    bad[7] = frame_pb2.Frame(message_id="nan7", symbols=to_proto(torch.full((256,), float("nan"))))
+    with pytest.raises(BadRequest, match="frame nan7: symbols contain NaN or inf"):
+        symbols_matrix(bad)
+    bad[7] = frame_pb2.Frame(message_id="f64", symbols=to_proto(torch.zeros(256, dtype=torch.float64)))
+    with pytest.raises(BadRequest, match="frame f64 symbols: dtype float64, expected float32"):
+        symbols_matrix(bad)
+    bad[7] = frames(1, k=128)[1][0]
+    with pytest.raises(BadRequest, match=r"frames in one batch must share one length; got lengths \[128, 256\]"):
+        symbols_matrix(bad)
+    with pytest.raises(BadRequest, match=r"shape \(128,\), expected \(256,\)"):
+        symbols_matrix(bad, 256)
