@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from argparse import Namespace
 
+from channel_emulator.antennas import NULL_SPACE_BEAM_FRACTION
 from channel_emulator.server import ChannelEmulatorServicer, Emulator
 from channel_emulator.settings import SPEC
 from channel_emulator.traces import load_trace
@@ -21,17 +22,31 @@ def phy_settings(args: Namespace) -> pb.LinkSettings:
 
 
 def eavesdropper_links(specs: list[str]) -> dict[str, pb.LinkSettings]:
-    """``--eavesdropper-link NAME=OFFSET_DB`` options as the settings of those links (the emulator checks them)."""
+    """``--eavesdropper-link NAME=[OFFSET_DB][:N_RX]`` options as the settings of those links (the emulator checks
+    them)."""
     out = {}
     for spec in specs:
-        name, sep, offset = spec.partition("=")
+        name, sep, value = spec.partition("=")
+        offset, _, n_rx = value.partition(":")
         try:
-            out[name] = pb.LinkSettings(snr_offset_db=float(offset))
+            out[name] = pb.LinkSettings()
+            if offset or not n_rx:
+                out[name].snr_offset_db = float(offset)
+            if n_rx:
+                out[name].antennas.n_rx = int(n_rx)
         except ValueError:
             sep = ""
         if not sep or not name:
-            raise BadRequest(f"--eavesdropper-link {spec!r}: use NAME=OFFSET_DB, e.g. eve=-5")
+            raise BadRequest(f"--eavesdropper-link {spec!r}: use NAME=OFFSET_DB, NAME=OFFSET_DB:N_RX or NAME=:N_RX, "
+                             "e.g. eve=-5 or eve=0:2")
     return out
+
+
+def antenna_settings(args: Namespace) -> pb.AntennaSettings:
+    """The legitimate link's antennas and the transmitter's power split from the command line."""
+    beam = args.beam_fraction if args.beam_fraction is not None else \
+        NULL_SPACE_BEAM_FRACTION if args.null_space else 1.0
+    return pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam)
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
@@ -41,6 +56,8 @@ def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorService
         eve.snr_offset_db = args.eve_snr_offset_db
     for settings in (legit, eve):
         settings.MergeFrom(phy_settings(args))
+    legit.antennas.CopyFrom(antenna_settings(args))
+    eve.antennas.n_rx = args.eve_n_rx
     emu = Emulator(args.legit_name, legit, eve, args.seed, max_links=args.max_links, grace_s=args.link_grace_s,
                    trace_dir=args.trace_dir, k=args.k, eve_links=eavesdropper_links(args.eavesdropper_link),
                    fanout=args.fanout)
@@ -56,6 +73,8 @@ def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -
     """After the port is bound (health NOT_SERVING meanwhile): import Sionna now, not on the first frame."""
     load_phy()
     phy = f"ofdm {args.channel_model}" if args.phy == "ofdm" else "flat"
+    if args.n_tx > 1:
+        phy += f", {args.n_tx} transmit antennas" + (", null-space self-noise" if args.null_space else "")
     noise = "from the OS" if args.seed is None else "seeded: known to anyone who knows the seed"
     return (f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links, "
             f"link noise {noise}")

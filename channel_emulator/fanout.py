@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Protocol
 
+import numpy as np
 import torch
 
-from channel_emulator.links import Carried, EmulatedLink, carried
+from channel_emulator import antennas
+from channel_emulator.links import Carried, EmulatedLink, carried, carry
 from diffsem.config import LinkConfig
 from diffsem.phy import Link
 from protos.diffsem.v1 import frame_pb2
@@ -53,13 +55,15 @@ WORKER_NICE = 10  # the worker yields the CPU to the legitimate path (and to the
 class Job:
     """One link's part of a batch: ``uid``, the drawer's name for the link; ``cfg``, its settings when the drawer
     does not hold it yet (else None); ``updates``, its settings changes since the last batch, in order; ``snr_db``,
-    the batch's SNR on it; ``n``, the frames its listener has room for."""
+    the batch's SNR on it; ``n``, the frames its listener has room for; ``n_rx``, its receive antennas (used by
+    multi-antenna batches)."""
 
     uid: int
     cfg: LinkConfig | None
     updates: list[tuple[LinkConfig, bool]]
     snr_db: float
     n: int
+    n_rx: int = 1
 
 
 class Drawer:
@@ -69,20 +73,27 @@ class Drawer:
     def __init__(self, k: int):
         self.k = k
         self.links: dict[int, Link] = {}
+        self.antennas: dict[int, antennas.AntennaLink] = {}  # each link's multi-antenna channel, from its seed
 
-    def carry(self, x: torch.Tensor, jobs: list[Job], gone: list[int]) -> list[Carried | None]:
-        """x (B, k) over each job's link; None for a link whose draw failed (its batch is counted as dropped)."""
+    def carry(self, x: torch.Tensor | antennas.Batch, jobs: list[Job], gone: list[int]) -> list[Carried | None]:
+        """x (B, k), or a multi-antenna batch, over each job's link; None for a link whose draw failed (its batch is
+        counted as dropped)."""
         for uid in gone:
             self.links.pop(uid, None)
+            self.antennas.pop(uid, None)
         got: list[Carried | None] = []
         for job in jobs:
             try:
                 if job.cfg is not None:
                     self.links[job.uid] = Link(job.cfg, self.k)
+                    self.antennas[job.uid] = antennas.AntennaLink(job.cfg.seed)
                 link = self.links[job.uid]
                 for cfg, restart in job.updates:
                     link.update(cfg, restart)
-                got.append(carried(link.carry(x, job.snr_db), job.n))
+                    if restart:
+                        self.antennas[job.uid] = antennas.AntennaLink(cfg.seed)
+                out = carry(link, self.antennas[job.uid], x, job.snr_db, job.n_rx, legit=False)
+                got.append(carried(out, job.n, isinstance(x, antennas.Batch)))
             except Exception:  # noqa: BLE001 - one link's failure must not cost the others their batch
                 log.exception("fan-out: link %d failed to carry a batch", job.uid)
                 got.append(None)
@@ -104,7 +115,8 @@ def worker_main(conn: Connection, k: int) -> None:
     while True:
         try:
             x, jobs, gone = pickle.loads(conn.recv_bytes())
-            conn.send_bytes(pickle.dumps(drawer.carry(torch.from_numpy(x), jobs, gone), pickle.HIGHEST_PROTOCOL))
+            x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x  # a multi-antenna batch comes whole
+            conn.send_bytes(pickle.dumps(drawer.carry(x, jobs, gone), pickle.HIGHEST_PROTOCOL))
         except (EOFError, OSError):  # the emulator closed the pipe or died
             return
 
@@ -130,9 +142,10 @@ class ProcessDrawer:
         self.proc.start()
         child.close()  # only the worker holds its end, so its death ends the pipe
 
-    def carry(self, x: torch.Tensor, jobs: list[Job], gone: list[int]) -> list[Carried | None]:
+    def carry(self, x: torch.Tensor | antennas.Batch, jobs: list[Job], gone: list[int]) -> list[Carried | None]:
         try:
-            self._conn.send_bytes(pickle.dumps((x.numpy(), jobs, gone), pickle.HIGHEST_PROTOCOL))
+            payload = x.numpy() if isinstance(x, torch.Tensor) else x
+            self._conn.send_bytes(pickle.dumps((payload, jobs, gone), pickle.HIGHEST_PROTOCOL))
             return pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError) as e:
             raise WorkerDied(f"the fan-out worker (pid {self.proc.pid}) ended: exit code {self.proc.exitcode}") from e
@@ -152,12 +165,13 @@ class ProcessDrawer:
 
 
 class _Drawer(Protocol):
-    def carry(self, x: torch.Tensor, jobs: list[Job], gone: list[int]) -> list[Carried | None]: ...
+    def carry(self, x: torch.Tensor | antennas.Batch, jobs: list[Job], gone: list[int]) -> list[Carried | None]: ...
 
     def close(self) -> None: ...
 
 
-Batch = tuple[list[frame_pb2.Frame], torch.Tensor, float, float, float]  # frames, x, clock time, wall time, legit SNR
+# frames, x (or a multi-antenna batch), clock time, wall time, legit SNR
+Batch = tuple[list[frame_pb2.Frame], torch.Tensor | antennas.Batch, float, float, float]
 
 
 class Fanout:
@@ -219,7 +233,8 @@ class Fanout:
                 cfg, updates = None, list(link.updates)
             link.updates.clear()
             links.append(link)
-            jobs.append(Job(uid, cfg, updates, link.snr_db(now, legit_snr), min(sub.space(), n)))
+            jobs.append(Job(uid, cfg, updates, link.snr_db(now, legit_snr), min(sub.space(), n),
+                            link.settings.antennas.n_rx))
         return links, jobs, gone
 
     def _batch(self, batch: Batch) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from channel_emulator import schema
+from channel_emulator import antennas, schema
 from channel_emulator.traces import SnrTrace, from_points, load_named, parse_csv
 from diffsem.channel import ChannelOutput, equalised_noise, noise_variance
 from diffsem.config import LinkConfig
@@ -72,7 +72,9 @@ def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
     new = schema.merged(current, update)
     if legit and new.HasField("snr_offset_db"):
         raise BadRequest("the legitimate link cannot follow itself: snr_offset_db is for eavesdropper links")
+    antennas.check_update(update.antennas, legit)
     cfg = schema.config(new, k)
+    antennas.configs(new.antennas)
     trace = trace_of(update.trace, trace_dir) if update.HasField("trace") else None
     return new, cfg, trace
 
@@ -88,15 +90,30 @@ class Carried:
     last_gain: complex
     last_csi: float
     strip: list[list[float]]
+    last_sigma2: float | None = None  # a multi-antenna link's last frame's combined noise per real dim
 
 
-def carried(out: ChannelOutput, n: int) -> Carried:
-    """Cut a whole batch's channel output down to what its listener gets (:class:`Carried`): its first n frames."""
+def carry(link: Link, ant: antennas.AntennaLink, x: torch.Tensor | antennas.Batch, snr_db: float, n_rx: int,
+          legit: bool) -> ChannelOutput:
+    """A batch x (B, k) over the core ``link``, or a multi-antenna batch over the link's antennas ``ant`` (``n_rx``
+    of them), combined as its listener does (:meth:`antennas.AntennaLink.carry`) with the core link's delivery
+    (loss, delay). The emulator calls it for the legitimate link, the fan-out's drawer for eavesdropper links."""
+    if not isinstance(x, antennas.Batch):
+        return link.carry(x, snr_db)
+    out = ant.carry(x, snr_db, n_rx, legit)
+    out.lost, out.delay_s = link.delivery(out.latent.shape[0])
+    return out
+
+
+def carried(out: ChannelOutput, n: int, mimo: bool = False) -> Carried:
+    """Cut a whole batch's channel output down to what its listener gets (:class:`Carried`): its first n frames;
+    ``mimo``: a multi-antenna link's, whose state reports its last frame's combined noise."""
     cut = {f.name: None if (v := getattr(out, f.name)) is None else v[:n] for f in fields(out)}
     strip = [] if out.subcarrier_snr_db is None else \
         out.subcarrier_snr_db[-STRIP_FRAMES:].clamp(-100.0, 100.0).tolist()  # finite for JSON
     return Carried(ChannelOutput(**cut), complex(out.gain[-1].item()),
-                   math.nan if out.csi is None else float(out.csi[-1].mean()), strip)
+                   math.nan if out.csi is None else float(out.csi[-1].mean()), strip,
+                   float(out.sigma_c2[-1]) if mimo else None)
 
 
 class Subscriber:
@@ -155,6 +172,8 @@ class EmulatedLink:
         self.strip: deque[list[float]] = deque(maxlen=STRIP_FRAMES)
         self.last_deliver_at = 0.0
         self.seeded = seeded
+        self.antennas = antennas.AntennaLink(settings.seed)  # its multi-antenna channel, from the same seed
+        self.last_sigma2: float | None = None  # a multi-antenna link's last combined frame's noise per real dim
         self.updates: list[tuple[LinkConfig, bool]] = []  # (settings, restart) not yet passed to the fan-out
 
     @property
@@ -167,6 +186,8 @@ class EmulatedLink:
         self.link.update(cfg, restart=s.HasField("seed"))
         if s.HasField("seed"):
             self.seeded = True  # the operator's seed: its noise is known to whoever knows it
+            drawn, self.antennas = self.antennas.drawn, antennas.AntennaLink(s.seed)
+            self.antennas.drawn = drawn  # frames already fed back keep the channel they were drawn with
         if not self.legit:  # an eavesdropper link draws in the fan-out, which replays its updates in order
             self.updates.append((cfg, s.HasField("seed")))
         if cfg.phy != "ofdm":
@@ -192,17 +213,20 @@ class EmulatedLink:
         """(N0, sigma_c^2) per real latent dimension now: N0/|h|^2 of the last frame's gain (flat), or the mean
         fed-back level over the last frame's REs (ofdm; N0 before its first frame)."""
         n0 = float(noise_variance(snr_db))
+        if self.last_sigma2 is not None:  # a multi-antenna link: its LMMSE combiner's noise
+            return n0, self.last_sigma2
         if self.link.cfg.phy == "ofdm":
             return n0, n0 if math.isnan(self.last_csi) else self.last_csi
         return n0, float(equalised_noise(n0, torch.tensor([self.last_gain], dtype=torch.complex64))[0])
 
-    def received(self, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, now: float,
+    def received(self, frames: list[frame_pb2.Frame], x: torch.Tensor | antennas.Batch, snr_db: float, now: float,
                  space: int) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
-        """Carry a batch x (B, k) over the link and build the first ``space`` received frames with their delivery
-        times. The whole batch goes through the channel even when not all of it fits, so the link's generators
-        advance the same whether its listener keeps up or not; the frames that do not fit are counted as dropped
-        and cost no message."""
-        return self.items(frames, carried(self.link.carry(x, snr_db), min(space, len(frames))), snr_db, now)
+        """Carry a batch x (B, k) (or antenna signals) over the link and build the first ``space`` received frames
+        with their delivery times. The whole batch goes through the channel even when not all of it fits, so the
+        link's generators advance the same whether its listener keeps up or not; the frames that do not fit are
+        counted as dropped and cost no message."""
+        out = carry(self.link, self.antennas, x, snr_db, self.settings.antennas.n_rx, self.legit)
+        return self.items(frames, carried(out, min(space, len(frames)), isinstance(x, antennas.Batch)), snr_db, now)
 
     def items(self, frames: list[frame_pb2.Frame], got: Carried, snr_db: float,
               now: float) -> list[tuple[float, frame_pb2.ReceivedFrame]]:
@@ -210,6 +234,7 @@ class EmulatedLink:
         eavesdropper links: channel_emulator/fanout.py): ``got.out``'s rows, the first frames of the batch; the
         rest of the batch is counted as dropped."""
         out = got.out
+        self.last_sigma2 = got.last_sigma2
         assert out.lost is not None and out.delay_s is not None
         self.last_gain = got.last_gain
         if not math.isnan(got.last_csi):

@@ -2,13 +2,16 @@
 names the core's fields, the core declares each one's type, default, unit and bound, and building the core object
 is the validation (docs/design.md §5, link settings). Nothing here names a link field.
 
-``LinkSettings`` adds what only the wire has: an SNR trace and the ``clear_*`` switches.
+``LinkSettings`` adds what only the wire has: an SNR trace and the ``clear_*`` switches; its ``antennas`` are the
+core's :class:`~diffsem.phy.antennas.AntennaConfig` and :class:`~diffsem.phy.nullspace.NullSpaceConfig`
+(:mod:`channel_emulator.antennas`).
 """
 
 from __future__ import annotations
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from channel_emulator import antennas
 from diffsem.config import LinkConfig, build
 from diffsem.phy import check_link
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -37,7 +40,9 @@ def to_proto(cfg: LinkConfig) -> pb.LinkSettings:
 
 def initial() -> pb.LinkSettings:
     """A new link's settings: every core default."""
-    return to_proto(LinkConfig())
+    s = to_proto(LinkConfig())
+    s.antennas.CopyFrom(antennas.initial())
+    return s
 
 
 def config(s: pb.LinkSettings, k: int | None = None) -> LinkConfig:
@@ -52,7 +57,8 @@ def config(s: pb.LinkSettings, k: int | None = None) -> LinkConfig:
 
 
 def merged(current: pb.LinkSettings, update: pb.LinkSettings) -> pb.LinkSettings:
-    """``current`` with the set fields of ``update`` and its ``clear_offset`` (not validated: see :func:`config`)."""
+    """``current`` with the set fields of ``update`` (its antennas' too) and its ``clear_offset`` (not validated: see
+    :func:`config`)."""
     out = pb.LinkSettings()
     for field in FIELDS:
         src = update if is_set(update, field) else current
@@ -62,4 +68,5 @@ def merged(current: pb.LinkSettings, update: pb.LinkSettings) -> pb.LinkSettings
             setattr(out, field.name, getattr(src, field.name))
     if update.clear_offset:
         out.ClearField("snr_offset_db")
+    out.antennas.CopyFrom(antennas.merged(current.antennas, update.antennas))
     return out

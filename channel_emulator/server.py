@@ -44,11 +44,12 @@ from typing import Any, TypeVar
 import grpc
 import torch
 
-from channel_emulator import schema
+from channel_emulator import antennas, schema
 from channel_emulator.fanout import Fanout
 from channel_emulator.links import Clock, EmulatedLink, Subscriber, checked, warm_up
 from channel_emulator.traces import SnrTrace
 from diffsem.phy import CsiFeedback
+from diffsem.phy.antennas import TX_ANTENNAS
 from diffsem.seeds import derive_seed, os_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as pb_grpc
@@ -100,6 +101,7 @@ class Emulator:
         first.seed = self._link_seed(legit_name)
         self.links: dict[str, EmulatedLink] = {
             legit_name: EmulatedLink(legit_name, LEGIT, first, clock(), k, seed is not None)}
+        antennas.check_plan({legit_name: first, **self.eve_links}, legit_name, self.eve_defaults)
         for phy in {first.phy, self.eve_defaults.phy}:
             warm_up(phy)
         if fanout not in ("process", "thread"):
@@ -197,6 +199,7 @@ class Emulator:
     def _dry_run(self, updates: list[pb.LinkUpdate], now: float) -> None:
         """Validate every update on copies; raises on the first bad one. Creations count against ``max_links``."""
         creating = 0
+        after = {name: lk.settings for name, lk in self.links.items()}
         for u in updates:
             link = self.links.get(u.name)
             if link is None:
@@ -207,15 +210,18 @@ class Emulator:
                                    f"links: {', '.join(list(self.links)[:20])}")
                 self._check_new(u.name, u.role)
                 creating += 1
-                checked(self.eve_links.get(u.name, self.eve_defaults), u.settings, False, self.trace_dir, self.k)
+                after[u.name], _, _ = checked(self.eve_links.get(u.name, self.eve_defaults), u.settings, False,
+                                              self.trace_dir, self.k)
                 continue
             if u.role not in (common_pb2.ROLE_UNSPECIFIED, link.role):
                 raise BadRequest(f"link {u.name!r} is a {common_pb2.Role.Name(link.role)} link")
             if u.remove:
                 if link.legit:
                     raise BadRequest("the legitimate link cannot be removed")
+                after.pop(u.name, None)
                 continue
-            checked(link.settings, u.settings, link.legit, self.trace_dir, self.k)
+            after[u.name], _, _ = checked(after[u.name], u.settings, link.legit, self.trace_dir, self.k)
+        antennas.check_plan(after, self.legit_name, self.eve_defaults)
         if len(self.links) + creating > self.max_links:
             raise Exhausted(f"{creating} new links would pass the limit of {self.max_links} links")
 
@@ -253,13 +259,18 @@ class Emulator:
             return 0, 0
         if len(frames) > MAX_FRAMES:
             raise BadRequest(f"{len(frames)} frames in one Send; at most {MAX_FRAMES}")
-        x = symbols_matrix(frames, None, "frame")  # checks dtype float32, 1-D, one length, finite
+        x: torch.Tensor | antennas.Batch = symbols_matrix(frames, None, "frame")  # dtype float32, 1-D, one length, finite
         if x.shape[1] % 2 or x.shape[1] == 0:
             raise BadRequest(f"frames in one Send must share one even, non-zero length k; got length {x.shape[1]}")
         if float(x.pow(2).mean(dim=1).max()) > MAX_POWER:
             raise BadRequest(f"frame power above {MAX_POWER} per real dimension; frames must have power <= 1 "
                              "(a + sigma_self^2)")
         with self.lock:
+            legit = self.links[self.legit_name]
+            n_tx = legit.settings.antennas.n_tx
+            if n_tx > 1 or legit.antennas.drawn is not None:  # antenna signals precoded on the drawn CSI
+                x = antennas.batch(legit.antennas.drawn, x, frames, n_tx)
+                legit.antennas.drawn = None
             now, wall = self.clock(), time.time()
             legit_snr = self._legit_snr(now)
             self.frames += len(frames)
@@ -271,7 +282,8 @@ class Emulator:
     def _eve_links(self) -> list[EmulatedLink]:
         return [lk for lk in self.links.values() if not lk.legit]
 
-    def _deliver(self, link: EmulatedLink, frames: list[frame_pb2.Frame], x: torch.Tensor, snr_db: float, wall: float) -> int:
+    def _deliver(self, link: EmulatedLink, frames: list[frame_pb2.Frame], x: torch.Tensor | antennas.Batch,
+                 snr_db: float, wall: float) -> int:
         """Pass a batch through one link and queue it for its listener; 1 if it has one, else 0."""
         link.counts["frames_in"] += len(frames)
         sub = link.subscriber
@@ -294,6 +306,8 @@ class Emulator:
         with self.lock:
             link = self.links[name]
             snr = self._legit_snr(self.clock())
+            if link.settings.antennas.n_tx > 1:  # the channel matrices and the CSI fed back, drawn ahead
+                return link.antennas.draw_ahead(n, snr, link.settings.antennas)
             csi = link.feedback(n, snr)
             if isinstance(csi.sigma_c2, CsiFeedback):
                 return pb.FeedbackReply(phy="ofdm", frames=n, codes=csi.sigma_c2.symbol_codes().numpy().tobytes(),
@@ -309,6 +323,8 @@ class Emulator:
         settings = pb.LinkSettings()
         settings.CopyFrom(link.settings)
         settings.ClearField("seed")  # never reported: an OS-drawn seed would let its reader replay the link's noise
+        for f in antennas.TRANSMITTER_FIELDS:  # the transmitter's, in force on every link
+            setattr(settings.antennas, f, getattr(self.links[self.legit_name].settings.antennas, f))
         state = pb.LinkState(
             name=link.name, role=link.role, attached=attached, snr_db=snr, n0=n0, sigma_c2=sigma_c2,
             gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_trace=link.trace is not None,
@@ -332,7 +348,8 @@ class Emulator:
 class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
     """gRPC wiring of :class:`Emulator` (async). The door (``services_common.door``) checks every caller's role by
     ``RULES``; ``verifier`` is the same one, for the rule that depends on the request: ``Listen`` under one's own
-    name (key None: off). The largest request is a ``Send`` of :data:`MAX_FRAMES` frames of k values."""
+    name (key None: off). The largest request is a ``Send`` of :data:`MAX_FRAMES` frames of k values per transmit
+    antenna."""
 
     SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChannelEmulator"].full_name
     RULES = {"Send": (auth.TRANSMITTER,), "Listen": (auth.RECEIVER, auth.EAVESDROPPER), "Configure": (auth.CONTROL,),
@@ -341,7 +358,7 @@ class ChannelEmulatorServicer(pb_grpc.ChannelEmulatorServicer):
     def __init__(self, emulator: Emulator, verifier: auth.Verifier | None = None):
         self.emu = emulator
         self.verifier = verifier or auth.Verifier(None)
-        self.max_request_bytes = frames_request_bytes(emulator.k)
+        self.max_request_bytes = frames_request_bytes(emulator.k * max(TX_ANTENNAS))  # n_tx antennas' signals
 
     def register(self, server: Any) -> None:
         pb_grpc.add_ChannelEmulatorServicer_to_server(self, server)

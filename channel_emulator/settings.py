@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffsem.config import PHY_FIELDS
+from diffsem.phy.antennas import AntennaConfig
+from diffsem.phy.nullspace import NullSpaceConfig
 from services_common.spec import DEFAULT_PORTS, Option, ServiceSpec, link_options, server_options
 
 SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
@@ -17,9 +19,18 @@ SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
     *link_options(["snr_db"], prefix="eve_", whose="a new eavesdropper link's "),
     Option("--eve-snr-offset-db", "a new eavesdropper link follows the legitimate SNR plus this offset (dB) instead of "
                                   "--eve-snr-db", None, float),
-    Option("--eavesdropper-link", "the operator's SNR offset (dB, from the legitimate SNR) of eavesdropper NAME's "
-                                  "link (repeatable); listeners never choose their own link", kind="append",
-           metavar="NAME=OFFSET_DB"),
+    Option("--eavesdropper-link", "the operator's SNR offset (dB, from the legitimate SNR; empty: --eve-snr-db) and "
+                                  "receive antennas of eavesdropper NAME's link (repeatable); listeners never choose "
+                                  "their own link", kind="append", metavar="NAME=[OFFSET_DB][:N_RX]"),
+    # multi-antenna links (docs/design.md §5, live antennas): meanings and bounds are the core's
+    Option("--n-tx", AntennaConfig.model_fields["n_tx"].description + "; > 1 makes every link a flat i.i.d. Rayleigh "
+           "multi-antenna link", 1, int),
+    Option("--n-rx", "the legitimate receiver's receive antennas: 1 to 8", 1, int),
+    Option("--eve-n-rx", "a new eavesdropper link's receive antennas: 1 to 8", 1, int),
+    Option("--null-space", NullSpaceConfig.model_fields["null_space"].description + " (needs --n-tx above --n-rx)",
+           kind="flag"),
+    Option("--beam-fraction", NullSpaceConfig.model_fields["beam_fraction"].description + "; default 1, or 0.01 with "
+           "--null-space", None, float),
     *link_options(["fading", "queue_size"]),  # of every link
     Option("--max-links", "most links at once; past it Listen answers RESOURCE_EXHAUSTED", 1024, int),
     Option("--link-grace-s", "a link without a listener is removed after this many seconds", 300.0, float),

@@ -110,10 +110,12 @@ COUNTERS = ("queue_depth", "frames_in", "delivered", "dropped_queue", "lost", "l
 
 
 def link_json(lk: ch_pb.LinkState) -> dict[str, Any]:
-    """A link's settings (from ``LinkState.settings``, the schema's fields) plus its live state and counters."""
+    """A link's settings (from ``LinkState.settings``, the schema's fields, and its ``antennas``) plus its live state
+    and counters."""
     settings = {f.name: list(v) if f.is_repeated else v for f, v in lk.settings.ListFields()
                 if f.message_type is None and not f.name.startswith("clear_")}
-    return {**settings, "snr_offset_db": settings.get("snr_offset_db"),
+    antennas = {f.name: v for f, v in lk.settings.antennas.ListFields()}  # n_tx, n_rx, null_space, beam_fraction
+    return {**settings, "snr_offset_db": settings.get("snr_offset_db"), "antennas": antennas,
             "role": common_pb2.Role.Name(lk.role).removeprefix("ROLE_").lower(), "attached": lk.attached,
             "seeded": lk.seeded,
             "snr_db": lk.snr_db, "sigma_c2": _finite_or_none(lk.sigma_c2), "trace": lk.has_trace,

@@ -10,6 +10,11 @@ An attack that reads the transmitter's weights (``whitebox-inversion``) runs onl
 
     python -m launcher -e wb:whitebox-inversion:0 --eavesdropper-reads-transmitter-weights wb
 
+``--scenario equal-snr|snr-advantage|keyed|antennas`` (default $DIFFSEM_SCENARIO) starts a preset that shows where
+privacy comes from (launcher/scenarios.py); flags given with it win::
+
+    python -m launcher --scenario antennas
+
 ``--ports 0`` makes every port ephemeral (several stacks side by side, tests); ``--state-file`` writes the
 URLs, pids and ports as JSON once everything is healthy.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -26,6 +32,8 @@ from pathlib import Path
 from typing import get_args, get_type_hints
 
 from diffsem.config import PHY_FIELDS
+from launcher.scenarios import ENV as SCENARIO_ENV
+from launcher.scenarios import SCENARIOS, expand
 from launcher.specs import EMULATOR
 from launcher.stack import PORTS, EveSpec, Stack, StackConfig, StartupError
 
@@ -68,8 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m launcher", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     add_stack_options(p)
-    p.add_argument("--eavesdropper", "-e", type=_eve, action="append", default=[], metavar="NAME[:ATTACK[:OFFSET_DB]]",
-                   help="an eavesdropper (repeatable); OFFSET_DB: its SNR relative to the legitimate link")
+    p.add_argument("--eavesdropper", "-e", type=_eve, action="append", default=[],
+                   metavar="NAME[:ATTACK[:OFFSET_DB[:N_RX]]]",
+                   help="an eavesdropper (repeatable); OFFSET_DB: its SNR relative to the legitimate link; N_RX: its "
+                        "receive antennas (with --n-tx > 1)")
+    p.add_argument("--null-space", action="store_true",
+                   help="self-noise in the null space of the legitimate channel (needs --n-tx 2, 4 or 8)")
     p.add_argument("--eavesdropper-reads-transmitter-weights", action="append", default=[], metavar="NAME",
                    help="give eavesdropper NAME the transmitter's checkpoint (white-box attacks; repeatable)")
     p.add_argument("--ports", choices=["fixed", "0"], default="fixed",
@@ -77,7 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-self-noise", action="store_true", help="plain frames (a = 1), whatever --t-star says")
     p.add_argument("--state-file", type=Path, default=None, help="write URLs, pids and ports here as JSON")
     p.add_argument("--no-restart", action="store_true", help="do not restart services that die")
+    p.add_argument("--scenario", choices=list(SCENARIOS), default=None,
+                   help=f"a preset that shows where privacy comes from (launcher/scenarios.py; ${SCENARIO_ENV})")
     add_phy_options(p)
+    try:
+        argv = expand(sys.argv[1:] if argv is None else argv, os.environ.get(SCENARIO_ENV))
+    except ValueError as exc:
+        p.error(str(exc))
     return p.parse_args(argv)
 
 
@@ -88,6 +106,7 @@ def config_from(args: argparse.Namespace) -> StackConfig:
     if args.no_self_noise:
         values["t_star"] = None
     return StackConfig(**values, eavesdroppers=args.eavesdropper, phy=phy_options(args), restart=not args.no_restart,
+                       null_space=args.null_space,
                        reads_transmitter_weights=tuple(args.eavesdropper_reads_transmitter_weights))
 
 

@@ -18,8 +18,8 @@ What each service is given (docs/design.md §8 lists every secret, who holds it 
   eavesdroppers are then trusted code. Under either, an eavesdropper shares the host's network (every loopback port,
   the panel's read API included) and reads world-readable files (the repository and its committed checkpoints):
   compose confines those, the launcher does not.
-- Links: an eavesdropper's SNR offset (``-e NAME:ATTACK:OFFSET_DB``) is the emulator's setting for that name
-  (``--eavesdropper-link``), never the eavesdropper's own; without ``--seed`` every generator that protects is
+- Links: an eavesdropper's SNR offset and antennas (``-e NAME:ATTACK:OFFSET_DB:N_RX``) are the emulator's settings
+  for that name (``--eavesdropper-link``), never the eavesdropper's own; without ``--seed`` every generator that protects is
   seeded from the OS.
 
 Each service binds its port (0 = ephemeral) and writes it to a port file; the stack then waits for the gRPC
@@ -63,24 +63,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class EveSpec:
-    """One eavesdropper: ``name[:attack[:snr_offset_db]]`` (offset relative to the legitimate link, dB)."""
+    """One eavesdropper: ``name[:attack[:snr_offset_db[:n_rx]]]`` (offset relative to the legitimate link, dB;
+    n_rx its receive antennas, used when the transmitter has several)."""
 
     name: str
     attack: str = "feature-classifier"
     snr_offset_db: float | None = None
+    n_rx: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> EveSpec:
         parts = text.split(":")
-        if not parts[0] or len(parts) > 3:
-            raise ValueError(f"eavesdropper {text!r}: use NAME[:ATTACK[:SNR_OFFSET_DB]], e.g. eve:feature-classifier:-3")
-        offset = None
-        if len(parts) == 3 and parts[2]:
+        if not parts[0] or len(parts) > 4:
+            raise ValueError(f"eavesdropper {text!r}: use NAME[:ATTACK[:SNR_OFFSET_DB[:N_RX]]], e.g. "
+                             "eve:feature-classifier:-3 or eve:feature-classifier:0:2")
+        offset = n_rx = None
+        if len(parts) >= 3 and parts[2]:
             try:
                 offset = float(parts[2])
             except ValueError:
                 raise ValueError(f"eavesdropper {text!r}: SNR offset {parts[2]!r} is not a number") from None
-        return cls(parts[0], parts[1] if len(parts) > 1 and parts[1] else "feature-classifier", offset)
+        if len(parts) == 4 and parts[3]:
+            if not parts[3].isdigit():
+                raise ValueError(f"eavesdropper {text!r}: receive antennas {parts[3]!r} must be an integer 1 to 8")
+            n_rx = int(parts[3])
+        return cls(parts[0], parts[1] if len(parts) > 1 and parts[1] else "feature-classifier", offset, n_rx)
 
 
 def option(default: Any, help: str, **argparse: Any) -> Any:
@@ -111,6 +118,11 @@ class StackConfig:
     # the emulator's options); empty: the emulator's defaults (flat)
     phy: dict[str, Any] = field(default_factory=dict)
     t_star: int | None = option(300, "privacy level t* (None: no self-noise, see --no-self-noise)")
+    n_tx: int = option(1, "transmit antennas (1, 2, 4 or 8); > 1 makes every link a flat i.i.d. Rayleigh "
+                       "multi-antenna link")
+    null_space: bool = False  # self-noise in the null space of the legitimate channel (--null-space)
+    beam_fraction: float | None = option(None, "fraction of the transmit power on the beam, in (0, 1] (default 1, "
+                                         "or 0.01 with --null-space)")
     self_noise: str = option("random", "keyed: eps_self from a secret only the transmitter and receiver get (see "
                              "--key-file)", choices=("random", "keyed"))
     key_file: Path | None = option(None, "keyed self-noise secret; default $DIFFSEM_SELF_NOISE_KEY (hex), else a "
@@ -137,9 +149,12 @@ PORTS = tuple(f.name for f in fields(StackConfig) if f.name.endswith("_port"))
 
 
 def eve_link(spec: EveSpec) -> str | None:
-    """The emulator's ``--eavesdropper-link`` for ``spec`` (NAME=OFFSET_DB), or None without an offset (the
-    emulator's default for new eavesdropper links)."""
-    return None if spec.snr_offset_db is None else f"{spec.name}={spec.snr_offset_db:g}"
+    """The emulator's ``--eavesdropper-link`` for ``spec`` (NAME=OFFSET_DB[:N_RX]), or None without an offset or
+    antennas (the emulator's default for new eavesdropper links)."""
+    if spec.snr_offset_db is None and spec.n_rx is None:
+        return None
+    offset = "" if spec.snr_offset_db is None else f"{spec.snr_offset_db:g}"
+    return f"{spec.name}={offset}" + ("" if spec.n_rx is None else f":{spec.n_rx}")
 
 
 class Service:
@@ -338,6 +353,7 @@ class Stack:
             emu = self._add("channel_emulator", "channel_emulator", EMULATOR.argv(
                 host=c.host, port=c.emulator_port, snr_db=c.snr_db, seed=c.seed, queue_size=c.queue_size,
                 auth_key_file=self.auth_dir / "authority.key", k=bundle_k(c.checkpoints), **c.phy,
+                n_tx=c.n_tx, null_space=c.null_space, beam_fraction=c.beam_fraction,
                 eavesdropper_link=[link for e in c.eavesdroppers if (link := eve_link(e))]))
             self._wait_ports(emu)  # the transmitter needs only its address; it is waited for below with the rest
             model = dict(checkpoints=c.checkpoints, device=c.device)
@@ -431,8 +447,10 @@ class Stack:
 
     def _configure_eve_link(self, spec: EveSpec) -> None:
         """The operator's settings of ``spec``'s link on the running emulator (created now, before it attaches)."""
-        update = ch_pb.LinkUpdate(name=spec.name, role=common_pb2.ROLE_EAVESDROPPER,
-                                  settings=ch_pb.LinkSettings(snr_offset_db=spec.snr_offset_db))
+        settings = ch_pb.LinkSettings(snr_offset_db=spec.snr_offset_db)
+        if spec.n_rx is not None:
+            settings.antennas.n_rx = spec.n_rx
+        update = ch_pb.LinkUpdate(name=spec.name, role=common_pb2.ROLE_EAVESDROPPER, settings=settings)
         credential = auth.issue(self.key, auth.CONTROL, auth.CONTROL)
         with grpc_channel(self.address("channel_emulator"), credential) as ch:
             ch_grpc.ChannelEmulatorStub(ch).Configure(ch_pb.ConfigureRequest(links=[update]), timeout=DEADLINE_S)

@@ -173,3 +173,15 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
         z[idx] = z_g
         abar_eff[idx] = level
     return ReceivedBatch(y, sigma2, z, abar_eff, [rf.frame.header for rf in frames], cores)
+
+
+def antenna_rows(x: torch.Tensor) -> torch.Tensor:
+    """A multi-antenna transmitter's signals x (B, k/2, n_tx) complex as the symbols its frames carry: (B, k n_tx)
+    float32, channel use by channel use, each antenna's (re, im) (docs/design.md §5, live antennas)."""
+    return torch.view_as_real(x.to(torch.complex64)).reshape(x.shape[0], -1)
+
+
+def antenna_signals(rows: torch.Tensor, n_tx: int) -> torch.Tensor:
+    """The inverse of :func:`antenna_rows`: rows (B, k n_tx) float32 -> (B, k/2, n_tx) complex64."""
+    b, length = rows.shape
+    return torch.view_as_complex(rows.to(torch.float32).reshape(b, length // (2 * n_tx), n_tx, 2).contiguous())

@@ -9,18 +9,24 @@ Feedback given directly (``Transmitter.Feedback``): sigma^2 per RE (k/2 values, 
 for the frame, pinned until cleared. A malformed one is refused and the previous CSI stays.
 
 The result is the core's feedback type (:data:`diffsem.pipeline.Feedback`): a float or a (B,) tensor, or a
-:class:`diffsem.phy.CsiFeedback` of (B, k/2) codes with one unit per symbol.
+:class:`diffsem.phy.CsiFeedback` of (B, k/2) codes with one unit per symbol; on multi-antenna links (n_tx > 1) an
+:class:`AntennaCsi`, the legitimate receiver's channel matrix per frame, with the power split the operator set
+(docs/design.md §5, live antennas). That CSI is checked at the core's door
+(:func:`diffsem.phy.nullspace.check_csi`, when the transmitter precodes): a malformed one sends nothing.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import grpc
 import torch
 
+from diffsem.config import build
 from diffsem.phy import CsiFeedback, quantise_csi
+from diffsem.phy.nullspace import NullSpaceConfig
 from diffsem.pipeline import Feedback
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
@@ -40,6 +46,34 @@ def pinned_feedback(msg: pb.CsiFeedback, k: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
 
+@dataclass
+class AntennaCsi:
+    """A multi-antenna legitimate link's fed-back CSI of B frames: csi (B, 1, n_rx, n_tx) complex64, the noise n0
+    per complex symbol, the estimate's error variance per entry, the power split, and the mean beam-normalised level
+    (the emulator's ``sigma_c2``, for the state)."""
+
+    csi: torch.Tensor
+    n0: float
+    csi_error: float
+    split: NullSpaceConfig
+    n_tx: int
+    level: float
+
+
+def antenna_csi(reply: ch_pb.FeedbackReply, b: int) -> AntennaCsi:
+    """An ``antennas`` FeedbackReply for b frames as :class:`AntennaCsi`. The values are shaped (B, 1, n_rx, n_tx)
+    when their count allows it (the core's :func:`~diffsem.phy.nullspace.check_csi` then checks shape and values);
+    a count that fits no such shape is refused here."""
+    n_tx, n_rx = reply.n_tx, reply.n_rx
+    if len(reply.csi) != 2 * b * n_rx * n_tx or n_rx < 1:
+        raise BadRequest(f"the emulator's CSI feedback has {len(reply.csi)} values for {b} frames of n_rx={n_rx} x "
+                         f"n_tx={n_tx}; expected 2 x frames x n_rx x n_tx (re, im) = {2 * b * max(n_rx, 1) * n_tx}")
+    values = torch.tensor(reply.csi, dtype=torch.float32).reshape(b, 1, n_rx, n_tx, 2)
+    split = build(NullSpaceConfig, beam_fraction=reply.beam_fraction, null_space=reply.null_space)
+    return AntennaCsi(torch.view_as_complex(values), reply.n0, reply.csi_error, split,  # type: ignore[arg-type]
+                      n_tx, reply.sigma_c2)
+
+
 class CsiSource:
     """The legitimate link's CSI for the transmitter. Not thread-safe: the transmitter calls it under its lock."""
 
@@ -57,7 +91,7 @@ class CsiSource:
         """Apply feedback given directly (or ``clear`` it); a malformed one raises and changes nothing."""
         self.pinned = None if msg.clear else pinned_feedback(msg, self.k)
 
-    def for_frames(self, b: int) -> Feedback:
+    def for_frames(self, b: int) -> Feedback | AntennaCsi:
         """The CSI that shapes the next ``b`` frames (the emulator draws their channel now)."""
         if self.pinned is not None:
             fb: Feedback = (float(self.pinned[0]) if len(self.pinned) == 1 else
@@ -65,17 +99,21 @@ class CsiSource:
         else:
             fb = self._drawn(b)
         self._at = time.monotonic()
-        if isinstance(fb, CsiFeedback):
+        if isinstance(fb, AntennaCsi):
+            self.sigma_c2, self.values = fb.level, 1
+        elif isinstance(fb, CsiFeedback):
             self.sigma_c2, self.values = float(fb.sigma_c2().mean()), self.k // 2
         else:
             self.sigma_c2, self.values = float(torch.as_tensor(fb, dtype=torch.float64).mean()), 1
         return fb
 
-    def _drawn(self, b: int) -> Feedback:
+    def _drawn(self, b: int) -> Feedback | AntennaCsi:
         try:
             reply = self.emulator.Feedback(ch_pb.FeedbackRequest(link=self.legit_link, frames=b), timeout=DEADLINE_S)
         except grpc.RpcError as exc:
             raise NotReady(f"channel emulator unreachable for CSI feedback: {exc.details()}") from None
+        if reply.phy == "antennas":
+            return antenna_csi(reply, b)
         if reply.phy == "ofdm":
             n = self.k // 2
             if len(reply.codes) != b * n:

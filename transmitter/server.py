@@ -28,10 +28,11 @@ import uuid
 
 import torch
 
+from diffsem.antenna_path import transmit_antennas
 from diffsem.bundle import ModelBundle
 from diffsem.framepath import KeyedSender, transmit
 from diffsem.keyed import NonceSource, check_value
-from diffsem.pipeline import privacy_level
+from diffsem.pipeline import PublicHeader, privacy_level
 from diffsem.seeds import os_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
@@ -39,10 +40,10 @@ from protos.diffsem.v1 import common_pb2, frame_pb2
 from protos.diffsem.v1 import transmitter_pb2 as pb
 from services_common.client import DEADLINE_S, grpc_channel
 from services_common.errors import BadRequest, OutOfRange
-from services_common.frames import header_to_proto
+from services_common.frames import antenna_rows, header_to_proto
 from services_common.sizes import MAX_FRAMES, MAX_ID_CHARS
 from services_common.tensors import rows_to_proto, to_torch
-from transmitter.csi import CsiSource
+from transmitter.csi import AntennaCsi, CsiSource
 
 log = logging.getLogger(__name__)
 IMAGE_DTYPES = (common_pb2.DTYPE_FLOAT32, common_pb2.DTYPE_UINT8)
@@ -88,6 +89,7 @@ class Transmitter:
         self.gen = torch.Generator().manual_seed(os_seed() if seed is None else seed)
         self.seeded = seed is not None
         self.seq = 0
+        self.n_tx = 1  # transmit antennas of the last batch
 
     def _check_t(self, t_star: int | None) -> int | None:
         if t_star is not None and not 0 <= t_star < len(self.abar):
@@ -122,10 +124,23 @@ class Transmitter:
                                   model_id=self.bundle.model_id, num_train_timesteps=len(self.abar),
                                   self_noise="keyed" if self.key else "random",
                                   seeded=self.seeded and self.key is None,  # keyed self-noise draws no generator
-                                  key_check=check_value(self.key) if self.key else "")
+                                  key_check=check_value(self.key) if self.key else "", n_tx=self.n_tx)
         if self.t_star is not None:
             msg.t_star = self.t_star
         return msg
+
+    def _precode(self, s: torch.Tensor, fb: AntennaCsi) -> tuple[torch.Tensor, PublicHeader]:
+        """A multi-antenna batch: DiffSem's self-noise on the beam, the null-space self-noise (both from the
+        transmitter's generator, the OS's unless the operator seeded it) and the precoding
+        (:func:`diffsem.antenna_path.transmit_antennas`, which checks the CSI): the rows (B, k n_tx) its frames
+        carry and their public header."""
+        if self.keyed is not None:
+            raise BadRequest("keyed self-noise over multi-antenna links is not wired live yet: set antennas.n_tx=1, "
+                             "or run the transmitter with random self-noise")
+        sent = transmit_antennas(s.cpu(), self.t_star, self.abar.cpu(), fb.csi, fb.n0, fb.csi_error, fb.split,
+                                 fb.n_tx, self.gen)
+        self.n_tx = fb.n_tx
+        return antenna_rows(sent.x), sent.header
 
     @torch.no_grad()
     def transmit(self, req: pb.TransmitRequest) -> pb.TransmitReply:
@@ -139,7 +154,11 @@ class Transmitter:
         s = self.bundle.encoder(images.to(self.bundle.device)).float()
         with self.lock:
             fb = self.csi.for_frames(b)
-            x, header, keyed = transmit(s, self.t_star, self.abar, fb, self.gen, self.keyed)
+            if isinstance(fb, AntennaCsi):
+                (x, header), keyed = self._precode(s, fb), None
+            else:
+                x, header, keyed = transmit(s, self.t_star, self.abar, fb, self.gen, self.keyed)
+                self.n_tx = 1
             x = x.cpu()
             now = time.time()
             seqs = list(range(self.seq, self.seq + b))

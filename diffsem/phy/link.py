@@ -173,11 +173,12 @@ class Link:
             outs.append(self.phy.carry(x[i:i + len(d)], d))
             i += len(d)
         out = ChannelOutput.cat(outs)
-        out.lost, out.delay_s = self._delivery(x.shape[0])
+        out.lost, out.delay_s = self.delivery(x.shape[0])
         return out
 
-    def _delivery(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame loss (B,) bool and delivery delay (B,) float64 seconds, from ``aux``."""
+    def delivery(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame loss (B,) bool and delivery delay (B,) float64 seconds of ``b`` frames, from ``aux`` (the emulator
+        calls it for frames it carries over a multi-antenna link)."""
         lost = torch.zeros(b, dtype=torch.bool)
         if self.cfg.loss_prob > 0:
             lost = torch.rand(b, generator=self.aux) < self.cfg.loss_prob

@@ -89,6 +89,13 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
     assert "applied" in page.inner_text("#chanout"), page.inner_text("#chanout")
     page.wait_for_function(
         "document.querySelector('#links tbody tr[data-name=eve]').cells[2].textContent === '-3'", timeout=10_000)
+    # Antennas from the form (PUT /api/links antennas.n_rx): stored on eve's link, used once the transmitter has several
+    page.fill("#chan input[name=n_rx]", "2")
+    page.click("#chan button")
+    page.wait_for_function("document.querySelector('#links tbody tr[data-name=eve]').cells[4].textContent === "
+                           "'1×2 (used with n_tx > 1)'", timeout=10_000)
+    assert page.eval_on_selector("#links tbody tr[data-name=receiver]", "r => r.cells[4].textContent") == "1×1"
+    page.fill("#chan input[name=n_rx]", "")
 
     # Link view: the legitimate link switched to ofdm from the form; once frames flow (the sweep below) its SNR per
     # subcarrier of recent frames shows as a heat strip, one row per frame and one column per subcarrier.

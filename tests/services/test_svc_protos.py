@@ -57,8 +57,15 @@ def test_the_wire_names_every_core_link_setting_and_nothing_else() -> None:
 
     assert {f.name for f in FIELDS} == set(LinkConfig.model_fields)
     rest = {f.name for f in pb.LinkSettings.DESCRIPTOR.fields} - set(LinkConfig.model_fields)
-    assert rest == {"trace", "clear_trace", "clear_offset"}
+    assert rest == {"trace", "clear_trace", "clear_offset", "antennas"}
     assert not any(f.GetOptions().ListFields() for f in pb.LinkSettings.DESCRIPTOR.fields)  # no rules on the wire
+    # the antennas are the core's too: AntennaConfig's counts and NullSpaceConfig's split, by the same names
+    from diffsem.phy.antennas import AntennaConfig
+    from diffsem.phy.nullspace import NullSpaceConfig
+
+    names = {f.name for f in pb.AntennaSettings.DESCRIPTOR.fields}
+    assert names == {"n_tx", "n_rx"} | set(NullSpaceConfig.model_fields) and names <= set(AntennaConfig.model_fields) \
+        | set(NullSpaceConfig.model_fields)
 
 
 def test_the_link_settings_travel_as_json_and_building_the_core_object_validates_them() -> None:

@@ -1,0 +1,246 @@
+"""Live multi-antenna links (issue 22; docs/design.md §5, live antennas): the emulator as a real gRPC server draws the
+legitimate link's channel matrices and CSI at ``Feedback``, carries the transmitter's antenna signals over every
+link and combines them per listener exactly as the core does offline; the legitimate CSI reaches the transmitter
+only; bad antenna settings are refused with the settings in force kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+import torch
+from test_svc_emulator import EVE, LEGIT, Emu, Reader, attached, start_emulator
+
+from diffsem.antenna_path import receive, transmit_antennas
+from diffsem.config import LinkConfig
+from diffsem.errors import ConfigError
+from diffsem.phy.antennas import AntennaConfig, MimoLink
+from diffsem.phy.nullspace import listener_channel
+from diffsem.seeds import derive_seed
+from protos.diffsem.v1 import channel_emulator_pb2 as pb
+from protos.diffsem.v1 import frame_pb2
+from services_common.errors import BadRequest
+from services_common.frames import antenna_rows, header_to_proto
+from services_common.tensors import rows_to_proto, to_numpy
+from transmitter.csi import CsiSource, antenna_csi
+
+K, B = 256, 8
+ABAR = torch.linspace(0.9999, 0.0005, 1000, dtype=torch.float64)  # a schedule; the rule needs only abar[t*]
+SPLIT = dict(n_tx=4, null_space=True, beam_fraction=0.05)
+
+
+@pytest.fixture()
+def emu() -> Iterator[Emu]:
+    e, host = start_emulator()
+    yield e
+    for ch in e.channels:
+        ch.close()
+    host.stop(0.5)
+
+
+def configure(e: Emu, name: str, role: int = 0, **antennas: object) -> None:
+    seed = antennas.pop("seed", None)
+    settings = pb.LinkSettings(antennas=pb.AntennaSettings(**antennas))
+    if seed is not None:
+        settings.seed = seed
+    e.control.Configure(pb.ConfigureRequest(links=[pb.LinkUpdate(name=name, role=role, settings=settings)]),
+                        timeout=10)
+
+
+def latents(rfs: list[frame_pb2.ReceivedFrame]) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(to_numpy(rf.frame.symbols)) for rf in rfs])
+
+
+def send_precoded(e: Emu, s: torch.Tensor, t_star: int | None, gen: torch.Generator) -> pb.FeedbackReply:
+    """What the transmitter does per batch: Feedback, precode on that CSI, Send the antenna signals."""
+    reply = e.tx.Feedback(pb.FeedbackRequest(frames=s.shape[0]), timeout=10)
+    fb = antenna_csi(reply, s.shape[0])
+    sent = transmit_antennas(s, t_star, ABAR, fb.csi, fb.n0, fb.csi_error, fb.split, fb.n_tx, gen)
+    rows = rows_to_proto(antenna_rows(sent.x))
+    now = time.time()
+    e.tx.Send(pb.SendRequest(frames=[frame_pb2.Frame(message_id=f"m{i}", seq=i, symbols=rows[i],
+                                                     header=header_to_proto(sent.header, i, "m", now))
+                                     for i in range(s.shape[0])]), timeout=10)
+    return reply
+
+
+def unit_latents(n: int, seed: int = 0) -> torch.Tensor:
+    s = torch.randn(n, K, generator=torch.Generator().manual_seed(seed))
+    return s / s.pow(2).mean(1, keepdim=True).sqrt()
+
+
+def test_every_listener_gets_the_cores_lmmse_combined_frame_of_its_own_channel(emu: Emu) -> None:
+    """n_tx = 4 with null-space self-noise; the receiver (1 antenna, 10 dB) and an eavesdropper (2 antennas, 5 dB),
+    seeded: what each gets is what the core's MimoLink, listener_channel and LMMSE receive give offline, frame for
+    frame, and the transmitter's CSI is exactly the legitimate link's drawn-ahead feedback."""
+    configure(emu, "receiver", seed=11, **SPLIT)
+    rx = Reader(emu, LEGIT, "receiver")
+    eve = Reader(emu, EVE, "eve", seed=12, antennas=pb.AntennaSettings(n_rx=2))
+    attached(emu, "receiver")
+    attached(emu, "eve")
+    s = unit_latents(B)
+    reply = send_precoded(emu, s, 300, torch.Generator().manual_seed(5))
+    rx.wait(B)
+    eve.wait(B)
+
+    legit = MimoLink(LinkConfig(snr_db=10.0), AntennaConfig(n_tx=4),
+                     torch.Generator().manual_seed(derive_seed(11, "antennas")))
+    draw = legit.draw(B)
+    csi = legit.feedback(draw)
+    assert reply.phy == "antennas" and (reply.n_tx, reply.n_rx) == (4, 1)
+    assert torch.equal(torch.view_as_complex(torch.tensor(list(reply.csi)).reshape(B, 1, 1, 4, 2)), csi)
+    split = antenna_csi(reply, B).split
+    sent = transmit_antennas(s, 300, ABAR, csi, legit.n0, 0.0, split, 4, torch.Generator().manual_seed(5))
+    eve_link = MimoLink(LinkConfig(snr_db=5.0), AntennaConfig(n_tx=4, n_rx=2),
+                        torch.Generator().manual_seed(derive_seed(12, "antennas")))
+    eve_draw = eve_link.draw(B)
+    for reader, link, d in ((rx, legit, draw), (eve, eve_link, eve_draw)):
+        g, r = listener_channel(d.h, sent.beam, sent.p_null, link.n0)
+        want = receive(link.carry(sent.x, d), g, r)
+        got = reader.got[:B]
+        assert all(len(rf.frame.symbols.data) == 4 * K for rf in got)  # k float32 values: combined, not n_tx streams
+        assert torch.allclose(latents(got), want.latent, atol=1e-4)
+        assert [rf.sigma2 for rf in got] == pytest.approx(want.sigma_c2.tolist(), rel=1e-4)
+    # the gap the antennas make: the legitimate receiver sees the beam, the eavesdropper the null-space self-noise
+    mean = [sum(rf.sigma2 for rf in r.got) / B for r in (rx, eve)]
+    assert mean[1] > 5 * mean[0], mean
+
+
+def test_an_eavesdropper_never_receives_the_legitimate_csi(emu: Emu) -> None:
+    """From the attacker's position, with its own valid credential: it may not ask for the legitimate link's CSI or
+    read the emulator's state, and what it listens to carries only its own combined frame and noise level."""
+    configure(emu, "receiver", **SPLIT)
+    eve = Reader(emu, EVE, "eve")
+    attached(emu, "eve")
+    own = emu.stub("eavesdropper", "eve")
+    for call in (lambda: own.Feedback(pb.FeedbackRequest(frames=B), timeout=5),
+                 lambda: own.Feedback(pb.FeedbackRequest(link="eve", frames=B), timeout=5),
+                 lambda: own.GetState(pb.GetStateRequest(), timeout=5)):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    reply = send_precoded(emu, unit_latents(B), None, torch.Generator().manual_seed(1))
+    eve.wait(B)
+    legit_csi = set(reply.csi)
+    for rf in eve.got:
+        fields = {f.name for f, _ in rf.ListFields()} | {f.name for f, _ in rf.frame.ListFields()}
+        assert fields <= {"link", "role", "snr_db", "has_csi", "frame", "sigma2", "gain_re", "gain_im",
+                          "deliver_time", "message_id", "seq", "symbols", "header", "erased", "queue_drops"}, fields
+        assert rf.frame.header.csi == b""  # the header carries no channel either
+        assert not legit_csi & set(to_numpy(rf.frame.symbols).tolist())
+        assert not legit_csi & {rf.gain_re, rf.gain_im, rf.sigma2}
+
+
+@pytest.mark.parametrize("name,role,antennas,code,words", [
+    ("receiver", 0, dict(n_tx=3), "INVALID_ARGUMENT", "n_tx=3 must be one of 1, 2, 4, 8"),
+    ("receiver", 0, dict(n_rx=9), "INVALID_ARGUMENT", "n_rx=9 must be an integer in [1, 8]"),
+    ("receiver", 0, dict(n_tx=1, null_space=True), "INVALID_ARGUMENT", "(n_tx=1, n_rx=1: no null space)"),
+    ("receiver", 0, dict(n_rx=4), "INVALID_ARGUMENT", "(n_tx=4, n_rx=4: no null space)"),
+    ("receiver", 0, dict(beam_fraction=0.0), "INVALID_ARGUMENT", "beam_fraction=0.0 must be in (0, 1]"),
+    ("receiver", 0, dict(null_space=False), "INVALID_ARGUMENT", "set null_space=true, or beam_fraction=1"),
+    ("eve", EVE, dict(n_tx=2), "INVALID_ARGUMENT", "antennas.n_tx belong to the transmitter"),
+    ("eve", EVE, dict(n_rx=0), "INVALID_ARGUMENT", "n_rx=0 must be an integer in [1, 8]"),
+])
+def test_bad_antenna_settings_are_refused_and_the_settings_in_force_stay(emu: Emu, name: str, role: int,
+                                                                         antennas: dict, code: str,
+                                                                         words: str) -> None:
+    configure(emu, "receiver", **SPLIT)
+    configure(emu, "eve", EVE, n_rx=2)
+    before = {n: lk.settings.antennas for n, lk in emu.links().items()}
+    with pytest.raises(grpc.RpcError) as err:
+        configure(emu, name, role, **antennas)
+    assert err.value.code().name == code and words in err.value.details(), err.value.details()
+    assert {n: lk.settings.antennas for n, lk in emu.links().items()} == before
+
+
+def test_multi_antenna_links_are_flat_and_a_send_must_follow_its_feedback(emu: Emu) -> None:
+    configure(emu, "receiver", **SPLIT)
+    with pytest.raises(grpc.RpcError) as err:
+        emu.control.Configure(pb.ConfigureRequest(links=[pb.LinkUpdate(name="eve", role=EVE, settings=pb.LinkSettings(
+            phy="ofdm"))]), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "set phy='flat'" in err.value.details()
+    assert "eve" not in emu.links()
+    rows = rows_to_proto(torch.zeros(2, 4 * K))
+    with pytest.raises(grpc.RpcError) as err:
+        emu.tx.Send(pb.SendRequest(frames=[frame_pb2.Frame(message_id=f"m{i}", symbols=rows[i]) for i in range(2)]),
+                    timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "must follow the Feedback" in err.value.details()
+    configure(emu, "receiver", n_tx=1, null_space=False, beam_fraction=1.0)  # back to one antenna: today's flat link
+    assert emu.tx.Feedback(pb.FeedbackRequest(frames=2), timeout=5).phy == "flat"
+
+
+class FakeEmulator:
+    """The emulator's Feedback as a transmitter sees it, with a reply the test chooses (a broken or hostile peer)."""
+
+    def __init__(self, reply: pb.FeedbackReply):
+        self.reply = reply
+
+    def Feedback(self, request: pb.FeedbackRequest, timeout: float) -> pb.FeedbackReply:  # noqa: N802 - gRPC's name
+        return self.reply
+
+
+def good_reply(b: int) -> pb.FeedbackReply:
+    h = torch.randn(b, 1, 1, 4, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    return pb.FeedbackReply(phy="antennas", frames=b, n_tx=4, n_rx=1, csi=torch.view_as_real(h).reshape(-1).tolist(),
+                            n0=0.01, beam_fraction=0.05, null_space=True, sigma_c2=0.1)
+
+
+@pytest.mark.parametrize("change,error,words", [
+    (dict(csi=[0.0] * 10), BadRequest, "has 10 values for 4 frames of n_rx=1 x n_tx=4"),
+    (dict(n_rx=0), BadRequest, "n_rx=0"),
+    (dict(csi=[float("nan")] + [0.5] * 31), ConfigError, "non-finite values"),
+    (dict(csi=[float("inf")] * 32), ConfigError, "non-finite values"),
+    (dict(beam_fraction=1.5), ConfigError, "beam_fraction=1.5 must be in (0, 1]"),
+])
+def test_malformed_csi_feedback_is_refused_at_the_transmitter_and_nothing_is_precoded(change: dict, error: type,
+                                                                                       words: str) -> None:
+    """A multi-antenna transmitter checks its CSI at the core's door (diffsem.phy.nullspace.check_csi) before it
+    draws any self-noise: a reply of the wrong shape or with non-finite values raises and leaves the generator as it
+    was."""
+    reply = good_reply(4)
+    for f, v in change.items():
+        if f == "csi":
+            del reply.csi[:]
+            reply.csi.extend(v)
+        else:
+            setattr(reply, f, v)
+    gen = torch.Generator().manual_seed(3)
+    with pytest.raises(error) as err:
+        fb = CsiSource(FakeEmulator(reply), "receiver", K).for_frames(4)  # type: ignore[arg-type]
+        transmit_antennas(unit_latents(4), None, ABAR, fb.csi, fb.n0, fb.csi_error, fb.split, fb.n_tx, gen)
+    assert words in str(err.value), str(err.value)
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(3).get_state())
+
+
+
+def test_scenario_presets_expand_before_the_command_line_which_wins() -> None:
+    from launcher.__main__ import config_from, parse_args
+    from launcher.scenarios import expand
+
+    cfg = config_from(parse_args(["--scenario", "antennas", "--beam-fraction", "0.02"]))
+    assert (cfg.n_tx, cfg.null_space, cfg.beam_fraction, cfg.snr_db) == (4, True, 0.02, 20.0)
+    assert [(e.name, e.snr_offset_db, e.n_rx) for e in cfg.eavesdroppers] == [("eve", 0.0, None)]
+    cfg = config_from(parse_args(["--scenario=keyed", "-e", "x:feature-classifier:-3:2"]))
+    assert cfg.self_noise == "keyed" and cfg.t_star == 700
+    assert [(e.name, e.snr_offset_db, e.n_rx) for e in cfg.eavesdroppers] == [("x", -3.0, 2)]  # its own, not the preset's
+    assert expand(["--ports", "0"], "snr-advantage")[-2:] == ["--ports", "0"]  # $DIFFSEM_SCENARIO's default
+    with pytest.raises(ValueError, match="unknown scenario 'nope'; use one of equal-snr, snr-advantage, keyed, antennas"):
+        expand(["--scenario", "nope"])
+
+
+def test_eavesdropper_antennas_on_the_command_lines() -> None:
+    from channel_emulator.__main__ import eavesdropper_links
+    from launcher.stack import EveSpec, eve_link
+
+    assert [eve_link(EveSpec.parse(t)) for t in ("e:feature-classifier:0:4", "e::-3", "e::", "e:::2")] == \
+        ["e=0:4", "e=-3", None, "e=:2"]
+    with pytest.raises(ValueError, match="receive antennas 'x' must be an integer 1 to 8"):
+        EveSpec.parse("e:feature-classifier:0:x")
+    links = eavesdropper_links(["a=0:4", "b=:2", "c=-5"])
+    assert (links["a"].snr_offset_db, links["a"].antennas.n_rx, links["b"].HasField("snr_offset_db"),
+            links["b"].antennas.n_rx, links["c"].antennas.HasField("n_rx")) == (0.0, 4, False, 2, False)
+    with pytest.raises(BadRequest, match="NAME=OFFSET_DB:N_RX"):
+        eavesdropper_links(["a=0:x"])
