@@ -277,3 +277,14 @@ def test_each_service_mounts_only_its_own_credentials_and_the_key_only_where_it_
         if name != "channel_emulator":
             assert env["DIFFSEM_CREDENTIAL_FILE"] == "/credentials/credential", name
     assert "authority" not in {src for n in CORE | set(EVES) for src, _ in all_mounts(services[n])}
+
+
+def test_the_antenna_settings_reach_the_emulator_only() -> None:
+    """DIFFSEM_N_TX and friends are the emulator's options (it draws every link and the CSI); no other service gets
+    them, so an eavesdropper learns its antennas only from its frames."""
+    env = {"DIFFSEM_N_TX": "4", "DIFFSEM_NULL_SPACE": "1", "DIFFSEM_BEAM_FRACTION": "0.01", "DIFFSEM_EVE_N_RX": "2"}
+    services = resolved(**env)["services"]
+    assert {k: services["channel_emulator"]["environment"][k] for k in env} == env
+    for name, svc in services.items():
+        if name != "channel_emulator":
+            assert not set(env) & set(svc.get("environment") or {}), name

@@ -363,6 +363,27 @@ def test_07_custom_attack_container_attaches_and_reports(stack: Stack) -> None:
     assert seen["sockets"]["interfaces"] == ["lo"] and seen["sockets"]["routes"] == 0, seen["sockets"]
 
 
+# ---- 7b. keyless privacy from the antennas, set live -------------------------------------------------------------
+def test_07b_null_space_self_noise_set_live_keeps_the_receiver_and_drops_a_one_antenna_eavesdropper(stack: Stack) -> None:
+    """The ``antennas`` scenario's link (4 transmit antennas, null-space self-noise, 20 dB), set by the operator through
+    the panel on the running stack; thresholds as in tests/services/test_svc_antennas_scenario.py."""
+    on = {"snr_db": 20, "antennas": {"n_tx": 4, "null_space": True, "beam_fraction": 0.01}}
+    with stack.http() as c:
+        before = c.get("/api/links").json()["links"]["receiver"]
+        r = c.put("/api/links", json={"links": {"receiver": on}})
+        assert r.status_code == 200, r.text
+        assert c.get("/api/links").json()["links"]["eve-feature"]["antennas"]["n_rx"] == 1
+    run = stack.run_images(200)
+    FIGURES["run200_antennas_nt4_20dB"] = {n: t["accuracy"] for n, t in run["listeners"].items()}
+    assert run["listeners"]["receiver"]["accuracy"] >= 0.90 and run["listeners"]["receiver"]["lost"] == 0, run
+    assert run["listeners"]["eve-feature"]["accuracy"] <= 0.50, run["listeners"]["eve-feature"]
+    off = {"snr_db": before["snr_db"], "antennas": {"n_tx": 1, "null_space": False, "beam_fraction": 1.0}}
+    with stack.http() as c:
+        r = c.put("/api/links", json={"links": {"receiver": off}})
+        assert r.status_code == 200, r.text
+        assert c.get("/api/links").json()["links"]["receiver"]["antennas"]["n_tx"] == 1
+
+
 # ---- 8. keyed self-noise through the environment ----------------------------------------------------------------
 def test_08_keyed_self_noise_keeps_the_receiver_and_drops_the_eavesdroppers(stack: Stack) -> None:
     keyed = {"DIFFSEM_SELF_NOISE": "keyed", "DIFFSEM_SELF_NOISE_KEY": secrets.token_hex(32), "DIFFSEM_T_STAR": "700"}
