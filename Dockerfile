@@ -30,6 +30,8 @@ ENV PATH=/opt/diffsem/bin:$PATH
 # extras), so code, README and pyproject changes reuse this layer.
 COPY requirements/runtime.txt /src/requirements/
 RUN diffsem-pip-source install-deps /src/requirements/runtime.txt \
+    # h5py (17 MB): sionna-no-rt declares it, but none of Sionna's modules imports it
+    && pip uninstall -y -q h5py \
     # C++ unit tests, headers and a protoc that torch ships for extension builders; no service runs them.
     && cd /opt/diffsem/lib/python3.11/site-packages/torch \
     && rm -rf test include bin/protoc* bin/test_* bin/*Test bin/*.pt bin/*.ptl \
