@@ -26,10 +26,10 @@ COPY scripts/pip-source /usr/local/bin/diffsem-pip-source
 RUN diffsem-pip-source check
 RUN python3 -m venv /opt/diffsem
 ENV PATH=/opt/diffsem/bin:$PATH
-# Dependencies first (the runtime lock, requirements/runtime.txt: every version and file hash pinned, never the dev
+# Dependencies first (the runtime lock, requirements.lock: every version and file hash pinned, never the dev
 # extras), so code, README and pyproject changes reuse this layer.
-COPY requirements/runtime.txt /src/requirements/
-RUN diffsem-pip-source install-deps /src/requirements/runtime.txt \
+COPY requirements.lock /src/
+RUN diffsem-pip-source install-deps /src/requirements.lock \
     # h5py (17 MB): sionna-no-rt declares it, but none of Sionna's modules imports it
     && pip uninstall -y -q h5py \
     # C++ unit tests, headers and a protoc that torch ships for extension builders; no service runs them.

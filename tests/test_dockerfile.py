@@ -68,9 +68,9 @@ def test_the_dependency_layer_is_the_runtime_lock_alone_before_any_code() -> Non
     """Code, README and pyproject changes reuse the installed dependencies (layer caching)."""
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     install = next(i for i, line in enumerate(lines) if "diffsem-pip-source install-deps" in line)
-    assert lines[install].split()[-2:] == ["/src/requirements/runtime.txt", "\\"], lines[install]
+    assert lines[install].split()[-2:] == ["/src/requirements.lock", "\\"], lines[install]
     before = [line for line in lines[:install] if line.startswith("COPY") and "/src/" in line]
-    assert before == ["COPY requirements/runtime.txt /src/requirements/"]
+    assert before == ["COPY requirements.lock /src/"]
 
 
 @pytest.mark.parametrize(("offline", "index", "calls"), [
@@ -96,7 +96,7 @@ def test_the_build_installs_the_runtime_lock_hash_checked(tmp_path: Path, offlin
         f'echo "$*" >> {tmp_path}/calls\n'
         'while [ $# -gt 0 ]; do [ "$1" = -r ] && cp "$2" ' f'"{tmp_path}/given.$(wc -l < {tmp_path}/calls)"; shift; done\n')
     (bin_dir / "pip").chmod(0o755)
-    lock = ROOT / "requirements" / "runtime.txt"
+    lock = ROOT / "requirements.lock"
     done = subprocess.run(["sh", str(ROOT / "scripts" / "pip-source"), "install-deps", str(lock)], capture_output=True,
                           text=True, timeout=60, env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "PIP_OFFLINE": offline,
                                                       "TORCH_INDEX_URL": index})

@@ -1,7 +1,8 @@
-"""The lock (requirements/*.txt, written by scripts/lock) matches pyproject.toml, and the venv is exactly the lock.
+"""The lock (requirements.lock and requirements-dev.lock, written by scripts/lock) matches pyproject.toml, and the
+venv is exactly the lock.
 
 pyproject.toml keeps ranges for people who install the package into their own environment; the lock pins what the
-venv (requirements/dev.txt) and the image (requirements/runtime.txt) install, each file by its hash. pip-compile
+venv (requirements-dev.lock) and the image (requirements.lock) install, each file by its hash. pip-compile
 annotates each pin with why it is there ("via diffsem (pyproject.toml)" for our own requirements), so a requirement
 that pyproject.toml dropped is still visible in a stale lock even when something else needs the package.
 """
@@ -24,7 +25,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 REFRESH = "scripts/lock"
-RUNTIME, DEV = "requirements/runtime.txt", "requirements/dev.txt"
+RUNTIME, DEV = "requirements.lock", "requirements-dev.lock"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 FROM_PYPROJECT = re.compile(r"\(pyproject\.toml(::build-system\.requires)?\)")
 
@@ -103,8 +104,13 @@ def test_the_lock_matches_pyproject() -> None:
     assert lock_report(ROOT) == ""
 
 
+def _copy_locks(to: Path) -> None:
+    for name in (RUNTIME, DEV):
+        shutil.copy(ROOT / name, to / name)
+
+
 def test_a_lock_that_does_not_match_pyproject_fails_naming_the_refresh_command(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    _copy_locks(tmp_path)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert lock_report(_with(tmp_path, pyproject)) == ""  # the copy itself matches
     # added; removed (numpy stays in the lock for torch, but no longer for us); a range the lock does not satisfy;
@@ -114,17 +120,17 @@ def test_a_lock_that_does_not_match_pyproject_fails_naming_the_refresh_command(t
               .replace('"pytest>=8"', '"pytest>=8", "mypy>=1"'))
     report = lock_report(_with(tmp_path, edited))
     assert report.endswith("Refresh it with: scripts/lock"), report
-    for says in ("requirements/runtime.txt: pyproject.toml asks for tomli-w>=1.0, the lock has no tomli-w",
-                 "requirements/dev.txt: pyproject.toml asks for tomli-w>=1.0, the lock has no tomli-w",
-                 "requirements/runtime.txt: numpy==2.4.6 is there for pyproject.toml, which no longer asks for it",
-                 "requirements/runtime.txt: pyproject.toml asks for pillow>=99, the lock has pillow==",
-                 "requirements/dev.txt: pyproject.toml asks for mypy>=1, the lock has no mypy"):
+    for says in ("requirements.lock: pyproject.toml asks for tomli-w>=1.0, the lock has no tomli-w",
+                 "requirements-dev.lock: pyproject.toml asks for tomli-w>=1.0, the lock has no tomli-w",
+                 "requirements.lock: numpy==2.4.6 is there for pyproject.toml, which no longer asks for it",
+                 "requirements.lock: pyproject.toml asks for pillow>=99, the lock has pillow==",
+                 "requirements-dev.lock: pyproject.toml asks for mypy>=1, the lock has no mypy"):
         assert says in report, report
-    assert "runtime.txt: pyproject.toml asks for mypy" not in report  # the image's lock holds no extras
+    assert "requirements.lock: pyproject.toml asks for mypy" not in report  # the image's lock holds no extras
 
 
 def test_the_two_locks_agree_on_every_shared_version(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    _copy_locks(tmp_path)
     dev = tmp_path / DEV
     dev.write_text(re.sub(r"(?m)^pillow==\S+", "pillow==1.0", dev.read_text()))
     report = lock_report(_with(tmp_path, (ROOT / "pyproject.toml").read_text()))
@@ -138,7 +144,7 @@ def _from_this_checkout(dist: metadata.Distribution) -> bool:
 
 
 def test_the_venv_holds_exactly_the_lock() -> None:
-    """scripts/setup installs requirements/dev.txt and nothing else (this checkout's own packages aside)."""
+    """scripts/setup installs requirements-dev.lock and nothing else (this checkout's own packages aside)."""
     pins = read_lock((ROOT / DEV).read_text())
     site = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})  # not the checkout's own egg-info
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)

@@ -120,7 +120,7 @@ def wheels_complete() -> bool:
     """Whether wheels/ alone serves the runtime lock, hashes included (pip resolves offline, installs nothing)."""
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
                            "--no-index", "--find-links", str(ROOT / "wheels"), "--require-hashes",
-                           "-r", str(ROOT / "requirements" / "runtime.txt")], capture_output=True, timeout=300)
+                           "-r", str(ROOT / "requirements.lock")], capture_output=True, timeout=300)
     return done.returncode == 0
 
 
