@@ -11,19 +11,14 @@ median over the rounds. The precoding cost is (transmit_antennas - transmit) / e
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import statistics
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from transmitter_batch import encoded, median_ms, parse  # this folder: run as a script
 
 from diffsem.antenna_path import transmit_antennas
-from diffsem.bundle import load_bundle
-from diffsem.defaults import checkpoint_dir
 from diffsem.framepath import transmit
 from diffsem.phy.nullspace import NullSpaceConfig
 
@@ -32,18 +27,9 @@ N0 = 0.01  # 20 dB
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=200)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    bundle = load_bundle(checkpoint_dir("mnist"), device="cpu")
-    gen = torch.Generator().manual_seed(0)
-    images = torch.rand(args.batch, 1, 28, 28, generator=gen)
-    with torch.no_grad():
-        s = bundle.encoder(images)
+    args = parse(__doc__, threads=2, repeats=200)
+    enc = encoded(args.batch)
+    bundle, s, gen = enc.bundle, enc.s, enc.gen
     k = s.shape[1]
 
     def antennas(n_tx: int, m: int) -> Callable[[], object]:
@@ -52,19 +38,12 @@ def main() -> None:
         return lambda: transmit_antennas(s, T_STAR, bundle.abar, csi, N0, 0.0, split, n_tx, gen)
 
     cases: dict[str, Callable[[], object]] = {
-        "encode": lambda: bundle.encoder(images),
+        "encode": lambda: bundle.encoder(enc.images),
         "transmit (today)": lambda: transmit(s, T_STAR, bundle.abar, torch.full((args.batch,), N0), gen),
         **{f"transmit_antennas n_tx={n}": antennas(n, 1) for n in (1, 2, 4, 8)},
         "transmit_antennas n_tx=4 per-RE": antennas(4, k // 2),
     }
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    with torch.no_grad():
-        for _ in range(args.repeats + 1):
-            for name, call in cases.items():
-                started = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - started)
-    med = {name: statistics.median(t[1:]) * 1e3 for name, t in times.items()}  # the first round is a warm-up
+    med = median_ms(cases, args.repeats)
     rows = [{"case": name, "ms": round(ms, 3),
              "extra_vs_encode_pct": None if not name.startswith("transmit_antennas")
              else round(100 * (ms - med["transmit (today)"]) / med["encode"], 1)} for name, ms in med.items()]
