@@ -103,15 +103,15 @@ class Drawn:
     n_tx: int
     split: NullSpaceConfig
     snr_db: float
+    beam: Beam  # from the CSI, as the transmitter computes it: once per Feedback, for the reply and the Send
 
     def reply(self, n0: float, csi_error: float) -> pb.FeedbackReply:
         """The transmitter's ``FeedbackReply``: the CSI as (re, im) float32 pairs, row-major."""
         n, _, n_rx, n_tx = self.csi.shape
-        beam = beamform(self.csi, self.split.beam_fraction)
         return pb.FeedbackReply(phy="antennas", frames=n, n_tx=n_tx, n_rx=n_rx,
                                 csi=torch.view_as_real(self.csi).reshape(-1).tolist(), n0=n0, csi_error=csi_error,
                                 beam_fraction=self.split.beam_fraction, null_space=self.split.null_space,
-                                sigma_c2=float(beam.feedback(n0).mean()))
+                                sigma_c2=float(self.beam.feedback(n0).mean()))
 
 
 @dataclass
@@ -142,7 +142,7 @@ def batch(drawn: Drawn | None, rows: torch.Tensor, frames: list[frame_pb2.Frame]
     if b != n or length % (2 * drawn.n_tx):
         raise BadRequest(f"a Send of {b} frames of {length} values after a Feedback for {n} frames on "
                          f"n_tx={drawn.n_tx} antennas: send {n} frames of k x n_tx values (k even)")
-    beam = beamform(drawn.csi, drawn.split.beam_fraction)
+    beam = drawn.beam
     k = length // drawn.n_tx
     p_null = None
     if drawn.split.null_space:
@@ -169,7 +169,8 @@ class AntennaLink:
         array, split = configs(settings)
         link = self.mimo(snr_db, array.n_tx, array.n_rx)
         draw = link.draw(n)
-        self.drawn = Drawn(draw, link.feedback(draw), array.n_tx, split, snr_db)
+        csi = link.feedback(draw)
+        self.drawn = Drawn(draw, csi, array.n_tx, split, snr_db, beamform(csi, split.beam_fraction))
         return self.drawn.reply(link.n0, link.csi_error)
 
     def carry(self, b: Batch, snr_db: float, n_rx: int, legit: bool) -> ChannelOutput:
