@@ -51,9 +51,10 @@ def antenna_settings(args: Namespace) -> pb.AntennaSettings:
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
     legit = pb.LinkSettings(snr_db=args.snr_db, fading=args.fading, queue_size=args.queue_size)
-    eve = pb.LinkSettings(snr_db=args.eve_snr_db, fading=args.fading, queue_size=args.queue_size)
-    if args.eve_snr_offset_db is not None:
-        eve.snr_offset_db = args.eve_snr_offset_db
+    eve = pb.LinkSettings(snr_db=args.snr_db if args.eve_snr_db is None else args.eve_snr_db, fading=args.fading,
+                          queue_size=args.queue_size)
+    if args.eve_snr_offset_db is not None or args.eve_snr_db is None:  # by default at the legitimate link's SNR
+        eve.snr_offset_db = args.eve_snr_offset_db or 0.0
     for settings in (legit, eve):
         settings.MergeFrom(phy_settings(args))
     legit.antennas.CopyFrom(antenna_settings(args))

@@ -3,6 +3,7 @@ options (meaning, default, bound) are the core's :class:`diffsem.config.LinkConf
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from diffsem.config import PHY_FIELDS
@@ -16,9 +17,9 @@ SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
                      "who knows it (default: each link's seed drawn from the OS, never exposed)", None, int),
     Option("--legit-name", "name of the legitimate link (= the receiver credential's name)", "receiver"),
     *link_options(["snr_db"], whose="the legitimate link's "),
-    *link_options(["snr_db"], prefix="eve_", whose="a new eavesdropper link's "),
-    Option("--eve-snr-offset-db", "a new eavesdropper link follows the legitimate SNR plus this offset (dB) instead of "
-                                  "--eve-snr-db", None, float),
+    replace(link_options(["snr_db"], prefix="eve_", whose="a new eavesdropper link's fixed ")[0], default=None),
+    Option("--eve-snr-offset-db", "a new eavesdropper link follows the legitimate SNR plus this offset (dB); default "
+                                  "0 (equal SNR), unless --eve-snr-db fixes its SNR instead", None, float),
     Option("--eavesdropper-link", "the operator's SNR offset (dB, from the legitimate SNR; empty: --eve-snr-db) and "
                                   "receive antennas of eavesdropper NAME's link (repeatable); listeners never choose "
                                   "their own link", kind="append", metavar="NAME=[OFFSET_DB][:N_RX]"),

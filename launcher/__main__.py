@@ -11,7 +11,7 @@ An attack that reads the transmitter's weights (``whitebox-inversion``) runs onl
     python -m launcher -e wb:whitebox-inversion:0 --eavesdropper-reads-transmitter-weights wb
 
 ``--scenario equal-snr|snr-advantage|keyed|antennas`` (default $DIFFSEM_SCENARIO) starts a preset that shows where
-privacy comes from (launcher/scenarios.py); flags given with it win::
+privacy comes from (services_common/scenarios.py); flags given with it win::
 
     python -m launcher --scenario antennas
 
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--state-file", type=Path, default=None, help="write URLs, pids and ports here as JSON")
     p.add_argument("--no-restart", action="store_true", help="do not restart services that die")
     p.add_argument("--scenario", choices=list(SCENARIOS), default=None,
-                   help=f"a preset that shows where privacy comes from (launcher/scenarios.py; ${SCENARIO_ENV})")
+                   help=f"a preset that shows where privacy comes from (services_common/scenarios.py; ${SCENARIO_ENV})")
     add_phy_options(p)
     try:
         argv = expand(sys.argv[1:] if argv is None else argv, os.environ.get(SCENARIO_ENV))

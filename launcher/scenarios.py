@@ -1,36 +1,34 @@
-"""Scenario presets (``python -m launcher --scenario NAME``, ``scripts/demo --scenario NAME``): where privacy comes
-from, one setting at a time, so that a new user sees it on the dashboard within a minute.
+"""Scenario presets as launcher flags (``python -m launcher --scenario NAME``, ``scripts/demo --scenario NAME``): the
+presets themselves, and what each shows, are services_common/scenarios.py.
 
-Each preset is launcher arguments put before the user's own (a flag given on the command line wins); its
-eavesdroppers are used only when the command line names none. Every preset runs the legitimate link at 20 dB:
-
-- ``equal-snr``: DiffSem's random self-noise (t* = 300) against an eavesdropper at the receiver's SNR: no gap (the
-  paper's setting; docs/results/mnist-attacks).
-- ``snr-advantage``: the same with the eavesdropper 10 dB worse off: the gap comes from the channel.
-- ``keyed``: keyed self-noise at t* = 700: the gap comes from a secret shared in advance (docs/results/mnist-keyed).
-- ``antennas``: 4 transmit antennas, 1% of the power on the beam, the rest as self-noise in the null space of the
-  legitimate channel: the gap comes from the antennas, with no key and at equal SNR (docs/results/mnist-antennas:
-  97.4% against 28.9%). Its limit: add ``-e eve:feature-classifier:0 -e eve-4rx:feature-classifier:0:4``, an
-  eavesdropper with as many antennas as the transmitter, which cancels the null-space self-noise (+9.3 points).
+A preset's settings become launcher flags put before the user's own (a flag given on the command line wins); its
+eavesdropper, running the feature classifier at the preset's SNR offset, is used only when the command line names
+none.
 """
 
 from __future__ import annotations
 
-ENV = "DIFFSEM_SCENARIO"  # the launcher's default scenario, from its environment
+from services_common.scenarios import ENV, SCENARIOS, scenario
 
-SCENARIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # name: (launcher arguments, eavesdroppers as -e values)
-    "equal-snr": (("--snr-db", "20", "--t-star", "300"), ("eve:feature-classifier:0",)),
-    "snr-advantage": (("--snr-db", "20", "--t-star", "300"), ("far-eve:feature-classifier:-10",)),
-    "keyed": (("--snr-db", "20", "--t-star", "700", "--self-noise", "keyed"), ("eve:feature-classifier:0",)),
-    "antennas": (("--snr-db", "20", "--t-star", "300", "--n-tx", "4", "--null-space", "--beam-fraction", "0.01"),
-                 ("eve:feature-classifier:0",)),
-}
+__all__ = ["ENV", "SCENARIOS", "expand", "preset_argv"]
+
+
+def preset_argv(name: str) -> list[str]:
+    """The launcher flags and ``-e`` eavesdropper of preset ``name`` (ValueError naming the presets if unknown)."""
+    preset = scenario(name)
+    flags: list[str] = []
+    for dest, value in preset.settings.items():
+        if dest == "eve_snr_offset_db":  # the launcher's eavesdropper carries it
+            continue
+        flag = "--" + dest.replace("_", "-")
+        flags += [flag] if value == "1" and dest == "null_space" else [flag, value]
+    offset = preset.settings.get("eve_snr_offset_db", "0")
+    return [*flags, "-e", f"{preset.eavesdropper}:feature-classifier:{offset}"]
 
 
 def expand(argv: list[str], default: str | None = None) -> list[str]:
     """``argv`` with its ``--scenario NAME`` (or ``default``, e.g. from $DIFFSEM_SCENARIO) replaced by the preset's
-    arguments, put first so the command line's own flags win. ValueError naming the scenarios for an unknown one."""
+    flags, put first so the command line's own flags win. ValueError naming the scenarios for an unknown one."""
     argv = list(argv)
     name = default or None
     for i, a in enumerate(argv):
@@ -41,8 +39,6 @@ def expand(argv: list[str], default: str | None = None) -> list[str]:
             break
     if not name:
         return argv
-    if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; use one of {', '.join(SCENARIOS)}")
-    args, eves = SCENARIOS[name]
+    preset = preset_argv(name)
     named = any(a in ("-e", "--eavesdropper") or a.startswith("--eavesdropper=") for a in argv)
-    return [*args, *([] if named else [x for e in eves for x in ("-e", e)]), *argv]
+    return [*(preset[:-2] if named else preset), *argv]

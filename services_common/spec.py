@@ -1,7 +1,8 @@
 """One settings spec per service: it generates the service's argparse, the launcher's argv and the environment
 variable names it documents (docs/design.md §5, "One service skeleton").
 
-Every option ``--some-thing`` of a service can also be set with ``$DIFFSEM_SOME_THING`` (the command line wins).
+Every option ``--some-thing`` of a service can also be set with ``$DIFFSEM_SOME_THING`` (the command line wins),
+and ``$DIFFSEM_SCENARIO`` names a preset whose settings come under both (services_common/scenarios.py).
 A service adds an option by adding one :class:`Option` to its spec (``<service>/settings.py``); the launcher
 builds command lines with :meth:`ServiceSpec.argv`, which refuses names the spec does not have. The registry of
 every service's spec lives where every service is known: :mod:`launcher.specs`.
@@ -15,6 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from services_common.scenarios import ENV as SCENARIO_ENV
+from services_common.scenarios import scenario_setting
 
 ENV_PREFIX = "DIFFSEM_"
 # The stack's default ports, in one place: each service binds its own and finds the others on loopback by default
@@ -50,22 +54,32 @@ class Option:
         return ENV_PREFIX + self.dest.upper()
 
     def env_default(self) -> Any:
-        """The default, overridden by the environment variable when it is set."""
-        text = os.environ.get(self.env)
+        """The default, overridden by ``$DIFFSEM_SCENARIO``'s preset (services_common/scenarios.py), then by the
+        environment variable when it is set and not empty. ValueError for a value the option cannot read."""
+        own = os.environ.get(self.env)
+        text = own or scenario_setting(self.dest)
         if text is None or text == "":
-            return list(self.default or []) if self.kind == "append" else self.default
+            if self.kind == "append":
+                return list(self.default or [])
+            return bool(self.default) if self.kind == "flag" else self.default
         if self.kind == "flag":
             return text.strip().lower() in ("1", "true", "yes", "on")
-        if self.kind == "append":
-            return [self.type(t) for t in text.split(",") if t]
-        return self.type(text)
+        try:
+            return [self.type(t) for t in text.split(",") if t] if self.kind == "append" else self.type(text)
+        except (ValueError, TypeError) as exc:
+            where = f"${self.env}" if own else f"${SCENARIO_ENV} {os.environ[SCENARIO_ENV]!r}"
+            raise ValueError(f"{where} gives {text!r}, which {self.flag} cannot read: {exc}") from None
 
     def add_to(self, p: argparse.ArgumentParser) -> None:
         help_text = f"{self.help} (${self.env})"
+        try:
+            default = self.env_default()
+        except ValueError as exc:  # a bad $DIFFSEM_<OPTION> or scenario: one line and exit status 2, no traceback
+            p.error(str(exc))
         if self.kind == "flag":
-            p.add_argument(self.flag, action="store_true", default=self.env_default(), help=help_text)
+            p.add_argument(self.flag, action="store_true", default=default, help=help_text)
         else:
-            p.add_argument(self.flag, type=self.type, choices=self.choices, default=self.env_default(),
+            p.add_argument(self.flag, type=self.type, choices=self.choices, default=default,
                            action="append" if self.kind == "append" else "store", metavar=self.metavar,
                            help=help_text + ("" if self.default is None else f"; default {self.default}"))
 

@@ -168,14 +168,51 @@ def test_gpu_override_reserves_a_gpu_for_the_receiver_only():
 def test_self_noise_key_reaches_transmitter_and_receiver_only():
     key = "ab" * 32
     services = resolved(DIFFSEM_SELF_NOISE="keyed", DIFFSEM_SELF_NOISE_KEY=key)["services"]
-    tx = services["transmitter"]
-    assert tx["command"][tx["command"].index("--self-noise") + 1] == "keyed"
+    assert services["transmitter"]["environment"]["DIFFSEM_SELF_NOISE"] == "keyed"
     for name in ("transmitter", "receiver"):
         assert services[name]["environment"]["DIFFSEM_SELF_NOISE_KEY"] == key, name
     for name, svc in services.items():
         if name not in ("transmitter", "receiver"):
             assert "DIFFSEM_SELF_NOISE_KEY" not in (svc.get("environment") or {}), name
             assert key not in str(svc), name
+
+
+def service_settings(svc: dict, spec, monkeypatch: pytest.MonkeyPatch):
+    """What the service in container ``svc`` parses: its resolved command line under its resolved environment."""
+    for name in [k for k in os.environ if k.startswith("DIFFSEM_")]:
+        monkeypatch.delenv(name)
+    for name, value in (svc.get("environment") or {}).items():
+        monkeypatch.setenv(name, "" if value is None else str(value))
+    return spec.parse(svc["command"][3:])  # after "python -m <service>"
+
+
+@pytest.mark.parametrize("env,emulator,transmitter", [
+    # no scenario: the services' defaults, eavesdroppers at the legitimate SNR (no offset, no fixed eve SNR)
+    ({}, {"snr_db": 10.0, "eve_snr_db": None, "eve_snr_offset_db": None, "n_tx": 1, "null_space": False},
+     {"t_star": 300, "self_noise": "random"}),
+    ({"DIFFSEM_SCENARIO": "antennas"},
+     {"snr_db": 20.0, "eve_snr_offset_db": 0.0, "n_tx": 4, "null_space": True, "beam_fraction": 0.01},
+     {"t_star": 300, "self_noise": "random"}),
+    ({"DIFFSEM_SCENARIO": "snr-advantage"}, {"snr_db": 20.0, "eve_snr_offset_db": -10.0, "n_tx": 1},
+     {"t_star": 300}),
+    ({"DIFFSEM_SCENARIO": "keyed", "DIFFSEM_SELF_NOISE_KEY": "ab" * 32}, {"snr_db": 20.0, "eve_snr_offset_db": 0.0},
+     {"t_star": 700, "self_noise": "keyed"}),
+    # the operator's own values win over the scenario's
+    ({"DIFFSEM_SCENARIO": "antennas", "DIFFSEM_N_TX": "8", "DIFFSEM_T_STAR": "500", "DIFFSEM_SNR_DB": "5"},
+     {"snr_db": 5.0, "n_tx": 8, "null_space": True}, {"t_star": 500}),
+])
+def test_a_scenario_reaches_the_emulator_and_the_transmitter_as_their_settings(env, emulator, transmitter,
+                                                                              monkeypatch):
+    from channel_emulator.settings import SPEC as EMULATOR
+    from transmitter.settings import SPEC as TRANSMITTER
+
+    services = resolved(**env)["services"]
+    for name, spec, want in (("channel_emulator", EMULATOR, emulator), ("transmitter", TRANSMITTER, transmitter)):
+        got = vars(service_settings(services[name], spec, monkeypatch))
+        assert {k: got[k] for k in want} == want, name
+    for name, svc in services.items():  # the preset is the operator's; no eavesdropper is told it
+        if name not in ("channel_emulator", "transmitter"):
+            assert "DIFFSEM_SCENARIO" not in (svc.get("environment") or {}), name
 
 
 def test_custom_attack_override_adds_a_black_box_eavesdropper_with_its_own_credential():

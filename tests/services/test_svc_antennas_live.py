@@ -231,6 +231,21 @@ def test_scenario_presets_expand_before_the_command_line_which_wins() -> None:
         expand(["--scenario", "nope"])
 
 
+def test_every_scenario_setting_is_an_option_of_a_service_and_every_preset_starts_the_launcher() -> None:
+    """A misspelt setting would be silently ignored by every service ($DIFFSEM_SCENARIO) and refused by the
+    launcher; one table serves both (services_common/scenarios.py)."""
+    from launcher.__main__ import config_from, parse_args
+    from launcher.specs import SPECS
+    from services_common.scenarios import SCENARIOS
+
+    options = {o.dest for spec in SPECS for o in spec.options}
+    for name, preset in SCENARIOS.items():
+        assert set(preset.settings) <= options, name
+        cfg = config_from(parse_args(["--scenario", name]))
+        assert cfg.snr_db == float(preset.settings["snr_db"]) and cfg.t_star == int(preset.settings["t_star"]), name
+        assert [e.snr_offset_db for e in cfg.eavesdroppers] == [float(preset.settings["eve_snr_offset_db"])], name
+
+
 def test_eavesdropper_antennas_on_the_command_lines() -> None:
     from channel_emulator.__main__ import eavesdropper_links
     from launcher.stack import EveSpec, eve_link

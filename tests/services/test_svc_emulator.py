@@ -451,3 +451,24 @@ def test_a_batch_of_frames_is_read_in_one_go_as_each_frame_would_be_and_a_bad_on
         symbols_matrix(bad)
     with pytest.raises(BadRequest, match=r"shape \(128,\), expected \(256,\)"):
         symbols_matrix(bad, 256)
+
+
+@pytest.mark.parametrize("argv,offset,fixed", [
+    ([], 0.0, None),                                   # by default at the legitimate link's SNR, whatever it is
+    (["--eve-snr-offset-db", "-10"], -10.0, None),
+    (["--eve-snr-db", "5"], None, 5.0),                # fixed instead
+])
+def test_new_eavesdropper_links_follow_the_legitimate_snr_unless_the_operator_fixes_it(
+        argv: list[str], offset: float | None, fixed: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from channel_emulator.__main__ import make_servicer
+    from channel_emulator.settings import SPEC
+
+    monkeypatch.delenv("DIFFSEM_SCENARIO", raising=False)
+    emu = make_servicer(SPEC.parse(["--snr-db", "20", *argv]), auth.Verifier(None)).emu
+    try:
+        eve = emu.eve_defaults
+        assert (eve.snr_offset_db if eve.HasField("snr_offset_db") else None) == offset
+        if fixed is not None:
+            assert eve.snr_db == fixed
+    finally:
+        emu.close()
