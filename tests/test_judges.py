@@ -64,6 +64,8 @@ def test_every_committed_judge_is_accurate_on_clean_test_images(bundle: ModelBun
     robust = read_card(judge_path(MNIST, "robust"))  # issue 24's targets, on the card (before the float16 round trip)
     assert robust["eps"] == 0.3 and robust["metrics"]["clean_test_acc"] >= 0.98
     assert robust["metrics"]["pgd40_test_acc"] >= 0.85 and robust["kind"] == "adversarial"
+    fashion = read_card(judge_path(DEFAULT_CHECKPOINTS / "fashion-mnist", "robust"))  # clean >= 85% at a stated eps
+    assert fashion["eps"] == 0.1 and fashion["metrics"]["clean_test_acc"] >= 0.85 and fashion["kind"] == "adversarial"
     abstain = read_card(judge_path(MNIST, "abstain"))["metrics"]
     assert abstain["clean_test_acc_counting_abstentions"] >= 0.98 and abstain["clean_test_abstained"] <= 0.02
     assert min(abstain["abstained_uniform_noise"], abstain["abstained_gaussian_noise"],
