@@ -43,10 +43,12 @@ def eavesdropper_links(specs: list[str]) -> dict[str, pb.LinkSettings]:
 
 
 def antenna_settings(args: Namespace) -> pb.AntennaSettings:
-    """The legitimate link's antennas and the transmitter's power split from the command line."""
+    """The legitimate link's antennas, the transmitter's power split and the CSI fed back, from the command line."""
     beam = args.beam_fraction if args.beam_fraction is not None else \
         NULL_SPACE_BEAM_FRACTION if args.null_space else 1.0
-    return pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam)
+    return pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam,
+                              estimator=args.csi_estimator, feedback_delay=args.csi_delay,
+                              speed_kmh=args.csi_speed_kmh)
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
@@ -59,6 +61,7 @@ def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorService
         settings.MergeFrom(phy_settings(args))
     legit.antennas.CopyFrom(antenna_settings(args))
     eve.antennas.n_rx = args.eve_n_rx
+    eve.antennas.correlation = args.eve_correlation
     emu = Emulator(args.legit_name, legit, eve, args.seed, max_links=args.max_links, grace_s=args.link_grace_s,
                    trace_dir=args.trace_dir, k=args.k, eve_links=eavesdropper_links(args.eavesdropper_link),
                    fanout=args.fanout)
@@ -76,6 +79,8 @@ def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -
     phy = f"ofdm {args.channel_model}" if args.phy == "ofdm" else "flat"
     if args.n_tx > 1:
         phy += f", {args.n_tx} transmit antennas" + (", null-space self-noise" if args.null_space else "")
+        if args.csi_estimator != "perfect" or args.csi_delay:
+            phy += f", {args.csi_estimator} CSI {args.csi_delay} frames late at {args.csi_speed_kmh:g} km/h"
     noise = "from the OS" if args.seed is None else "seeded: known to anyone who knows the seed"
     return (f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links, "
             f"link noise {noise}")

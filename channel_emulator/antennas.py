@@ -40,6 +40,8 @@ from services_common.frames import antenna_signals
 
 FIELDS: tuple[FieldDescriptor, ...] = tuple(pb.AntennaSettings.DESCRIPTOR.fields)
 TRANSMITTER_FIELDS = ("n_tx", "null_space", "beam_fraction")  # the transmitter's: the legitimate link's settings
+CSI_FIELDS = ("estimator", "feedback_delay", "speed_kmh")  # the CSI its receiver feeds back: the legitimate link's
+LISTENER_FIELDS = ("n_rx", "correlation")  # what an eavesdropper's link sets
 # --null-space without --beam-fraction: 1% of the power on the beam, which kept the legitimate receiver at 97.4% and
 # the best attack at 28.9% offline (n_t = 4, 20 dB, t* = 300: docs/results/mnist-antennas)
 NULL_SPACE_BEAM_FRACTION = 0.01
@@ -70,12 +72,17 @@ def configs(s: pb.AntennaSettings) -> tuple[AntennaConfig, NullSpaceConfig]:
 
 
 def check_update(update: pb.AntennaSettings, legit: bool) -> None:
-    """An eavesdropper's link sets only its own receive antennas: the rest is the transmitter's."""
+    """An eavesdropper's link sets only its receive antennas and its correlation with the legitimate receiver's
+    channel; the power split is the transmitter's and the fed-back CSI the legitimate receiver's."""
     if not legit:
-        mine = [n for n in TRANSMITTER_FIELDS if update.HasField(n)]
+        mine = [n for n in (*TRANSMITTER_FIELDS, *CSI_FIELDS) if update.HasField(n)]
         if mine:
-            raise BadRequest(f"antennas.{', antennas.'.join(mine)} belong to the transmitter: set them on the "
-                             "legitimate link; an eavesdropper's link sets only antennas.n_rx")
+            raise BadRequest(f"antennas.{', antennas.'.join(mine)} belong to the transmitter and the legitimate "
+                             "receiver: set them on the legitimate link; an eavesdropper's link sets only "
+                             "antennas.n_rx and antennas.correlation")
+    elif update.HasField("correlation") and update.correlation != 0:
+        raise BadRequest(f"antennas.correlation={update.correlation:g} is an eavesdropper's (its channel's "
+                         "correlation with the legitimate receiver's): set it on an eavesdropper's link")
 
 
 def check_plan(links: dict[str, pb.LinkSettings], legit_name: str, eve_defaults: pb.LinkSettings) -> None:
@@ -100,10 +107,14 @@ class Drawn:
 
     draw: MimoDraw
     csi: torch.Tensor  # (n, 1, n_rx, n_tx) complex64
-    n_tx: int
+    array: AntennaConfig  # the legitimate link's antennas and CSI settings
     split: NullSpaceConfig
     snr_db: float
     beam: Beam  # from the CSI, as the transmitter computes it: once per Feedback, for the reply and the Send
+
+    @property
+    def n_tx(self) -> int:
+        return self.array.n_tx
 
     def reply(self, n0: float, csi_error: float) -> pb.FeedbackReply:
         """The transmitter's ``FeedbackReply``: the CSI as (re, im) float32 pairs, row-major."""
@@ -159,31 +170,32 @@ class AntennaLink:
         self.gen = torch.Generator().manual_seed(derive_seed(seed, "antennas"))
         self.drawn: Drawn | None = None  # the legitimate link's frames drawn at the last Feedback, not yet sent
 
-    def mimo(self, snr_db: float, n_tx: int, n_rx: int) -> MimoLink:
+    def mimo(self, snr_db: float, array: AntennaConfig) -> MimoLink:
         """The link at ``snr_db`` (Es/N0 per receive antenna) with these antennas, drawing from its generator."""
-        return MimoLink(LinkConfig(snr_db=snr_db), AntennaConfig(n_tx=n_tx, n_rx=n_rx), self.gen)
+        return MimoLink(LinkConfig(snr_db=snr_db), array, self.gen)
 
     def draw_ahead(self, n: int, snr_db: float, settings: pb.AntennaSettings) -> pb.FeedbackReply:
         """The legitimate link's next ``n`` frames: channels, then the fed-back CSI (the core's order), kept in
         :attr:`drawn` for the Send that carries them; returns the transmitter's reply."""
         array, split = configs(settings)
-        link = self.mimo(snr_db, array.n_tx, array.n_rx)
+        link = self.mimo(snr_db, array)
         draw = link.draw(n)
         csi = link.feedback(draw)
-        self.drawn = Drawn(draw, csi, array.n_tx, split, snr_db, beamform(csi, split.beam_fraction))
+        self.drawn = Drawn(draw, csi, array, split, snr_db, beamform(csi, split.beam_fraction))
         return self.drawn.reply(link.n0, link.csi_error)
 
-    def carry(self, b: Batch, snr_db: float, n_rx: int, legit: bool) -> ChannelOutput:
+    def carry(self, b: Batch, snr_db: float, own: pb.AntennaSettings, legit: bool) -> ChannelOutput:
         """Carry the batch over this link and combine it as its listener does: the legitimate link over the
         channels drawn at Feedback (at the SNR they were drawn at), an eavesdropper's over channels it draws now at
-        ``snr_db`` with ``n_rx`` antennas. Returns the combined latent (B, k), its noise per real dim (B,) and the
-        beam's effective gain (B,)."""
+        ``snr_db`` with its ``own`` settings' receive antennas, correlated with the legitimate draw of the same
+        frames by their ``correlation`` (:meth:`MimoLink.draw`). Returns the combined latent (B, k), its noise per
+        real dim (B,) and the beam's effective gain (B,)."""
         if legit:
-            link = self.mimo(b.legit.snr_db, b.n_tx, b.legit.csi.shape[2])
+            link = self.mimo(b.legit.snr_db, b.legit.array)
             draw = b.legit.draw
         else:
-            link = self.mimo(snr_db, b.n_tx, n_rx)
-            draw = link.draw(b.x.shape[0])
+            link = self.mimo(snr_db, AntennaConfig(n_tx=b.n_tx, n_rx=own.n_rx or 1, correlation=own.correlation))
+            draw = link.draw(b.x.shape[0], b.legit.draw)
         y = link.carry(b.x, draw)
         g, r = listener_channel(draw.h, b.beam, b.p_null, link.n0)  # what its listener learns from the air
         return receive(y, g, r)

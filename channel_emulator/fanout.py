@@ -33,7 +33,7 @@ import os
 import pickle
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Protocol
 
@@ -44,6 +44,7 @@ from channel_emulator import antennas
 from channel_emulator.links import Carried, EmulatedLink, carried, carry
 from diffsem.config import LinkConfig
 from diffsem.phy import Link
+from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import frame_pb2
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,15 @@ WORKER_NICE = 10  # the worker yields the CPU to the legitimate path (and to the
 class Job:
     """One link's part of a batch: ``uid``, the drawer's name for the link; ``cfg``, its settings when the drawer
     does not hold it yet (else None); ``updates``, its settings changes since the last batch, in order; ``snr_db``,
-    the batch's SNR on it; ``n``, the frames its listener has room for; ``n_rx``, its receive antennas (used by
-    multi-antenna batches)."""
+    the batch's SNR on it; ``n``, the frames its listener has room for; ``antennas``, its antenna settings (receive
+    antennas and correlation, used by multi-antenna batches)."""
 
     uid: int
     cfg: LinkConfig | None
     updates: list[tuple[LinkConfig, bool]]
     snr_db: float
     n: int
-    n_rx: int = 1
+    antennas: pb.AntennaSettings = field(default_factory=pb.AntennaSettings)
 
 
 class Drawer:
@@ -92,7 +93,7 @@ class Drawer:
                     link.update(cfg, restart)
                     if restart:
                         self.antennas[job.uid] = antennas.AntennaLink(cfg.seed)
-                out = carry(link, self.antennas[job.uid], x, job.snr_db, job.n_rx, legit=False)
+                out = carry(link, self.antennas[job.uid], x, job.snr_db, job.antennas, legit=False)
                 got.append(carried(out, job.n, isinstance(x, antennas.Batch)))
             except Exception:  # noqa: BLE001 - one link's failure must not cost the others their batch
                 log.exception("fan-out: link %d failed to carry a batch", job.uid)
@@ -233,8 +234,9 @@ class Fanout:
                 cfg, updates = None, list(link.updates)
             link.updates.clear()
             links.append(link)
-            jobs.append(Job(uid, cfg, updates, link.snr_db(now, legit_snr), min(sub.space(), n),
-                            link.settings.antennas.n_rx))
+            own = pb.AntennaSettings()
+            own.CopyFrom(link.settings.antennas)  # as in force for this batch
+            jobs.append(Job(uid, cfg, updates, link.snr_db(now, legit_snr), min(sub.space(), n), own))
         return links, jobs, gone
 
     def _batch(self, batch: Batch) -> None:

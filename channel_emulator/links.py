@@ -93,14 +93,15 @@ class Carried:
     last_sigma2: float | None = None  # a multi-antenna link's last frame's combined noise per real dim
 
 
-def carry(link: Link, ant: antennas.AntennaLink, x: torch.Tensor | antennas.Batch, snr_db: float, n_rx: int,
-          legit: bool) -> ChannelOutput:
-    """A batch x (B, k) over the core ``link``, or a multi-antenna batch over the link's antennas ``ant`` (``n_rx``
-    of them), combined as its listener does (:meth:`antennas.AntennaLink.carry`) with the core link's delivery
-    (loss, delay). The emulator calls it for the legitimate link, the fan-out's drawer for eavesdropper links."""
+def carry(link: Link, ant: antennas.AntennaLink, x: torch.Tensor | antennas.Batch, snr_db: float,
+          own: pb.AntennaSettings, legit: bool) -> ChannelOutput:
+    """A batch x (B, k) over the core ``link``, or a multi-antenna batch over the link's antennas ``ant`` (with its
+    ``own`` antenna settings), combined as its listener does (:meth:`antennas.AntennaLink.carry`) with the core
+    link's delivery (loss, delay). The emulator calls it for the legitimate link, the fan-out's drawer for
+    eavesdropper links."""
     if not isinstance(x, antennas.Batch):
         return link.carry(x, snr_db)
-    out = ant.carry(x, snr_db, n_rx, legit)
+    out = ant.carry(x, snr_db, own, legit)
     out.lost, out.delay_s = link.delivery(out.latent.shape[0])
     return out
 
@@ -225,7 +226,7 @@ class EmulatedLink:
         with their delivery times. The whole batch goes through the channel even when not all of it fits, so the
         link's generators advance the same whether its listener keeps up or not; the frames that do not fit are
         counted as dropped and cost no message."""
-        out = carry(self.link, self.antennas, x, snr_db, self.settings.antennas.n_rx, self.legit)
+        out = carry(self.link, self.antennas, x, snr_db, self.settings.antennas, self.legit)
         return self.items(frames, carried(out, min(space, len(frames)), isinstance(x, antennas.Batch)), snr_db, now)
 
     def items(self, frames: list[frame_pb2.Frame], got: Carried, snr_db: float,

@@ -325,6 +325,8 @@ class Emulator:
         settings.ClearField("seed")  # never reported: an OS-drawn seed would let its reader replay the link's noise
         for f in antennas.TRANSMITTER_FIELDS:  # the transmitter's, in force on every link
             setattr(settings.antennas, f, getattr(self.links[self.legit_name].settings.antennas, f))
+        for f in antennas.CSI_FIELDS if not link.legit else ("correlation",):  # the other side's: not this link's
+            settings.antennas.ClearField(f)
         state = pb.LinkState(
             name=link.name, role=link.role, attached=attached, snr_db=snr, n0=n0, sigma_c2=sigma_c2,
             gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_trace=link.trace is not None,

@@ -32,6 +32,13 @@ SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
            kind="flag"),
     Option("--beam-fraction", NullSpaceConfig.model_fields["beam_fraction"].description + "; default 1, or 0.01 with "
            "--null-space", None, float),
+    Option("--csi-estimator", "multi-antenna " + AntennaConfig.model_fields["estimator"].description, "perfect",
+           choices=("perfect", "ls")),
+    Option("--csi-delay", "multi-antenna CSI: " + AntennaConfig.model_fields["feedback_delay"].description, 0, int),
+    Option("--csi-speed-kmh", "multi-antenna CSI: " + AntennaConfig.model_fields["speed_kmh"].description, 3.0,
+           float),
+    Option("--eve-correlation", "a new eavesdropper link's " + AntennaConfig.model_fields["correlation"].description
+           .removeprefix("eavesdropper: "), 0.0, float),
     *link_options(["fading", "queue_size"]),  # of every link
     Option("--max-links", "most links at once; past it Listen answers RESOURCE_EXHAUSTED", 1024, int),
     Option("--link-grace-s", "a link without a listener is removed after this many seconds", 300.0, float),

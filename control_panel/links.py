@@ -114,7 +114,7 @@ def link_json(lk: ch_pb.LinkState) -> dict[str, Any]:
     and counters."""
     settings = {f.name: list(v) if f.is_repeated else v for f, v in lk.settings.ListFields()
                 if f.message_type is None and not f.name.startswith("clear_")}
-    antennas = {f.name: v for f, v in lk.settings.antennas.ListFields()}  # n_tx, n_rx, null_space, beam_fraction
+    antennas = {f.name: v for f, v in lk.settings.antennas.ListFields()}  # as set: n_tx, n_rx, CSI, ...
     return {**settings, "snr_offset_db": settings.get("snr_offset_db"), "antennas": antennas,
             "role": common_pb2.Role.Name(lk.role).removeprefix("ROLE_").lower(), "attached": lk.attached,
             "seeded": lk.seeded,

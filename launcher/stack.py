@@ -123,6 +123,10 @@ class StackConfig:
     null_space: bool = False  # self-noise in the null space of the legitimate channel (--null-space)
     beam_fraction: float | None = option(None, "fraction of the transmit power on the beam, in (0, 1] (default 1, "
                                          "or 0.01 with --null-space)")
+    csi_estimator: str = option("perfect", "with --n-tx > 1: the CSI the receiver feeds back, exact or LS from "
+                                "pilots", choices=("perfect", "ls"))
+    csi_delay: int = option(0, "with --n-tx > 1: frames between the CSI measurement and the frame it shapes (aged "
+                            "at 3 km/h)")
     self_noise: str = option("random", "keyed: eps_self from a secret only the transmitter and receiver get (see "
                              "--key-file)", choices=("random", "keyed"))
     key_file: Path | None = option(None, "keyed self-noise secret; default $DIFFSEM_SELF_NOISE_KEY (hex), else a "
@@ -353,7 +357,8 @@ class Stack:
             emu = self._add("channel_emulator", "channel_emulator", EMULATOR.argv(
                 host=c.host, port=c.emulator_port, snr_db=c.snr_db, seed=c.seed, queue_size=c.queue_size,
                 auth_key_file=self.auth_dir / "authority.key", k=bundle_k(c.checkpoints), **c.phy,
-                n_tx=c.n_tx, null_space=c.null_space, beam_fraction=c.beam_fraction,
+                n_tx=c.n_tx, null_space=c.null_space, beam_fraction=c.beam_fraction, csi_estimator=c.csi_estimator,
+                csi_delay=c.csi_delay,
                 eavesdropper_link=[link for e in c.eavesdroppers if (link := eve_link(e))]))
             self._wait_ports(emu)  # the transmitter needs only its address; it is waited for below with the rest
             model = dict(checkpoints=c.checkpoints, device=c.device)

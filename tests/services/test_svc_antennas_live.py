@@ -109,6 +109,61 @@ def test_every_listener_gets_the_cores_lmmse_combined_frame_of_its_own_channel(e
     assert mean[1] > 5 * mean[0], mean
 
 
+def test_estimated_delayed_csi_and_a_correlated_eavesdropper_give_the_cores_frames(emu: Emu) -> None:
+    """The receiver feeds back LS-estimated CSI one frame late at 3 km/h; an eavesdropper's channel is correlated
+    (rho = 0.9) with the receiver's. Seeded, what each listener gets is the core's (MimoLink with the same
+    AntennaConfig, the eavesdropper drawn against the receiver's draw of the same frames), frame for frame, and the
+    transmitter is told the CSI's error variance."""
+    csi_settings = dict(estimator="ls", feedback_delay=1, speed_kmh=3.0)
+    configure(emu, "receiver", seed=11, **SPLIT, **csi_settings)
+    rx = Reader(emu, LEGIT, "receiver")
+    eve = Reader(emu, EVE, "eve", seed=12, antennas=pb.AntennaSettings(correlation=0.9))
+    attached(emu, "receiver")
+    attached(emu, "eve")
+    s = unit_latents(B)
+    reply = send_precoded(emu, s, 300, torch.Generator().manual_seed(5))
+    rx.wait(B)
+    eve.wait(B)
+
+    legit = MimoLink(LinkConfig(snr_db=10.0), AntennaConfig(n_tx=4, **csi_settings),
+                     torch.Generator().manual_seed(derive_seed(11, "antennas")))
+    draw = legit.draw(B)
+    csi = legit.feedback(draw)
+    assert torch.equal(torch.view_as_complex(torch.tensor(list(reply.csi)).reshape(B, 1, 1, 4, 2)), csi)
+    assert reply.csi_error == pytest.approx(legit.n0) and not torch.equal(csi, draw.h)  # estimated and aged
+    split = antenna_csi(reply, B).split
+    sent = transmit_antennas(s, 300, ABAR, csi, legit.n0, legit.n0, split, 4, torch.Generator().manual_seed(5))
+    eve_link = MimoLink(LinkConfig(snr_db=5.0), AntennaConfig(n_tx=4, correlation=0.9),
+                        torch.Generator().manual_seed(derive_seed(12, "antennas")))
+    eve_draw = eve_link.draw(B, draw)
+    for reader, link, d in ((rx, legit, draw), (eve, eve_link, eve_draw)):
+        g, r = listener_channel(d.h, sent.beam, sent.p_null, link.n0)
+        want = receive(link.carry(sent.x, d), g, r)
+        assert torch.allclose(latents(reader.got[:B]), want.latent, atol=1e-4)
+        assert [rf.sigma2 for rf in reader.got[:B]] == pytest.approx(want.sigma_c2.tolist(), rel=1e-4)
+    links = emu.links()
+    assert (links["receiver"].settings.antennas.estimator, links["receiver"].settings.antennas.feedback_delay) == \
+        ("ls", 1)
+    assert links["eve"].settings.antennas.correlation == pytest.approx(0.9)
+    assert not links["eve"].settings.antennas.HasField("estimator")  # the receiver's CSI, not the eavesdropper's
+
+
+def test_stale_csi_leaks_the_null_space_self_noise_into_the_legitimate_receiver(emu: Emu) -> None:
+    """The same frames and draws with the CSI fed back 8 frames late at 120 km/h (Clarke's correlation -0.23)
+    instead of exactly: the beam and the null space miss the channel, so the receiver's combined noise grows."""
+    s = unit_latents(B)
+    configure(emu, "receiver", seed=21, **SPLIT)
+    rx = Reader(emu, LEGIT, "receiver")
+    attached(emu, "receiver")
+    mean_sigma2 = []
+    for n, csi_settings in enumerate((dict(feedback_delay=0), dict(feedback_delay=8, speed_kmh=120.0))):
+        configure(emu, "receiver", seed=21, **csi_settings)  # the same seed: the same channels and noise
+        send_precoded(emu, s, 300, torch.Generator().manual_seed(5))
+        rx.wait((n + 1) * B)
+        mean_sigma2.append(sum(rf.sigma2 for rf in rx.got[n * B:(n + 1) * B]) / B)
+    assert mean_sigma2[1] > 3 * mean_sigma2[0], mean_sigma2
+
+
 def test_an_eavesdropper_never_receives_the_legitimate_csi(emu: Emu) -> None:
     """From the attacker's position, with its own valid credential: it may not ask for the legitimate link's CSI or
     read the emulator's state, and what it listens to carries only its own combined frame and noise level."""
@@ -143,6 +198,13 @@ def test_an_eavesdropper_never_receives_the_legitimate_csi(emu: Emu) -> None:
     ("receiver", 0, dict(null_space=False), "INVALID_ARGUMENT", "set null_space=true, or beam_fraction=1"),
     ("eve", EVE, dict(n_tx=2), "INVALID_ARGUMENT", "antennas.n_tx belong to the transmitter"),
     ("eve", EVE, dict(n_rx=0), "INVALID_ARGUMENT", "n_rx=0 must be an integer in [1, 8]"),
+    ("receiver", 0, dict(estimator="mmse"), "INVALID_ARGUMENT", "'perfect' or 'ls'"),
+    ("receiver", 0, dict(feedback_delay=65), "INVALID_ARGUMENT", "feedback_delay=65 must be in [0, 64]"),
+    ("receiver", 0, dict(speed_kmh=float("nan")), "INVALID_ARGUMENT", "speed_kmh"),
+    ("receiver", 0, dict(correlation=0.5), "INVALID_ARGUMENT", "antennas.correlation=0.5 is an eavesdropper's"),
+    ("eve", EVE, dict(correlation=1.5), "INVALID_ARGUMENT", "correlation=1.5 must be in [0, 1]"),
+    ("eve", EVE, dict(estimator="ls", feedback_delay=2), "INVALID_ARGUMENT",
+     "antennas.estimator, antennas.feedback_delay belong to the transmitter and the legitimate receiver"),
 ])
 def test_bad_antenna_settings_are_refused_and_the_settings_in_force_stay(emu: Emu, name: str, role: int,
                                                                          antennas: dict, code: str,

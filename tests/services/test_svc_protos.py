@@ -64,8 +64,8 @@ def test_the_wire_names_every_core_link_setting_and_nothing_else() -> None:
     from diffsem.phy.nullspace import NullSpaceConfig
 
     names = {f.name for f in pb.AntennaSettings.DESCRIPTOR.fields}
-    assert names == {"n_tx", "n_rx"} | set(NullSpaceConfig.model_fields) and names <= set(AntennaConfig.model_fields) \
-        | set(NullSpaceConfig.model_fields)
+    assert names == {"n_tx", "n_rx", "estimator", "feedback_delay", "speed_kmh", "correlation"} | \
+        set(NullSpaceConfig.model_fields) and names <= set(AntennaConfig.model_fields) | set(NullSpaceConfig.model_fields)
 
 
 def test_the_link_settings_travel_as_json_and_building_the_core_object_validates_them() -> None:
