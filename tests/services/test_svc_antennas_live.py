@@ -72,19 +72,27 @@ def unit_latents(n: int, seed: int = 0) -> torch.Tensor:
     return s / s.pow(2).mean(1, keepdim=True).sqrt()
 
 
-def test_every_listener_gets_the_cores_lmmse_combined_frame_of_its_own_channel(emu: Emu) -> None:
-    """n_tx = 4 with null-space self-noise; the receiver (1 antenna, 10 dB) and an eavesdropper (2 antennas, 5 dB),
-    seeded: what each gets is what the core's MimoLink, listener_channel and LMMSE receive give offline, frame for
-    frame, and the transmitter's CSI is exactly the legitimate link's drawn-ahead feedback."""
-    configure(emu, "receiver", seed=11, **SPLIT)
+def one_seeded_batch(emu: Emu, eve_antennas: pb.AntennaSettings, **receiver: object
+                     ) -> tuple[Reader, Reader, torch.Tensor, pb.FeedbackReply]:
+    """The receiver (seed 11, SPLIT and ``receiver``'s antenna settings) and an eavesdropper ``eve`` (seed 12,
+    ``eve_antennas``) attached; one batch of B unit latents precoded at t* = 300 and read by both."""
+    configure(emu, "receiver", seed=11, **SPLIT, **receiver)
     rx = Reader(emu, LEGIT, "receiver")
-    eve = Reader(emu, EVE, "eve", seed=12, antennas=pb.AntennaSettings(n_rx=2))
+    eve = Reader(emu, EVE, "eve", seed=12, antennas=eve_antennas)
     attached(emu, "receiver")
     attached(emu, "eve")
     s = unit_latents(B)
     reply = send_precoded(emu, s, 300, torch.Generator().manual_seed(5))
     rx.wait(B)
     eve.wait(B)
+    return rx, eve, s, reply
+
+
+def test_every_listener_gets_the_cores_lmmse_combined_frame_of_its_own_channel(emu: Emu) -> None:
+    """n_tx = 4 with null-space self-noise; the receiver (1 antenna, 10 dB) and an eavesdropper (2 antennas, 5 dB),
+    seeded: what each gets is what the core's MimoLink, listener_channel and LMMSE receive give offline, frame for
+    frame, and the transmitter's CSI is exactly the legitimate link's drawn-ahead feedback."""
+    rx, eve, s, reply = one_seeded_batch(emu, pb.AntennaSettings(n_rx=2))
 
     legit = MimoLink(LinkConfig(snr_db=10.0), AntennaConfig(n_tx=4),
                      torch.Generator().manual_seed(derive_seed(11, "antennas")))
@@ -115,15 +123,7 @@ def test_estimated_delayed_csi_and_a_correlated_eavesdropper_give_the_cores_fram
     AntennaConfig, the eavesdropper drawn against the receiver's draw of the same frames), frame for frame, and the
     transmitter is told the CSI's error variance."""
     csi_settings = dict(estimator="ls", feedback_delay=1, speed_kmh=3.0)
-    configure(emu, "receiver", seed=11, **SPLIT, **csi_settings)
-    rx = Reader(emu, LEGIT, "receiver")
-    eve = Reader(emu, EVE, "eve", seed=12, antennas=pb.AntennaSettings(correlation=0.9))
-    attached(emu, "receiver")
-    attached(emu, "eve")
-    s = unit_latents(B)
-    reply = send_precoded(emu, s, 300, torch.Generator().manual_seed(5))
-    rx.wait(B)
-    eve.wait(B)
+    rx, eve, s, reply = one_seeded_batch(emu, pb.AntennaSettings(correlation=0.9), **csi_settings)
 
     legit = MimoLink(LinkConfig(snr_db=10.0), AntennaConfig(n_tx=4, **csi_settings),
                      torch.Generator().manual_seed(derive_seed(11, "antennas")))
