@@ -41,7 +41,6 @@ from services_common.frames import antenna_signals
 FIELDS: tuple[FieldDescriptor, ...] = tuple(pb.AntennaSettings.DESCRIPTOR.fields)
 TRANSMITTER_FIELDS = ("n_tx", "null_space", "beam_fraction")  # the transmitter's: the legitimate link's settings
 CSI_FIELDS = ("estimator", "feedback_delay", "speed_kmh")  # the CSI its receiver feeds back: the legitimate link's
-LISTENER_FIELDS = ("n_rx", "correlation")  # what an eavesdropper's link sets
 # --null-space without --beam-fraction: 1% of the power on the beam, which kept the legitimate receiver at 97.4% and
 # the best attack at 28.9% offline (n_t = 4, 20 dB, t* = 300: docs/results/mnist-antennas)
 NULL_SPACE_BEAM_FRACTION = 0.01

@@ -20,9 +20,10 @@ SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
     replace(link_options(["snr_db"], prefix="eve_", whose="a new eavesdropper link's fixed ")[0], default=None),
     Option("--eve-snr-offset-db", "a new eavesdropper link follows the legitimate SNR plus this offset (dB); default "
                                   "0 (equal SNR), unless --eve-snr-db fixes its SNR instead", None, float),
-    Option("--eavesdropper-link", "the operator's SNR offset (dB, from the legitimate SNR; empty: --eve-snr-db) and "
-                                  "receive antennas of eavesdropper NAME's link (repeatable); listeners never choose "
-                                  "their own link", kind="append", metavar="NAME=[OFFSET_DB][:N_RX]"),
+    Option("--eavesdropper-link", "the operator's SNR offset (dB, from the legitimate SNR; empty: as a new "
+                                  "eavesdropper link) and receive antennas of eavesdropper NAME's link (repeatable); "
+                                  "listeners never choose their own link", kind="append",
+           metavar="NAME=[OFFSET_DB][:N_RX]"),
     # multi-antenna links (docs/design.md §5, live antennas): meanings and bounds are the core's
     Option("--n-tx", AntennaConfig.model_fields["n_tx"].description + "; > 1 makes every link a flat i.i.d. Rayleigh "
            "multi-antenna link", 1, int),
