@@ -76,9 +76,9 @@ def check_update(update: pb.AntennaSettings, legit: bool) -> None:
     if not legit:
         mine = [n for n in (*TRANSMITTER_FIELDS, *CSI_FIELDS) if update.HasField(n)]
         if mine:
-            raise BadRequest(f"antennas.{', antennas.'.join(mine)} belong to the transmitter and the legitimate "
-                             "receiver: set them on the legitimate link; an eavesdropper's link sets only "
-                             "antennas.n_rx and antennas.correlation")
+            raise BadRequest(f"antennas.{', antennas.'.join(mine)} {'belongs' if len(mine) == 1 else 'belong'} to "
+                             "the transmitter and the legitimate receiver: set it on the legitimate link; an "
+                             "eavesdropper's link sets only antennas.n_rx and antennas.correlation")
     elif update.HasField("correlation") and update.correlation != 0:
         raise BadRequest(f"antennas.correlation={update.correlation:g} is an eavesdropper's (its channel's "
                          "correlation with the legitimate receiver's): set it on an eavesdropper's link")

@@ -196,7 +196,7 @@ def test_an_eavesdropper_never_receives_the_legitimate_csi(emu: Emu) -> None:
     ("receiver", 0, dict(n_rx=4), "INVALID_ARGUMENT", "(n_tx=4, n_rx=4: no null space)"),
     ("receiver", 0, dict(beam_fraction=0.0), "INVALID_ARGUMENT", "beam_fraction=0.0 must be in (0, 1]"),
     ("receiver", 0, dict(null_space=False), "INVALID_ARGUMENT", "set null_space=true, or beam_fraction=1"),
-    ("eve", EVE, dict(n_tx=2), "INVALID_ARGUMENT", "antennas.n_tx belong to the transmitter"),
+    ("eve", EVE, dict(n_tx=2), "INVALID_ARGUMENT", "antennas.n_tx belongs to the transmitter"),
     ("eve", EVE, dict(n_rx=0), "INVALID_ARGUMENT", "n_rx=0 must be an integer in [1, 8]"),
     ("receiver", 0, dict(estimator="mmse"), "INVALID_ARGUMENT", "'perfect' or 'ls'"),
     ("receiver", 0, dict(feedback_delay=65), "INVALID_ARGUMENT", "feedback_delay=65 must be in [0, 64]"),

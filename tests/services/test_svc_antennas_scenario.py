@@ -58,7 +58,7 @@ def test_the_antennas_make_the_gap_without_a_key(antennas: LiveStack) -> None:
     ({"receiver": {"antennas": {"n_tx": 16}}}, "n_tx=16 must be one of 1, 2, 4, 8"),
     ({"receiver": {"antennas": {"n_tx": 1}}}, "(n_tx=1, n_rx=1: no null space)"),
     ({"eve": {"antennas": {"n_rx": 12}}}, "n_rx=12 must be an integer in [1, 8]"),
-    ({"eve": {"antennas": {"null_space": False}}}, "belong to the transmitter"),
+    ({"eve": {"antennas": {"null_space": False}}}, "belongs to the transmitter"),
     ({"receiver": {"antennas": {"beam_fraction": "NaN"}}}, "finite"),
 ])
 def test_bad_antenna_settings_get_422_and_the_settings_in_force_stay(antennas: LiveStack, body: dict,
