@@ -176,7 +176,7 @@ def test_a_listener_asking_for_60_db_gets_its_frames_at_the_operators_snr(stack:
         tap.close()
     y = torch.stack([torch.from_numpy(to_numpy(rf.frame.symbols)) for rf in got])
     noise = float((y - x).pow(2).mean())  # per real dim: N0 = 10^(-SNR/10) on the operator's flat AWGN link
-    assert noise == pytest.approx(10 ** (-10 / 10), rel=0.15), noise  # the emulator's new-link SNR: 10 dB
+    assert noise == pytest.approx(10 ** (-20 / 10), rel=0.15), noise  # a new link's: the legitimate SNR, 20 dB
     assert not any(rf.sigma2_re for rf in got)  # flat, not the OFDM grid asked for
 
 
