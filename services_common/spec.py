@@ -64,11 +64,14 @@ class Option:
             return bool(self.default) if self.kind == "flag" else self.default
         if self.kind == "flag":
             return text.strip().lower() in ("1", "true", "yes", "on")
+        where = f"${self.env}" if own else f"${SCENARIO_ENV} {os.environ[SCENARIO_ENV]!r}"
         try:
-            return [self.type(t) for t in text.split(",") if t] if self.kind == "append" else self.type(text)
+            value = [self.type(t) for t in text.split(",") if t] if self.kind == "append" else self.type(text)
         except (ValueError, TypeError) as exc:
-            where = f"${self.env}" if own else f"${SCENARIO_ENV} {os.environ[SCENARIO_ENV]!r}"
             raise ValueError(f"{where} gives {text!r}, which {self.flag} cannot read: {exc}") from None
+        if self.choices and self.kind == "value" and value not in self.choices:  # argparse checks the command line
+            raise ValueError(f"{where} gives {text!r}; {self.flag} takes {', '.join(map(str, self.choices))}")
+        return value
 
     def add_to(self, p: argparse.ArgumentParser) -> None:
         help_text = f"{self.help} (${self.env})"

@@ -97,6 +97,34 @@ def test_a_settings_spec_makes_the_parser_the_argv_and_the_environment_names(mon
         SPEC.argv(snr=1)
 
 
+@pytest.mark.parametrize("env,words", [
+    ({"DIFFSEM_T_STAR": "abc"}, "$DIFFSEM_T_STAR gives 'abc', which --t-star cannot read"),
+    ({"DIFFSEM_SELF_NOISE": "loud"}, "$DIFFSEM_SELF_NOISE gives 'loud'; --self-noise takes random, keyed"),
+    ({"DIFFSEM_SCENARIO": "nope"}, "unknown scenario 'nope'; use one of equal-snr, snr-advantage, keyed, antennas"),
+])
+def test_a_bad_environment_value_is_one_line_and_exit_status_2(env: dict[str, str], words: str,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from transmitter.settings import SPEC
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as done:
+        SPEC.parse([])
+    assert done.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_a_scenario_sets_defaults_under_the_environment_and_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transmitter.settings import SPEC
+
+    monkeypatch.setenv("DIFFSEM_SCENARIO", "keyed")
+    assert (SPEC.parse([]).t_star, SPEC.parse([]).self_noise) == (700, "keyed")
+    monkeypatch.setenv("DIFFSEM_T_STAR", "500")
+    assert SPEC.parse([]).t_star == 500 and SPEC.parse(["--t-star", "100"]).t_star == 100
+    monkeypatch.setenv("DIFFSEM_T_STAR", "")  # empty, as compose writes an unset value: the preset's
+    assert SPEC.parse([]).t_star == 700
+
+
 def test_a_white_box_eavesdropper_needs_the_option_that_says_it_reads_the_transmitter_weights() -> None:
     from launcher.__main__ import check_eavesdroppers, parse_args
 
