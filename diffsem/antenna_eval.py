@@ -1,7 +1,9 @@
 """The offline measurement of null-space self-noise (``diffsem antennas eval``; docs/design.md §3, multi-antenna links
 and null-space self-noise): who learns what when the transmitter has several antennas.
 
-For each condition (legitimate SNR, CSI, transmit antennas, beam fraction, t*) test images go through the
+For each condition (legitimate SNR, CSI, transmit antennas, beam fraction, t*) on one PHY (``flat``: one channel
+matrix per frame; ``ofdm``: one per resource element of a 3GPP TDL/CDL channel on the grid, the precoder and the
+null space per RE) test images go through the
 multi-antenna frame path (:func:`diffsem.antenna_path.send_antennas`) to the legitimate receiver (one antenna) and to
 every eavesdropper of the grid (SNR offset x receive antennas x correlation with the legitimate channel), each with
 its own generator seeded by (seed, role, SNR, t*) as ``diffsem attack eval`` seeds them. The receiver decodes; every
@@ -17,7 +19,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,21 +30,24 @@ from diffsem.attacks.base import Attack
 from diffsem.attacks.builtin import query_encoder
 from diffsem.attacks.run import _attack_rows
 from diffsem.checkpoints import code_version
-from diffsem.config import LinkConfig, PrivacyConfig, build
+from diffsem.config import CHANNEL_MODELS, LinkConfig, PrivacyConfig, build
 from diffsem.errors import ConfigError
 from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators
 from diffsem.judges import JudgePanel
-from diffsem.phy.antennas import AntennaConfig, MimoLink
+from diffsem.phy.antennas import ARRAY_MODELS, AntennaConfig, MimoLink
 from diffsem.phy.nullspace import NullSpaceConfig
 from diffsem.sweep import to_json
 
 
 class AntennaEvalConfig(BaseModel):
     """The grid. ``csi``: ``ESTIMATOR:DELAY`` items (``perfect:0``, ``ls:1``); eavesdroppers: every (offset dB,
-    receive antennas, correlation); an ``n_tx`` of 1 runs once with the whole power on the beam (no null space)."""
+    receive antennas, correlation); an ``n_tx`` of 1 runs once with the whole power on the beam (no null space).
+    ``channel_model``: flat ``rayleigh`` (default) or ``CDL-A..E``; ofdm ``TDL-A..E`` (default ``TDL-A``) or
+    ``CDL-A..E``, on the default grid of :class:`~diffsem.config.LinkConfig`."""
 
     model_config = ConfigDict(extra="forbid")
     n: int = 2000
+    phy: Literal["flat", "ofdm"] = "flat"
     snrs: list[float] = [20.0]
     t_stars: list[int | None] = [None, 300]
     n_tx: list[int] = [4]
@@ -50,7 +55,8 @@ class AntennaEvalConfig(BaseModel):
     csi: list[str] = ["perfect:0"]
     speed_kmh: float = 3.0
     carrier_ghz: float = 3.5
-    channel_model: str = "rayleigh"
+    channel_model: str | None = None
+    delay_spread_ns: float = Field(100.0, description="ofdm: RMS delay spread (ns)")
     eve_offsets: list[float] = [0.0]
     eve_rx: list[int] = [1]
     eve_correlations: list[float] = [0.0]
@@ -75,14 +81,35 @@ class AntennaEvalConfig(BaseModel):
 
     @model_validator(mode="after")
     def _settings(self) -> AntennaEvalConfig:
-        """Every condition's split and every link's antennas are valid settings (one-line errors, before loading)."""
+        """Every condition's split and every link's settings are valid (one-line errors, before loading)."""
+        if self.channel_model is None:
+            self.channel_model = "TDL-A" if self.phy == "ofdm" else "rayleigh"
+        models = CHANNEL_MODELS if self.phy == "ofdm" else ARRAY_MODELS
+        if self.channel_model not in models:
+            raise ValueError(f"channel_model {self.channel_model!r} does not exist on phy={self.phy}; use "
+                             f"one of {', '.join(models)}")
         for cond in self.conditions():
             NullSpaceConfig(beam_fraction=cond["beam_fraction"], null_space=cond["null_space"]).check(cond["n_tx"])
-        for n_tx in self.n_tx:
-            for _, _, n_rx, rho in self.eavesdroppers():
-                AntennaConfig(n_tx=n_tx, n_rx=n_rx, correlation=rho, speed_kmh=self.speed_kmh,
-                              carrier_ghz=self.carrier_ghz, channel_model=self.channel_model)
+            self.link_settings(cond, cond["snr_db"], legit=True)
+            for _, off, n_rx, rho in self.eavesdroppers():
+                self.link_settings(cond, cond["snr_db"] + off, n_rx, rho)
         return self
+
+    def link_settings(self, cond: dict[str, Any], snr_db: float, n_rx: int = 1, correlation: float = 0.0,
+                      legit: bool = False) -> tuple[LinkConfig, AntennaConfig]:
+        """One link of condition ``cond``: its :class:`LinkConfig` and :class:`AntennaConfig`. Only the
+        ``legit`` link gets the condition's CSI (``estimator``, ``feedback_delay``): an eavesdropper feeds nothing
+        back. On ofdm the channel and the CSI are the link's settings (:class:`~diffsem.phy.antennas.MimoLink`)."""
+        csi = {"estimator": cond["estimator"], "feedback_delay": cond["feedback_delay"]} if legit else \
+            {"estimator": "perfect", "feedback_delay": 0}
+        csi |= {"speed_kmh": self.speed_kmh, "carrier_ghz": self.carrier_ghz}
+        array = {"n_tx": cond["n_tx"], "n_rx": n_rx, "correlation": correlation}
+        if self.phy == "flat":
+            return (build(LinkConfig, snr_db=snr_db),
+                    build(AntennaConfig, channel_model=self.channel_model, **csi, **array))
+        link = build(LinkConfig, phy="ofdm", snr_db=snr_db, channel_model=self.channel_model,
+                     delay_spread_ns=self.delay_spread_ns, **csi)
+        return link, build(AntennaConfig, **array)
 
     def conditions(self) -> list[dict[str, Any]]:
         """Every condition: snr_db, estimator, feedback_delay, n_tx, beam_fraction, null_space, t_star."""
@@ -121,16 +148,13 @@ def eve_name(offset_db: float, n_rx: int, correlation: float) -> str:
     return base if (n_rx, correlation) == (1, 0.0) else f"{base}-rx{n_rx}-rho{correlation:g}"
 
 
-def _links(cfg: AntennaEvalConfig, cond: dict[str, Any]) -> tuple[dict[str, MimoLink], dict[str, torch.Generator]]:
-    common = {"n_tx": cond["n_tx"], "channel_model": cfg.channel_model, "carrier_ghz": cfg.carrier_ghz,
-              "speed_kmh": cfg.speed_kmh}
+def _links(cfg: AntennaEvalConfig, cond: dict[str, Any], k: int
+           ) -> tuple[dict[str, MimoLink], dict[str, torch.Generator]]:
     eves = cfg.eavesdroppers()
     gens = role_generators(cfg.seed, [TX, LEGIT, *(e[0] for e in eves)], cond["snr_db"], cond["t_star"])
-    legit = build(AntennaConfig, estimator=cond["estimator"], feedback_delay=cond["feedback_delay"], **common)
-    links = {LEGIT: MimoLink(build(LinkConfig, snr_db=cond["snr_db"]), legit, gens[LEGIT])}
+    links = {LEGIT: MimoLink(*cfg.link_settings(cond, cond["snr_db"], legit=True), gens[LEGIT], k)}
     for name, off, n_rx, rho in eves:
-        array = build(AntennaConfig, n_rx=n_rx, correlation=rho, **common)
-        links[name] = MimoLink(build(LinkConfig, snr_db=cond["snr_db"] + off), array, gens[name])
+        links[name] = MimoLink(*cfg.link_settings(cond, cond["snr_db"] + off, n_rx, rho), gens[name], k)
     return links, gens
 
 
@@ -157,7 +181,7 @@ def evaluate_antennas(bundle: Any, attacks: dict[str, Attack], images: torch.Ten
     m = min(cfg.whitebox_n, len(images))
     rows: list[dict[str, Any]] = []
     for cond in tqdm(cfg.conditions(), desc="antenna conditions", unit="condition"):
-        links, gens = _links(cfg, cond)
+        links, gens = _links(cfg, cond, s.shape[1])
         split = NullSpaceConfig(beam_fraction=cond["beam_fraction"], null_space=cond["null_space"])
         out = send_antennas(s, cond["t_star"], bundle.abar, links, gens, split)
         legit = out.views[LEGIT]
@@ -165,7 +189,8 @@ def evaluate_antennas(bundle: Any, attacks: dict[str, Attack], images: torch.Ten
         correct = (decided == labels).float()
         for name, off, n_rx, rho in cfg.eavesdroppers():
             eve = out.views[name]
-            base = {**cond, "channel_model": cfg.channel_model, "speed_kmh": cfg.speed_kmh, "eve_offset_db": off,
+            base = {**cond, "phy": cfg.phy, "channel_model": cfg.channel_model, "speed_kmh": cfg.speed_kmh,
+                    "eve_offset_db": off,
                     "eve_n_rx": n_rx, "eve_correlation": rho,
                     "legit_acc": float(correct.mean()), "legit_abar_eff": float(legit.abar_eff.mean()),
                     "eve_abar_eff": float(eve.abar_eff.mean()), "n": len(images)}
@@ -197,7 +222,7 @@ def best_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _key(r: dict[str, Any]) -> tuple:
     """A condition: channel, SNR, CSI, transmit antennas, beam fraction, t*."""
-    return (r["channel_model"], r["speed_kmh"], r["snr_db"], r["estimator"], r["feedback_delay"], r["n_tx"],
+    return (r["phy"], r["channel_model"], r["speed_kmh"], r["snr_db"], r["estimator"], r["feedback_delay"], r["n_tx"],
             r["beam_fraction"], r["t_star"])
 
 
@@ -206,9 +231,10 @@ def _pct(v: float | None) -> str:
 
 
 def _csi(r: dict[str, Any]) -> str:
-    """The channel and the legitimate CSI, e.g. ``rayleigh, ls, delay 1 @ 3 km/h``."""
+    """The channel and the legitimate CSI, e.g. ``rayleigh, ls, delay 1 @ 3 km/h`` (``ofdm TDL-A, ...`` per RE)."""
     speed = f" @ {r['speed_kmh']:g} km/h" if r["feedback_delay"] else ""
-    return f"{r['channel_model']}, {r['estimator']}, delay {r['feedback_delay']}{speed}"
+    phy = "ofdm " if r["phy"] == "ofdm" else ""
+    return f"{phy}{r['channel_model']}, {r['estimator']}, delay {r['feedback_delay']}{speed}"
 
 
 def _best_cell(r: dict[str, Any]) -> str:
@@ -259,7 +285,8 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     rows: dict[tuple, dict[str, Any]] = {}
     for res in results:
         for r in res["rows"]:
-            r = {"channel_model": res["config"]["channel_model"], "speed_kmh": res["config"]["speed_kmh"], **r}
+            r = {"phy": res["config"].get("phy", "flat"), "channel_model": res["config"]["channel_model"],
+                 "speed_kmh": res["config"]["speed_kmh"], **r}
             rows[_key(r) + (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"], r["attack"])] = r
     return {"config": {"merged": [res["config"] for res in results]}, "rows": list(rows.values())}
 
@@ -293,7 +320,7 @@ def plot_beam_fraction(rows: list[dict[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     def group(r: dict[str, Any]) -> tuple:
-        return _key(r)[:6] + (r["t_star"],)
+        return _key(r)[:7] + (r["t_star"],)  # every setting but the beam fraction
 
     mine = [r for r in best_rows(rows) if (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"]) == (0.0, 1, 0.0)
             and r["null_space"]]

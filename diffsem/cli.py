@@ -219,6 +219,7 @@ def _add_attack(sub: Any) -> None:
 
 def _add_antennas(sub: Any) -> None:
     """`diffsem antennas eval`: null-space self-noise from a multi-antenna transmitter against the attack zoo."""
+    from diffsem.config import CHANNEL_MODELS
     from diffsem.phy.antennas import ARRAY_MODELS
 
     actions = sub.add_parser("antennas", help="multi-antenna links and null-space self-noise").add_subparsers(
@@ -242,7 +243,11 @@ def _add_antennas(sub: Any) -> None:
     ae.add_argument("--csi", default="perfect:0", help="legitimate CSI as ESTIMATOR:DELAY items, e.g. perfect:0,ls:1")
     ae.add_argument("--speed-kmh", type=float, default=3.0, help="legitimate UE speed (CSI aging)")
     ae.add_argument("--carrier-ghz", type=float, default=3.5)
-    ae.add_argument("--channel-model", choices=list(ARRAY_MODELS), default="rayleigh")
+    ae.add_argument("--phy", choices=["flat", "ofdm"], default="flat",
+                    help="flat: one channel matrix per frame; ofdm: one per resource element, precoded per RE")
+    ae.add_argument("--channel-model", choices=list(dict.fromkeys([*ARRAY_MODELS, *CHANNEL_MODELS])), default=None,
+                    help="flat: rayleigh (default) or CDL-A..E; ofdm: TDL-A (default)..TDL-E or CDL-A..E")
+    ae.add_argument("--delay-spread-ns", type=float, default=100.0, help="ofdm: RMS delay spread (ns)")
     ae.add_argument("--eve-offsets", type=_floats, default=[0.0], help="eavesdropper SNR offsets in dB")
     ae.add_argument("--eve-rx", type=_ints, default=[1], help="eavesdropper receive antennas, e.g. 1,2,4,8")
     ae.add_argument("--eve-correlations", type=_floats, default=[0.0],
@@ -274,7 +279,8 @@ def _antennas(args: argparse.Namespace) -> None:
 
     grid = {"n": args.n, "snrs": args.snrs, "n_tx": args.n_tx, "beam_fractions": args.beam_fractions,
             "csi": [c.strip() for c in args.csi.split(",") if c.strip()], "speed_kmh": args.speed_kmh,
-            "carrier_ghz": args.carrier_ghz, "channel_model": args.channel_model, "eve_offsets": args.eve_offsets,
+            "carrier_ghz": args.carrier_ghz, "phy": args.phy, "channel_model": args.channel_model,
+            "delay_spread_ns": args.delay_spread_ns, "eve_offsets": args.eve_offsets,
             "eve_rx": args.eve_rx, "eve_correlations": args.eve_correlations, "seed": args.seed,
             "decode": args.decode, "whitebox_n": args.whitebox_n,
             "t_stars": [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]}

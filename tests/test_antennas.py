@@ -174,7 +174,6 @@ def test_per_symbol_channels_split_per_symbol() -> None:
     (lambda: build(NullSpaceConfig, beam_fraction=0.0), "beam_fraction=0.0 must be in (0, 1]"),
     (lambda: NullSpaceConfig(null_space=True).check(1), "n_tx=1, n_rx=1: no null space"),
     (lambda: NullSpaceConfig(beam_fraction=0.5).check(4), "set null_space=true"),
-    (lambda: MimoLink(LinkConfig(phy="ofdm"), AntennaConfig(), torch.Generator()), "multi-antenna links are flat"),
 ])
 def test_bad_antenna_settings_get_one_line_errors(make, words: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -239,6 +238,8 @@ def test_antennas_report_joins_runs_of_the_same_conditions(antennas_run: Path, t
     (["--n-tx", "3"], "n_tx=3 must be one of 1, 2, 4, 8"),
     (["--csi", "ls:x"], "use ESTIMATOR:DELAY"),
     (["--eve-offsets", "inf"], "must be finite numbers of dB"),
+    (["--channel-model", "TDL-A"], "channel_model 'TDL-A' does not exist on phy=flat"),
+    (["--phy", "ofdm", "--channel-model", "rayleigh"], "channel_model 'rayleigh' does not exist on phy=ofdm"),
 ])
 def test_antennas_eval_bad_input_is_one_line(option: list[str], words: str, tmp_path,
                                              capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,63 +89,19 @@ class OfdmPhy:
         self.cfg, self.gen, self.layout = link, generator, GridLayout.of(link, k)
         self.units = self.layout.units(link.feedback, link.subband_size)
         self.n_units = self.layout.n_units(link.feedback, link.subband_size)
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        self.channel_gen = torch.Generator().manual_seed(seed)
-        self.rg = ResourceGrid(num_ofdm_symbols=link.ofdm_symbols, fft_size=link.fft_size,
-                               subcarrier_spacing=link.subcarrier_spacing_khz * 1e3, num_tx=1, num_streams_per_tx=1,
-                               cyclic_prefix_length=round(link.fft_size * NORMAL_CP), pilot_pattern="kronecker",
-                               pilot_ofdm_symbol_indices=list(self.layout.pilot_symbols), device="cpu")
-        # Fixed QPSK pilots (Sionna's are drawn from its global generator): both ends know them.
-        self.rg.pilot_pattern.pilots = torch.full(self.rg.pilot_pattern.pilots.shape, complex(1, 1) / math.sqrt(2),
-                                                  dtype=torch.complex64)
+        self.channel = GridChannel(link, channel_generator(generator))
+        self.rg = resource_grid(link, self.layout)
         self.mapper = ResourceGridMapper(self.rg, device="cpu")
         self.apply = ApplyOFDMChannel(add_awgn=False, device="cpu")
         self.estimator = LSChannelEstimator(self.rg, interpolation_type="lin", device="cpu")
         self.equalizer = LMMSEEqualizer(self.rg, StreamManagement(np.ones([1, 1]), 1), device="cpu")
-        self.model = _channel_model(link, self.channel_gen)
-        self.err_factor = self._estimation_error()
-        self.freqs = subcarrier_frequencies(link.fft_size, link.subcarrier_spacing_khz * 1e3, device="cpu")
+        self.err_factor = ls_error_factor(link, self.layout, self.estimator)
         self.frame = 0
-        self._window: tuple[int, torch.Tensor] | None = None
-
-    def _estimation_error(self) -> torch.Tensor:
-        """(k/2,) float32: the estimator's error variance at each carried RE per unit N0 (Sionna's LS err_var after
-        interpolation, no/|pilot|^2 at the pilots; it does not depend on y); zero with perfect CSI."""
-        if self.cfg.estimator != "ls":
-            return torch.zeros(self.layout.n_symbols)
-        y = torch.zeros(1, 1, 1, self.cfg.ofdm_symbols, self.cfg.fft_size, dtype=torch.complex64)
-        _, err_var = self.estimator(y, torch.tensor(1.0))
-        pos = self.layout.positions
-        return err_var[0, 0, 0, 0, 0][pos[:, 0], pos[:, 1]].to(torch.float32)
 
     @property
     def frame_seconds(self) -> float:
         """Duration of one frame (S OFDM symbols with their cyclic prefixes), seconds."""
         return self.cfg.ofdm_symbols * self.rg.ofdm_symbol_duration
-
-    def _window_h(self, w: int) -> torch.Tensor:
-        """(d + WINDOW_FRAMES, S, F) complex64: window ``w``'s channel after d = ``feedback_delay`` lead-in frames
-        (drawn once, when first needed; windows are drawn in order from the channel generator)."""
-        if self._window is None or self._window[0] != w:
-            s, frames = self.cfg.ofdm_symbols, self.cfg.feedback_delay + WINDOW_FRAMES
-            a, tau = self.model(1, frames * s, 1.0 / self.rg.ofdm_symbol_duration)
-            h = cir_to_ofdm_channel(self.freqs, a, tau, normalize=False).reshape(frames, s, self.cfg.fft_size)
-            if self.cfg.channel_model.startswith("CDL"):
-                h = h / h.abs().pow(2).mean().sqrt()
-            self._window = (w, h.to(torch.complex64))
-        return self._window[1]
-
-    def _frames(self, first: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Channels (n, S, F) of frames [first, first + n) and of each one ``feedback_delay`` frames earlier."""
-        now, before, f, d = [], [], first, self.cfg.feedback_delay
-        while f < first + n:
-            w, off = divmod(f, WINDOW_FRAMES)
-            take = min(WINDOW_FRAMES - off, first + n - f)
-            h = self._window_h(w)
-            now.append(h[d + off:d + off + take])
-            before.append(h[off:off + take])
-            f += take
-        return torch.cat(now), torch.cat(before)
 
     def _csi(self, h: torch.Tensor, n0: float) -> torch.Tensor:
         """(n, k/2) float32: the legitimate receiver's expected post-equalisation noise at each carried RE of
@@ -156,7 +112,7 @@ class OfdmPhy:
 
     def draw(self, n: int, n0: float) -> OfdmDraw:
         """The channel of the link's next ``n`` frames at AWGN ``n0`` per complex symbol (advances its clock)."""
-        h, before = self._frames(self.frame, n)
+        h, before = (c[..., 0, 0] for c in self.channel.frames(self.frame, n))
         out = OfdmDraw(h, n0, self.frame, self._csi(h, n0), self._csi(before, n0))
         self.frame += n
         return out
@@ -203,14 +159,89 @@ class OfdmPhy:
                              subcarrier_snr_db=draw.subcarrier_snr_db())
 
 
-def _channel_model(link: LinkConfig, generator: torch.Generator) -> TDL | CDL:
-    """The link's 3GPP model (SISO, downlink), drawing from the link's channel generator."""
+def channel_generator(generator: torch.Generator) -> torch.Generator:
+    """The channel process's own generator, seeded by one draw from the link's ``generator`` (so a batch's noise does
+    not depend on when a window was drawn)."""
+    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+
+
+def resource_grid(link: LinkConfig, layout: GridLayout) -> ResourceGrid:
+    """The link's Sionna resource grid: Kronecker pilots on ``pilot_symbols``, fixed QPSK pilot values (Sionna's are
+    drawn from its global generator; both ends must know them), the normal cyclic prefix."""
+    rg = ResourceGrid(num_ofdm_symbols=link.ofdm_symbols, fft_size=link.fft_size,
+                      subcarrier_spacing=link.subcarrier_spacing_khz * 1e3, num_tx=1, num_streams_per_tx=1,
+                      cyclic_prefix_length=round(link.fft_size * NORMAL_CP), pilot_pattern="kronecker",
+                      pilot_ofdm_symbol_indices=list(layout.pilot_symbols), device="cpu")
+    rg.pilot_pattern.pilots = torch.full(rg.pilot_pattern.pilots.shape, complex(1, 1) / math.sqrt(2),
+                                         dtype=torch.complex64)
+    return rg
+
+
+def ls_error_factor(link: LinkConfig, layout: GridLayout, estimator: LSChannelEstimator | None = None) -> torch.Tensor:
+    """(k/2,) float32: the LS estimator's error variance at each carried RE per unit N0 (Sionna's LS err_var after
+    linear interpolation, no/|pilot|^2 at the pilots; it does not depend on y); zero with perfect CSI."""
+    if link.estimator != "ls":
+        return torch.zeros(layout.n_symbols)
+    if estimator is None:
+        estimator = LSChannelEstimator(resource_grid(link, layout), interpolation_type="lin", device="cpu")
+    y = torch.zeros(1, 1, 1, link.ofdm_symbols, link.fft_size, dtype=torch.complex64)
+    _, err_var = estimator(y, torch.tensor(1.0))
+    pos = layout.positions
+    return err_var[0, 0, 0, 0, 0][pos[:, 0], pos[:, 1]].to(torch.float32)
+
+
+class GridChannel:
+    """A link's continuous 3GPP channel on its OFDM grid, drawn one window at a time (see the module docstring):
+    between ``n_tx`` transmit and ``n_rx`` receive antennas (TDL: i.i.d. antennas, Sionna's ``num_tx_ant`` /
+    ``num_rx_ant``; CDL: ULAs of omni, vertically polarised elements at half-wavelength spacing, ``PanelArray``),
+    every entry from the channel ``generator``. One antenna each is the single-antenna ofdm link's channel."""
+
+    def __init__(self, link: LinkConfig, generator: torch.Generator, n_rx: int = 1, n_tx: int = 1):
+        self.cfg, self.n_rx, self.n_tx = link, n_rx, n_tx
+        self.model = _channel_model(link, generator, n_rx, n_tx)
+        self.freqs = subcarrier_frequencies(link.fft_size, link.subcarrier_spacing_khz * 1e3, device="cpu")
+        cp = round(link.fft_size * NORMAL_CP)
+        self.symbol_seconds = (1 + cp / link.fft_size) / (link.subcarrier_spacing_khz * 1e3)
+        self._window: tuple[int, torch.Tensor] | None = None
+
+    def _window_h(self, w: int) -> torch.Tensor:
+        """(d + WINDOW_FRAMES, S, F, n_rx, n_tx) complex64: window ``w``'s channel after d = ``feedback_delay``
+        lead-in frames (drawn once, when first needed; windows are drawn in order from the channel generator)."""
+        if self._window is None or self._window[0] != w:
+            s, frames = self.cfg.ofdm_symbols, self.cfg.feedback_delay + WINDOW_FRAMES
+            a, tau = self.model(1, frames * s, 1.0 / self.symbol_seconds)
+            h = cir_to_ofdm_channel(self.freqs, a, tau, normalize=False)[0, 0, :, 0]  # (n_rx, n_tx, time, F)
+            h = h.permute(2, 3, 0, 1).reshape(frames, s, self.cfg.fft_size, self.n_rx, self.n_tx)
+            if self.cfg.channel_model.startswith("CDL"):
+                h = h / h.abs().pow(2).mean().sqrt()
+            self._window = (w, h.to(torch.complex64))
+        return self._window[1]
+
+    def frames(self, first: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channels (n, S, F, n_rx, n_tx) complex64 of frames [first, first + n) and of each one ``feedback_delay``
+        frames earlier (the same realisation)."""
+        now, before, f, d = [], [], first, self.cfg.feedback_delay
+        while f < first + n:
+            w, off = divmod(f, WINDOW_FRAMES)
+            take = min(WINDOW_FRAMES - off, first + n - f)
+            h = self._window_h(w)
+            now.append(h[d + off:d + off + take])
+            before.append(h[off:off + take])
+            f += take
+        return torch.cat(now), torch.cat(before)
+
+
+def _channel_model(link: LinkConfig, generator: torch.Generator, n_rx: int = 1, n_tx: int = 1) -> TDL | CDL:
+    """The link's 3GPP model (downlink), drawing from the link's channel generator."""
     family, model = link.channel_model.split("-")
     speed = link.speed_kmh / 3.6
     common = {"delay_spread": link.delay_spread_ns * 1e-9, "carrier_frequency": link.carrier_ghz * 1e9,
               "min_speed": speed, "max_speed": speed}
     if family == "TDL":
-        return seeded(TDL, generator, model=model, **common)
-    array = PanelArray(num_rows_per_panel=1, num_cols_per_panel=1, polarization="single", polarization_type="V",
-                       antenna_pattern="omni", carrier_frequency=link.carrier_ghz * 1e9, device="cpu")
-    return seeded(CDL, generator, model=model, ut_array=array, bs_array=array, direction="downlink", **common)
+        return seeded(TDL, generator, model=model, num_rx_ant=n_rx, num_tx_ant=n_tx, **common)
+
+    def ula(n: int) -> PanelArray:
+        return PanelArray(num_rows_per_panel=1, num_cols_per_panel=n, polarization="single", polarization_type="V",
+                          antenna_pattern="omni", carrier_frequency=link.carrier_ghz * 1e9, device="cpu")
+
+    return seeded(CDL, generator, model=model, ut_array=ula(n_rx), bs_array=ula(n_tx), direction="downlink", **common)
