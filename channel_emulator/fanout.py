@@ -234,9 +234,9 @@ class Fanout:
                 cfg, updates = None, list(link.updates)
             link.updates.clear()
             links.append(link)
-            own = pb.AntennaSettings()
-            own.CopyFrom(link.settings.antennas)  # as in force for this batch
-            jobs.append(Job(uid, cfg, updates, link.snr_db(now, legit_snr), min(sub.space(), n), own))
+            # as in force for this batch: EmulatedLink.update replaces its settings, never changes them in place
+            jobs.append(Job(uid, cfg, updates, link.snr_db(now, legit_snr), min(sub.space(), n),
+                            link.settings.antennas))
         return links, jobs, gone
 
     def _batch(self, batch: Batch) -> None:
