@@ -22,6 +22,7 @@ single-antenna link. Every link draws from its own generator (its seed's, or the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -161,6 +162,13 @@ def batch(drawn: Drawn | None, rows: torch.Tensor, frames: list[frame_pb2.Frame]
     return Batch(antenna_signals(rows, drawn.n_tx), beam, p_null, drawn, drawn.n_tx)
 
 
+@functools.lru_cache(maxsize=256)
+def eavesdropper_array(n_tx: int, n_rx: int, correlation: float) -> AntennaConfig:
+    """An eavesdropper link's antennas, validated once per distinct settings rather than on every batch it carries
+    (AntennaConfig is frozen, so links with the same settings share one; a ValidationError is not cached)."""
+    return AntennaConfig(n_tx=n_tx, n_rx=n_rx, correlation=correlation)
+
+
 class AntennaLink:
     """A link's multi-antenna channel: its receive antennas and its own generator (seeded from the link's seed,
     which the emulator draws from the OS unless the operator gives one)."""
@@ -193,7 +201,7 @@ class AntennaLink:
             link = self.mimo(b.legit.snr_db, b.legit.array)
             draw = b.legit.draw
         else:
-            link = self.mimo(snr_db, AntennaConfig(n_tx=b.n_tx, n_rx=own.n_rx or 1, correlation=own.correlation))
+            link = self.mimo(snr_db, eavesdropper_array(b.n_tx, own.n_rx or 1, own.correlation))
             draw = link.draw(b.x.shape[0], b.legit.draw)
         y = link.carry(b.x, draw)
         g, r = listener_channel(draw.h, b.beam, b.p_null, link.n0)  # what its listener learns from the air
