@@ -237,3 +237,18 @@ def container_engine() -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+@contextlib.contextmanager
+def engine_or_skip() -> Iterator[Engine]:
+    """:func:`container_engine` for a compose test's fixture: where no engine can run (EngineUnavailable), skip with
+    the reason, or fail under CI (CI=true), which must run the compose tests."""
+    import pytest  # here, not at the top: benchmarks/compose_eavesdroppers.py uses this harness without pytest
+
+    try:
+        with container_engine() as engine:
+            yield engine
+    except EngineUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs a container engine for the compose test: {exc}")
+        pytest.skip(f"no container engine: {exc}")

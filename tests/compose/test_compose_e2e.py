@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
 import secrets
 import socket
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.compose.engine import Engine, EngineUnavailable, container_engine
+from tests.compose.engine import Engine, engine_or_skip
 from tests.compose.stack import CUSTOM, ROOT, Stack, ensure_base_image, ensure_wheels, free_port, image_env, wait_until
 
 PROJECT = "diffsemtest"
@@ -38,13 +37,8 @@ PUBLISHED_PORTS = ("DIFFSEM_HTTP_PORT", "DIFFSEM_TRANSMITTER_PORT", "DIFFSEM_EMU
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    try:
-        with container_engine() as eng:
-            yield eng
-    except EngineUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a container engine for the compose test: {exc}")
-        pytest.skip(f"no container engine: {exc}")
+    with engine_or_skip() as eng:
+        yield eng
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,12 @@ Thresholds as in tests/services/test_svc_antennas_scenario.py (docs/results/mnis
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from diffsem.data import default_data_dir
-from tests.compose.engine import EngineUnavailable, container_engine
+from tests.compose.engine import engine_or_skip
 from tests.compose.stack import Stack, ensure_base_image, ensure_wheels, free_port, image_env, wait_until
 
 pytestmark = pytest.mark.slow
@@ -29,28 +28,23 @@ CORE = ("channel_emulator", "transmitter", "control_panel", "receiver")
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    try:
-        with container_engine() as engine:
-            env = image_env() | {k: str(free_port()) for k in PORTS} | {
-                "DIFFSEM_DATA_DIR": str(default_data_dir()), "DIFFSEM_LOG_FORMAT": "text",
-                "DIFFSEM_SCENARIO": "antennas", "COMPOSE_PROFILES": "feature"}
-            st = Stack(engine, PROJECT, env)
+    with engine_or_skip() as engine:
+        env = image_env() | {k: str(free_port()) for k in PORTS} | {
+            "DIFFSEM_DATA_DIR": str(default_data_dir()), "DIFFSEM_LOG_FORMAT": "text",
+            "DIFFSEM_SCENARIO": "antennas", "COMPOSE_PROFILES": "feature"}
+        st = Stack(engine, PROJECT, env)
+        st.compose("down", "-v", "--remove-orphans", check=False)
+        try:
+            ensure_base_image(engine)
+            ensure_wheels()
+            st.compose("build", timeout=1800)
+            st.compose("up", "-d", timeout=900)
+            wait_until("every core service and the eavesdropper healthy",
+                       lambda: all(st.health(s) == "healthy" for s in (*CORE, "eve-feature")), 600, every=2)
+            yield st
+        finally:
             st.compose("down", "-v", "--remove-orphans", check=False)
-            try:
-                ensure_base_image(engine)
-                ensure_wheels()
-                st.compose("build", timeout=1800)
-                st.compose("up", "-d", timeout=900)
-                wait_until("every core service and the eavesdropper healthy",
-                           lambda: all(st.health(s) == "healthy" for s in (*CORE, "eve-feature")), 600, every=2)
-                yield st
-            finally:
-                st.compose("down", "-v", "--remove-orphans", check=False)
-                print("\n".join(["compose commands:", *st.log]))
-    except EngineUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a container engine for the compose test: {exc}")
-        pytest.skip(f"no container engine: {exc}")
+            print("\n".join(["compose commands:", *st.log]))
 
 
 def test_the_antennas_scenario_makes_the_gap_without_a_key_in_compose(stack: Stack) -> None:
