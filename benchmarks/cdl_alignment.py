@@ -12,8 +12,8 @@ import argparse
 
 import torch
 
-from diffsem.config import LinkConfig
-from diffsem.phy.antennas import ARRAY_MODELS, AntennaConfig, MimoLink
+from diffsem.config import ARRAY_MODELS, LinkConfig
+from diffsem.phy.antennas import AntennaConfig, MimoLink
 
 
 def alignment(model: str, n_tx: int, frames: int) -> float:

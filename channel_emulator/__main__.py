@@ -48,7 +48,7 @@ def antenna_settings(args: Namespace) -> pb.AntennaSettings:
         NULL_SPACE_BEAM_FRACTION if args.null_space else 1.0
     return pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam,
                               estimator=args.csi_estimator, feedback_delay=args.csi_delay,
-                              speed_kmh=args.csi_speed_kmh)
+                              speed_kmh=args.csi_speed_kmh, channel_model=args.antenna_channel)
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:
@@ -78,7 +78,8 @@ def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -
     load_phy()
     phy = f"ofdm {args.channel_model}" if args.phy == "ofdm" else "flat"
     if args.n_tx > 1:
-        phy += f", {args.n_tx} transmit antennas" + (", null-space self-noise" if args.null_space else "")
+        phy += f", {args.n_tx} transmit antennas over {args.antenna_channel}" + \
+            (", null-space self-noise" if args.null_space else "")
         if args.csi_estimator != "perfect" or args.csi_delay:
             phy += f", {args.csi_estimator} CSI {args.csi_delay} frames late at {args.csi_speed_kmh:g} km/h"
     noise = "from the OS" if args.seed is None else "seeded: known to anyone who knows the seed"

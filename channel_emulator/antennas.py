@@ -42,6 +42,7 @@ from services_common.frames import antenna_signals
 FIELDS: tuple[FieldDescriptor, ...] = tuple(pb.AntennaSettings.DESCRIPTOR.fields)
 TRANSMITTER_FIELDS = ("n_tx", "null_space", "beam_fraction")  # the transmitter's: the legitimate link's settings
 CSI_FIELDS = ("estimator", "feedback_delay", "speed_kmh")  # the CSI its receiver feeds back: the legitimate link's
+ENVIRONMENT_FIELDS = ("channel_model",)  # the channel around the transmitter, every link's: set on the legitimate link
 # --null-space without --beam-fraction: 1% of the power on the beam, which kept the legitimate receiver at 97.4% and
 # the best attack at 28.9% offline (n_t = 4, 20 dB, t* = 300: docs/results/mnist-antennas)
 NULL_SPACE_BEAM_FRACTION = 0.01
@@ -75,7 +76,7 @@ def check_update(update: pb.AntennaSettings, legit: bool) -> None:
     """An eavesdropper's link sets only its receive antennas and its correlation with the legitimate receiver's
     channel; the power split is the transmitter's and the fed-back CSI the legitimate receiver's."""
     if not legit:
-        mine = [n for n in (*TRANSMITTER_FIELDS, *CSI_FIELDS) if update.HasField(n)]
+        mine = [n for n in (*TRANSMITTER_FIELDS, *CSI_FIELDS, *ENVIRONMENT_FIELDS) if update.HasField(n)]
         if mine:
             raise BadRequest(f"antennas.{', antennas.'.join(mine)} {'belongs' if len(mine) == 1 else 'belong'} to "
                              "the transmitter and the legitimate receiver: set it on the legitimate link; an "
@@ -88,7 +89,8 @@ def check_update(update: pb.AntennaSettings, legit: bool) -> None:
 def check_plan(links: dict[str, pb.LinkSettings], legit_name: str, eve_defaults: pb.LinkSettings) -> None:
     """Rules across links (after an update, before it applies): the legitimate link's power split must fit its
     antennas (null-space self-noise needs n_tx > its n_rx: the core's :meth:`NullSpaceConfig.check`), and with
-    n_tx > 1 every link, and every new eavesdropper link, is flat (multi-antenna links are flat i.i.d. Rayleigh)."""
+    n_tx > 1 every link, and every new eavesdropper link, is flat (one channel matrix per frame: i.i.d. Rayleigh or
+    the legitimate link's CDL)."""
     array, split = configs(links[legit_name].antennas)
     split.check(array.n_tx, array.n_rx)
     if array.n_tx > 1:
@@ -163,10 +165,11 @@ def batch(drawn: Drawn | None, rows: torch.Tensor, frames: list[frame_pb2.Frame]
 
 
 @functools.lru_cache(maxsize=256)
-def eavesdropper_array(n_tx: int, n_rx: int, correlation: float) -> AntennaConfig:
-    """An eavesdropper link's antennas, validated once per distinct settings rather than on every batch it carries
-    (AntennaConfig is frozen, so links with the same settings share one; a ValidationError is not cached)."""
-    return AntennaConfig(n_tx=n_tx, n_rx=n_rx, correlation=correlation)
+def eavesdropper_array(n_tx: int, n_rx: int, correlation: float, channel_model: str) -> AntennaConfig:
+    """An eavesdropper link's antennas in the legitimate link's ``channel_model``, validated once per distinct
+    settings rather than on every batch it carries (AntennaConfig is frozen, so links with the same settings share
+    one; a ValidationError is not cached)."""
+    return AntennaConfig(n_tx=n_tx, n_rx=n_rx, correlation=correlation, channel_model=channel_model)
 
 
 class AntennaLink:
@@ -201,7 +204,8 @@ class AntennaLink:
             link = self.mimo(b.legit.snr_db, b.legit.array)
             draw = b.legit.draw
         else:
-            link = self.mimo(snr_db, eavesdropper_array(b.n_tx, own.n_rx or 1, own.correlation))
+            link = self.mimo(snr_db, eavesdropper_array(b.n_tx, own.n_rx or 1, own.correlation,
+                                                        b.legit.array.channel_model))
             draw = link.draw(b.x.shape[0], b.legit.draw)
         y = link.carry(b.x, draw)
         g, r = listener_channel(draw.h, b.beam, b.p_null, link.n0)  # what its listener learns from the air

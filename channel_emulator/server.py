@@ -323,7 +323,7 @@ class Emulator:
         settings = pb.LinkSettings()
         settings.CopyFrom(link.settings)
         settings.ClearField("seed")  # never reported: an OS-drawn seed would let its reader replay the link's noise
-        for f in antennas.TRANSMITTER_FIELDS:  # the transmitter's, in force on every link
+        for f in (*antennas.TRANSMITTER_FIELDS, *antennas.ENVIRONMENT_FIELDS):  # the legitimate link's: every link's
             setattr(settings.antennas, f, getattr(self.links[self.legit_name].settings.antennas, f))
         for f in antennas.CSI_FIELDS if not link.legit else ("correlation",):  # the other side's: not this link's
             settings.antennas.ClearField(f)

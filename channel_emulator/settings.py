@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from diffsem.config import PHY_FIELDS
+from diffsem.config import ARRAY_MODELS, PHY_FIELDS
 from diffsem.phy.antennas import AntennaConfig
 from diffsem.phy.nullspace import NullSpaceConfig
 from services_common.spec import DEFAULT_PORTS, Option, ServiceSpec, link_options, server_options
@@ -25,8 +25,10 @@ SPEC = ServiceSpec("channel_emulator", "Run the channel emulator service.", (
                                   "listeners never choose their own link", kind="append",
            metavar="NAME=[OFFSET_DB][:N_RX]"),
     # multi-antenna links (docs/design.md §5, live antennas): meanings and bounds are the core's
-    Option("--n-tx", AntennaConfig.model_fields["n_tx"].description + "; > 1 makes every link a flat i.i.d. Rayleigh "
-           "multi-antenna link", 1, int),
+    Option("--n-tx", AntennaConfig.model_fields["n_tx"].description + "; > 1 makes every link a flat multi-antenna "
+           "link", 1, int),
+    Option("--antenna-channel", "with --n-tx > 1, every link's " + AntennaConfig.model_fields["channel_model"]
+           .description + ", each link its own draw", "rayleigh", choices=ARRAY_MODELS),
     Option("--n-rx", "the legitimate receiver's receive antennas: 1 to 8", 1, int),
     Option("--eve-n-rx", "a new eavesdropper link's receive antennas: 1 to 8", 1, int),
     Option("--null-space", NullSpaceConfig.model_fields["null_space"].description + " (needs --n-tx above --n-rx)",

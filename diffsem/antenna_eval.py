@@ -30,11 +30,11 @@ from diffsem.attacks.base import Attack
 from diffsem.attacks.builtin import query_encoder
 from diffsem.attacks.run import _attack_rows
 from diffsem.checkpoints import code_version
-from diffsem.config import CHANNEL_MODELS, LinkConfig, PrivacyConfig, build
+from diffsem.config import ARRAY_MODELS, CHANNEL_MODELS, LinkConfig, PrivacyConfig, build
 from diffsem.errors import ConfigError
 from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators
 from diffsem.judges import JudgePanel
-from diffsem.phy.antennas import ARRAY_MODELS, AntennaConfig, MimoLink
+from diffsem.phy.antennas import AntennaConfig, MimoLink
 from diffsem.phy.nullspace import NullSpaceConfig
 from diffsem.sweep import to_json
 

@@ -219,8 +219,7 @@ def _add_attack(sub: Any) -> None:
 
 def _add_antennas(sub: Any) -> None:
     """`diffsem antennas eval`: null-space self-noise from a multi-antenna transmitter against the attack zoo."""
-    from diffsem.config import CHANNEL_MODELS
-    from diffsem.phy.antennas import ARRAY_MODELS
+    from diffsem.config import ARRAY_MODELS, CHANNEL_MODELS
 
     actions = sub.add_parser("antennas", help="multi-antenna links and null-space self-noise").add_subparsers(
         dest="action", required=True)

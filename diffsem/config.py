@@ -17,6 +17,8 @@ PhyName = Literal["flat", "ofdm"]
 EstimatorName = Literal["ls", "perfect"]
 FeedbackName = Literal["re", "subband", "frame"]
 CHANNEL_MODELS: tuple[str, ...] = tuple(f"{f}-{m}" for f in ("TDL", "CDL") for m in "ABCDE")
+# a flat multi-antenna link's channel (diffsem.phy.antennas): i.i.d. Rayleigh, or 3GPP CDL between ULAs at the carrier
+ARRAY_MODELS: tuple[str, ...] = ("rayleigh", *(f"CDL-{m}" for m in "ABCDE"))
 SUBCARRIER_SPACINGS_KHZ: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 240.0)  # 3GPP numerologies mu = 0..4
 MAX_DELAY_SPREAD_NS = 5000.0  # 38.901 Table 7.7.3-1 tops out at 1000 ns ("very long"); 5 us is absurd beyond doubt
 MAX_SPEED_KMH = 500.0  # high-speed train

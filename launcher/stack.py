@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from diffsem.config import CLASSIFIERS, DECODE_MODES, LinkConfig
+from diffsem.config import ARRAY_MODELS, CLASSIFIERS, DECODE_MODES, LinkConfig
 from diffsem.defaults import KEY_ENV, checkpoint_dir
 from launcher.isolation import EveHome, User, child_env, confinement, free_user, private_root
 from launcher.specs import EAVESDROPPER, EMULATOR, PANEL, RECEIVER, TRANSMITTER
@@ -118,8 +118,9 @@ class StackConfig:
     # the emulator's options); empty: the emulator's defaults (flat)
     phy: dict[str, Any] = field(default_factory=dict)
     t_star: int | None = option(300, "privacy level t* (None: no self-noise, see --no-self-noise)")
-    n_tx: int = option(1, "transmit antennas (1, 2, 4 or 8); > 1 makes every link a flat i.i.d. Rayleigh "
-                       "multi-antenna link")
+    n_tx: int = option(1, "transmit antennas (1, 2, 4 or 8); > 1 makes every link a flat multi-antenna link")
+    antenna_channel: str = option("rayleigh", "with --n-tx > 1: every link's channel, i.i.d. Rayleigh or 3GPP CDL "
+                                  "between ULAs", choices=ARRAY_MODELS)
     null_space: bool = False  # self-noise in the null space of the legitimate channel (--null-space)
     beam_fraction: float | None = option(None, "fraction of the transmit power on the beam, in (0, 1] (default 1, "
                                          "or 0.01 with --null-space)")
@@ -358,7 +359,7 @@ class Stack:
                 host=c.host, port=c.emulator_port, snr_db=c.snr_db, seed=c.seed, queue_size=c.queue_size,
                 auth_key_file=self.auth_dir / "authority.key", k=bundle_k(c.checkpoints), **c.phy,
                 n_tx=c.n_tx, null_space=c.null_space, beam_fraction=c.beam_fraction, csi_estimator=c.csi_estimator,
-                csi_delay=c.csi_delay,
+                csi_delay=c.csi_delay, antenna_channel=c.antenna_channel,
                 eavesdropper_link=[link for e in c.eavesdroppers if (link := eve_link(e))]))
             self._wait_ports(emu)  # the transmitter needs only its address; it is waited for below with the rest
             model = dict(checkpoints=c.checkpoints, device=c.device)

@@ -61,7 +61,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from diffsem.channel import noise_variance
-from diffsem.config import LinkConfig, one_of
+from diffsem.config import ARRAY_MODELS, LinkConfig, one_of
 from diffsem.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ if TYPE_CHECKING:
 
 TX_ANTENNAS: tuple[int, ...] = (1, 2, 4, 8)
 MAX_RX_ANTENNAS = 8
-ARRAY_MODELS: tuple[str, ...] = ("rayleigh", *(f"CDL-{m}" for m in "ABCDE"))
 FRAME_SECONDS = 0.5e-3  # one slot at 30 kHz subcarrier spacing, as an ofdm frame of 14 OFDM symbols
 SPEED_OF_LIGHT = 299_792_458.0
 

@@ -148,6 +148,33 @@ def test_estimated_delayed_csi_and_a_correlated_eavesdropper_give_the_cores_fram
     assert not links["eve"].settings.antennas.HasField("estimator")  # the receiver's CSI, not the eavesdropper's
 
 
+def test_a_cdl_channel_set_on_the_receiver_is_every_links_and_gives_the_cores_frames(emu: Emu) -> None:
+    """antennas.channel_model = CDL-C on the legitimate link: the receiver's channel and a two-antenna eavesdropper's
+    are each their own CDL-C draw, as the core's MimoLink draws them with the same seeds, frame for frame."""
+    rx, eve, s, reply = one_seeded_batch(emu, pb.AntennaSettings(n_rx=2), channel_model="CDL-C")
+
+    legit = MimoLink(LinkConfig(snr_db=10.0), AntennaConfig(n_tx=4, channel_model="CDL-C"),
+                     torch.Generator().manual_seed(derive_seed(11, "antennas")))
+    draw = legit.draw(B)
+    csi = legit.feedback(draw)
+    assert torch.equal(torch.view_as_complex(torch.tensor(list(reply.csi)).reshape(B, 1, 1, 4, 2)), csi)
+    sent = transmit_antennas(s, 300, ABAR, csi, legit.n0, 0.0, antenna_csi(reply, B).split, 4,
+                             torch.Generator().manual_seed(5))
+    eve_link = MimoLink(LinkConfig(snr_db=5.0), AntennaConfig(n_tx=4, n_rx=2, channel_model="CDL-C"),
+                        torch.Generator().manual_seed(derive_seed(12, "antennas")))
+    eve_draw = eve_link.draw(B)
+    rayleigh = MimoLink(LinkConfig(snr_db=5.0), AntennaConfig(n_tx=4, n_rx=2),
+                        torch.Generator().manual_seed(derive_seed(12, "antennas"))).draw(B)
+    assert not torch.allclose(eve_draw.h, rayleigh.h)  # CDL-C draws, not i.i.d. Rayleigh ones
+    for reader, link, d in ((rx, legit, draw), (eve, eve_link, eve_draw)):
+        g, r = listener_channel(d.h, sent.beam, sent.p_null, link.n0)
+        want = receive(link.carry(sent.x, d), g, r)
+        assert torch.allclose(latents(reader.got[:B]), want.latent, atol=1e-4)
+        assert [rf.sigma2 for rf in reader.got[:B]] == pytest.approx(want.sigma_c2.tolist(), rel=1e-4)
+    links = emu.links()
+    assert links["receiver"].settings.antennas.channel_model == links["eve"].settings.antennas.channel_model == "CDL-C"
+
+
 def test_stale_csi_leaks_the_null_space_self_noise_into_the_legitimate_receiver(emu: Emu) -> None:
     """The same frames and draws with the CSI fed back 8 frames late at 120 km/h (Clarke's correlation -0.23)
     instead of exactly: the beam and the null space miss the channel, so the receiver's combined noise grows."""
@@ -205,6 +232,8 @@ def test_an_eavesdropper_never_receives_the_legitimate_csi(emu: Emu) -> None:
     ("eve", EVE, dict(correlation=1.5), "INVALID_ARGUMENT", "correlation=1.5 must be in [0, 1]"),
     ("eve", EVE, dict(estimator="ls", feedback_delay=2), "INVALID_ARGUMENT",
      "antennas.estimator, antennas.feedback_delay belong to the transmitter and the legitimate receiver"),
+    ("receiver", 0, dict(channel_model="CDL-F"), "INVALID_ARGUMENT", "unknown channel_model 'CDL-F'"),
+    ("eve", EVE, dict(channel_model="CDL-A"), "INVALID_ARGUMENT", "antennas.channel_model belongs to the transmitter"),
 ])
 def test_bad_antenna_settings_are_refused_and_the_settings_in_force_stay(emu: Emu, name: str, role: int,
                                                                          antennas: dict, code: str,

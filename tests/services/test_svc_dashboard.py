@@ -96,6 +96,14 @@ def test_dashboard_run_controls_and_upload(stack: LiveStack, browser, tmp_path: 
                            "'1×2 (used with n_tx > 1)'", timeout=10_000)
     assert page.eval_on_selector("#links tbody tr[data-name=receiver]", "r => r.cells[4].textContent") == "1×1"
     page.fill("#chan input[name=n_rx]", "")
+    # The antennas' channel (the legitimate link's antennas.channel_model, every link's once n_tx > 1)
+    page.select_option("#link-select", "receiver")
+    page.fill("#chan input[name=snr]", "")
+    page.select_option("#chan select[name=antenna_channel]", "CDL-C")
+    page.click("#chan button")
+    page.wait_for_function("fetch('/api/links').then(r => r.json()).then(j => "
+                           "j.links.receiver.antennas.channel_model === 'CDL-C')", timeout=10_000)
+    page.select_option("#chan select[name=antenna_channel]", "")
 
     # Link view: the legitimate link switched to ofdm from the form; once frames flow (the sweep below) its SNR per
     # subcarrier of recent frames shows as a heat strip, one row per frame and one column per subcarrier.

@@ -64,7 +64,7 @@ def test_the_wire_names_every_core_link_setting_and_nothing_else() -> None:
     from diffsem.phy.nullspace import NullSpaceConfig
 
     names = {f.name for f in pb.AntennaSettings.DESCRIPTOR.fields}
-    assert names == {"n_tx", "n_rx", "estimator", "feedback_delay", "speed_kmh", "correlation"} | \
+    assert names == {"n_tx", "n_rx", "estimator", "feedback_delay", "speed_kmh", "correlation", "channel_model"} | \
         set(NullSpaceConfig.model_fields) and names <= set(AntennaConfig.model_fields) | set(NullSpaceConfig.model_fields)
 
 
