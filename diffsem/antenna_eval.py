@@ -28,14 +28,16 @@ from tqdm.auto import tqdm
 from diffsem.antenna_path import send_antennas
 from diffsem.attacks.base import Attack
 from diffsem.attacks.builtin import query_encoder
-from diffsem.attacks.run import _attack_rows
+from diffsem.attacks.run import EVAL_KEY, _attack_rows
 from diffsem.checkpoints import code_version
 from diffsem.config import ARRAY_MODELS, CHANNEL_MODELS, LinkConfig, PrivacyConfig, build
 from diffsem.errors import ConfigError
-from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators
+from diffsem.framepath import LEGIT, TX, KeyedSender, View, eve_role, role_generators
 from diffsem.judges import JudgePanel
+from diffsem.keyed import NonceSource
 from diffsem.phy.antennas import AntennaConfig, MimoLink
 from diffsem.phy.nullspace import NullSpaceConfig
+from diffsem.seeds import derive_seed
 from diffsem.sweep import to_json
 
 
@@ -50,6 +52,8 @@ class AntennaEvalConfig(BaseModel):
     phy: Literal["flat", "ofdm"] = "flat"
     snrs: list[float] = [20.0]
     t_stars: list[int | None] = [None, 300]
+    self_noise: list[Literal["random", "keyed"]] = Field(["random"], description="the beam's eps_self: random, or "
+                                                         "keyed (the legitimate receiver holds the key)")
     n_tx: list[int] = [4]
     beam_fractions: list[float] = [0.01]
     csi: list[str] = ["perfect:0"]
@@ -112,16 +116,18 @@ class AntennaEvalConfig(BaseModel):
         return link, build(AntennaConfig, **array)
 
     def conditions(self) -> list[dict[str, Any]]:
-        """Every condition: snr_db, estimator, feedback_delay, n_tx, beam_fraction, null_space, t_star."""
+        """Every condition: snr_db, estimator, feedback_delay, n_tx, beam_fraction, null_space, self_noise, t_star."""
         out: list[dict[str, Any]] = []
         for snr in self.snrs:
             for spec in self.csi:
                 est, delay = csi_setting(spec)
                 for n_tx in self.n_tx:
                     for beta in (self.beam_fractions if n_tx > 1 else [1.0]):
-                        for t in self.t_stars:
-                            out.append({"snr_db": snr, "estimator": est, "feedback_delay": delay, "n_tx": n_tx,
-                                        "beam_fraction": beta, "null_space": n_tx > 1, "t_star": t})
+                        for mode in self.self_noise:
+                            for t in self.t_stars:
+                                out.append({"snr_db": snr, "estimator": est, "feedback_delay": delay, "n_tx": n_tx,
+                                            "beam_fraction": beta, "null_space": n_tx > 1, "self_noise": mode,
+                                            "t_star": t})
         return out
 
     def eavesdroppers(self) -> list[tuple[str, float, int, float]]:
@@ -158,6 +164,14 @@ def _links(cfg: AntennaEvalConfig, cond: dict[str, Any], k: int
     return links, gens
 
 
+def _keyed(cfg: AntennaEvalConfig, cond: dict[str, Any]) -> KeyedSender | None:
+    """Keyed self-noise as ``diffsem attack eval`` keys it: the fixed evaluation key, nonces from the seed."""
+    if cond["self_noise"] != "keyed":
+        return None
+    nonce = derive_seed(cfg.seed, "nonce", cond["snr_db"], cond["t_star"]).to_bytes(8, "big")
+    return KeyedSender(EVAL_KEY, NonceSource(nonce))
+
+
 def _subset(v: View, m: int) -> View:
     return View(v.z[:m], v.abar_eff[:m], v.channel)
 
@@ -183,7 +197,7 @@ def evaluate_antennas(bundle: Any, attacks: dict[str, Attack], images: torch.Ten
     for cond in tqdm(cfg.conditions(), desc="antenna conditions", unit="condition"):
         links, gens = _links(cfg, cond, s.shape[1])
         split = NullSpaceConfig(beam_fraction=cond["beam_fraction"], null_space=cond["null_space"])
-        out = send_antennas(s, cond["t_star"], bundle.abar, links, gens, split)
+        out = send_antennas(s, cond["t_star"], bundle.abar, links, gens, split, keyed=_keyed(cfg, cond))
         legit = out.views[LEGIT]
         decided = receiver.decode(legit.z.to(bundle.device), legit.abar_eff.to(bundle.device), cfg.decode).labels.cpu()
         correct = (decided == labels).float()
@@ -221,9 +235,9 @@ def best_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _key(r: dict[str, Any]) -> tuple:
-    """A condition: channel, SNR, CSI, transmit antennas, beam fraction, t*."""
+    """A condition: channel, SNR, CSI, transmit antennas, self-noise, beam fraction, t*."""
     return (r["phy"], r["channel_model"], r["speed_kmh"], r["snr_db"], r["estimator"], r["feedback_delay"], r["n_tx"],
-            r["beam_fraction"], r["t_star"])
+            r["self_noise"], r["beam_fraction"], r["t_star"])
 
 
 def _pct(v: float | None) -> str:
@@ -235,6 +249,11 @@ def _csi(r: dict[str, Any]) -> str:
     speed = f" @ {r['speed_kmh']:g} km/h" if r["feedback_delay"] else ""
     phy = "ofdm " if r["phy"] == "ofdm" else ""
     return f"{phy}{r['channel_model']}, {r['estimator']}, delay {r['feedback_delay']}{speed}"
+
+
+def _t_star(r: dict[str, Any]) -> str:
+    """``300``, ``300 keyed`` or ``none``."""
+    return "none" if r["t_star"] is None else f"{r['t_star']}{' keyed' if r['self_noise'] == 'keyed' else ''}"
 
 
 def _best_cell(r: dict[str, Any]) -> str:
@@ -249,7 +268,7 @@ CONDITION_HEAD = "| SNR dB | channel, CSI | n_tx | beam fraction | t* | eve offs
 def _condition_cells(r: dict[str, Any]) -> list[str]:
     """A row's condition and eavesdropper, as :data:`CONDITION_HEAD`'s cells."""
     return [f"{r['snr_db']:g}", _csi(r), str(r["n_tx"]), f"{r['beam_fraction']:g}",
-            "none" if r["t_star"] is None else str(r["t_star"]), f"{r['eve_offset_db']:g}", str(r["eve_n_rx"]),
+            _t_star(r), f"{r['eve_offset_db']:g}", str(r["eve_n_rx"]),
             f"{r['eve_correlation']:g}"]
 
 
@@ -285,7 +304,8 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     rows: dict[tuple, dict[str, Any]] = {}
     for res in results:
         for r in res["rows"]:
-            r = {"phy": res["config"].get("phy", "flat"), "channel_model": res["config"]["channel_model"],
+            r = {"phy": res["config"].get("phy", "flat"), "self_noise": "random",
+                 "channel_model": res["config"]["channel_model"],
                  "speed_kmh": res["config"]["speed_kmh"], **r}
             rows[_key(r) + (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"], r["attack"])] = r
     return {"config": {"merged": [res["config"] for res in results]}, "rows": list(rows.values())}
@@ -306,7 +326,7 @@ def write_antenna_report(res: dict[str, Any], out: Path) -> dict[str, Path]:
 
 def _label(r: dict[str, Any], *skip: str) -> str:
     parts = {"snr": f"{r['snr_db']:g} dB", "csi": _csi(r), "n_tx": f"n_tx {r['n_tx']}",
-             "beta": f"beta {r['beam_fraction']:g}", "t": f"t* {'none' if r['t_star'] is None else r['t_star']}"}
+             "beta": f"beta {r['beam_fraction']:g}", "t": f"t* {_t_star(r)}"}
     return ", ".join(v for k, v in parts.items() if k not in skip)
 
 
@@ -320,7 +340,7 @@ def plot_beam_fraction(rows: list[dict[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     def group(r: dict[str, Any]) -> tuple:
-        return _key(r)[:7] + (r["t_star"],)  # every setting but the beam fraction
+        return _key(r)[:8] + (r["t_star"],)  # every setting but the beam fraction
 
     mine = [r for r in best_rows(rows) if (r["eve_offset_db"], r["eve_n_rx"], r["eve_correlation"]) == (0.0, 1, 0.0)
             and r["null_space"]]

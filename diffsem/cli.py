@@ -236,6 +236,8 @@ def _add_antennas(sub: Any) -> None:
     ae.add_argument("--n", type=int, default=2000)
     ae.add_argument("--snrs", type=_floats, default=[20.0], help="legitimate SNRs in dB (Es/N0 per receive antenna)")
     ae.add_argument("--t-stars", default="none,300", help="comma list; 'none' = no beam self-noise")
+    ae.add_argument("--self-noise", default="random", help="the beam's eps_self, comma list of random and keyed "
+                    "(the legitimate receiver holds the evaluation key, as in `attack eval`)")
     ae.add_argument("--n-tx", type=_ints, default=[4], help="transmit antennas, from 1, 2, 4, 8")
     ae.add_argument("--beam-fractions", type=_floats, default=[0.01],
                     help="power fractions on the beam (the rest: null-space self-noise), e.g. 0.005,0.01,0.02")
@@ -282,6 +284,7 @@ def _antennas(args: argparse.Namespace) -> None:
             "delay_spread_ns": args.delay_spread_ns, "eve_offsets": args.eve_offsets,
             "eve_rx": args.eve_rx, "eve_correlations": args.eve_correlations, "seed": args.seed,
             "decode": args.decode, "whitebox_n": args.whitebox_n,
+            "self_noise": [m.strip() for m in args.self_noise.split(",") if m.strip()],
             "t_stars": [None if t.strip() == "none" else int(t) for t in args.t_stars.split(",") if t.strip()]}
     cfg = build(AntennaEvalConfig, **grid)  # validates every condition's settings before anything loads
     folder = args.checkpoints or checkpoint_dir(args.dataset)

@@ -166,6 +166,32 @@ def test_per_symbol_channels_split_per_symbol() -> None:
     assert abs(float(_residual(out.channel.latent, sent.u, out.channel.sigma_c2).var()) - 1.0) < 0.02
 
 
+def test_keyed_beam_self_noise_is_removed_by_the_key_holder_and_the_null_space_still_hides_the_frame() -> None:
+    """Keyed self-noise over antennas: the receiver, holding the key, removes the beam's eps_self and sees only its
+    channel (level a / (a + sigma_c^2), above a); a one-antenna eavesdropper sees both self-noises, at exactly the
+    level random self-noise leaves it (the same channels, header and null-space power)."""
+    from diffsem.framepath import KeyedSender
+    from diffsem.keyed import KeyedNoiseError, NonceSource
+
+    s = _latents(400)
+    levels = {}
+    for mode in ("random", "keyed"):
+        links, gens = _links(20.0, AntennaConfig(n_tx=4), {"eve": AntennaConfig(n_tx=4)})
+        keyed = KeyedSender(bytes(range(32)), NonceSource(bytes(8))) if mode == "keyed" else None
+        out = send_antennas(s, T_STAR, ABAR, links, gens, NULL, keyed=keyed)
+        levels[mode] = {name: v.abar_eff for name, v in out.views.items()}
+        if keyed is not None:
+            legit = out.views[LEGIT]
+            assert torch.allclose(legit.abar_eff, A / (A + legit.channel.sigma_c2), rtol=1e-5)
+            with pytest.raises(KeyedNoiseError):  # a listener with another key learns it, and gets nothing
+                view(legit.channel, out.sent.header, out.sent.keyed, bytes(32))
+    compensated = levels["random"][LEGIT] > A - 1e-3  # random self-noise holds these frames at a exactly
+    assert compensated.float().mean() > 0.8 and bool((levels["keyed"][LEGIT][compensated] > A).all())
+    assert float(levels["keyed"][LEGIT].mean()) > A + 0.2  # about 0.7: only N0 / (beta |h|^2) is left
+    assert torch.allclose(levels["keyed"]["eve"], levels["random"]["eve"])
+    assert float(levels["keyed"]["eve"].mean()) < 2 * NULL.beam_fraction
+
+
 @pytest.mark.parametrize(("make", "words"), [
     (lambda: build(AntennaConfig, n_tx=3), "n_tx=3 must be one of 1, 2, 4, 8"),
     (lambda: build(AntennaConfig, n_rx=9), "n_rx=9 must be an integer in [1, 8]"),

@@ -32,7 +32,7 @@ from diffsem.antenna_path import transmit_antennas
 from diffsem.bundle import ModelBundle
 from diffsem.framepath import KeyedSender, transmit
 from diffsem.keyed import NonceSource, check_value
-from diffsem.pipeline import PublicHeader, privacy_level
+from diffsem.pipeline import KeyedInfo, PublicHeader, privacy_level
 from diffsem.seeds import os_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as ch_pb
 from protos.diffsem.v1 import channel_emulator_pb2_grpc as ch_grpc
@@ -129,18 +129,15 @@ class Transmitter:
             msg.t_star = self.t_star
         return msg
 
-    def _precode(self, s: torch.Tensor, fb: AntennaCsi) -> tuple[torch.Tensor, PublicHeader]:
-        """A multi-antenna batch: DiffSem's self-noise on the beam, the null-space self-noise (both from the
-        transmitter's generator, the OS's unless the operator seeded it) and the precoding
-        (:func:`diffsem.antenna_path.transmit_antennas`, which checks the CSI): the rows (B, k n_tx) its frames
-        carry and their public header."""
-        if self.keyed is not None:
-            raise BadRequest("keyed self-noise over multi-antenna links is not wired live yet: set antennas.n_tx=1, "
-                             "or run the transmitter with random self-noise")
+    def _precode(self, s: torch.Tensor, fb: AntennaCsi) -> tuple[torch.Tensor, PublicHeader, KeyedInfo | None]:
+        """A multi-antenna batch: DiffSem's self-noise on the beam (random from the transmitter's generator, the
+        OS's unless the operator seeded it, or keyed), the null-space self-noise (always the generator's) and the
+        precoding (:func:`diffsem.antenna_path.transmit_antennas`, which checks the CSI): the rows (B, k n_tx) its
+        frames carry, their public header and, keyed, the nonces the receiver needs."""
         sent = transmit_antennas(s.cpu(), self.t_star, self.abar.cpu(), fb.csi, fb.n0, fb.csi_error, fb.split,
-                                 fb.n_tx, self.gen)
+                                 fb.n_tx, self.gen, self.keyed)
         self.n_tx = fb.n_tx
-        return antenna_rows(sent.x), sent.header
+        return antenna_rows(sent.x), sent.header, sent.keyed
 
     @torch.no_grad()
     def transmit(self, req: pb.TransmitRequest) -> pb.TransmitReply:
@@ -155,7 +152,7 @@ class Transmitter:
         with self.lock:
             fb = self.csi.for_frames(b)
             if isinstance(fb, AntennaCsi):
-                (x, header), keyed = self._precode(s, fb), None
+                x, header, keyed = self._precode(s, fb)
             else:
                 x, header, keyed = transmit(s, self.t_star, self.abar, fb, self.gen, self.keyed)
                 self.n_tx = 1

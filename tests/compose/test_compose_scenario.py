@@ -55,7 +55,8 @@ def test_the_antennas_scenario_makes_the_gap_without_a_key_in_compose(stack: Sta
         links = c.get("/api/links").json()["links"]
     assert links["receiver"]["snr_db"] == 20.0
     assert links["receiver"]["antennas"] == {"n_tx": 4, "n_rx": 1, "null_space": True, "beam_fraction": 0.01,
-                                            "estimator": "perfect", "feedback_delay": 0, "speed_kmh": 3.0}
+                                            "estimator": "perfect", "feedback_delay": 0, "speed_kmh": 3.0,
+                                            "channel_model": "rayleigh"}
     assert links["eve-feature"]["antennas"]["n_rx"] == 1
     run = stack.run_images(200)
     acc = {name: t["accuracy"] for name, t in run["listeners"].items()}
