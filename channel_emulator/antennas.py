@@ -17,7 +17,14 @@ What runs where:
   (:func:`~diffsem.phy.nullspace.listener_channel`, :func:`diffsem.antenna_path.receive`).
 
 A listener therefore gets an ordinary frame: k combined real values and their noise variance, as on a
-single-antenna link. Every link draws from its own generator (its seed's, or the OS's: :class:`AntennaLink`).
+single-antenna link. Every link draws from its own generator (its seed's, or the OS's: :class:`AntennaLink`), through
+one :class:`MimoLink` kept from batch to batch.
+
+Every link has the legitimate link's phy (:func:`check_plan`). On ``ofdm`` everything above is per resource element
+of the legitimate link's grid, which every link shares: the CSI is (B, k/2, n_rx, n_tx), with LS its error variance
+per RE; the beam, p_null and each listener's combining are per RE (p_null from the headers' per-RE CSI codes), and
+each link's channel (its TDL/CDL model, speed, delay spread) and the legitimate CSI's estimator and delay are its own
+``LinkConfig`` settings, not the ``antennas`` fields of those names (:func:`legit_array`).
 """
 
 from __future__ import annotations
