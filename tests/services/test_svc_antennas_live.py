@@ -370,6 +370,13 @@ def good_reply(b: int) -> pb.FeedbackReply:
     (dict(csi=[float("nan")] + [0.5] * 31), ConfigError, "non-finite values"),
     (dict(csi=[float("inf")] * 32), ConfigError, "non-finite values"),
     (dict(beam_fraction=1.5), ConfigError, "beam_fraction=1.5 must be in (0, 1]"),
+    (dict(channel_uses=2), BadRequest, "has 32 values for 4 frames of n_rx=1 x n_tx=4 on 2 channel uses each"),
+    (dict(channel_uses=3, csi=[0.5] * 96), ConfigError, "expected (B=4, M=1 or 128, n_rx>=1, n_tx=4)"),
+    (dict(csi_error_re=[0.01]), BadRequest, "1 per-RE error variances for 1 channel uses"),
+    (dict(channel_uses=128, csi=[0.5] * 4096, csi_error_re=[0.01] * 127), BadRequest,
+     "127 per-RE error variances for 128 channel uses"),
+    (dict(channel_uses=128, csi=[0.5] * 4096, csi_error_re=[-0.01] * 128), BadRequest, "not finite and >= 0"),
+    (dict(csi_error=float("nan")), BadRequest, "not finite and >= 0"),
 ])
 def test_malformed_csi_feedback_is_refused_at_the_transmitter_and_nothing_is_precoded(change: dict, error: type,
                                                                                        words: str) -> None:
@@ -378,9 +385,9 @@ def test_malformed_csi_feedback_is_refused_at_the_transmitter_and_nothing_is_pre
     was."""
     reply = good_reply(4)
     for f, v in change.items():
-        if f == "csi":
-            del reply.csi[:]
-            reply.csi.extend(v)
+        if f in ("csi", "csi_error_re"):
+            del getattr(reply, f)[:]
+            getattr(reply, f).extend(v)
         else:
             setattr(reply, f, v)
     gen = torch.Generator().manual_seed(3)
