@@ -50,7 +50,8 @@ def test_the_antennas_make_the_gap_without_a_key(antennas: LiveStack) -> None:
     with antennas.http() as c:
         links = c.get("/api/links").json()["links"]
     assert links["receiver"]["antennas"] == {"n_tx": 4, "n_rx": 1, "null_space": True, "beam_fraction": 0.01,
-                                            "estimator": "perfect", "feedback_delay": 0, "speed_kmh": 3.0}
+                                            "estimator": "perfect", "feedback_delay": 0, "speed_kmh": 3.0,
+                                            "channel_model": "rayleigh"}
     assert links["eve-4rx"]["antennas"]["n_rx"] == 4 and links["eve"]["antennas"]["n_rx"] == 1
 
 
@@ -79,9 +80,10 @@ def test_the_operator_sets_the_antennas_through_put_api_links(antennas: LiveStac
             assert r.status_code == 200, r.text
             links = c.get("/api/links").json()["links"]
             assert links["receiver"]["antennas"] == {"n_tx": 8, "n_rx": 1, "null_space": True, "beam_fraction": 0.02,
-                                                    "estimator": "perfect", "feedback_delay": 0, "speed_kmh": 3.0}
+                                                    "estimator": "perfect", "feedback_delay": 0, "speed_kmh": 3.0,
+                                                    "channel_model": "rayleigh"}
             assert links["eve"]["antennas"] == {"n_tx": 8, "n_rx": 2, "null_space": True, "beam_fraction": 0.02,
-                                               "correlation": 0.0}
+                                               "correlation": 0.0, "channel_model": "rayleigh"}
             assert run(antennas, 20)["status"] == "done"
         finally:
             r = c.put("/api/links", json={"links": {"receiver": {"antennas": {"n_tx": 4, "beam_fraction": 0.01}},
