@@ -77,10 +77,10 @@ def describe(args: Namespace, servicer: ChannelEmulatorServicer, host: object) -
     """After the port is bound (health NOT_SERVING meanwhile): import Sionna now, not on the first frame."""
     load_phy()
     phy = f"ofdm {args.channel_model}" if args.phy == "ofdm" else "flat"
-    if args.n_tx > 1:
-        phy += f", {args.n_tx} transmit antennas over {args.antenna_channel}" + \
-            (", null-space self-noise" if args.null_space else "")
-        if args.csi_estimator != "perfect" or args.csi_delay:
+    if args.n_tx > 1:  # on ofdm the channel and the CSI are the ofdm settings' (channel_emulator.antennas)
+        phy += f", {args.n_tx} transmit antennas" + ("" if args.phy == "ofdm" else f" over {args.antenna_channel}") + \
+            (", null-space self-noise" if args.null_space else "") + (" per RE" if args.phy == "ofdm" else "")
+        if args.phy != "ofdm" and (args.csi_estimator != "perfect" or args.csi_delay):
             phy += f", {args.csi_estimator} CSI {args.csi_delay} frames late at {args.csi_speed_kmh:g} km/h"
     noise = "from the OS" if args.seed is None else "seeded: known to anyone who knows the seed"
     return (f"legitimate link {args.legit_name!r} ({phy}) at {args.snr_db:.1f} dB, at most {args.max_links} links, "

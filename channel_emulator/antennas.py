@@ -17,7 +17,14 @@ What runs where:
   (:func:`~diffsem.phy.nullspace.listener_channel`, :func:`diffsem.antenna_path.receive`).
 
 A listener therefore gets an ordinary frame: k combined real values and their noise variance, as on a
-single-antenna link. Every link draws from its own generator (its seed's, or the OS's: :class:`AntennaLink`).
+single-antenna link. Every link draws from its own generator (its seed's, or the OS's: :class:`AntennaLink`), through
+one :class:`MimoLink` kept from batch to batch.
+
+Every link has the legitimate link's phy (:func:`check_plan`). On ``ofdm`` everything above is per resource element
+of the legitimate link's grid, which every link shares: the CSI is (B, k/2, n_rx, n_tx), with LS its error variance
+per RE; the beam, p_null and each listener's combining are per RE (p_null from the headers' per-RE CSI codes), and
+each link's channel (its TDL/CDL model, speed, delay spread) and the legitimate CSI's estimator and delay are its own
+``LinkConfig`` settings, not the ``antennas`` fields of those names (:func:`legit_array`).
 """
 
 from __future__ import annotations
@@ -31,13 +38,15 @@ from google.protobuf.descriptor import FieldDescriptor
 from diffsem.antenna_path import receive
 from diffsem.channel import ChannelOutput
 from diffsem.config import LinkConfig, build
-from diffsem.phy.antennas import AntennaConfig, MimoDraw, MimoLink
+from diffsem.errors import ConfigError
+from diffsem.phy.antennas import AntennaConfig, MimoDraw, MimoLink, check_grid_array
+from diffsem.phy.grid import GRID_FIELDS
 from diffsem.phy.nullspace import Beam, NullSpaceConfig, beamform, listener_channel, null_power
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
 from protos.diffsem.v1 import frame_pb2
 from services_common.errors import BadRequest
-from services_common.frames import antenna_signals
+from services_common.frames import antenna_signals, public_header
 
 FIELDS: tuple[FieldDescriptor, ...] = tuple(pb.AntennaSettings.DESCRIPTOR.fields)
 TRANSMITTER_FIELDS = ("n_tx", "null_space", "beam_fraction")  # the transmitter's: the legitimate link's settings
@@ -86,30 +95,80 @@ def check_update(update: pb.AntennaSettings, legit: bool) -> None:
                          "correlation with the legitimate receiver's): set it on an eavesdropper's link")
 
 
-def check_plan(links: dict[str, pb.LinkSettings], legit_name: str, eve_defaults: pb.LinkSettings) -> None:
-    """Rules across links (after an update, before it applies): the legitimate link's power split must fit its
-    antennas (null-space self-noise needs n_tx > its n_rx: the core's :meth:`NullSpaceConfig.check`), and with
-    n_tx > 1 every link, and every new eavesdropper link, is flat (one channel matrix per frame: i.i.d. Rayleigh or
-    the legitimate link's CDL)."""
-    array, split = configs(links[legit_name].antennas)
+def legit_array(phy: str, s: pb.AntennaSettings) -> AntennaConfig:
+    """The legitimate link's antennas for the core's :class:`MimoLink`. On a flat link every field of ``s``: the
+    antennas' channel model and CSI settings are the link's. On an ofdm link only n_tx and n_rx: the channel, the
+    estimator and the feedback delay are the link's own ``LinkConfig`` settings there (``channel_model``,
+    ``estimator``, ``feedback_delay``, ``speed_kmh``), and the antennas' fields of those names are not used."""
+    array, _ = configs(s)
+    return array if phy == "flat" else AntennaConfig(n_tx=array.n_tx, n_rx=array.n_rx)
+
+
+def check_plan(links: dict[str, pb.LinkSettings], legit_name: str, new_links: dict[str, pb.LinkSettings],
+               k: int) -> None:
+    """Rules across links (after an update, before it applies). The legitimate link's power split must fit its
+    antennas (null-space self-noise needs n_tx > its n_rx: the core's :meth:`NullSpaceConfig.check`). With
+    n_tx > 1 the transmitter precodes for every link, so every link, and every link still to be created
+    (``new_links``: the settings new eavesdropper links get, by what they are called), has the legitimate link's
+    phy; on ofdm the precoder is per RE of the legitimate link's grid, so every link has its grid (an eavesdropper's
+    own channel model, delay spread and speed may differ), the legitimate receiver feeds back per RE, and every
+    link's antennas fit its grid (:func:`~diffsem.phy.antennas.check_grid_array`)."""
+    legit = links[legit_name]
+    array, split = configs(legit.antennas)
     split.check(array.n_tx, array.n_rx)
-    if array.n_tx > 1:
-        ofdm = [n for n, s in links.items() if s.phy != "flat"] + (["new eavesdropper links"]
-                                                                   if eve_defaults.phy != "flat" else [])
-        if ofdm:
-            raise BadRequest(f"antennas.n_tx={array.n_tx} makes every link a flat multi-antenna link; "
-                             f"{', '.join(ofdm[:5])} use phy={links.get(ofdm[0], eve_defaults).phy!r}: set "
-                             "phy='flat' (per-RE null-space self-noise on ofdm links is not wired live yet)")
+    if array.n_tx == 1:
+        return
+    others = {**{n: s for n, s in links.items() if n != legit_name}, **new_links}
+    wrong = [n for n, s in others.items() if s.phy != legit.phy]
+    if wrong:
+        raise BadRequest(f"antennas.n_tx={array.n_tx} on the legitimate link (phy={legit.phy!r}) precodes for every "
+                         f"link; {', '.join(wrong[:5])} use phy={others[wrong[0]].phy!r}: set phy={legit.phy!r} on "
+                         "every link, or antennas.n_tx=1")
+    if legit.phy != "ofdm":
+        return
+    if legit.feedback != "re":
+        raise BadRequest(f"antennas.n_tx={array.n_tx} on an ofdm link precodes per RE: the legitimate link needs "
+                         f"feedback='re' (per-RE CSI), not {legit.feedback!r}")
+    grid = {f: _value(legit, f) for f in GRID_FIELDS}
+    for name, s in others.items():
+        off = [f"{f}={_value(s, f)} (the legitimate link's is {v})" for f, v in grid.items() if _value(s, f) != v]
+        if off:
+            raise BadRequest(f"antennas.n_tx={array.n_tx} on an ofdm link precodes per RE of the legitimate link's "
+                             f"grid; {name} has {', '.join(off)}: give every link the legitimate link's "
+                             f"{', '.join(GRID_FIELDS)}")
+    _check_grids(array.n_tx, {legit_name: legit, **others}, k)
+
+
+def _check_grids(n_tx: int, links: dict[str, pb.LinkSettings], k: int) -> None:
+    """Each ofdm link's antennas on its grid (the core's check, once per distinct feedback, delay and n_rx: the rest
+    of what it checks is the grid, one for every link, and was checked with the link); BadRequest naming the link."""
+    from channel_emulator import schema  # schema builds on this module's AntennaSettings helpers
+
+    distinct: dict[tuple[str, int, int], str] = {}
+    for name, s in links.items():
+        distinct.setdefault((s.feedback, s.feedback_delay, s.antennas.n_rx or 1), name)
+    for (_, _, n_rx), name in distinct.items():
+        try:
+            check_grid_array(schema.config(links[name], k), AntennaConfig(n_tx=n_tx, n_rx=n_rx), k)
+        except ConfigError as e:
+            raise BadRequest(f"{name}: {e}") from None
+
+
+def _value(s: pb.LinkSettings, name: str) -> object:
+    """A LinkSettings field's value, a repeated one as a tuple (comparable, and printed as the core's)."""
+    v = getattr(s, name)
+    return tuple(v) if s.DESCRIPTOR.fields_by_name[name].is_repeated else v
 
 
 @dataclass
 class Drawn:
-    """The legitimate link's next frames, drawn at ``Feedback``: their channels, the CSI fed back, the split and
-    antennas the transmitter was told to use, and the SNR they were drawn at."""
+    """The legitimate link's next frames, drawn at ``Feedback``: their channels, the CSI fed back, the link settings,
+    split and antennas the transmitter was told to use, and the SNR they were drawn at."""
 
     draw: MimoDraw
-    csi: torch.Tensor  # (n, 1, n_rx, n_tx) complex64
-    array: AntennaConfig  # the legitimate link's antennas and CSI settings
+    csi: torch.Tensor  # (n, M, n_rx, n_tx) complex64: M = 1 (flat) or k/2 (ofdm, one matrix per carried RE)
+    cfg: LinkConfig  # the legitimate link's settings (its phy, grid, channel and CSI on ofdm)
+    array: AntennaConfig  # the legitimate link's antennas (and its channel and CSI settings on flat)
     split: NullSpaceConfig
     snr_db: float
     beam: Beam  # from the CSI, as the transmitter computes it: once per Feedback, for the reply and the Send
@@ -118,11 +177,15 @@ class Drawn:
     def n_tx(self) -> int:
         return self.array.n_tx
 
-    def reply(self, n0: float, csi_error: float) -> pb.FeedbackReply:
-        """The transmitter's ``FeedbackReply``: the CSI as (re, im) float32 pairs, row-major."""
-        n, _, n_rx, n_tx = self.csi.shape
-        return pb.FeedbackReply(phy="antennas", frames=n, n_tx=n_tx, n_rx=n_rx,
-                                csi=torch.view_as_real(self.csi).reshape(-1).tolist(), n0=n0, csi_error=csi_error,
+    def reply(self, n0: float, csi_error: float | torch.Tensor) -> pb.FeedbackReply:
+        """The transmitter's ``FeedbackReply``: the CSI as (re, im) float32 pairs, row-major, over its M channel uses;
+        an LS estimate's error variance per RE when it has one (ofdm), with its mean in ``csi_error``."""
+        n, m, n_rx, n_tx = self.csi.shape
+        per_re = isinstance(csi_error, torch.Tensor)
+        return pb.FeedbackReply(phy="antennas", frames=n, n_tx=n_tx, n_rx=n_rx, channel_uses=m,
+                                csi=torch.view_as_real(self.csi).reshape(-1).tolist(), n0=n0,
+                                csi_error=float(csi_error.mean()) if per_re else csi_error,
+                                csi_error_re=csi_error.tolist() if per_re else [],
                                 beam_fraction=self.split.beam_fraction, null_space=self.split.null_space,
                                 sigma_c2=float(self.beam.feedback(n0).mean()))
 
@@ -130,7 +193,8 @@ class Drawn:
 @dataclass
 class Batch:
     """One ``Send`` of antenna signals x (B, k/2, n_tx) complex64, with the beam they were precoded on and the
-    null-space power per frame (B, 1) (None without null-space self-noise), and the legitimate link's draw."""
+    null-space power per channel use, (B, 1) or (B, k/2) (None without null-space self-noise), and the legitimate
+    link's draw."""
 
     x: torch.Tensor
     beam: Beam
@@ -145,67 +209,95 @@ class Batch:
 
 def batch(drawn: Drawn | None, rows: torch.Tensor, frames: list[frame_pb2.Frame], n_tx_now: int) -> Batch:
     """A Send's rows (B, k n_tx) float32 as a :class:`Batch` over the frames ``drawn`` at the last Feedback. The beam
-    is the one the transmitter computed from the same CSI; p_null = 1 - beta (a + sigma_self^2) from the public
-    headers (:func:`~diffsem.phy.nullspace.null_power`). BadRequest when the Send does not match that Feedback."""
+    is the one the transmitter computed from the same CSI; p_null = 1 - beta (a + sigma_self^2) per channel use from
+    the public headers (:func:`~diffsem.phy.nullspace.null_power`; per RE from their CSI codes on ofdm). BadRequest
+    when the Send does not match that Feedback."""
     b, length = rows.shape
     if drawn is None:
         raise BadRequest(f"the legitimate link has n_tx={n_tx_now} antennas: a Send must follow the Feedback that "
                          "drew its frames' channel (the transmitter precodes on that CSI)")
-    n = drawn.csi.shape[0]
-    if b != n or length % (2 * drawn.n_tx):
+    n, m = drawn.csi.shape[:2]
+    if b != n or length % (2 * drawn.n_tx) or m > 1 and length != 2 * m * drawn.n_tx:
+        k = f"k = {2 * m}" if m > 1 else "k even"
         raise BadRequest(f"a Send of {b} frames of {length} values after a Feedback for {n} frames on "
-                         f"n_tx={drawn.n_tx} antennas: send {n} frames of k x n_tx values (k even)")
-    beam = drawn.beam
+                         f"n_tx={drawn.n_tx} antennas: send {n} frames of k x n_tx values ({k})")
     k = length // drawn.n_tx
-    p_null = None
-    if drawn.split.null_space:
-        s2 = torch.tensor([f.header.sigma_self2 for f in frames], dtype=torch.float64)
-        p_null = null_power(beam.beta, float(frames[0].header.a), s2, k)
-    return Batch(antenna_signals(rows, drawn.n_tx), beam, p_null, drawn, drawn.n_tx)
+    p_null = _null_power(drawn, frames, k) if drawn.split.null_space else None
+    return Batch(antenna_signals(rows, drawn.n_tx), drawn.beam, p_null, drawn, drawn.n_tx)
+
+
+def _null_power(drawn: Drawn, frames: list[frame_pb2.Frame], k: int) -> torch.Tensor:
+    """The null-space power of a Send's frames, (B, M), from their public header as every listener reads it
+    (:func:`services_common.frames.public_header`): one batch, so one t* and a, and per-RE CSI codes exactly when
+    the CSI was per RE."""
+    first = frames[0].header
+    t_star = first.t_star if first.HasField("t_star") else None
+    per_re = drawn.csi.shape[1] > 1
+    odd = [f.seq for f in frames if f.header.a != first.a or (f.header.t_star if f.header.HasField("t_star") else None)
+           != t_star or bool(f.header.csi) != per_re]
+    if odd:
+        raise BadRequest(f"frame seq {odd[0]}: a Send of antenna signals is one precoded batch, its frames share t* "
+                         f"and a, and carry per-RE CSI codes in their header {'on' if per_re else 'only on'} an "
+                         "ofdm link")
+    header = public_header(frames, t_star, first.a, k)
+    return null_power(drawn.beam.beta, first.a, header.sigma_self2, k)
 
 
 @functools.lru_cache(maxsize=256)
-def eavesdropper_array(n_tx: int, n_rx: int, correlation: float, channel_model: str) -> AntennaConfig:
-    """An eavesdropper link's antennas in the legitimate link's ``channel_model``, validated once per distinct
-    settings rather than on every batch it carries (AntennaConfig is frozen, so links with the same settings share
-    one; a ValidationError is not cached)."""
-    return AntennaConfig(n_tx=n_tx, n_rx=n_rx, correlation=correlation, channel_model=channel_model)
+def eavesdropper_array(n_tx: int, n_rx: int, correlation: float, channel_model: str | None) -> AntennaConfig:
+    """An eavesdropper link's antennas, in the legitimate link's ``channel_model`` on flat (None on ofdm: the channel
+    is the link's own settings'), validated once per distinct settings rather than on every batch it carries
+    (AntennaConfig is frozen, so links with the same settings share one; a ValidationError is not cached)."""
+    model = {} if channel_model is None else {"channel_model": channel_model}
+    return AntennaConfig(n_tx=n_tx, n_rx=n_rx, correlation=correlation, **model)
 
 
 class AntennaLink:
-    """A link's multi-antenna channel: its receive antennas and its own generator (seeded from the link's seed,
-    which the emulator draws from the OS unless the operator gives one)."""
+    """A link's multi-antenna channel: its own generator (seeded from the link's seed, which the emulator draws from
+    the OS unless the operator gives one) and the core :class:`MimoLink` that draws from it, kept across batches."""
 
     def __init__(self, seed: int):
         self.gen = torch.Generator().manual_seed(derive_seed(seed, "antennas"))
         self.drawn: Drawn | None = None  # the legitimate link's frames drawn at the last Feedback, not yet sent
+        self._mimo: MimoLink | None = None
+        self._key: tuple[object, ...] = ()
 
-    def mimo(self, snr_db: float, array: AntennaConfig) -> MimoLink:
-        """The link at ``snr_db`` (Es/N0 per receive antenna) with these antennas, drawing from its generator."""
-        return MimoLink(LinkConfig(snr_db=snr_db), array, self.gen)
+    def mimo(self, cfg: LinkConfig, array: AntennaConfig, k: int, snr_db: float) -> MimoLink:
+        """The link at ``snr_db`` (Es/N0 per receive antenna) with these antennas. One :class:`MimoLink` serves
+        batch after batch (an ofdm link's channel runs on a frame clock, so its next frames continue it; a flat CDL
+        link keeps its channel model), as one serves every batch offline; it is made anew, from the link's
+        generator, when the link's channel settings (:meth:`LinkConfig.channel`), its antennas or k change."""
+        key = (cfg.channel(), array, k)
+        if self._mimo is None or key != self._key:
+            self._mimo, self._key = MimoLink(cfg, array, self.gen, k), key
+        self._mimo.set_snr(snr_db)
+        return self._mimo
 
-    def draw_ahead(self, n: int, snr_db: float, settings: pb.AntennaSettings) -> pb.FeedbackReply:
+    def draw_ahead(self, n: int, snr_db: float, settings: pb.AntennaSettings, cfg: LinkConfig,
+                   k: int) -> pb.FeedbackReply:
         """The legitimate link's next ``n`` frames: channels, then the fed-back CSI (the core's order), kept in
-        :attr:`drawn` for the Send that carries them; returns the transmitter's reply."""
-        array, split = configs(settings)
-        link = self.mimo(snr_db, array)
+        :attr:`drawn` for the Send that carries them; returns the transmitter's reply. ``cfg``: the link's
+        settings (on ofdm its grid, channel and CSI: :func:`legit_array`); ``k``: real values per frame."""
+        array, split = legit_array(cfg.phy, settings), configs(settings)[1]
+        link = self.mimo(cfg, array, k, snr_db)
         draw = link.draw(n)
         csi = link.feedback(draw)
-        self.drawn = Drawn(draw, csi, array, split, snr_db, beamform(csi, split.beam_fraction))
+        self.drawn = Drawn(draw, csi, cfg, array, split, snr_db, beamform(csi, split.beam_fraction))
         return self.drawn.reply(link.n0, link.csi_error)
 
-    def carry(self, b: Batch, snr_db: float, own: pb.AntennaSettings, legit: bool) -> ChannelOutput:
+    def carry(self, b: Batch, snr_db: float, own: pb.AntennaSettings, legit: bool, cfg: LinkConfig) -> ChannelOutput:
         """Carry the batch over this link and combine it as its listener does: the legitimate link over the
         channels drawn at Feedback (at the SNR they were drawn at), an eavesdropper's over channels it draws now at
-        ``snr_db`` with its ``own`` settings' receive antennas, correlated with the legitimate draw of the same
-        frames by their ``correlation`` (:meth:`MimoLink.draw`). Returns the combined latent (B, k), its noise per
-        real dim (B,) and the beam's effective gain (B,)."""
+        ``snr_db`` with its settings ``cfg`` (on ofdm, its own channel on the legitimate link's grid) and its
+        ``own`` antenna settings' receive antennas, correlated with the legitimate draw of the same frames by their
+        ``correlation`` (:meth:`MimoLink.draw`). Returns the combined latent (B, k), its noise per real dim ((B,),
+        or (B, k) on ofdm) and the beam's effective gain (B,)."""
         if legit:
-            link = self.mimo(b.legit.snr_db, b.legit.array)
+            link = self.mimo(b.legit.cfg, b.legit.array, b.k, b.legit.snr_db)
             draw = b.legit.draw
         else:
-            link = self.mimo(snr_db, eavesdropper_array(b.n_tx, own.n_rx or 1, own.correlation,
-                                                        b.legit.array.channel_model))
+            model = b.legit.array.channel_model if cfg.phy == "flat" else None
+            link = self.mimo(cfg, eavesdropper_array(b.n_tx, own.n_rx or 1, own.correlation, model), b.k, snr_db)
             draw = link.draw(b.x.shape[0], b.legit.draw)
         y = link.carry(b.x, draw)
         g, r = listener_channel(draw.h, b.beam, b.p_null, link.n0)  # what its listener learns from the air

@@ -101,7 +101,7 @@ def carry(link: Link, ant: antennas.AntennaLink, x: torch.Tensor | antennas.Batc
     eavesdropper links."""
     if not isinstance(x, antennas.Batch):
         return link.carry(x, snr_db)
-    out = ant.carry(x, snr_db, own, legit)
+    out = ant.carry(x, snr_db, own, legit, link.cfg)
     out.lost, out.delay_s = link.delivery(out.latent.shape[0])
     return out
 
@@ -114,7 +114,7 @@ def carried(out: ChannelOutput, n: int, mimo: bool = False) -> Carried:
         out.subcarrier_snr_db[-STRIP_FRAMES:].clamp(-100.0, 100.0).tolist()  # finite for JSON
     return Carried(ChannelOutput(**cut), complex(out.gain[-1].item()),
                    math.nan if out.csi is None else float(out.csi[-1].mean()), strip,
-                   float(out.sigma_c2[-1]) if mimo else None)
+                   float(out.sigma_c2[-1].mean()) if mimo else None)
 
 
 class Subscriber:

@@ -101,7 +101,7 @@ class Emulator:
         first.seed = self._link_seed(legit_name)
         self.links: dict[str, EmulatedLink] = {
             legit_name: EmulatedLink(legit_name, LEGIT, first, clock(), k, seed is not None)}
-        antennas.check_plan({legit_name: first, **self.eve_links}, legit_name, self.eve_defaults)
+        antennas.check_plan({legit_name: first}, legit_name, self._new_links({}), k)
         for phy in {first.phy, self.eve_defaults.phy}:
             warm_up(phy)
         if fanout not in ("process", "thread"):
@@ -135,6 +135,11 @@ class Emulator:
         link = EmulatedLink(name, EAVESDROPPER, settings, now, self.k, self.seed is not None)
         self.links[name] = link
         return link
+
+    def _new_links(self, links: dict[str, pb.LinkSettings]) -> dict[str, pb.LinkSettings]:
+        """The settings links not in ``links`` will get when they are created, by what they are called."""
+        pending = {f"eavesdropper link {n}": s for n, s in self.eve_links.items() if n not in links}
+        return {**pending, "new eavesdropper links": self.eve_defaults}
 
     def _expire(self, now: float) -> None:
         """Remove eavesdropper links whose listener left more than ``grace_s`` ago (never the legitimate one)."""
@@ -221,7 +226,7 @@ class Emulator:
                 after.pop(u.name, None)
                 continue
             after[u.name], _, _ = checked(after[u.name], u.settings, link.legit, self.trace_dir, self.k)
-        antennas.check_plan(after, self.legit_name, self.eve_defaults)
+        antennas.check_plan(after, self.legit_name, self._new_links(after), self.k)
         if len(self.links) + creating > self.max_links:
             raise Exhausted(f"{creating} new links would pass the limit of {self.max_links} links")
 
@@ -307,7 +312,7 @@ class Emulator:
             link = self.links[name]
             snr = self._legit_snr(self.clock())
             if link.settings.antennas.n_tx > 1:  # the channel matrices and the CSI fed back, drawn ahead
-                return link.antennas.draw_ahead(n, snr, link.settings.antennas)
+                return link.antennas.draw_ahead(n, snr, link.settings.antennas, link.link.cfg, self.k)
             csi = link.feedback(n, snr)
             if isinstance(csi.sigma_c2, CsiFeedback):
                 return pb.FeedbackReply(phy="ofdm", frames=n, codes=csi.sigma_c2.symbol_codes().numpy().tobytes(),

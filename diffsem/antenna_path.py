@@ -63,13 +63,13 @@ def transmit_antennas(s: torch.Tensor, t_star: int | None, abar: torch.Tensor, c
                       keyed: KeyedSender | None = None) -> Precoded:
     """Transmitter side: latents s (B, k) -> antenna signals for fed-back CSI (B, M, n_rx_legit, n_tx) complex of a
     legitimate link with noise ``n0`` per complex symbol and an estimation error of variance ``csi_error`` per
-    channel entry.
+    channel entry (a float, or (M,) per channel use when M = k/2: an LS estimate on an ofdm grid).
 
     DiffSem's rule runs on the beam-normalised feedback (N0 + leak) / (beta g2) (:meth:`Beam.feedback`; one value
     per frame, or per symbol quantised as :class:`~diffsem.phy.grid.CsiFeedback` when M = k/2); ``generator`` draws
     eps_self (unless ``keyed`` gives it), then the null-space self-noise."""
     b, k = s.shape
-    check_csi(csi, n_tx, b, k)
+    check_csi(csi, n_tx, b, k, csi_error)
     split.check(n_tx, csi.shape[2])
     beam = beamform(csi, split.beam_fraction)
     leak = csi_leak(csi_error, beam.beta, privacy_level(t_star, abar)) if split.null_space and beam.d else 0.0

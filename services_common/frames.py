@@ -123,15 +123,16 @@ def _own_noise(frames: list[frame_pb2.ReceivedFrame], k: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def _header_of(frames: list[frame_pb2.ReceivedFrame], t_star: int | None, a: float, k: int) -> PublicHeader:
-    """The core's header of a group of frames that share t*, a and whether they carry CSI codes (with their public
-    ``seq``, on which an attack such as the noise replay aligns)."""
-    seq = torch.tensor([rf.frame.seq for rf in frames], dtype=torch.int64)
-    if frames[0].frame.header.csi:
-        return replace(header_from_csi(t_star, a, csi_of([rf.frame.header.csi for rf in frames], k, "header csi")),
-                       seq=seq)
+def public_header(frames: list[frame_pb2.Frame], t_star: int | None, a: float, k: int) -> PublicHeader:
+    """The core's header of frames that share t*, a and whether they carry CSI codes, as every reader of the public
+    header rebuilds it (a listener, and the emulator for a multi-antenna Send's null-space power): with codes,
+    sigma_self^2 per real dim (B, k) from them (:func:`diffsem.pipeline.header_from_csi`), else per frame (B,); with
+    the frames' public ``seq``, on which an attack such as the noise replay aligns. BadRequest for malformed codes."""
+    seq = torch.tensor([f.seq for f in frames], dtype=torch.int64)
+    if frames[0].header.csi:
+        return replace(header_from_csi(t_star, a, csi_of([f.header.csi for f in frames], k, "header csi")), seq=seq)
     # float64, as the transmitter computed it (the wire's double holds it exactly): the view is then the offline one
-    return PublicHeader(t_star, a, torch.tensor([rf.frame.header.sigma_self2 for rf in frames], dtype=torch.float64),
+    return PublicHeader(t_star, a, torch.tensor([f.header.sigma_self2 for f in frames], dtype=torch.float64),
                         seq=seq)
 
 
@@ -161,7 +162,7 @@ def received_batch(frames: list[frame_pb2.ReceivedFrame], k: int, model_id: str 
                 bool(h.csi))].append(i)
     for (t_star, a, check, _), idx in groups.items():
         group = [frames[i] for i in idx]
-        header = _header_of(group, t_star, a, k)
+        header = public_header([rf.frame for rf in group], t_star, a, k)
         cores.append((idx, header))
         per_dim = header.csi is not None or any(rf.sigma2_re for rf in group)
         own = _own_noise(group, k) if per_dim else sigma2[idx]

@@ -20,7 +20,7 @@ from diffsem.framepath import LEGIT, TX, role_generators
 from diffsem.models import power_normalise
 from diffsem.phy.antennas import AntennaConfig, MimoLink
 from diffsem.phy.grid import WINDOW_FRAMES, GridLayout
-from diffsem.phy.nullspace import NullSpaceConfig
+from diffsem.phy.nullspace import NullSpaceConfig, check_csi
 from diffsem.phy.ofdm import OfdmPhy
 
 K = 256
@@ -121,6 +121,29 @@ def test_ofdm_antenna_settings_that_disagree_with_the_link_get_one_line_errors(l
     with pytest.raises(ConfigError) as err:
         MimoLink(LinkConfig(phy="ofdm", **link), AntennaConfig(**array), torch.Generator(), k)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_new_snr_keeps_the_grid_channel_running() -> None:
+    """MimoLink.set_snr (a live link whose SNR follows a trace): the noise changes, the channel's frame clock does
+    not; the next frames are those an unchanged link draws."""
+    cfg = LinkConfig(phy="ofdm", snr_db=20.0)
+    links = [MimoLink(cfg, AntennaConfig(n_tx=4), torch.Generator().manual_seed(3), K) for _ in range(2)]
+    for link in links:
+        link.draw(5)
+    links[1].set_snr(0.0)
+    assert links[1].n0 == pytest.approx(1.0) and links[0].n0 == pytest.approx(0.01)
+    assert torch.equal(links[0].draw(5).h, links[1].draw(5).h)
+    errors = [link.csi_error for link in links]
+    assert isinstance(errors[0], torch.Tensor) and isinstance(errors[1], torch.Tensor)
+    assert torch.allclose(errors[1], errors[0] * 100)  # LS: N0 e(RE)
+
+
+def test_the_csi_error_must_be_one_per_channel_use() -> None:
+    csi = torch.ones(2, K // 2, 1, 4, dtype=torch.complex64)
+    for error, words in ((torch.ones(3), "CSI error variance of shape (3,) for CSI of 128 channel uses"),
+                         (-1.0, "must be finite and >= 0"), (torch.full((K // 2,), float("nan")), "finite")):
+        with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            check_csi(csi, 4, 2, K, error)
 
 
 def test_antennas_eval_on_ofdm_opens_the_keyless_gap_per_re(tmp_path, cli) -> None:

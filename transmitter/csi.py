@@ -10,8 +10,8 @@ for the frame, pinned until cleared. A malformed one is refused and the previous
 
 The result is the core's feedback type (:data:`diffsem.pipeline.Feedback`): a float or a (B,) tensor, or a
 :class:`diffsem.phy.CsiFeedback` of (B, k/2) codes with one unit per symbol; on multi-antenna links (n_tx > 1) an
-:class:`AntennaCsi`, the legitimate receiver's channel matrix per frame, with the power split the operator set
-(docs/design.md §5, live antennas). That CSI is checked at the core's door
+:class:`AntennaCsi`, the legitimate receiver's channel matrix per frame (flat) or per RE (ofdm), with the power split
+the operator set (docs/design.md §5, live antennas). That CSI is checked at the core's door
 (:func:`diffsem.phy.nullspace.check_csi`, when the transmitter precodes): a malformed one sends nothing.
 """
 
@@ -48,29 +48,40 @@ def pinned_feedback(msg: pb.CsiFeedback, k: int) -> torch.Tensor:
 
 @dataclass
 class AntennaCsi:
-    """A multi-antenna legitimate link's fed-back CSI of B frames: csi (B, 1, n_rx, n_tx) complex64, the noise n0
-    per complex symbol, the estimate's error variance per entry, the power split, and the mean beam-normalised level
-    (the emulator's ``sigma_c2``, for the state)."""
+    """A multi-antenna legitimate link's fed-back CSI of B frames: csi (B, M, n_rx, n_tx) complex64 (M = 1 on a flat
+    link, k/2 on an ofdm link: one matrix per RE), the noise n0 per complex symbol, the estimate's error variance per
+    entry (a float, or (M,) float32 per RE for LS on ofdm), the power split, and the mean beam-normalised level (the
+    emulator's ``sigma_c2``, for the state)."""
 
     csi: torch.Tensor
     n0: float
-    csi_error: float
+    csi_error: float | torch.Tensor
     split: NullSpaceConfig
     n_tx: int
     level: float
 
 
 def antenna_csi(reply: ch_pb.FeedbackReply, b: int) -> AntennaCsi:
-    """An ``antennas`` FeedbackReply for b frames as :class:`AntennaCsi`. The values are shaped (B, 1, n_rx, n_tx)
-    when their count allows it (the core's :func:`~diffsem.phy.nullspace.check_csi` then checks shape and values);
-    a count that fits no such shape is refused here."""
-    n_tx, n_rx = reply.n_tx, reply.n_rx
-    if len(reply.csi) != 2 * b * n_rx * n_tx or n_rx < 1:
+    """An ``antennas`` FeedbackReply for b frames as :class:`AntennaCsi`. The values are shaped (B, M, n_rx, n_tx)
+    with M = ``channel_uses`` when their count allows it (the core's :func:`~diffsem.phy.nullspace.check_csi` then
+    checks shape, M and values); counts that fit no such shape, and error variances that are not finite and >= 0, are
+    refused here."""
+    n_tx, n_rx, m = reply.n_tx, reply.n_rx, reply.channel_uses or 1
+    want = 2 * b * m * max(n_rx, 1) * n_tx
+    if len(reply.csi) != want or n_rx < 1:
         raise BadRequest(f"the emulator's CSI feedback has {len(reply.csi)} values for {b} frames of n_rx={n_rx} x "
-                         f"n_tx={n_tx}; expected 2 x frames x n_rx x n_tx (re, im) = {2 * b * max(n_rx, 1) * n_tx}")
-    values = torch.tensor(reply.csi, dtype=torch.float32).reshape(b, 1, n_rx, n_tx, 2)
+                         f"n_tx={n_tx} on {m} channel uses each; expected 2 x frames x channel_uses x n_rx x n_tx "
+                         f"(re, im) = {want}")
+    per_re = list(reply.csi_error_re)
+    if per_re and (m == 1 or len(per_re) != m):
+        raise BadRequest(f"the emulator's CSI feedback has {len(per_re)} per-RE error variances for {m} channel "
+                         f"uses; expected one per channel use on a per-RE link ({m} > 1), else none")
+    if not all(math.isfinite(v) and v >= 0 for v in (*per_re, reply.csi_error, reply.n0)):
+        raise BadRequest("the emulator's CSI feedback has an error variance or n0 that is not finite and >= 0")
+    values = torch.tensor(reply.csi, dtype=torch.float32).reshape(b, m, n_rx, n_tx, 2)
     split = build(NullSpaceConfig, beam_fraction=reply.beam_fraction, null_space=reply.null_space)
-    return AntennaCsi(torch.view_as_complex(values), reply.n0, reply.csi_error, split,  # type: ignore[arg-type]
+    error = torch.tensor(per_re, dtype=torch.float32) if per_re else reply.csi_error
+    return AntennaCsi(torch.view_as_complex(values), reply.n0, error, split,  # type: ignore[arg-type]
                       n_tx, reply.sigma_c2)
 
 
@@ -100,7 +111,7 @@ class CsiSource:
             fb = self._drawn(b)
         self._at = time.monotonic()
         if isinstance(fb, AntennaCsi):
-            self.sigma_c2, self.values = fb.level, 1
+            self.sigma_c2, self.values = fb.level, fb.csi.shape[1]
         elif isinstance(fb, CsiFeedback):
             self.sigma_c2, self.values = float(fb.sigma_c2().mean()), self.k // 2
         else:

@@ -164,6 +164,12 @@ class MimoLink:
         self._cdl = None if array.channel_model == "rayleigh" or link.phy == "ofdm" else _cdl(array, generator)
         self._grid = None if link.phy == "flat" else _GridChannels(link, array, generator, k)
 
+    def set_snr(self, snr_db: float) -> None:
+        """Run the link at ``snr_db`` from now on (Es/N0 per receive antenna, dB): its channel and generator stay,
+        so a live link keeps its channel (an ofdm link's frame clock) while its SNR follows a trace or an offset."""
+        self.n0 = float(noise_variance(snr_db))
+        self.cfg = self.cfg.model_copy(update={"snr_db": snr_db})
+
     @property
     def csi_error(self) -> float | torch.Tensor:
         """The variance of the fed-back CSI's estimation error per channel entry: 0 for perfect; for LS N0 (flat),
@@ -237,18 +243,11 @@ class _GridChannels:
     generator seeded by one draw of the link's), taken at the k/2 carried REs, frame after frame."""
 
     def __init__(self, link: LinkConfig, array: AntennaConfig, generator: torch.Generator, k: int | None):
-        from diffsem.phy.grid import MAX_WINDOW_MB, GridLayout, check_link, window_bytes
+        from diffsem.phy.grid import GridLayout
         from diffsem.phy.ofdm import GridChannel, channel_generator, ls_error_factor
 
-        if k is None:
-            raise ConfigError("a multi-antenna ofdm link needs the frame size k (its grid carries k/2 symbols)")
-        check_link(link, k)
-        _check_grid_antennas(link, array)
-        size = window_bytes(link) * array.n_rx * array.n_tx
-        if size > MAX_WINDOW_MB * 2**20:
-            raise ConfigError(f"an OFDM channel window for {array.n_rx} x {array.n_tx} antennas takes "
-                              f"{size / 2**20:.1f} MB; at most {MAX_WINDOW_MB} MB (use fewer subcarriers, OFDM "
-                              "symbols or antennas)")
+        check_grid_array(link, array, k)
+        assert k is not None
         self.layout = GridLayout.of(link, k)
         self.channel = GridChannel(link, channel_generator(generator), array.n_rx, array.n_tx)
         self.ls = link.estimator == "ls"
@@ -261,6 +260,25 @@ class _GridChannels:
         self.frame += n
         pos = self.layout.positions
         return now[:, pos[:, 0], pos[:, 1]], then[:, pos[:, 0], pos[:, 1]]
+
+
+def check_grid_array(link: LinkConfig, array: AntennaConfig, k: int | None) -> None:
+    """Raise ``ConfigError`` (one line) unless ``array`` can run on the ofdm ``link`` with frames of ``k`` real
+    values: the grid carries k/2 symbols (:func:`~diffsem.phy.grid.check_link`), the CSI is fed back per RE, the
+    antennas leave the link's channel and CSI settings unset or agree with them, and one channel window for
+    n_rx x n_tx antennas fits :data:`~diffsem.phy.grid.MAX_WINDOW_MB`. What :class:`MimoLink` checks when it
+    builds an ofdm link, before anything is drawn (the emulator checks it when the settings change)."""
+    from diffsem.phy.grid import MAX_WINDOW_MB, check_link, window_bytes
+
+    if k is None:
+        raise ConfigError("a multi-antenna ofdm link needs the frame size k (its grid carries k/2 symbols)")
+    check_link(link, k)
+    _check_grid_antennas(link, array)
+    size = window_bytes(link) * array.n_rx * array.n_tx
+    if size > MAX_WINDOW_MB * 2**20:
+        raise ConfigError(f"an OFDM channel window for {array.n_rx} x {array.n_tx} antennas takes "
+                          f"{size / 2**20:.1f} MB; at most {MAX_WINDOW_MB} MB (use fewer subcarriers, OFDM "
+                          "symbols or antennas)")
 
 
 def _check_grid_antennas(link: LinkConfig, array: AntennaConfig) -> None:

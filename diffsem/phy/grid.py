@@ -32,6 +32,9 @@ WINDOW_FRAMES = 64  # frames of one continuous channel realisation (diffsem.phy.
 # One window's channel H, (feedback_delay + WINDOW_FRAMES) x ofdm_symbols x fft_size complex64, at most this size:
 # drawing it costs about its size again in memory and ~1 s per 100 MB on a 2-core CPU, under the emulator's lock.
 MAX_WINDOW_MB = 64
+# The settings that make an ofdm link's resource grid (where each carried RE sits, and its spacing): links that carry
+# one per-RE precoded frame (a multi-antenna transmitter's) must share them.
+GRID_FIELDS: tuple[str, ...] = ("fft_size", "ofdm_symbols", "pilot_symbols", "subcarrier_spacing_khz")
 
 
 def window_bytes(link: LinkConfig) -> int:

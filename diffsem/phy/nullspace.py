@@ -85,23 +85,24 @@ class Beam:
     gain2: torch.Tensor
     beta: float
 
-    def feedback(self, n0: float, leak: float = 0.0) -> torch.Tensor:
+    def feedback(self, n0: float, leak: float | torch.Tensor = 0.0) -> torch.Tensor:
         """(B, M) float32: the legitimate receiver's expected noise relative to the beam, (N0 + leak) / (beta g2):
         the sigma_c^2 that DiffSem's rule compensates (docs/design.md §3, multi-antenna). ``leak``: the null-space
         self-noise its CSI error lets through (:func:`csi_leak`)."""
         return ((n0 + leak) / (self.beta * self.gain2)).to(torch.float32)
 
 
-def csi_leak(csi_error: float, beta: float, a: float) -> float:
+def csi_leak(csi_error: float | torch.Tensor, beta: float, a: float) -> float | torch.Tensor:
     """The null-space self-noise power that reaches a legitimate receiver whose fed-back channel has an error of
     variance ``csi_error`` per entry, at most (1 - beta a) csi_error: its error e lies in the null space of H_hat
     with d of its n_tx dimensions, where the self-noise has p_null / d <= (1 - beta a) / d per dimension."""
     return (1.0 - beta * a) * csi_error
 
 
-def check_csi(csi: object, n_tx: int, batch: int, k: int) -> torch.Tensor:
+def check_csi(csi: object, n_tx: int, batch: int, k: int, error: float | torch.Tensor = 0.0) -> torch.Tensor:
     """The fed-back CSI, checked: a finite complex tensor (B, M, n_rx, n_tx) with M = 1 (per frame) or k/2 (per
-    symbol). Raises ``ConfigError`` saying what was wrong and what is accepted."""
+    symbol), and its estimation error variance per entry ``error``, a finite float >= 0 or, per symbol, one for each
+    of the M > 1 channel uses. Raises ``ConfigError`` saying what was wrong and what is accepted."""
     want = f"(B={batch}, M=1 or {k // 2}, n_rx>=1, n_tx={n_tx})"
     if not isinstance(csi, torch.Tensor) or not csi.is_complex():
         raise ConfigError(f"CSI feedback must be a complex tensor of shape {want}, got {type(csi).__name__}")
@@ -110,6 +111,13 @@ def check_csi(csi: object, n_tx: int, batch: int, k: int) -> torch.Tensor:
         raise ConfigError(f"CSI feedback has shape {tuple(csi.shape)}; expected {want}")
     if not bool(torch.isfinite(torch.view_as_real(csi)).all()):
         raise ConfigError("CSI feedback has non-finite values (NaN or inf); every entry must be finite")
+    m = csi.shape[1]
+    values = error if isinstance(error, torch.Tensor) else torch.tensor([error], dtype=torch.float64)
+    if isinstance(error, torch.Tensor) and (m == 1 or error.shape != (m,)):
+        raise ConfigError(f"CSI error variance of shape {tuple(error.shape)} for CSI of {m} channel uses; expected a "
+                          f"float, or one per channel use ({m},) when M > 1")
+    if not bool((torch.isfinite(values) & (values >= 0)).all()):
+        raise ConfigError("CSI error variance must be finite and >= 0 (per channel entry)")
     return csi
 
 

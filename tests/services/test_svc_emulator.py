@@ -79,10 +79,14 @@ class Emu:
         return {lk.name: lk for lk in self.control.GetState(pb.GetStateRequest(), timeout=5).links}
 
 
-def start_emulator(key: bytes | None = KEY, tmp: Path | None = None, **kw: object) -> tuple[Emu, ServiceHost]:
+def start_emulator(key: bytes | None = KEY, tmp: Path | None = None, phy: pb.LinkSettings | None = None,
+                   **kw: object) -> tuple[Emu, ServiceHost]:
+    """The receiver at 10 dB, new eavesdropper links at 5 dB, every link with ``phy``'s settings (default flat)."""
     clock = FakeClock()
-    emulator = Emulator("receiver", pb.LinkSettings(snr_db=10.0), pb.LinkSettings(snr_db=5.0), seed=7, clock=clock,
-                        **kw)
+    legit, eve = pb.LinkSettings(snr_db=10.0), pb.LinkSettings(snr_db=5.0)
+    for settings in (legit, eve):
+        settings.MergeFrom(phy or pb.LinkSettings())
+    emulator = Emulator("receiver", legit, eve, seed=7, clock=clock, **kw)
     verifier = auth.Verifier(key, audience=auth.EMULATOR_AUDIENCE)
     host = host_for(ChannelEmulatorServicer(emulator, verifier), verifier)
     port = host.start()
