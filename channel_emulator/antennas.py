@@ -81,9 +81,16 @@ def configs(s: pb.AntennaSettings) -> tuple[AntennaConfig, NullSpaceConfig]:
     return array, split  # type: ignore[return-value]
 
 
-def check_update(update: pb.AntennaSettings, legit: bool) -> None:
+def check_update(update: pb.AntennaSettings, legit: bool, phy: str = "flat") -> None:
     """An eavesdropper's link sets only its receive antennas and its correlation with the legitimate receiver's
-    channel; the power split is the transmitter's and the fed-back CSI the legitimate receiver's."""
+    channel; the power split is the transmitter's and the fed-back CSI the legitimate receiver's. On an ofdm link
+    (``phy``, after the update) the CSI and the channel are the link's own settings, so the antennas' fields of the
+    same names would be ignored there: refused, naming the link's fields to set."""
+    ignored = [n for n in (*CSI_FIELDS, *ENVIRONMENT_FIELDS) if update.HasField(n)] if phy == "ofdm" else []
+    if legit and ignored:
+        raise BadRequest(f"antennas.{', antennas.'.join(ignored)} shape a flat multi-antenna link; on an ofdm link "
+                         f"the CSI and the channel are the link's own settings: set {', '.join(ignored)} on the link "
+                         "itself (not under antennas)")
     if not legit:
         mine = [n for n in (*TRANSMITTER_FIELDS, *CSI_FIELDS, *ENVIRONMENT_FIELDS) if update.HasField(n)]
         if mine:

@@ -72,7 +72,7 @@ def checked(current: pb.LinkSettings, update: pb.LinkSettings, legit: bool,
     new = schema.merged(current, update)
     if legit and new.HasField("snr_offset_db"):
         raise BadRequest("the legitimate link cannot follow itself: snr_offset_db is for eavesdropper links")
-    antennas.check_update(update.antennas, legit)
+    antennas.check_update(update.antennas, legit, new.phy)
     cfg = schema.config(new, k)
     antennas.configs(new.antennas)
     trace = trace_of(update.trace, trace_dir) if update.HasField("trace") else None

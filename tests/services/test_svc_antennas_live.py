@@ -240,6 +240,9 @@ def test_on_ofdm_every_listener_gets_the_cores_per_re_combined_frames_batch_afte
     ({"eve": dict(pilot_symbols=[2])}, "eve has pilot_symbols=(2,) (the legitimate link's is (2, 11))"),
     ({"receiver": dict(feedback="subband")}, "the legitimate link needs feedback='re' (per-RE CSI), not 'subband'"),
     ({"receiver": dict(fft_size=24)}, "eve has fft_size=12 (the legitimate link's is 24)"),
+    ({"receiver": dict(antennas=pb.AntennaSettings(estimator="perfect", feedback_delay=0))},
+     "set estimator, feedback_delay on the link itself (not under antennas)"),
+    ({"receiver": dict(antennas=pb.AntennaSettings(channel_model="CDL-C"))}, "set channel_model on the link itself"),
 ])
 def test_ofdm_antennas_need_one_phy_one_grid_and_per_re_feedback(ofdm_emu: Emu, updates: dict, words: str) -> None:
     """With n_tx > 1 on an ofdm legitimate link the transmitter precodes per RE of its grid: a link on another phy or
@@ -254,6 +257,8 @@ def test_ofdm_antennas_need_one_phy_one_grid_and_per_re_feedback(ofdm_emu: Emu, 
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details(), \
         err.value.details()
     assert {n: lk.settings for n, lk in ofdm_emu.links().items()} == before
+    # what the state shows of the antennas is what is used: no antenna CSI or channel fields on an ofdm link
+    assert not any(before["receiver"].antennas.HasField(f) for f in ("estimator", "feedback_delay", "channel_model"))
     # an eavesdropper's own channel on the same grid is its own business
     ofdm_emu.control.Configure(pb.ConfigureRequest(links=[pb.LinkUpdate(name="eve", settings=pb.LinkSettings(
         channel_model="TDL-C", speed_kmh=60.0, delay_spread_ns=300.0))]), timeout=10)
