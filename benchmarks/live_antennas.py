@@ -1,7 +1,8 @@
 """What live multi-antenna links cost per batch (issue 22; docs/design.md §5, live antennas): the transmitter's side
 (self-noise, precoding and the frames' symbols on the wire) and the emulator's (Feedback, then Send over the
 legitimate link and one eavesdropper link, each carried and LMMSE-combined), against the single-antenna stack
-(a flat Rayleigh link, a new fade every frame), with the encoder's time for scale.
+(a flat Rayleigh link, a new fade every frame), with the encoder's time for scale; at n_tx = 4 also over 3GPP CDL-C
+(``antennas.channel_model``) instead of i.i.d. Rayleigh.
 
     .venv/bin/python benchmarks/live_antennas.py [--threads 1] [--batch 64] [--repeats 100] [--out FILE.json]
 
@@ -33,20 +34,21 @@ from transmitter.csi import antenna_csi
 T_STAR, SNR_DB = 300, 20.0
 
 
-def emulator(n_tx: int, loop: asyncio.AbstractEventLoop) -> Emulator:
+def emulator(n_tx: int, loop: asyncio.AbstractEventLoop, channel_model: str = "rayleigh") -> Emulator:
     """An emulator with the receiver and one eavesdropper attached (queues large enough to never drop)."""
     legit = pb.LinkSettings(snr_db=SNR_DB, fading="rayleigh", queue_size=8192)
     if n_tx > 1:
-        legit.antennas.CopyFrom(pb.AntennaSettings(n_tx=n_tx, null_space=True, beam_fraction=0.01))
+        legit.antennas.CopyFrom(pb.AntennaSettings(n_tx=n_tx, null_space=True, beam_fraction=0.01,
+                                                   channel_model=channel_model))
     emu = Emulator("receiver", legit, pb.LinkSettings(snr_db=SNR_DB, fading="rayleigh", queue_size=8192), seed=0)
     emu.subscribe(common_pb2.ROLE_LEGITIMATE, "receiver", loop)
     emu.subscribe(common_pb2.ROLE_EAVESDROPPER, "eve", loop)
     return emu
 
 
-def cases(enc: Encoded, b: int, emus: dict[int, Emulator]) -> dict[str, Callable[[], object]]:
+def cases(enc: Encoded, b: int, emus: dict[int | str, Emulator]) -> dict[str, Callable[[], object]]:
     """The timed calls: the encoder, the transmitter's side per n_tx, and a batch through each emulator (whose call
-    reports the seconds of its Send and fan-out alone)."""
+    reports the seconds of its Feedback, Send and fan-out alone)."""
     bundle, s, gen = enc.bundle, enc.s, enc.gen
     replies = {n: emus[n].feedback("", b) for n in (4, 8)}  # the transmitter's side reuses one CSI per n_tx
 
@@ -64,16 +66,18 @@ def cases(enc: Encoded, b: int, emus: dict[int, Emulator]) -> dict[str, Callable
         sent = transmit_antennas(s, T_STAR, bundle.abar, fb.csi, fb.n0, fb.csi_error, fb.split, n_tx, gen)
         return frames(antenna_rows(sent.x), sent.header)
 
-    def emu_batch(n_tx: int) -> Callable[[], float]:
-        emu = emus[n_tx]
+    def emu_batch(key: int | str) -> Callable[[], float]:
+        emu, n_tx = emus[key], 4 if key == "CDL-C" else int(key)
 
         def run() -> float:
-            reply = emu.feedback("", b)
+            t0 = time.perf_counter()
+            reply = emu.feedback("", b)  # the legitimate link's channel and CSI are drawn here: timed too
+            fed = time.perf_counter() - t0
             fs = tx_single() if n_tx == 1 else tx_antennas(n_tx, reply)
             t0 = time.perf_counter()
             emu.send(fs)
             emu.fanout.join()
-            took = time.perf_counter() - t0
+            took = fed + time.perf_counter() - t0
             for link in emu.links.values():  # empty the queues: only the channel's cost is measured
                 link.subscriber.items.clear()  # type: ignore[union-attr]
             return took
@@ -82,14 +86,16 @@ def cases(enc: Encoded, b: int, emus: dict[int, Emulator]) -> dict[str, Callable
     return {"encode": lambda: bundle.encoder(enc.images), "transmitter n_tx=1": tx_single,
             "transmitter n_tx=4": lambda: tx_antennas(4, replies[4]),
             "transmitter n_tx=8": lambda: tx_antennas(8, replies[8]),
-            **{f"emulator n_tx={n} (receiver + 1 eavesdropper)": emu_batch(n) for n in (1, 4, 8)}}
+            **{f"emulator n_tx={n} (receiver + 1 eavesdropper)": emu_batch(n) for n in (1, 4, 8)},
+            "emulator n_tx=4 over CDL-C (receiver + 1 eavesdropper)": emu_batch("CDL-C")}
 
 
 def main() -> None:
     args = parse(__doc__, threads=1, repeats=100)
     b = args.batch
     loop = asyncio.new_event_loop()
-    emus = {n: emulator(n, loop) for n in (1, 4, 8)}
+    emus: dict[int | str, Emulator] = {n: emulator(n, loop) for n in (1, 4, 8)}
+    emus["CDL-C"] = emulator(4, loop, "CDL-C")
     med = median_ms(cases(encoded(b), b, emus), args.repeats)
     for name, ms in med.items():
         print(f"{name:<48} {ms:8.3f} ms per batch of {b}")
