@@ -26,7 +26,8 @@ Prints a Markdown table and one JSON line.
 ``--pairs N`` measures throughput alone, as issue 20 asks: one eavesdropper (``eve``), one stack per ``--max-batch``
 value (comma-separated; the stacks run side by side, idle but for the run in flight), and N repetitions, each a
 seeded run of ``n`` images on every stack and the in-process pipeline, alternating; prints each stack's live /
-in-process ratio per repetition and their medians::
+in-process ratio per repetition and their medians, against the in-process receiver alone (the issue's baseline) and
+against the in-process receiver plus the same eavesdropper's link and attack (the same work as the stack's)::
 
     .venv/bin/python benchmarks/live_stack.py --n 1000 --pairs 3 --max-batch 64,512
 """
@@ -50,6 +51,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from control_panel.client import wait_run  # noqa: E402
+from diffsem.attacks import load_attack  # noqa: E402
 from diffsem.bundle import encode_all, load_bundle  # noqa: E402
 from diffsem.data import load_split  # noqa: E402
 from diffsem.decisions import CONDITIONS, Eavesdropper, decisions  # noqa: E402
@@ -63,15 +65,22 @@ EAVESDROPPERS = {"eve": Eavesdropper("feature-classifier", 0.0), "inv": Eavesdro
 LISTENERS = ("receiver", *EAVESDROPPERS)
 
 
-def inprocess_rate(bundle: Any, images: torch.Tensor, settings: dict[str, Any], args: argparse.Namespace) -> float:
-    """Images/s of the in-process pipeline for the receiver alone: encode, self-noise, channel, view, decode."""
+def inprocess_rate(bundle: Any, images: torch.Tensor, settings: dict[str, Any], args: argparse.Namespace,
+                   eve: Any = None) -> float:
+    """Images/s of the in-process pipeline: encode, self-noise, channel, view, decode for the receiver alone or, with
+    ``eve`` (an attack), also the equal-SNR eavesdropper's link and that attack on its view: the live stack's work
+    with ``--pairs``' one eavesdropper, done in one process."""
     rx = DiffusionReceiver(bundle, steps=args.steps, classifier=args.classifier)
-    links, gens = condition_links(bundle.cfg.k, args.seed, args.snr_db, args.t_star, [], settings)
+    links, gens = condition_links(bundle.cfg.k, args.seed, args.snr_db, args.t_star, [] if eve is None else [0.0],
+                                  settings)
     t0 = time.perf_counter()
     s_all = encode_all(bundle, images.to(bundle.device)).cpu()
     for i in range(0, len(images), args.batch_size):
         sent = send(s_all[i:i + args.batch_size], args.t_star, bundle.abar, links, gens)
         rx.decode(sent.views[LEGIT].z, sent.views[LEGIT].abar_eff, args.mode)
+        if eve is not None:
+            view = sent.views[eve_role(0.0)]
+            eve.attack(view.z, view.abar_eff, sent.header)
     return len(images) / (time.perf_counter() - t0)
 
 
@@ -218,6 +227,8 @@ def throughput_pairs(bundle: Any, images: torch.Tensor, args: argparse.Namespace
                                           eavesdroppers=[EveSpec("eve", EAVESDROPPERS["eve"].attack, 0.0)]))
               for mb in args.max_batch]
     ratios: dict[int, list[float]] = {mb: [] for mb in args.max_batch}
+    with_eve: dict[int, list[float]] = {mb: [] for mb in args.max_batch}  # against the in-process receiver + eve
+    attack = load_attack(EAVESDROPPERS["eve"].attack, bundle, checkpoint_root=args.checkpoints)
     try:
         clients = []
         for stack in stacks:
@@ -226,17 +237,22 @@ def throughput_pairs(bundle: Any, images: torch.Tensor, args: argparse.Namespace
             c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
         for rep in range(args.pairs):
             rate = inprocess_rate(bundle, images, settings, args)
+            rate_eve = inprocess_rate(bundle, images, settings, args, attack)
             for mb, c in zip(args.max_batch, clients, strict=True):
                 run, _ = live_run(c, settings, args, ("receiver", "eve"))
                 ratios[mb].append(run["images_per_s"] / rate)
+                with_eve[mb].append(run["images_per_s"] / rate_eve)
                 print(f"repetition {rep + 1}: max_batch {mb}: live {run['images_per_s']:.1f} images/s, in-process "
-                      f"{rate:.1f}, ratio {ratios[mb][-1]:.3f}", flush=True)
+                      f"{rate:.1f} (receiver alone) / {rate_eve:.1f} (receiver + eve), ratios {ratios[mb][-1]:.3f} / "
+                      f"{with_eve[mb][-1]:.3f}", flush=True)
     finally:
         for stack in stacks:
             stack.stop()
     for mb, rs in ratios.items():
-        print(f"max_batch {mb}: live / in-process {', '.join(f'{r:.3f}' for r in rs)}, median {np.median(rs):.3f}")
-    print(json.dumps({"n": args.n, "condition": args.conditions[0], "ratios": ratios}))
+        print(f"max_batch {mb}: live / in-process {', '.join(f'{r:.3f}' for r in rs)}, median {np.median(rs):.3f}; "
+              f"against receiver + eve {', '.join(f'{r:.3f}' for r in with_eve[mb])}, "
+              f"median {np.median(with_eve[mb]):.3f}")
+    print(json.dumps({"n": args.n, "condition": args.conditions[0], "ratios": ratios, "ratios_with_eve": with_eve}))
 
 
 def main() -> None:
