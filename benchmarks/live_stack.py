@@ -235,6 +235,7 @@ def throughput_pairs(bundle: Any, images: torch.Tensor, args: argparse.Namespace
             stack.start()
             clients.append(c := httpx.Client(base_url=stack.http_url, timeout=120))
             c.post("/api/transmit", files={"file": ("x.png", png(images[0]), "image/png")}).raise_for_status()
+        inprocess_rate(bundle, images[:args.batch_size], settings, args, attack)  # warm-up, as the stacks' image
         for rep in range(args.pairs):
             rate = inprocess_rate(bundle, images, settings, args)
             rate_eve = inprocess_rate(bundle, images, settings, args, attack)

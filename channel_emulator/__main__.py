@@ -42,13 +42,26 @@ def eavesdropper_links(specs: list[str]) -> dict[str, pb.LinkSettings]:
     return out
 
 
+# the multi-antenna CSI and channel options of a flat link, at their defaults; an ofdm link uses its own settings
+FLAT_ARRAY_OPTIONS = {"csi_estimator": ("--estimator", "perfect"), "csi_delay": ("--feedback-delay", 0),
+                      "csi_speed_kmh": ("--speed-kmh", 3.0), "antenna_channel": ("--channel-model", "rayleigh")}
+
+
 def antenna_settings(args: Namespace) -> pb.AntennaSettings:
-    """The legitimate link's antennas, the transmitter's power split and the CSI fed back, from the command line."""
+    """The legitimate link's antennas, the transmitter's power split and the CSI fed back, from the command line.
+    On ofdm the CSI and the channel are the link's own options: the flat ones must keep their defaults there."""
     beam = args.beam_fraction if args.beam_fraction is not None else \
         NULL_SPACE_BEAM_FRACTION if args.null_space else 1.0
-    return pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam,
-                              estimator=args.csi_estimator, feedback_delay=args.csi_delay,
-                              speed_kmh=args.csi_speed_kmh, channel_model=args.antenna_channel)
+    out = pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam)
+    if args.phy != "ofdm":
+        out.MergeFrom(pb.AntennaSettings(estimator=args.csi_estimator, feedback_delay=args.csi_delay,
+                                         speed_kmh=args.csi_speed_kmh, channel_model=args.antenna_channel))
+        return out
+    moved = [f"--{d.replace('_', '-')} (use {flag})" for d, (flag, default) in FLAT_ARRAY_OPTIONS.items()
+             if getattr(args, d) != default]
+    if moved:
+        raise BadRequest(f"{', '.join(moved)}: on --phy ofdm the CSI and the channel are the link's own options")
+    return out
 
 
 def make_servicer(args: Namespace, verifier: Verifier) -> ChannelEmulatorServicer:

@@ -447,3 +447,20 @@ def test_eavesdropper_antennas_on_the_command_lines() -> None:
             links["b"].antennas.n_rx, links["c"].antennas.HasField("n_rx")) == (0.0, 4, False, 2, False)
     with pytest.raises(BadRequest, match="NAME=OFFSET_DB:N_RX"):
         eavesdropper_links(["a=0:x"])
+
+
+def test_the_flat_array_options_are_refused_on_an_ofdm_emulator_and_kept_out_of_its_antennas() -> None:
+    """`--phy ofdm --n-tx 4` takes the CSI and the channel from the link's own options: the flat array's
+    --csi-estimator and --antenna-channel would be ignored there, so they are refused at start-up, naming the option to
+    use; at their defaults (what the launcher passes) the antennas carry only the counts and the split."""
+    from channel_emulator.__main__ import antenna_settings
+    from channel_emulator.settings import SPEC
+
+    ok = antenna_settings(SPEC.parse(["--phy", "ofdm", "--n-tx", "4", "--null-space", "--csi-estimator", "perfect"]))
+    assert {f.name for f, _ in ok.ListFields()} == {"n_tx", "n_rx", "null_space", "beam_fraction"}
+    with pytest.raises(BadRequest, match=r"--csi-estimator \(use --estimator\), --antenna-channel \(use "
+                                         r"--channel-model\): on --phy ofdm"):
+        antenna_settings(SPEC.parse(["--phy", "ofdm", "--n-tx", "4", "--csi-estimator", "ls",
+                                     "--antenna-channel", "CDL-C"]))
+    flat = antenna_settings(SPEC.parse(["--n-tx", "4", "--antenna-channel", "CDL-C"]))
+    assert (flat.channel_model, flat.estimator) == ("CDL-C", "perfect")
