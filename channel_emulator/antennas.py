@@ -106,7 +106,8 @@ def legit_array(phy: str, s: pb.AntennaSettings) -> AntennaConfig:
     """The legitimate link's antennas for the core's :class:`MimoLink`. On a flat link every field of ``s``: the
     antennas' channel model and CSI settings are the link's. On an ofdm link only n_tx and n_rx: the channel, the
     estimator and the feedback delay are the link's own ``LinkConfig`` settings there (``channel_model``,
-    ``estimator``, ``feedback_delay``, ``speed_kmh``), and the antennas' fields of those names are not used."""
+    ``estimator``, ``feedback_delay``, ``speed_kmh``): the antennas' fields of those names are not used, and
+    setting them on an ofdm link is refused (:func:`check_update`)."""
     array, _ = configs(s)
     return array if phy == "flat" else AntennaConfig(n_tx=array.n_tx, n_rx=array.n_rx)
 
