@@ -14,10 +14,10 @@ import pytest
 import torch
 from test_svc_emulator import EVE, LEGIT, Emu, Reader, attached, start_emulator
 
-from diffsem.antenna_path import receive, transmit_antennas
+from diffsem.antenna_path import Precoded, receive, transmit_antennas
 from diffsem.config import LinkConfig
 from diffsem.errors import ConfigError
-from diffsem.phy.antennas import AntennaConfig, MimoLink
+from diffsem.phy.antennas import AntennaConfig, MimoDraw, MimoLink
 from diffsem.phy.nullspace import listener_channel
 from diffsem.seeds import derive_seed
 from protos.diffsem.v1 import channel_emulator_pb2 as pb
@@ -127,6 +127,16 @@ def test_every_listener_gets_the_cores_lmmse_combined_frame_of_its_own_channel(e
     assert mean[1] > 5 * mean[0], mean
 
 
+def assert_the_cores_frames(listeners: tuple[tuple[Reader, MimoLink, MimoDraw], ...], sent: Precoded) -> None:
+    """Each (reader, core link, its draw): the reader's first B frames are what the core's carry, listener channel
+    and LMMSE receive give for the precoded batch ``sent`` over that draw."""
+    for reader, link, d in listeners:
+        g, r = listener_channel(d.h, sent.beam, sent.p_null, link.n0)
+        want = receive(link.carry(sent.x, d), g, r)
+        assert torch.allclose(latents(reader.got[:B]), want.latent, atol=1e-4)
+        assert [rf.sigma2 for rf in reader.got[:B]] == pytest.approx(want.sigma_c2.tolist(), rel=1e-4)
+
+
 def test_estimated_delayed_csi_and_a_correlated_eavesdropper_give_the_cores_frames(emu: Emu) -> None:
     """The receiver feeds back LS-estimated CSI one frame late at 3 km/h; an eavesdropper's channel is correlated
     (rho = 0.9) with the receiver's. Seeded, what each listener gets is the core's (MimoLink with the same
@@ -146,11 +156,7 @@ def test_estimated_delayed_csi_and_a_correlated_eavesdropper_give_the_cores_fram
     eve_link = MimoLink(LinkConfig(snr_db=5.0), AntennaConfig(n_tx=4, correlation=0.9),
                         torch.Generator().manual_seed(derive_seed(12, "antennas")))
     eve_draw = eve_link.draw(B, draw)
-    for reader, link, d in ((rx, legit, draw), (eve, eve_link, eve_draw)):
-        g, r = listener_channel(d.h, sent.beam, sent.p_null, link.n0)
-        want = receive(link.carry(sent.x, d), g, r)
-        assert torch.allclose(latents(reader.got[:B]), want.latent, atol=1e-4)
-        assert [rf.sigma2 for rf in reader.got[:B]] == pytest.approx(want.sigma_c2.tolist(), rel=1e-4)
+    assert_the_cores_frames(((rx, legit, draw), (eve, eve_link, eve_draw)), sent)
     links = emu.links()
     assert (links["receiver"].settings.antennas.estimator, links["receiver"].settings.antennas.feedback_delay) == \
         ("ls", 1)
@@ -176,11 +182,7 @@ def test_a_cdl_channel_set_on_the_receiver_is_every_links_and_gives_the_cores_fr
     rayleigh = MimoLink(LinkConfig(snr_db=5.0), AntennaConfig(n_tx=4, n_rx=2),
                         torch.Generator().manual_seed(derive_seed(12, "antennas"))).draw(B)
     assert not torch.allclose(eve_draw.h, rayleigh.h)  # CDL-C draws, not i.i.d. Rayleigh ones
-    for reader, link, d in ((rx, legit, draw), (eve, eve_link, eve_draw)):
-        g, r = listener_channel(d.h, sent.beam, sent.p_null, link.n0)
-        want = receive(link.carry(sent.x, d), g, r)
-        assert torch.allclose(latents(reader.got[:B]), want.latent, atol=1e-4)
-        assert [rf.sigma2 for rf in reader.got[:B]] == pytest.approx(want.sigma_c2.tolist(), rel=1e-4)
+    assert_the_cores_frames(((rx, legit, draw), (eve, eve_link, eve_draw)), sent)
     links = emu.links()
     assert links["receiver"].settings.antennas.channel_model == links["eve"].settings.antennas.channel_model == "CDL-C"
 
