@@ -30,6 +30,7 @@ each link's channel (its TDL/CDL model, speed, delay spread) and the legitimate 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -113,14 +114,15 @@ def legit_array(phy: str, s: pb.AntennaSettings) -> AntennaConfig:
 
 
 def check_plan(links: dict[str, pb.LinkSettings], legit_name: str, new_links: dict[str, pb.LinkSettings],
-               k: int) -> None:
+               k: int, config: Callable[[pb.LinkSettings, int], LinkConfig]) -> None:
     """Rules across links (after an update, before it applies). The legitimate link's power split must fit its
     antennas (null-space self-noise needs n_tx > its n_rx: the core's :meth:`NullSpaceConfig.check`). With
     n_tx > 1 the transmitter precodes for every link, so every link, and every link still to be created
     (``new_links``: the settings new eavesdropper links get, by what they are called), has the legitimate link's
     phy; on ofdm the precoder is per RE of the legitimate link's grid, so every link has its grid (an eavesdropper's
     own channel model, delay spread and speed may differ), the legitimate receiver feeds back per RE, and every
-    link's antennas fit its grid (:func:`~diffsem.phy.antennas.check_grid_array`)."""
+    link's antennas fit its grid (:func:`~diffsem.phy.antennas.check_grid_array`; ``config`` builds a link's core
+    settings: :func:`channel_emulator.schema.config`, which builds on this module)."""
     legit = links[legit_name]
     array, split = configs(legit.antennas)
     split.check(array.n_tx, array.n_rx)
@@ -144,20 +146,19 @@ def check_plan(links: dict[str, pb.LinkSettings], legit_name: str, new_links: di
             raise BadRequest(f"antennas.n_tx={array.n_tx} on an ofdm link precodes per RE of the legitimate link's "
                              f"grid; {name} has {', '.join(off)}: give every link the legitimate link's "
                              f"{', '.join(GRID_FIELDS)}")
-    _check_grids(array.n_tx, {legit_name: legit, **others}, k)
+    _check_grids(array.n_tx, {legit_name: legit, **others}, k, config)
 
 
-def _check_grids(n_tx: int, links: dict[str, pb.LinkSettings], k: int) -> None:
+def _check_grids(n_tx: int, links: dict[str, pb.LinkSettings], k: int,
+                 config: Callable[[pb.LinkSettings, int], LinkConfig]) -> None:
     """Each ofdm link's antennas on its grid (the core's check, once per distinct feedback, delay and n_rx: the rest
     of what it checks is the grid, one for every link, and was checked with the link); BadRequest naming the link."""
-    from channel_emulator import schema  # schema builds on this module's AntennaSettings helpers
-
     distinct: dict[tuple[str, int, int], str] = {}
     for name, s in links.items():
         distinct.setdefault((s.feedback, s.feedback_delay, s.antennas.n_rx or 1), name)
     for (_, _, n_rx), name in distinct.items():
         try:
-            check_grid_array(schema.config(links[name], k), AntennaConfig(n_tx=n_tx, n_rx=n_rx), k)
+            check_grid_array(config(links[name], k), AntennaConfig(n_tx=n_tx, n_rx=n_rx), k)
         except ConfigError as e:
             raise BadRequest(f"{name}: {e}") from None
 

@@ -101,7 +101,7 @@ class Emulator:
         first.seed = self._link_seed(legit_name)
         self.links: dict[str, EmulatedLink] = {
             legit_name: EmulatedLink(legit_name, LEGIT, first, clock(), k, seed is not None)}
-        antennas.check_plan({legit_name: first}, legit_name, self._new_links({}), k)
+        antennas.check_plan({legit_name: first}, legit_name, self._new_links({}), k, schema.config)
         for phy in {first.phy, self.eve_defaults.phy}:
             warm_up(phy)
         if fanout not in ("process", "thread"):
@@ -226,7 +226,7 @@ class Emulator:
                 after.pop(u.name, None)
                 continue
             after[u.name], _, _ = checked(after[u.name], u.settings, link.legit, self.trace_dir, self.k)
-        antennas.check_plan(after, self.legit_name, self._new_links(after), self.k)
+        antennas.check_plan(after, self.legit_name, self._new_links(after), self.k, schema.config)
         if len(self.links) + creating > self.max_links:
             raise Exhausted(f"{creating} new links would pass the limit of {self.max_links} links")
 
