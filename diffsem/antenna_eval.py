@@ -28,16 +28,14 @@ from tqdm.auto import tqdm
 from diffsem.antenna_path import send_antennas
 from diffsem.attacks.base import Attack
 from diffsem.attacks.builtin import query_encoder
-from diffsem.attacks.run import EVAL_KEY, _attack_rows
+from diffsem.attacks.run import _attack_rows, eval_keyed
 from diffsem.checkpoints import code_version
 from diffsem.config import ARRAY_MODELS, CHANNEL_MODELS, LinkConfig, PrivacyConfig, build
 from diffsem.errors import ConfigError
-from diffsem.framepath import LEGIT, TX, KeyedSender, View, eve_role, role_generators
+from diffsem.framepath import LEGIT, TX, View, eve_role, role_generators
 from diffsem.judges import JudgePanel
-from diffsem.keyed import NonceSource
 from diffsem.phy.antennas import AntennaConfig, MimoLink
 from diffsem.phy.nullspace import NullSpaceConfig
-from diffsem.seeds import derive_seed
 from diffsem.sweep import to_json
 
 
@@ -164,14 +162,6 @@ def _links(cfg: AntennaEvalConfig, cond: dict[str, Any], k: int
     return links, gens
 
 
-def _keyed(cfg: AntennaEvalConfig, cond: dict[str, Any]) -> KeyedSender | None:
-    """Keyed self-noise as ``diffsem attack eval`` keys it: the fixed evaluation key, nonces from the seed."""
-    if cond["self_noise"] != "keyed":
-        return None
-    nonce = derive_seed(cfg.seed, "nonce", cond["snr_db"], cond["t_star"]).to_bytes(8, "big")
-    return KeyedSender(EVAL_KEY, NonceSource(nonce))
-
-
 def _subset(v: View, m: int) -> View:
     return View(v.z[:m], v.abar_eff[:m], v.channel)
 
@@ -197,7 +187,9 @@ def evaluate_antennas(bundle: Any, attacks: dict[str, Attack], images: torch.Ten
     for cond in tqdm(cfg.conditions(), desc="antenna conditions", unit="condition"):
         links, gens = _links(cfg, cond, s.shape[1])
         split = NullSpaceConfig(beam_fraction=cond["beam_fraction"], null_space=cond["null_space"])
-        out = send_antennas(s, cond["t_star"], bundle.abar, links, gens, split, keyed=_keyed(cfg, cond))
+        out = send_antennas(s, cond["t_star"], bundle.abar, links, gens, split,
+                            keyed=eval_keyed(cfg.seed, cond["snr_db"], cond["t_star"]) if cond["self_noise"] == "keyed"
+                            else None)
         legit = out.views[LEGIT]
         decided = receiver.decode(legit.z.to(bundle.device), legit.abar_eff.to(bundle.device), cfg.decode).labels.cpu()
         correct = (decided == labels).float()

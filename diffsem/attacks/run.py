@@ -120,10 +120,12 @@ def _send_setting(bundle: Any, s: torch.Tensor, snr_db: float, mode: str, t_star
     the same channel noise and adding an offset moves no other listener's noise. ``phy``: LinkConfig PHY fields of
     every link (an ofdm eavesdropper gets its own, independent channel realisation from its own generator)."""
     links, gens = condition_links(bundle.cfg.k, seed, snr_db, t_star, offsets, {"fading": fading, **(phy or {})})
-    keyed = None
-    if mode == "keyed":
-        keyed = KeyedSender(EVAL_KEY, NonceSource(derive_seed(seed, "nonce", snr_db, t_star).to_bytes(8, "big")))
-    return send(s, t_star, bundle.abar, links, gens, keyed=keyed)
+    return send(s, t_star, bundle.abar, links, gens, keyed=eval_keyed(seed, snr_db, t_star) if mode == "keyed" else None)
+
+
+def eval_keyed(seed: int, snr_db: float, t_star: int | None) -> KeyedSender:
+    """Keyed self-noise as an offline evaluation keys it: the fixed evaluation key, nonces from (seed, SNR, t*)."""
+    return KeyedSender(EVAL_KEY, NonceSource(derive_seed(seed, "nonce", snr_db, t_star).to_bytes(8, "big")))
 
 
 def judged(decided: dict[str, torch.Tensor], labels: torch.Tensor, attack: str, gap_judge: str = "max") -> dict[str, Any]:
