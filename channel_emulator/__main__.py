@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-from channel_emulator.antennas import NULL_SPACE_BEAM_FRACTION
+from channel_emulator.antennas import NULL_SPACE_BEAM_FRACTION, unused_fields
 from channel_emulator.server import ChannelEmulatorServicer, Emulator
 from channel_emulator.settings import SPEC
 from channel_emulator.traces import load_trace
@@ -42,9 +42,12 @@ def eavesdropper_links(specs: list[str]) -> dict[str, pb.LinkSettings]:
     return out
 
 
-# the multi-antenna CSI and channel options of a flat link, at their defaults; an ofdm link uses its own settings
-FLAT_ARRAY_OPTIONS = {"csi_estimator": ("--estimator", "perfect"), "csi_delay": ("--feedback-delay", 0),
-                      "csi_speed_kmh": ("--speed-kmh", 3.0), "antenna_channel": ("--channel-model", "rayleigh")}
+# the antennas' fields a flat link uses and an ofdm link does not (antennas.unused_fields): their options, defaults
+# and the ofdm link's own option of the same meaning
+FLAT_ARRAY_OPTIONS = {"estimator": ("csi_estimator", "perfect", "--estimator"),
+                      "feedback_delay": ("csi_delay", 0, "--feedback-delay"),
+                      "speed_kmh": ("csi_speed_kmh", 3.0, "--speed-kmh"),
+                      "channel_model": ("antenna_channel", "rayleigh", "--channel-model")}
 
 
 def antenna_settings(args: Namespace) -> pb.AntennaSettings:
@@ -53,12 +56,11 @@ def antenna_settings(args: Namespace) -> pb.AntennaSettings:
     beam = args.beam_fraction if args.beam_fraction is not None else \
         NULL_SPACE_BEAM_FRACTION if args.null_space else 1.0
     out = pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam)
-    if args.phy != "ofdm":
-        out.MergeFrom(pb.AntennaSettings(estimator=args.csi_estimator, feedback_delay=args.csi_delay,
-                                         speed_kmh=args.csi_speed_kmh, channel_model=args.antenna_channel))
-        return out
-    moved = [f"--{d.replace('_', '-')} (use {flag})" for d, (flag, default) in FLAT_ARRAY_OPTIONS.items()
-             if getattr(args, d) != default]
+    unused = unused_fields(args.phy)
+    out.MergeFrom(pb.AntennaSettings(**{f: getattr(args, dest) for f, (dest, _, _) in FLAT_ARRAY_OPTIONS.items()
+                                        if f not in unused}))
+    moved = [f"--{dest.replace('_', '-')} (use {flag})" for f, (dest, default, flag) in FLAT_ARRAY_OPTIONS.items()
+             if f in unused and getattr(args, dest) != default]
     if moved:
         raise BadRequest(f"{', '.join(moved)}: on --phy ofdm the CSI and the channel are the link's own options")
     return out

@@ -53,6 +53,23 @@ FIELDS: tuple[FieldDescriptor, ...] = tuple(pb.AntennaSettings.DESCRIPTOR.fields
 TRANSMITTER_FIELDS = ("n_tx", "null_space", "beam_fraction")  # the transmitter's: the legitimate link's settings
 CSI_FIELDS = ("estimator", "feedback_delay", "speed_kmh")  # the CSI its receiver feeds back: the legitimate link's
 ENVIRONMENT_FIELDS = ("channel_model",)  # the channel around the transmitter, every link's: set on the legitimate link
+
+
+def unused_fields(phy: str) -> tuple[str, ...]:
+    """The antennas' fields a link of ``phy`` does not use. On ofdm the CSI and the channel are the link's own
+    ``LinkConfig`` settings (``estimator``, ``feedback_delay``, ``speed_kmh``, ``channel_model``), so the antennas'
+    fields of those names are refused (:func:`check_update`), left out of the link's state and of its core settings
+    (:func:`legit_array`); on flat, none."""
+    return (*CSI_FIELDS, *ENVIRONMENT_FIELDS) if phy == "ofdm" else ()
+
+
+def without(s: pb.AntennaSettings, fields: tuple[str, ...]) -> pb.AntennaSettings:
+    """A copy of ``s`` with ``fields`` cleared."""
+    out = pb.AntennaSettings()
+    out.CopyFrom(s)
+    for f in fields:
+        out.ClearField(f)
+    return out
 # --null-space without --beam-fraction: 1% of the power on the beam, which kept the legitimate receiver at 97.4% and
 # the best attack at 28.9% offline (n_t = 4, 20 dB, t* = 300: docs/results/mnist-antennas)
 NULL_SPACE_BEAM_FRACTION = 0.01
@@ -87,7 +104,7 @@ def check_update(update: pb.AntennaSettings, legit: bool, phy: str = "flat") -> 
     channel; the power split is the transmitter's and the fed-back CSI the legitimate receiver's. On an ofdm link
     (``phy``, after the update) the CSI and the channel are the link's own settings, so the antennas' fields of the
     same names would be ignored there: refused, naming the link's fields to set."""
-    ignored = [n for n in (*CSI_FIELDS, *ENVIRONMENT_FIELDS) if update.HasField(n)] if phy == "ofdm" else []
+    ignored = [n for n in unused_fields(phy) if update.HasField(n)]
     if legit and ignored:
         raise BadRequest(f"antennas.{', antennas.'.join(ignored)} shape a flat multi-antenna link; on an ofdm link "
                          f"the CSI and the channel are the link's own settings: set {', '.join(ignored)} on the link "
@@ -104,13 +121,9 @@ def check_update(update: pb.AntennaSettings, legit: bool, phy: str = "flat") -> 
 
 
 def legit_array(phy: str, s: pb.AntennaSettings) -> AntennaConfig:
-    """The legitimate link's antennas for the core's :class:`MimoLink`. On a flat link every field of ``s``: the
-    antennas' channel model and CSI settings are the link's. On an ofdm link only n_tx and n_rx: the channel, the
-    estimator and the feedback delay are the link's own ``LinkConfig`` settings there (``channel_model``,
-    ``estimator``, ``feedback_delay``, ``speed_kmh``): the antennas' fields of those names are not used, and
-    setting them on an ofdm link is refused (:func:`check_update`)."""
-    array, _ = configs(s)
-    return array if phy == "flat" else AntennaConfig(n_tx=array.n_tx, n_rx=array.n_rx)
+    """The legitimate link's antennas for the core's :class:`MimoLink`: every field of ``s`` a link of ``phy`` uses
+    (:func:`unused_fields`; on ofdm its channel and CSI are its ``LinkConfig``'s)."""
+    return configs(without(s, unused_fields(phy)))[0]
 
 
 def check_plan(links: dict[str, pb.LinkSettings], legit_name: str, new_links: dict[str, pb.LinkSettings],

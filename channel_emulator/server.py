@@ -332,9 +332,8 @@ class Emulator:
             setattr(settings.antennas, f, getattr(self.links[self.legit_name].settings.antennas, f))
         for f in antennas.CSI_FIELDS if not link.legit else ("correlation",):  # the other side's: not this link's
             settings.antennas.ClearField(f)
-        if settings.phy == "ofdm":  # the link's own CSI and channel rule there (antennas.legit_array)
-            for f in (*antennas.CSI_FIELDS, *antennas.ENVIRONMENT_FIELDS):
-                settings.antennas.ClearField(f)
+        for f in antennas.unused_fields(settings.phy):  # on ofdm the link's own CSI and channel rule
+            settings.antennas.ClearField(f)
         state = pb.LinkState(
             name=link.name, role=link.role, attached=attached, snr_db=snr, n0=n0, sigma_c2=sigma_c2,
             gain_re=link.last_gain.real, gain_im=link.last_gain.imag, has_trace=link.trace is not None,

@@ -167,8 +167,9 @@ class MimoLink:
     def set_snr(self, snr_db: float) -> None:
         """Run the link at ``snr_db`` from now on (Es/N0 per receive antenna, dB): its channel and generator stay,
         so a live link keeps its channel (an ofdm link's frame clock) while its SNR follows a trace or an offset."""
-        self.n0 = float(noise_variance(snr_db))
-        self.cfg = self.cfg.model_copy(update={"snr_db": snr_db})
+        if snr_db != self.cfg.snr_db:  # a trace or an offset changes it now and then; most batches keep it
+            self.n0 = float(noise_variance(snr_db))
+            self.cfg = self.cfg.model_copy(update={"snr_db": snr_db})
 
     @property
     def csi_error(self) -> float | torch.Tensor:
