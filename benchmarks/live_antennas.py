@@ -2,7 +2,8 @@
 (self-noise, precoding and the frames' symbols on the wire) and the emulator's (Feedback, then Send over the
 legitimate link and one eavesdropper link, each carried and LMMSE-combined), against the single-antenna stack
 (a flat Rayleigh link, a new fade every frame), with the encoder's time for scale; at n_tx = 4 also over 3GPP CDL-C
-(``antennas.channel_model``) instead of i.i.d. Rayleigh.
+(``antennas.channel_model``) instead of i.i.d. Rayleigh, and on ofdm: TDL-A on the default 14 x 12 grid with LS
+CSI fed back per RE one frame late (the core's defaults), precoded and combined per RE.
 
     .venv/bin/python benchmarks/live_antennas.py [--threads 1] [--batch 64] [--repeats 100] [--out FILE.json]
 
@@ -34,23 +35,27 @@ from transmitter.csi import antenna_csi
 T_STAR, SNR_DB = 300, 20.0
 
 
-def emulator(n_tx: int, loop: asyncio.AbstractEventLoop, channel_model: str = "rayleigh") -> Emulator:
-    """An emulator with the receiver and one eavesdropper attached (queues large enough to never drop)."""
-    legit = pb.LinkSettings(snr_db=SNR_DB, fading="rayleigh", queue_size=8192)
+def emulator(n_tx: int, loop: asyncio.AbstractEventLoop, channel_model: str = "rayleigh", phy: str = "flat",
+             k: int = 256) -> Emulator:
+    """An emulator with the receiver and one eavesdropper attached (queues large enough to never drop); flat links
+    fade per frame, ofdm links run the core's default channel and CSI."""
+    link = {"phy": "ofdm"} if phy == "ofdm" else {"fading": "rayleigh"}
+    legit = pb.LinkSettings(snr_db=SNR_DB, queue_size=8192, **link)
     if n_tx > 1:
-        legit.antennas.CopyFrom(pb.AntennaSettings(n_tx=n_tx, null_space=True, beam_fraction=0.01,
-                                                   channel_model=channel_model))
-    emu = Emulator("receiver", legit, pb.LinkSettings(snr_db=SNR_DB, fading="rayleigh", queue_size=8192), seed=0)
+        legit.antennas.CopyFrom(pb.AntennaSettings(n_tx=n_tx, null_space=True, beam_fraction=0.01))
+        if phy == "flat":
+            legit.antennas.channel_model = channel_model
+    emu = Emulator("receiver", legit, pb.LinkSettings(snr_db=SNR_DB, queue_size=8192, **link), seed=0, k=k)
     emu.subscribe(common_pb2.ROLE_LEGITIMATE, "receiver", loop)
     emu.subscribe(common_pb2.ROLE_EAVESDROPPER, "eve", loop)
     return emu
 
 
-def cases(enc: Encoded, b: int, emus: dict[int | str, Emulator]) -> dict[str, Callable[[], object]]:
-    """The timed calls: the encoder, the transmitter's side per n_tx, and a batch through each emulator (whose call
-    reports the seconds of its Feedback, Send and fan-out alone)."""
+def cases(enc: Encoded, b: int, emus: dict[str, tuple[Emulator, int]]) -> dict[str, Callable[[], object]]:
+    """The timed calls: the encoder, the transmitter's side per n_tx, and a batch through each emulator (``emus``:
+    case -> (emulator, n_tx); its call reports the seconds of its Feedback, Send and fan-out alone)."""
     bundle, s, gen = enc.bundle, enc.s, enc.gen
-    replies = {n: emus[n].feedback("", b) for n in (4, 8)}  # the transmitter's side reuses one CSI per n_tx
+    replies = {n: emus[f"n_tx={n}"][0].feedback("", b) for n in (4, 8)}  # the transmitter reuses one CSI per n_tx
 
     def frames(rows: torch.Tensor, header: object) -> list[frame_pb2.Frame]:
         now, pr = time.time(), rows_to_proto(rows)
@@ -66,9 +71,7 @@ def cases(enc: Encoded, b: int, emus: dict[int | str, Emulator]) -> dict[str, Ca
         sent = transmit_antennas(s, T_STAR, bundle.abar, fb.csi, fb.n0, fb.csi_error, fb.split, n_tx, gen)
         return frames(antenna_rows(sent.x), sent.header)
 
-    def emu_batch(key: int | str) -> Callable[[], float]:
-        emu, n_tx = emus[key], 4 if key == "CDL-C" else int(key)
-
+    def emu_batch(emu: Emulator, n_tx: int) -> Callable[[], float]:
         def run() -> float:
             t0 = time.perf_counter()
             reply = emu.feedback("", b)  # the legitimate link's channel and CSI are drawn here: timed too
@@ -86,22 +89,26 @@ def cases(enc: Encoded, b: int, emus: dict[int | str, Emulator]) -> dict[str, Ca
     return {"encode": lambda: bundle.encoder(enc.images), "transmitter n_tx=1": tx_single,
             "transmitter n_tx=4": lambda: tx_antennas(4, replies[4]),
             "transmitter n_tx=8": lambda: tx_antennas(8, replies[8]),
-            **{f"emulator n_tx={n} (receiver + 1 eavesdropper)": emu_batch(n) for n in (1, 4, 8)},
-            "emulator n_tx=4 over CDL-C (receiver + 1 eavesdropper)": emu_batch("CDL-C")}
+            **{f"emulator {case} (receiver + 1 eavesdropper)": emu_batch(*e) for case, e in emus.items()}}
 
 
 def main() -> None:
     args = parse(__doc__, threads=1, repeats=100)
     b = args.batch
     loop = asyncio.new_event_loop()
-    emus: dict[int | str, Emulator] = {n: emulator(n, loop) for n in (1, 4, 8)}
-    emus["CDL-C"] = emulator(4, loop, "CDL-C")
-    med = median_ms(cases(encoded(b), b, emus), args.repeats)
+    enc = encoded(b)
+    emus = {f"n_tx={n}": (emulator(n, loop), n) for n in (1, 4, 8)}
+    emus["n_tx=4 over CDL-C"] = (emulator(4, loop, "CDL-C"), 4)
+    emus["n_tx=4 on ofdm TDL-A"] = (emulator(4, loop, phy="ofdm", k=enc.bundle.cfg.k), 4)
+    med = median_ms(cases(enc, b, emus), args.repeats)
     for name, ms in med.items():
         print(f"{name:<48} {ms:8.3f} ms per batch of {b}")
     print(f"transmitter, n_tx=4 over n_tx=1: +{med['transmitter n_tx=4'] - med['transmitter n_tx=1']:.3f} ms "
           f"= {100 * (med['transmitter n_tx=4'] - med['transmitter n_tx=1']) / med['encode']:.1f}% of the encode")
-    for e in emus.values():
+    emu = {case: med[f"emulator {case} (receiver + 1 eavesdropper)"] for case in emus}
+    print(f"emulator at n_tx=4: over CDL-C x{emu['n_tx=4 over CDL-C'] / emu['n_tx=4']:.1f}, "
+          f"on ofdm TDL-A x{emu['n_tx=4 on ofdm TDL-A'] / emu['n_tx=4']:.1f} the flat Rayleigh link's")
+    for e, _ in emus.values():
         e.close()
     if args.out:
         args.out.write_text(json.dumps({"batch": b, "threads": args.threads, "repeats": args.repeats,
