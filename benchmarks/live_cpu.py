@@ -3,6 +3,7 @@ images with one eavesdropper, against the model work alone (encode and decode of
 one torch thread), and the throughput bound that follows on this machine's cores.
 
     .venv/bin/python benchmarks/live_cpu.py [--n 1000] [--batch-size 500] [--max-batch 64] [--repeats 2]
+        [--receiver-threads N]
 
 Each service's CPU is read from /proc (its process and its children, e.g. the emulator's fan-out worker) before and
 after the run. The bound: the stack cannot carry more than cores / (CPU seconds per image, all services) images per
@@ -74,11 +75,14 @@ def main() -> None:
     ap.add_argument("--snr-db", type=float, default=10.0)
     ap.add_argument("--t-star", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--receiver-threads", type=int, default=None, help="the receiver's torch threads (default: "
+                    "torch's choice, as the launcher leaves it)")
     args = ap.parse_args()
     images = load_split("mnist", "test")[0][:args.n]
     cores = os.cpu_count() or 1
     stack = Stack(StackConfig.ephemeral(checkpoints=args.checkpoints, mode=args.mode, snr_db=args.snr_db,
                                         t_star=args.t_star, seed=args.seed, max_batch=args.max_batch,
+                                        receiver_threads=args.receiver_threads,
                                         eavesdroppers=[EveSpec("eve", EAVESDROPPERS["eve"].attack, 0.0)]))
     runs = []
     stack.start()
@@ -102,6 +106,7 @@ def main() -> None:
     print(f"model work alone (one thread): encode {work['encode']:.2f} s + decode {work['decode']:.2f} s for {args.n} "
           f"images, so at most {cores * args.n / sum(work.values()):.1f} images/s on {cores} cores")
     print(json.dumps({"n": args.n, "batch_size": args.batch_size, "max_batch": args.max_batch, "cores": cores,
+                      "receiver_threads": args.receiver_threads,
                       "runs": runs, "model_work_cpu_s": work}))
 
 
