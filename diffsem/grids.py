@@ -139,6 +139,12 @@ class AttackEvalGrid:
 
         return attack_cells(*self.axis_values())
 
+    def cost(self, cell: Cell) -> float:
+        """The cell's attack's relative cost (``Attack.cost``), to start the costliest cells first."""
+        from diffsem.attacks.base import attack_class
+
+        return attack_class(cell[-1]).cost
+
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         from diffsem.attacks.run import attack_cell
 

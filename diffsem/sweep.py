@@ -52,7 +52,9 @@ class SweepError(DiffSemError):
 
 class Grid(Protocol):
     """A sweep as cells. ``kind`` names the command; ``settings()`` is everything that decides a cell's value except
-    the grid's own axes (the store refuses cells written under other settings)."""
+    the grid's own axes (the store refuses cells written under other settings). A grid whose cells differ much in
+    cost may also have ``cost(cell) -> float``, a relative estimate: :func:`run_grid` then starts the costliest
+    first, so that no worker is left with a long cell while the others idle."""
 
     kind: str
 
@@ -298,6 +300,8 @@ def run_grid(grid: Grid, executor: LocalExecutor | RayExecutor, store: CellStore
         raise ConfigError(f"the {grid.kind} grid repeats a cell; give each value of an axis once")
     results = {c: r for c, r in (store.done() if store else {}).items() if c in set(cells)}
     todo = [c for c in cells if c not in results]
+    if (cost := getattr(grid, "cost", None)) is not None:  # longest first; each cell is seeded by its coordinates
+        todo.sort(key=cost, reverse=True)
     bar = tqdm(total=len(cells), initial=len(results), desc=f"{grid.kind} cells ({executor.name})", unit="cell",
                disable=not progress, file=sys.stderr)
     started = time.monotonic()

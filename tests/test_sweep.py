@@ -139,6 +139,40 @@ def test_a_failed_cell_is_named_and_rerun_once_then_the_sweep_fails(tmp_path: Pa
                     progress=False)[(3,)] == {"square": 9}
 
 
+@dataclass(frozen=True)
+class Costed:
+    """Cells 0..5 of cost 1, 5, 2, 5, 0, 3; ``ran`` records the order they ran in."""
+
+    ran: list
+    kind: str = "toy"
+    axes: tuple[str, ...] = ("i",)
+    costs: tuple[float, ...] = (1, 5, 2, 5, 0, 3)
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def cells(self) -> list[tuple[Any, ...]]:
+        return [(i,) for i in range(len(self.costs))]
+
+    def cost(self, cell: tuple[Any, ...]) -> float:
+        return self.costs[cell[0]]
+
+    def run_cell(self, cell: tuple[Any, ...]) -> dict[str, Any]:
+        self.ran.append(cell[0])
+        return {"i": cell[0]}
+
+
+def test_the_costliest_cells_start_first_and_the_results_keep_the_grid_order() -> None:
+    ran: list[int] = []
+    results = run_grid(Costed(ran), LocalExecutor(), progress=False)
+    assert ran == [1, 3, 5, 2, 0, 4]  # by cost, ties in grid order
+    assert list(results) == [(i,) for i in range(6)]
+    g = attack_grid()  # the attack grid's costs are its attacks' (Attack.cost), measured in BENCHMARKS
+    cost = {a: g.cost((0.0, "random", None, 0.0, a)) for a in ("whitebox-inversion", "inversion-decoder",
+                                                               "feature-classifier")}
+    assert cost["whitebox-inversion"] > cost["inversion-decoder"] > cost["feature-classifier"], cost
+
+
 def test_the_cli_takes_an_executor_and_refuses_a_bad_one(tmp_path: Path, capsys) -> None:
     from diffsem.cli import main
 

@@ -64,7 +64,9 @@ class Attack:
     - ``threat_model``: what it reaches beyond its tap, a key of :data:`THREAT_MODELS` (``query`` unless it says
       otherwise; one that ``needs_transmitter`` is ``white-box``), shown in every table and on the dashboard;
     - ``needs_traffic``: :meth:`fit` takes ``traffic``, intercepted frames of the transmitter's own images
-      (``diffsem attack train`` supplies them), as an attack without an oracle learns from.
+      (``diffsem attack train`` supplies them), as an attack without an oracle learns from;
+    - ``cost``: its time per image, attack and judging, relative to the inversion decoder's. A sweep only uses it
+      to start its costliest cells first (:func:`diffsem.sweep.run_grid`); the results do not depend on it.
     """
 
     name = "attack"
@@ -74,6 +76,7 @@ class Attack:
     threat_model = "query"
     needs_traffic = False
     weights_of: str | None = None
+    cost = 1.0
 
     @classmethod
     def weights_name(cls) -> str:

@@ -53,6 +53,7 @@ class FeatureClassifier(Attack):
     attacker's auxiliary split): the upper bound on task leakage. Labels only."""
 
     name = "feature-classifier"
+    cost = 0.15  # label only, no judging: 1-2 s against 10 s per 4000 images (BENCHMARKS, Ray)
     in_default_zoo = True
 
     @torch.no_grad()
@@ -106,6 +107,7 @@ class WhiteboxInversion(Attack):
     or the file), so :func:`diffsem.attacks.load_attack` builds it only when the caller passes one."""
 
     name = "whitebox-inversion"
+    cost = 50.0  # 0.14-0.16 s per image on one thread (benchmarks/sweep_ray.py)
     needs_transmitter = True
     in_default_zoo = True
     threat_model = "white-box"
@@ -155,6 +157,7 @@ class AdaptiveDiffusion(Attack):
     timestep nearest abar_eff, decodes the estimate to an image and classifies it with its own latent classifier."""
 
     name = "adaptive-diffusion"
+    cost = 2.0  # 440-570 s against 215-300 s per setting (docs/results)
     trainable = True
     in_default_zoo = True
 
