@@ -107,7 +107,7 @@ class WhiteboxInversion(Attack):
     or the file), so :func:`diffsem.attacks.load_attack` builds it only when the caller passes one."""
 
     name = "whitebox-inversion"
-    cost = 50.0  # 0.14-0.16 s per image on one thread (benchmarks/sweep_ray.py)
+    cost = 50.0  # 0.14-0.16 s per image on one thread, the inversion decoder's about 2.5 ms (BENCHMARKS, Ray)
     needs_transmitter = True
     in_default_zoo = True
     threat_model = "white-box"
