@@ -42,12 +42,10 @@ def eavesdropper_links(specs: list[str]) -> dict[str, pb.LinkSettings]:
     return out
 
 
-# the antennas' fields a flat link uses and an ofdm link does not (antennas.unused_fields): their options, defaults
-# and the ofdm link's own option of the same meaning
-FLAT_ARRAY_OPTIONS = {"estimator": ("csi_estimator", "perfect", "--estimator"),
-                      "feedback_delay": ("csi_delay", 0, "--feedback-delay"),
-                      "speed_kmh": ("csi_speed_kmh", 3.0, "--speed-kmh"),
-                      "channel_model": ("antenna_channel", "rayleigh", "--channel-model")}
+# the antennas' fields a flat link uses and an ofdm link does not (antennas.unused_fields): their option, and the
+# ofdm link's own option of the same meaning
+FLAT_ARRAY_OPTIONS = {"estimator": ("csi_estimator", "--estimator"), "feedback_delay": ("csi_delay", "--feedback-delay"),
+                      "speed_kmh": ("csi_speed_kmh", "--speed-kmh"), "channel_model": ("antenna_channel", "--channel-model")}
 
 
 def antenna_settings(args: Namespace) -> pb.AntennaSettings:
@@ -57,10 +55,10 @@ def antenna_settings(args: Namespace) -> pb.AntennaSettings:
         NULL_SPACE_BEAM_FRACTION if args.null_space else 1.0
     out = pb.AntennaSettings(n_tx=args.n_tx, n_rx=args.n_rx, null_space=args.null_space, beam_fraction=beam)
     unused = unused_fields(args.phy)
-    out.MergeFrom(pb.AntennaSettings(**{f: getattr(args, dest) for f, (dest, _, _) in FLAT_ARRAY_OPTIONS.items()
+    out.MergeFrom(pb.AntennaSettings(**{f: getattr(args, dest) for f, (dest, _) in FLAT_ARRAY_OPTIONS.items()
                                         if f not in unused}))
-    moved = [f"--{dest.replace('_', '-')} (use {flag})" for f, (dest, default, flag) in FLAT_ARRAY_OPTIONS.items()
-             if f in unused and getattr(args, dest) != default]
+    moved = [f"{SPEC.option(dest).flag} (use {flag})" for f, (dest, flag) in FLAT_ARRAY_OPTIONS.items()
+             if f in unused and getattr(args, dest) != SPEC.option(dest).default]
     if moved:
         raise BadRequest(f"{', '.join(moved)}: on --phy ofdm the CSI and the channel are the link's own options")
     return out
